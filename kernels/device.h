@@ -1,0 +1,70 @@
+/* drl_device: where buffers live and ops run (CPU or one CUDA GPU with its stream and cuBLAS handle).
+ * Every op takes a device and dispatches to op_cpu or op_cuda; buffers are raw pointers owned by the caller. */
+#ifndef DRL_DEVICE_H
+#define DRL_DEVICE_H
+
+#include <stddef.h>
+
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum drl_backend { DRL_BACKEND_CPU = 0, DRL_BACKEND_CUDA = 1 } drl_backend;
+
+typedef struct drl_device {
+  drl_backend backend;
+  int index;     /* CUDA device ordinal; 0 for CPU */
+  void *stream;  /* cudaStream_t (CUDA only) */
+  void *cublas;  /* cublasHandle_t (CUDA only) */
+} drl_device;
+
+/* Number of usable CUDA devices: 0 when built without CUDA or when none is visible. Never fails. */
+int drl_cuda_device_count(void);
+
+/* Opens a CPU device, or CUDA device `index` with a fresh stream and cuBLAS handle; no GPU is DRL_ERR_NO_DEVICE. */
+drl_status drl_device_open(drl_device *dev, drl_backend backend, int index);
+
+/* Releases the stream and handle; safe on a zeroed or already-closed device. */
+void drl_device_close(drl_device *dev);
+
+/* A short description ("cpu" or "cuda:0 NVIDIA H100 ...") written into buf. */
+void drl_device_describe(const drl_device *dev, char *buf, size_t cap);
+
+/* Allocates `bytes` (zero-filled) on the device; `what` names the buffer in the error message. */
+drl_status drl_alloc(const drl_device *dev, void **ptr, size_t bytes, const char *what);
+
+/* Frees a buffer from drl_alloc; NULL is a no-op. */
+void drl_free(const drl_device *dev, void *ptr);
+
+/* Sets `bytes` bytes to `value` (stream-ordered on CUDA). */
+drl_status drl_memset(const drl_device *dev, void *ptr, int value, size_t bytes);
+
+/* Copies host -> device buffer (stream-ordered on CUDA; the host buffer may be reused after drl_device_sync). */
+drl_status drl_copy_to_device(const drl_device *dev, void *dst, const void *src, size_t bytes);
+
+/* Copies device buffer -> host and waits for it. */
+drl_status drl_copy_to_host(const drl_device *dev, void *dst, const void *src, size_t bytes);
+
+/* Copies within the device (stream-ordered on CUDA). */
+drl_status drl_copy_on_device(const drl_device *dev, void *dst, const void *src, size_t bytes);
+
+/* Waits until all work queued on the device's stream has finished, and reports any asynchronous error. */
+drl_status drl_device_sync(const drl_device *dev);
+
+/* The CUDA halves of the calls above; implemented in device.cu, or as DRL_ERR_UNSUPPORTED without CUDA. */
+int drl_cuda_count(void);
+drl_status drl_cuda_open(drl_device *dev, int index);
+void drl_cuda_close(drl_device *dev);
+void drl_cuda_describe(const drl_device *dev, char *buf, size_t cap);
+drl_status drl_cuda_alloc(const drl_device *dev, void **ptr, size_t bytes, const char *what);
+void drl_cuda_free(const drl_device *dev, void *ptr);
+drl_status drl_cuda_memset(const drl_device *dev, void *ptr, int value, size_t bytes);
+drl_status drl_cuda_copy(const drl_device *dev, void *dst, const void *src, size_t bytes, int kind);
+drl_status drl_cuda_sync(const drl_device *dev);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DRL_DEVICE_H */

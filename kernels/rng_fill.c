@@ -1,0 +1,29 @@
+#include "rng_fill.h"
+
+#include "nvtx.h"
+
+drl_status drl_rng_fill_cpu(void *out, uint64_t n, drl_rng_stream s, uint64_t offset, drl_rng_dist dist) {
+  uint32_t *o = (uint32_t *)out;
+  /* Each element is addressed by its index, so the split across threads cannot change a bit. */
+#pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < (int64_t)n; ++k) o[k] = drl_rng_fill_element(s, offset + (uint64_t)k, dist);
+  return DRL_OK;
+}
+
+drl_status drl_rng_fill(const drl_device *dev, void *out, uint64_t n, drl_rng_stream s, uint64_t offset,
+                        drl_rng_dist dist) {
+  DRL_RANGE("rng_fill");
+  if (n && !out) return DRL_FAIL(DRL_ERR_INVALID_ARG, "drl_rng_fill: NULL output for %llu elements",
+                                 (unsigned long long)n);
+  if ((unsigned)dist > DRL_DIST_NORMAL) return DRL_FAIL(DRL_ERR_INVALID_ARG, "drl_rng_fill: unknown dist %d", (int)dist);
+  if (dev->backend == DRL_BACKEND_CUDA) return drl_rng_fill_cuda(dev, out, n, s, offset, dist);
+  return drl_rng_fill_cpu(out, n, s, offset, dist);
+}
+
+#ifndef DRL_HAVE_CUDA
+drl_status drl_rng_fill_cuda(const drl_device *dev, void *out, uint64_t n, drl_rng_stream s, uint64_t offset,
+                             drl_rng_dist dist) {
+  (void)dev, (void)out, (void)n, (void)s, (void)offset, (void)dist;
+  return DRL_FAIL(DRL_ERR_UNSUPPORTED, "rng_fill: built without CUDA");
+}
+#endif
