@@ -14,6 +14,9 @@ extern "C" {
 #define DRL_DATASET_FORMAT_VERSION 1
 #define DRL_TASK_NAME_CAP 32
 #define DRL_VOCAB_CAP 256
+/* Readers refuse files beyond these sizes before allocating (a corrupted header must not allocate terabytes). */
+#define DRL_DATASET_MAX_SEQS ((int64_t)1 << 26)
+#define DRL_DATASET_MAX_TOKENS ((int64_t)1 << 33)
 
 /* A ragged array of token sequences: sequence i is tokens[offsets[i] .. offsets[i+1]). */
 typedef struct drl_token_seqs {

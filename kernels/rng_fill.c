@@ -3,10 +3,11 @@
 #include "nvtx.h"
 
 drl_status drl_rng_fill_cpu(void *out, uint64_t n, drl_rng_stream s, uint64_t offset, drl_rng_dist dist) {
-  uint32_t *o = (uint32_t *)out;
+  if (n == 0) return DRL_OK;
+  uint64_t first = offset / 4, last = (offset + n - 1) / 4;
   /* Each element is addressed by its index, so the split across threads cannot change a bit. */
 #pragma omp parallel for schedule(static)
-  for (int64_t k = 0; k < (int64_t)n; ++k) o[k] = drl_rng_fill_element(s, offset + (uint64_t)k, dist);
+  for (int64_t q = (int64_t)first; q <= (int64_t)last; ++q) drl_rng_fill_store(s, (uint64_t)q, dist, offset, n, out);
   return DRL_OK;
 }
 

@@ -24,6 +24,15 @@ drl_status drl_fail(drl_status s, const char *file, int line, const char *fmt, .
   return s;
 }
 
+/* Appends text to buf (holding len bytes) without overflowing cap; returns the new length. */
+static size_t append(char *buf, size_t len, size_t cap, const char *text) {
+  size_t add = strlen(text);
+  if (add > cap - 1 - len) add = cap - 1 - len;
+  memcpy(buf + len, text, add);
+  buf[len + add] = '\0';
+  return len + add;
+}
+
 drl_status drl_fail_context(drl_status s, const char *fmt, ...) {
   char prev[DRL_ERROR_CAP];
   memcpy(prev, drl_error_buf, DRL_ERROR_CAP);
@@ -31,8 +40,9 @@ drl_status drl_fail_context(drl_status s, const char *fmt, ...) {
   va_start(ap, fmt);
   int n = vsnprintf(drl_error_buf, DRL_ERROR_CAP, fmt, ap);
   va_end(ap);
-  if (n < 0) n = 0;
-  if (n < DRL_ERROR_CAP) snprintf(drl_error_buf + n, DRL_ERROR_CAP - (size_t)n, ": %s", prev);
+  size_t len = n < 0 ? 0 : (n >= DRL_ERROR_CAP ? DRL_ERROR_CAP - 1 : (size_t)n);
+  len = append(drl_error_buf, len, DRL_ERROR_CAP, ": ");
+  append(drl_error_buf, len, DRL_ERROR_CAP, prev);
   return s;
 }
 

@@ -1,0 +1,205 @@
+/* Run configuration: YAML loaded with libcyaml into plain C structs.
+ *
+ * Every key is declared exactly once, in the DRL_CONFIG_KEYS_<section> tables below. From that one line come the
+ * struct member, the libcyaml schema, the default (the embedded default YAML is assembled from the tables), the
+ * range, the help text, the --set parser and the printer. Adding a key is one line in one table. */
+#ifndef DRL_CONFIG_H
+#define DRL_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <dynrl.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Capacity of every string value, NUL included (paths: longer ones are rejected with a message). */
+#define DRL_CONFIG_STR_CAP 1024
+
+/* ---- enumerations: V(C enumerator, YAML spelling) ---- */
+#define DRL_CFG_ENUM_device(V) V(DRL_CFG_DEVICE_CPU, "cpu") V(DRL_CFG_DEVICE_CUDA, "cuda")
+#define DRL_CFG_ENUM_log_level(V) \
+  V(DRL_CFG_LOG_ERROR, "error") V(DRL_CFG_LOG_WARN, "warn") V(DRL_CFG_LOG_INFO, "info") V(DRL_CFG_LOG_DEBUG, "debug")
+#define DRL_CFG_ENUM_ffn(V) V(DRL_CFG_FFN_DENSE, "dense") V(DRL_CFG_FFN_MOE, "moe")
+#define DRL_CFG_ENUM_task(V) V(DRL_CFG_TASK_ADD, "add") V(DRL_CFG_TASK_SORT, "sort") V(DRL_CFG_TASK_KEYFORK, "keyfork")
+#define DRL_CFG_ENUM_optimizer(V) V(DRL_CFG_OPTIM_ADAMW, "adamw") V(DRL_CFG_OPTIM_SPSA, "spsa")
+#define DRL_CFG_ENUM_lr_schedule(V) V(DRL_CFG_LR_COSINE, "cosine") V(DRL_CFG_LR_CONSTANT, "constant")
+#define DRL_CFG_ENUM_phase(V) V(DRL_CFG_PHASE_SFT, "sft") V(DRL_CFG_PHASE_GRPO, "grpo")
+
+/* Every enumeration above, once: each gets `drl_cfg_<e>`, DRL_CFG_COUNT_<e> and a list type `drl_cfg_<e>_list`. */
+#define DRL_CFG_ENUMS(E) E(device) E(log_level) E(ffn) E(task) E(optimizer) E(lr_schedule) E(phase)
+
+/* ---- sections: S(name, help) ---- */
+#define DRL_CONFIG_SECTIONS(S)                                                        \
+  S(run, "where and how the process runs")                                            \
+  S(model, "transformer policy")                                                      \
+  S(data, "prompts: a dataset file or a built-in task")                               \
+  S(optim, "optimizer and learning-rate schedule")                                    \
+  S(trainer, "what runs, in which order, and how often it evaluates and checkpoints") \
+  S(sft, "supervised warm start (cross-entropy on response tokens)")                  \
+  S(grpo, "group-relative policy optimisation")
+
+/* ---- keys: X(section, key, type, default written as YAML, one-line help) ----
+ * Types (ranges inclusive unless named otherwise):
+ *   U64            unsigned 64-bit integer          INT(min, max)      int in [min, max]
+ *   REAL(min, max) double in [min, max]             REAL_GT(min, max)  double in (min, max]
+ *   REAL_LT(min, max) double in [min, max)          BOOL               true / false
+ *   STR(min_len)   string of DRL_CONFIG_STR_CAP     ENUM(e)            one of DRL_CFG_ENUM_<e>
+ *   LIST(e)        ordered list of DRL_CFG_ENUM_<e>, at least one, no repeats
+ * Defaults are written the way drl_config_to_yaml prints them (a test holds the two equal): floats carry a '.'
+ * (0.001, 1.0e-05, 10000.0) so every YAML reader sees a float. */
+#define DRL_CONFIG_KEYS_run(X)                                                                          \
+  X(run, seed, U64, "1234", "key of every random stream: same seed and config give the same run")      \
+  X(run, out_dir, STR(1), "run", "directory for checkpoints, metrics and logs")                       \
+  X(run, device, ENUM(device), "cpu", "compute backend: cpu or cuda")                                  \
+  X(run, device_index, INT(0, 255), "0", "CUDA device ordinal (ignored on cpu)")                       \
+  X(run, threads, INT(0, 1024), "0", "CPU threads (OpenMP); 0 = all cores")                            \
+  X(run, log_every, INT(1, 1000000000), "10", "print a progress line every N steps")                   \
+  X(run, quiet, BOOL, "false", "print only warnings and errors")                                       \
+  X(run, log_level, ENUM(log_level), "info", "most detailed messages printed: error, warn, info, debug")
+
+#define DRL_CONFIG_KEYS_model(X)                                                                             \
+  X(model, vocab_size, INT(0, 1048576), "0", "vocabulary size; 0 = the dataset's")                          \
+  X(model, d_model, INT(1, 65536), "128", "width of the residual stream")                                   \
+  X(model, n_layers, INT(1, 1024), "4", "transformer blocks")                                               \
+  X(model, n_heads, INT(1, 1024), "4", "query heads; must divide d_model, head size must be even (RoPE)")   \
+  X(model, n_kv_heads, INT(1, 1024), "4", "key/value heads (GQA); must divide n_heads")                     \
+  X(model, d_ff, INT(1, 1048576), "512", "hidden width of the SwiGLU feed-forward")                         \
+  X(model, max_seq, INT(1, 1048576), "64", "longest sequence, prompt plus response, in tokens")             \
+  X(model, tied_embeddings, BOOL, "true", "the LM head shares the token embedding matrix")                  \
+  X(model, ffn, ENUM(ffn), "dense", "feed-forward block: dense (SwiGLU) or moe (mixture of experts)")       \
+  X(model, rope_theta, REAL(1, 1e12), "10000.0", "RoPE base frequency")                                     \
+  X(model, init_std, REAL(0, 1), "0.02", "standard deviation of the normal initialisation of weights")      \
+  X(model, norm_eps, REAL_GT(0, 1), "1.0e-05", "epsilon inside RMSNorm")
+
+#define DRL_CONFIG_KEYS_data(X)                                                                                 \
+  X(data, task, ENUM(task), "add", "built-in task: add (addition), sort (sort digits), keyfork (few decisive tokens)") \
+  X(data, path, STR(0), "\"\"", "dataset file (HDF5); empty = generate from the task")                          \
+  X(data, n_train, INT(1, 1000000000), "20000", "training prompts")                                            \
+  X(data, n_eval, INT(0, 1000000000), "256", "held-out evaluation prompts; 0 = none")                          \
+  X(data, size, INT(0, 4096), "0", "task size (digits for add, length for sort); 0 = the task's default")
+
+#define DRL_CONFIG_KEYS_optim(X)                                                                                \
+  X(optim, name, ENUM(optimizer), "adamw", "optimizer: adamw, or spsa (zeroth-order)")                         \
+  X(optim, lr, REAL(0, 10), "0.001", "peak learning rate")                                                     \
+  X(optim, lr_schedule, ENUM(lr_schedule), "cosine", "after warmup: cosine decay to min_lr_ratio * lr, or constant") \
+  X(optim, warmup_steps, INT(0, 1000000000), "0", "steps of linear warmup from 0 to lr")                       \
+  X(optim, min_lr_ratio, REAL(0, 1), "0.1", "final learning rate of the cosine schedule, as a fraction of lr") \
+  X(optim, beta1, REAL_LT(0, 1), "0.9", "AdamW decay of the first moment")                                     \
+  X(optim, beta2, REAL_LT(0, 1), "0.95", "AdamW decay of the second moment")                                   \
+  X(optim, eps, REAL_GT(0, 1), "1.0e-08", "AdamW epsilon in the denominator")                                  \
+  X(optim, weight_decay, REAL(0, 10), "0.0", "decoupled weight decay (AdamW)")                                 \
+  X(optim, grad_clip, REAL(0, 1e9), "1.0", "clip the global gradient norm to this; 0 = off")                   \
+  X(optim, tf32, BOOL, "false", "allow TF32 GEMMs on the GPU (faster, about 1e-3 relative error)")
+
+#define DRL_CONFIG_KEYS_trainer(X)                                                                          \
+  X(trainer, phases, LIST(phase), "[sft, grpo]", "phases run in this order: sft, grpo")                    \
+  X(trainer, eval_every, INT(0, 1000000000), "100", "evaluate every N steps; 0 = never")                   \
+  X(trainer, ckpt_every, INT(0, 1000000000), "500", "write a checkpoint every N steps; 0 = never")         \
+  X(trainer, resume, BOOL, "false", "continue from the checkpoint in out_dir")
+
+#define DRL_CONFIG_KEYS_sft(X)                                                   \
+  X(sft, steps, INT(0, 1000000000), "300", "optimizer steps of the sft phase")   \
+  X(sft, batch_size, INT(1, 1048576), "32", "sequences per step")
+
+#define DRL_CONFIG_KEYS_grpo(X)                                                                                  \
+  X(grpo, steps, INT(0, 1000000000), "100", "iterations of the grpo phase")                                     \
+  X(grpo, prompts_per_step, INT(1, 1048576), "8", "prompts sampled per iteration")                              \
+  X(grpo, group_size, INT(2, 65536), "16", "rollouts per prompt (G); advantages are normalised in the group")    \
+  X(grpo, temperature, REAL_GT(0, 100), "1.0", "sampling temperature")                                          \
+  X(grpo, top_k, INT(0, 1048576), "0", "sample among the k most likely tokens; 0 = off")                        \
+  X(grpo, top_p, REAL_GT(0, 1), "1.0", "nucleus sampling: smallest set with this probability mass; 1 = off")    \
+  X(grpo, max_new_tokens, INT(1, 1048576), "16", "longest response in tokens")                                  \
+  X(grpo, clip_low, REAL_LT(0, 1), "0.2", "PPO clip: ratio >= 1 - clip_low")                                    \
+  X(grpo, clip_high, REAL(0, 100), "0.28", "PPO clip: ratio <= 1 + clip_high (DAPO clip-higher)")               \
+  X(grpo, kl_beta, REAL(0, 100), "0.0", "weight of the k3 KL penalty to the frozen reference; 0 = off")         \
+  X(grpo, ppo_epochs, INT(1, 1000), "1", "passes over each batch of rollouts")                                  \
+  X(grpo, minibatches, INT(1, 65536), "1", "optimizer steps per pass (the batch is split this many ways)")
+
+/* ---- generated declarations (nothing below needs editing when a key is added) ---- */
+#define DRL_CFG_ENUMERATOR_(id, str) id,
+#define DRL_CFG_PLUS_ONE_(id, str) +1
+#define DRL_CFG_DECLARE_ENUM_(e)                                                  \
+  typedef enum drl_cfg_##e { DRL_CFG_ENUM_##e(DRL_CFG_ENUMERATOR_) } drl_cfg_##e; \
+  enum { DRL_CFG_COUNT_##e = 0 DRL_CFG_ENUM_##e(DRL_CFG_PLUS_ONE_) };             \
+  typedef struct drl_cfg_##e##_list {                                             \
+    int count;                                                                    \
+    drl_cfg_##e items[DRL_CFG_COUNT_##e];                                         \
+  } drl_cfg_##e##_list;
+DRL_CFG_ENUMS(DRL_CFG_DECLARE_ENUM_)
+
+/* C type and array suffix of each key type (the type's arguments are the range, unused here). */
+#define DRL_CFG_CTYPE_U64 uint64_t
+#define DRL_CFG_CTYPE_INT(lo, hi) int
+#define DRL_CFG_CTYPE_REAL(lo, hi) double
+#define DRL_CFG_CTYPE_REAL_GT(lo, hi) double
+#define DRL_CFG_CTYPE_REAL_LT(lo, hi) double
+#define DRL_CFG_CTYPE_BOOL bool
+#define DRL_CFG_CTYPE_STR(min_len) char
+#define DRL_CFG_CTYPE_ENUM(e) drl_cfg_##e
+#define DRL_CFG_CTYPE_LIST(e) drl_cfg_##e##_list
+#define DRL_CFG_DIM_U64
+#define DRL_CFG_DIM_INT(lo, hi)
+#define DRL_CFG_DIM_REAL(lo, hi)
+#define DRL_CFG_DIM_REAL_GT(lo, hi)
+#define DRL_CFG_DIM_REAL_LT(lo, hi)
+#define DRL_CFG_DIM_BOOL
+#define DRL_CFG_DIM_STR(min_len) [DRL_CONFIG_STR_CAP]
+#define DRL_CFG_DIM_ENUM(e)
+#define DRL_CFG_DIM_LIST(e)
+
+#define DRL_CFG_MEMBER_(sec, key, type, def, help) DRL_CFG_CTYPE_##type key DRL_CFG_DIM_##type;
+#define DRL_CFG_DECLARE_SECTION_(sec, help) \
+  typedef struct drl_config_##sec {         \
+    DRL_CONFIG_KEYS_##sec(DRL_CFG_MEMBER_)  \
+  } drl_config_##sec;
+DRL_CONFIG_SECTIONS(DRL_CFG_DECLARE_SECTION_)
+
+#define DRL_CFG_SECTION_MEMBER_(sec, help) drl_config_##sec sec;
+/* The whole configuration: one member per section (cfg.model.d_model, cfg.trainer.phases.items[i]...).
+ * Plain data: strings are inline arrays, so a drl_config may be copied by assignment. */
+typedef struct drl_config {
+  DRL_CONFIG_SECTIONS(DRL_CFG_SECTION_MEMBER_)
+} drl_config;
+
+/* ---- API. Failures return DRL_ERR_CONFIG (DRL_ERR_IO for an unreadable file, DRL_ERR_OOM) with a message for
+ * drl_last_error() that names the key path, the value and what is allowed; on failure *cfg is left unchanged. ---- */
+
+/* Fills cfg with the defaults: the embedded default YAML, loaded through the same path as a file. */
+drl_status drl_config_load_default(drl_config *cfg);
+
+/* Fills cfg with the defaults, then the keys the YAML file at path names; the result is validated. */
+drl_status drl_config_load_file(drl_config *cfg, const char *path);
+
+/* Like drl_config_load_file for YAML text; origin (e.g. "--config-string") names it in messages, NULL = "<string>". */
+drl_status drl_config_load_string(drl_config *cfg, const char *yaml, const char *origin);
+
+/* Applies one override "section.key=value" (lists: "a,b" or "[a, b]"; strings taken verbatim) with the key's
+ * type and range check. Rules between keys are left to drl_config_validate, run after the last override. */
+drl_status drl_config_set(drl_config *cfg, const char *assignment);
+
+/* Checks every key's type and range and the rules between keys (e.g. n_heads divides d_model). */
+drl_status drl_config_validate(const drl_config *cfg);
+
+/* Prints cfg as commented YAML (the layout of the default) into a malloc'd string the caller frees; it loads back
+ * to an equal config (floats in shortest round-trip form, strings quoted where YAML would misread them). */
+drl_status drl_config_to_yaml(const drl_config *cfg, char **text);
+
+/* Nonzero when every key of a and b holds the same value (floats compared bit for bit). */
+int drl_config_equal(const drl_config *a, const drl_config *b);
+
+/* Releases what cfg owns (nothing yet: strings are inline) and zeroes it; safe to call twice. */
+void drl_config_free(drl_config *cfg);
+
+/* The embedded default configuration as YAML text (static storage; configs/default.yaml holds the same text). */
+const char *drl_config_default_yaml(void);
+
+/* One line per key, "section.key  type and range  default  help", in a malloc'd string the caller frees. */
+drl_status drl_config_help(char **text);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DRL_CONFIG_H */

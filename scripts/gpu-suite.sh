@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs on the lent GPU machine, from the repository root, with gpu-bundle/ carried along (scripts/gpu-bundle.sh):
+# every gpu test binary, then the same binaries under compute-sanitizer, then the GPU benchmarks.
+# Writes $OUT/gpu-suite.log (everything) and $OUT/figures.md (benchmark output); ends with "N passed, N failed".
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bundle=${DRL_GPU_BUNDLE:-$root/gpu-bundle}
+out=${OUT:-$root/gpu-out}
+mkdir -p "$out"
+log="$out/gpu-suite.log"
+figures="$out/figures.md"
+: > "$log"
+: > "$figures"
+export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+
+say() { echo "$*" | tee -a "$log"; }
+passed=0
+failed=0
+record() {  # record NAME EXIT_CODE
+  if [ "$2" -eq 0 ]; then passed=$((passed + 1)); say "PASS $1"; else failed=$((failed + 1)); say "FAIL $1 (exit $2)"; fi
+}
+
+say "== device"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$log"
+say "bundle commit: $(cat "$bundle/COMMIT" 2>/dev/null || echo unknown)"
+
+say "== gpu tests"
+for t in "$bundle"/tests/*; do
+  name=$(basename "$t")
+  "$t" --gtest_output="xml:$out/$name.xml" >>"$log" 2>&1
+  record "$name" $?
+done
+
+say "== compute-sanitizer"
+if command -v compute-sanitizer >/dev/null 2>&1; then
+  for tool in memcheck initcheck; do
+    for t in "$bundle"/tests/*; do
+      name=$(basename "$t")
+      extra=()
+      [ "$tool" = memcheck ] && extra=(--leak-check full)
+      compute-sanitizer --tool "$tool" --error-exitcode 86 "${extra[@]}" "$t" >>"$log" 2>&1
+      record "$tool:$name" $?
+    done
+  done
+else
+  say "compute-sanitizer not found: skipped"
+fi
+
+say "== benchmarks"
+for b in "$bundle"/bench/*; do
+  [ -f "$b" ] || continue
+  name=$(basename "$b")
+  { echo "### $name"; echo; } >>"$figures"
+  "$b" --device cuda >>"$figures" 2>>"$log"
+  record "bench:$name" $?
+done
+
+say "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
