@@ -53,6 +53,25 @@ static int digit_run(const char *s) {
   return n;
 }
 
+/* Reward of a digit response (m tokens before EOS) against the target digits: 1/0 for an exact match; with partial,
+ * the fraction of positions that agree (aligned from the right or the left) over the longer length, and 0 for an
+ * empty response or one holding a non-digit. */
+static float score_digits(const char *vocab, const int32_t *content, int64_t m, const char *target, int64_t nt,
+                          int partial, int from_right) {
+  if (!partial) {
+    int ok = m == nt;
+    for (int64_t j = 0; ok && j < m; ++j) ok = vocab[content[j]] == target[j];
+    return ok ? 1.0f : 0.0f;
+  }
+  if (m == 0) return 0.0f;
+  for (int64_t j = 0; j < m; ++j)
+    if (!is_digit(vocab[content[j]])) return 0.0f;
+  int64_t matches = 0;
+  for (int64_t j = 0; j < m && j < nt; ++j)
+    matches += from_right ? vocab[content[m - 1 - j]] == target[nt - 1 - j] : vocab[content[j]] == target[j];
+  return (float)((double)matches / (double)(m > nt ? m : nt));
+}
+
 /* ---------------------------------------------------------------- add */
 
 /* An operand with a uniform digit count in 1..size, then a uniform value with that many digits (words k..k+2). */
@@ -96,26 +115,8 @@ static drl_status add_reward(const char *vocab, const char *prompt, const int32_
                     ADD_PARSE_DIGITS);
   char sum[ADD_PARSE_DIGITS + 2];
   int ns = add_digit_strings(prompt, na, b, nb, sum);
-  if (!partial) {
-    int ok = m == ns;
-    for (int64_t j = 0; ok && j < m; ++j) ok = vocab[content[j]] == sum[j];
-    *reward = ok ? 1.0f : 0.0f;
-    return DRL_OK;
-  }
-  for (int64_t j = 0; j < m; ++j)
-    if (!is_digit(vocab[content[j]])) {
-      *reward = 0.0f; /* malformed */
-      return DRL_OK;
-    }
-  if (m == 0) {
-    *reward = 0.0f;
-    return DRL_OK;
-  }
   /* Aligned from the right: the units digit of the response against the units digit of the sum. */
-  int64_t matches = 0;
-  for (int64_t j = 0; j < m && j < ns; ++j) matches += vocab[content[m - 1 - j]] == sum[ns - 1 - j];
-  int64_t denom = m > ns ? m : ns;
-  *reward = (float)((double)matches / (double)denom);
+  *reward = score_digits(vocab, content, m, sum, ns, partial, 1);
   return DRL_OK;
 }
 
@@ -153,25 +154,7 @@ static drl_status sort_reward(const char *vocab, const char *prompt, const int32
   int n = 0;
   for (int d = 0; d < 10; ++d)
     while (count[d]-- > 0) sorted[n++] = (char)('0' + d);
-  if (!partial) {
-    int ok = m == ns;
-    for (int64_t j = 0; ok && j < m; ++j) ok = vocab[content[j]] == sorted[j];
-    *reward = ok ? 1.0f : 0.0f;
-    return DRL_OK;
-  }
-  for (int64_t j = 0; j < m; ++j)
-    if (!is_digit(vocab[content[j]])) {
-      *reward = 0.0f; /* malformed */
-      return DRL_OK;
-    }
-  if (m == 0) {
-    *reward = 0.0f;
-    return DRL_OK;
-  }
-  int64_t matches = 0;
-  for (int64_t j = 0; j < m && j < ns; ++j) matches += vocab[content[j]] == sorted[j];
-  int64_t denom = m > ns ? m : ns;
-  *reward = (float)((double)matches / (double)denom);
+  *reward = score_digits(vocab, content, m, sorted, ns, partial, 0);
   return DRL_OK;
 }
 

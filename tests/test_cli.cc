@@ -9,6 +9,8 @@
 #include <sstream>
 #include <string>
 
+#include "test_util.h"
+
 namespace {
 
 struct CliRun {
@@ -29,16 +31,7 @@ CliRun run(const std::string &args) {
   return r;
 }
 
-class Cli : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/dynrl_cli_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir = tmpl;
-  }
-  void TearDown() override { system(("rm -rf " + dir).c_str()); }
-  std::string dir;
-};
+class Cli : public TempDirTest {};
 
 bool has(const std::string &s, const std::string &part) { return s.find(part) != std::string::npos; }
 
@@ -68,7 +61,7 @@ TEST_F(Cli, WrongUsageExitsTwoWithUsage) {
 }
 
 TEST_F(Cli, DataGenThenInfo) {
-  std::string file = dir + "/nested/dir/add.h5";
+  std::string file = dir_ + "/nested/dir/add.h5";
   CliRun g = run("data gen --task add --n 50 --seed 7 -o " + file);
   ASSERT_EQ(g.code, 0) << g.out;
   CliRun i = run("data info " + file);
@@ -77,21 +70,21 @@ TEST_F(Cli, DataGenThenInfo) {
   EXPECT_TRUE(has(i.out, "50 sequences")) << i.out;
   EXPECT_TRUE(has(i.out, "prompt[0]")) << i.out;
   // Same seed, same file contents (dataset-level determinism through the CLI).
-  std::string again = dir + "/again.h5";
+  std::string again = dir_ + "/again.h5";
   ASSERT_EQ(run("data gen --task add --n 50 --seed 7 -o " + again).code, 0);
   CliRun i2 = run("data info " + again);
   EXPECT_EQ(i.out.substr(i.out.find("task")), i2.out.substr(i2.out.find("task")));
 }
 
 TEST_F(Cli, DataErrorsAreMessagesNotCrashes) {
-  CliRun missing = run("data info " + dir + "/nope.h5");
+  CliRun missing = run("data info " + dir_ + "/nope.h5");
   EXPECT_EQ(missing.code, 1);
   EXPECT_TRUE(has(missing.out, "dynrl: error:")) << missing.out;
-  std::ofstream(dir + "/text.h5") << "not an hdf5 file\n";
-  CliRun text = run("data info " + dir + "/text.h5");
+  std::ofstream(dir_ + "/text.h5") << "not an hdf5 file\n";
+  CliRun text = run("data info " + dir_ + "/text.h5");
   EXPECT_EQ(text.code, 1);
   EXPECT_TRUE(has(text.out, "text.h5")) << text.out;
-  CliRun task = run("data gen --task nosuchtask --n 5 -o " + dir + "/x.h5");
+  CliRun task = run("data gen --task nosuchtask --n 5 -o " + dir_ + "/x.h5");
   EXPECT_EQ(task.code, 1);
   EXPECT_TRUE(has(task.out, "nosuchtask")) << task.out;
   EXPECT_TRUE(has(task.out, "add")) << "lists the known tasks: " << task.out;
@@ -101,7 +94,7 @@ TEST_F(Cli, ConfigPrintLoadsBackToTheSameConfig) {
   CliRun first = run("config print --set model.d_model=96 --set optim.lr=0.0003");
   ASSERT_EQ(first.code, 0) << first.out;
   EXPECT_TRUE(has(first.out, "d_model: 96")) << first.out;
-  std::string file = dir + "/effective.yaml";
+  std::string file = dir_ + "/effective.yaml";
   std::ofstream(file) << first.out;
   CliRun second = run("config print " + file);
   ASSERT_EQ(second.code, 0) << second.out;
@@ -112,8 +105,8 @@ TEST_F(Cli, ConfigErrorsNameTheKey) {
   CliRun bad = run("config print --set model.d_modle=3");
   EXPECT_EQ(bad.code, 1);
   EXPECT_TRUE(has(bad.out, "model.d_modle")) << bad.out;
-  std::ofstream(dir + "/bad.yaml") << "model:\n  n_layers: -4\n";
-  CliRun range = run("config print " + dir + "/bad.yaml");
+  std::ofstream(dir_ + "/bad.yaml") << "model:\n  n_layers: -4\n";
+  CliRun range = run("config print " + dir_ + "/bad.yaml");
   EXPECT_EQ(range.code, 1);
   EXPECT_TRUE(has(range.out, "model.n_layers")) << range.out;
 }

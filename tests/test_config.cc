@@ -157,7 +157,7 @@ TEST(Config, PrintedDefaultIsTheEmbeddedText) {
 }
 
 TEST(Config, ExampleFileMatchesEmbeddedDefault) {
-  const std::string path = DRL_TEST_DATA_DIR "/../../configs/default.yaml";
+  const std::string path = DRL_SOURCE_DIR "/configs/default.yaml";
   drl_config from_file;
   ASSERT_EQ(drl_config_load_file(&from_file, path.c_str()), DRL_OK) << last_error();
   drl_config c = defaults();
@@ -629,4 +629,20 @@ TEST(Config, NullArgumentsAreRejected) {
   EXPECT_EQ(drl_config_validate(nullptr), DRL_ERR_INVALID_ARG);
   EXPECT_EQ(drl_config_to_yaml(nullptr, &text), DRL_ERR_INVALID_ARG);
   EXPECT_EQ(drl_config_help(nullptr), DRL_ERR_INVALID_ARG);
+}
+
+extern "C" {
+#include "data/tasks.h"
+}
+
+// The config's task enumeration and the data layer's built-in tasks are the same set.
+TEST(Config, TaskEnumMatchesBuiltInTasks) {
+  drl_config cfg;
+  ASSERT_EQ(drl_config_load_default(&cfg), DRL_OK);
+  int n = 0;
+  for (const char *const *name = drl_task_names(); *name; ++name, ++n) {
+    std::string assignment = std::string("data.task=") + *name;
+    EXPECT_EQ(drl_config_set(&cfg, assignment.c_str()), DRL_OK) << *name << ": " << drl_last_error();
+  }
+  EXPECT_EQ(n, DRL_CFG_COUNT_task);
 }

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
+
 extern "C" {
 #include "data/h5.h"
 }
@@ -26,27 +28,14 @@ namespace {
 namespace fs = std::filesystem;
 
 // Every test gets a fresh directory under /tmp, removed afterwards, and must leave no HDF5 object open.
-class H5Test : public ::testing::Test {
+// Every test must also leave no HDF5 object open.
+class H5Test : public TempDirTest {
  protected:
-  std::string dir_;
-
-  void SetUp() override {
-    char tmpl[] = "/tmp/dynrl_h5_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    drl_clear_error();
-  }
   void TearDown() override {
     EXPECT_EQ(H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL), 0) << "an HDF5 handle leaked";
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
+    TempDirTest::TearDown();
   }
-  std::string path(const std::string &name) const { return dir_ + "/" + name; }
 };
-
-std::string last_error() { return drl_last_error(); }
-
-#define EXPECT_ERROR_HAS(sub) EXPECT_NE(last_error().find(sub), std::string::npos) << "message: " << last_error()
 
 std::vector<unsigned char> read_bytes(const std::string &p) {
   std::ifstream in(p, std::ios::binary);
