@@ -15,10 +15,26 @@ typedef enum drl_backend { DRL_BACKEND_CPU = 0, DRL_BACKEND_CUDA = 1 } drl_backe
 
 typedef struct drl_device {
   drl_backend backend;
-  int index;     /* CUDA device ordinal; 0 for CPU */
-  void *stream;  /* cudaStream_t (CUDA only) */
-  void *cublas;  /* cublasHandle_t (CUDA only) */
+  int index;       /* CUDA device ordinal; 0 for CPU */
+  void *stream;    /* cudaStream_t (CUDA only) */
+  void *cublas;    /* cublasHandle_t (CUDA only) */
+  int allow_tf32;  /* GEMMs may use TF32 tensor cores (CUDA only; config optim.tf32) */
 } drl_device;
+
+/* In an op's dispatching entry point: hands a CUDA device to the op's _cuda twin, or, in a build without CUDA,
+ * returns DRL_ERR_UNSUPPORTED. Falls through for the CPU. */
+#ifdef DRL_HAVE_CUDA
+#define DRL_DISPATCH_CUDA(dev, call)                          \
+  do {                                                        \
+    if ((dev)->backend == DRL_BACKEND_CUDA) return (call);    \
+  } while (0)
+#else
+#define DRL_DISPATCH_CUDA(dev, call)                                                              \
+  do {                                                                                            \
+    if ((dev)->backend == DRL_BACKEND_CUDA)                                                       \
+      return DRL_FAIL(DRL_ERR_UNSUPPORTED, "this dynrl was built without CUDA (configure with -DDYNRL_CUDA=ON)"); \
+  } while (0)
+#endif
 
 /* Number of usable CUDA devices: 0 when built without CUDA or when none is visible. Never fails. */
 int drl_cuda_device_count(void);

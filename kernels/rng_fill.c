@@ -17,14 +17,6 @@ drl_status drl_rng_fill(const drl_device *dev, void *out, uint64_t n, drl_rng_st
   if (n && !out) return DRL_FAIL(DRL_ERR_INVALID_ARG, "drl_rng_fill: NULL output for %llu elements",
                                  (unsigned long long)n);
   if ((unsigned)dist > DRL_DIST_NORMAL) return DRL_FAIL(DRL_ERR_INVALID_ARG, "drl_rng_fill: unknown dist %d", (int)dist);
-  if (dev->backend == DRL_BACKEND_CUDA) return drl_rng_fill_cuda(dev, out, n, s, offset, dist);
+  DRL_DISPATCH_CUDA(dev, drl_rng_fill_cuda(dev, out, n, s, offset, dist));
   return drl_rng_fill_cpu(out, n, s, offset, dist);
 }
-
-#ifndef DRL_HAVE_CUDA
-drl_status drl_rng_fill_cuda(const drl_device *dev, void *out, uint64_t n, drl_rng_stream s, uint64_t offset,
-                             drl_rng_dist dist) {
-  (void)dev, (void)out, (void)n, (void)s, (void)offset, (void)dist;
-  return DRL_FAIL(DRL_ERR_UNSUPPORTED, "rng_fill: built without CUDA");
-}
-#endif
