@@ -14,6 +14,7 @@ typedef struct cli_verb {
   int (*run)(int argc, char **argv); /* argv[0] is the verb */
 } cli_verb;
 
+extern const cli_verb cli_verb_train;
 extern const cli_verb cli_verb_config;
 extern const cli_verb cli_verb_data;
 

@@ -1373,3 +1373,13 @@ drl_status drl_config_help(char **text) {
   }
   return sb_finish(&b, text);
 }
+
+#define DRL_CFG_NAME_CASE_(id, str) \
+  case id:                          \
+    return str;
+#define DRL_CFG_DEFINE_NAME_(e)                             \
+  const char *drl_cfg_##e##_name(drl_cfg_##e value) {      \
+    switch (value) { DRL_CFG_ENUM_##e(DRL_CFG_NAME_CASE_) } \
+    return "?";                                             \
+  }
+DRL_CFG_ENUMS(DRL_CFG_DEFINE_NAME_)

@@ -95,10 +95,11 @@ extern "C" {
   X(optim, tf32, BOOL, "false", "allow TF32 GEMMs on the GPU (faster, about 1e-3 relative error)")
 
 #define DRL_CONFIG_KEYS_trainer(X)                                                                          \
-  X(trainer, phases, LIST(phase), "[sft, grpo]", "phases run in this order: sft, grpo")                    \
+  X(trainer, phases, LIST(phase), "[sft]", "phases run in this order: sft, grpo")                          \
   X(trainer, eval_every, INT(0, 1000000000), "100", "evaluate every N steps; 0 = never")                   \
   X(trainer, ckpt_every, INT(0, 1000000000), "500", "write a checkpoint every N steps; 0 = never")         \
-  X(trainer, resume, BOOL, "false", "continue from the checkpoint in out_dir")
+  X(trainer, resume, BOOL, "false", "continue from the checkpoint in out_dir")                             \
+  X(trainer, stop_after, INT(0, 1000000000), "0", "end this invocation after N steps of a phase, checkpointed; 0 = never")
 
 #define DRL_CONFIG_KEYS_sft(X)                                                   \
   X(sft, steps, INT(0, 1000000000), "300", "optimizer steps of the sft phase")   \
@@ -166,6 +167,10 @@ typedef struct drl_config {
 
 /* ---- API. Failures return DRL_ERR_CONFIG (DRL_ERR_IO for an unreadable file, DRL_ERR_OOM) with a message for
  * drl_last_error() that names the key path, the value and what is allowed; on failure *cfg is left unchanged. ---- */
+
+/* drl_cfg_<e>_name(value): the YAML spelling of an enumeration value ("add", "cuda", ...), "?" if out of range. */
+#define DRL_CFG_DECLARE_NAME_(e) const char *drl_cfg_##e##_name(drl_cfg_##e value);
+DRL_CFG_ENUMS(DRL_CFG_DECLARE_NAME_)
 
 /* Fills cfg with the defaults: the embedded default YAML, loaded through the same path as a file. */
 drl_status drl_config_load_default(drl_config *cfg);

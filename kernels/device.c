@@ -1,5 +1,8 @@
 #include "device.h"
 
+#include <cblas.h>
+#include <omp.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +11,12 @@
 enum { COPY_H2D = 1, COPY_D2H = 2, COPY_D2D = 3 };
 
 int drl_cuda_device_count(void) { return drl_cuda_count(); }
+
+void drl_cpu_set_threads(int n) {
+  if (n <= 0) return;
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
 
 drl_status drl_device_open(drl_device *dev, drl_backend backend, int index) {
   if (!dev) return DRL_FAIL(DRL_ERR_INVALID_ARG, "drl_device_open: NULL device");

@@ -12,7 +12,9 @@
 extern "C" {
 #endif
 
-/* *out (host) = sum of x[i]^2 over n elements, accumulated in double. scratch: drl_reduce_scratch_bytes(dev, n). */
+/* *out (host) = sum of x[i]^2 over n elements, accumulated in double in the fixed layout below, so the CPU and the
+ * GPU give the same bits for any thread count. scratch: drl_reduce_scratch_bytes(dev, n) on dev (may be NULL when
+ * n == 0). */
 drl_status drl_sum_squares(const drl_device *dev, double *out, const float *x, int64_t n, void *scratch);
 
 /* Scratch bytes drl_sum_squares needs on dev. */
@@ -23,4 +25,35 @@ drl_status drl_sum_squares_cuda(const drl_device *dev, double *out, const float 
 #ifdef __cplusplus
 }
 #endif
+
+/* The layout of every deterministic sum (CPU and GPU alike): the input is cut into chunks of DRL_REDUCE_CHUNK
+ * elements; inside a chunk, lane l < DRL_REDUCE_LANES sums elements l, l + LANES, l + 2 LANES, ... in that order;
+ * the lanes are combined by the fixed tree acc[l] += acc[l + s] for s = LANES/2, ..., 1. The chunk partials are
+ * summed the same way (lane l takes partials l, l + LANES, ... in order, then the tree). Squares of floats are
+ * exact in double, so fused or separate multiply-adds give the same bits, and so do the GPU's shuffles. */
+#define DRL_REDUCE_CHUNK 4096
+#define DRL_REDUCE_LANES 256
+
+/* Lane l's sum of squares over chunk c of x[0, n). */
+static inline DRL_HD double drl_sumsq_lane(const float *x, int64_t n, int64_t c, int l) {
+  double s = 0.0;
+  for (int64_t i = c * DRL_REDUCE_CHUNK + l; i < (c + 1) * DRL_REDUCE_CHUNK && i < n; i += DRL_REDUCE_LANES)
+    s += (double)x[i] * (double)x[i];
+  return s;
+}
+
+/* Lane l's sum over the partials a[0, n). */
+static inline DRL_HD double drl_sum_lane(const double *a, int64_t n, int l) {
+  double s = 0.0;
+  for (int64_t i = l; i < n; i += DRL_REDUCE_LANES) s += a[i];
+  return s;
+}
+
+/* The lane tree, sequentially: the total ends in acc[0]. */
+static inline DRL_HD double drl_reduce_tree(double acc[DRL_REDUCE_LANES]) {
+  for (int s = DRL_REDUCE_LANES / 2; s > 0; s >>= 1)
+    for (int l = 0; l < s; ++l) acc[l] += acc[l + s];
+  return acc[0];
+}
+
 #endif /* DRL_REDUCE_H */

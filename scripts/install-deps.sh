@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [--python]   (--python also makes .venv with numpy, h5py, matplotlib)
 set -euo pipefail
 
-pkgs=(cmake make gcc g++ pkg-config libopenblas-dev libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin
+pkgs=(cmake make gcc g++ pkg-config libopenblas-dev libopenblas-openmp-dev libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin
       libcyaml-dev libyaml-dev libgtest-dev)
 
 missing=()

@@ -1,0 +1,187 @@
+#include "checkpoint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h5.h"
+
+/* Bounds applied before allocating from sizes stored in a file. */
+#define MAX_TENSORS (1 << 20)
+#define MAX_PARAMS ((int64_t)1 << 36)
+#define MAX_CONFIG_BYTES (1 << 24)
+
+static drl_status write_layout(drl_h5_file *f, const drl_layout *lay) {
+  size_t bytes = 1;
+  for (int i = 0; i < lay->count; ++i) bytes += strlen(lay->tensors[i].name) + 1;
+  char *names = (char *)malloc(bytes);
+  int64_t *offsets = (int64_t *)malloc(sizeof(int64_t) * (size_t)(lay->count + 1));
+  int64_t *shapes = (int64_t *)malloc(sizeof(int64_t) * 2 * (size_t)(lay->count + 1));
+  drl_status st = DRL_OK;
+  if (!names || !offsets || !shapes) st = DRL_FAIL(DRL_ERR_OOM, "out of memory writing a layout of %d tensors",
+                                                   lay->count);
+  size_t at = 0;
+  for (int i = 0; st == DRL_OK && i < lay->count; ++i) {
+    size_t n = strlen(lay->tensors[i].name);
+    memcpy(names + at, lay->tensors[i].name, n);
+    at += n;
+    names[at++] = '\n';
+    offsets[i] = lay->tensors[i].offset;
+    shapes[2 * i] = lay->tensors[i].shape[0];
+    shapes[2 * i + 1] = lay->tensors[i].shape[1];
+  }
+  int64_t shape2[2] = {lay->count, 2};
+  if (st == DRL_OK) st = drl_h5_write_array1d(f, "/model/layout/names", DRL_H5_UINT8, (int64_t)at, names);
+  if (st == DRL_OK) st = drl_h5_write_array1d(f, "/model/layout/offsets", DRL_H5_INT64, lay->count, offsets);
+  if (st == DRL_OK) st = drl_h5_write_array(f, "/model/layout/shapes", DRL_H5_INT64, 2, shape2, shapes);
+  if (st == DRL_OK) st = drl_h5_write_attr_int64(f, "/model/layout", "total", lay->total);
+  free(names);
+  free(offsets);
+  free(shapes);
+  return st;
+}
+
+drl_status drl_checkpoint_write(const char *path, const drl_checkpoint *ck) {
+  if (!ck->params) return DRL_FAIL(DRL_ERR_INVALID_ARG, "checkpoint %s: no parameters to write", path);
+  drl_status st = DRL_OK;
+  drl_h5_writer w;
+  DRL_TRY(drl_h5_writer_open(&w, path));
+  drl_h5_file *f = &w.file;
+  int64_t n = ck->layout.total;
+  uint64_t seed = ck->seed;
+  const char *cfg = ck->config_yaml ? ck->config_yaml : "";
+  DRL_TRY_GOTO(drl_h5_write_attr_int64(f, "/", "format_version", DRL_CHECKPOINT_FORMAT_VERSION));
+  DRL_TRY_GOTO(drl_h5_write_array1d(f, "/model/params", DRL_H5_FLOAT32, n, ck->params));
+  DRL_TRY_GOTO(write_layout(f, &ck->layout));
+  if (ck->m && ck->v) {
+    DRL_TRY_GOTO(drl_h5_write_array1d(f, "/optim/m", DRL_H5_FLOAT32, n, ck->m));
+    DRL_TRY_GOTO(drl_h5_write_array1d(f, "/optim/v", DRL_H5_FLOAT32, n, ck->v));
+    DRL_TRY_GOTO(drl_h5_write_attr_int64(f, "/optim", "step", ck->optim_step));
+  }
+  DRL_TRY_GOTO(drl_h5_write_attr_int64(f, "/trainer", "step", ck->trainer_step));
+  DRL_TRY_GOTO(drl_h5_write_attr_string(f, "/trainer", "phase", ck->phase));
+  DRL_TRY_GOTO(drl_h5_write_array1d(f, "/rng/seed", DRL_H5_UINT64, 1, &seed));
+  DRL_TRY_GOTO(drl_h5_write_array1d(f, "/config", DRL_H5_UINT8, (int64_t)strlen(cfg), cfg));
+  return drl_h5_writer_commit(&w);
+done:
+  drl_h5_writer_abort(&w);
+  return st;
+}
+
+void drl_checkpoint_free(drl_checkpoint *ck) {
+  drl_layout_free(&ck->layout);
+  free(ck->params);
+  free(ck->m);
+  free(ck->v);
+  free(ck->config_yaml);
+  memset(ck, 0, sizeof *ck);
+}
+
+/* Reads /model/layout into lay, checking that the tensors tile [0, total) in order. */
+static drl_status read_layout(const drl_h5_file *f, drl_layout *lay) {
+  drl_status st = DRL_OK;
+  char *names = NULL;
+  int64_t *offsets = NULL, *shapes = NULL, total = 0;
+  int64_t n_shape[1], o_shape[1], s_shape[2];
+  DRL_TRY_GOTO(drl_h5_read_array(f, "/model/layout/names", DRL_H5_UINT8, 1, n_shape, 64 * (int64_t)MAX_TENSORS,
+                                 (void **)&names));
+  DRL_TRY_GOTO(drl_h5_read_array(f, "/model/layout/offsets", DRL_H5_INT64, 1, o_shape, MAX_TENSORS, (void **)&offsets));
+  DRL_TRY_GOTO(drl_h5_read_array(f, "/model/layout/shapes", DRL_H5_INT64, 2, s_shape, 2 * (int64_t)MAX_TENSORS,
+                                 (void **)&shapes));
+  DRL_TRY_GOTO(drl_h5_read_attr_int64(f, "/model/layout", "total", &total));
+  int count = (int)o_shape[0];
+  if (s_shape[0] != count || s_shape[1] != 2) {
+    st = DRL_FAIL(DRL_ERR_FORMAT, "%s: /model/layout/shapes is [%lld, %lld], expected [%d, 2]", f->path,
+                  (long long)s_shape[0], (long long)s_shape[1], count);
+    goto done;
+  }
+  DRL_TRY_GOTO(drl_layout_init(lay, count));
+  int64_t at = 0;
+  for (int i = 0; i < count; ++i) {
+    char *end = (char *)memchr(names + at, '\n', (size_t)(n_shape[0] - at));
+    if (!end || end - (names + at) >= DRL_TENSOR_NAME_CAP) {
+      st = DRL_FAIL(DRL_ERR_FORMAT, "%s: /model/layout/names does not hold %d names of < %d characters", f->path,
+                    count, DRL_TENSOR_NAME_CAP);
+      goto done;
+    }
+    *end = '\0';
+    if (shapes[2 * i] < 0 || shapes[2 * i + 1] < 0 || offsets[i] != lay->total ||
+        shapes[2 * i] * shapes[2 * i + 1] > MAX_PARAMS - lay->total) {
+      st = DRL_FAIL(DRL_ERR_FORMAT, "%s: tensor '%s' has offset %lld and shape [%lld, %lld], which do not follow the "
+                    "previous tensor (expected offset %lld)", f->path, names + at, (long long)offsets[i],
+                    (long long)shapes[2 * i], (long long)shapes[2 * i + 1], (long long)lay->total);
+      goto done;
+    }
+    DRL_TRY_GOTO(drl_layout_add(lay, names + at, shapes[2 * i], shapes[2 * i + 1], shapes[2 * i + 1] > 1));
+    at = end - names + 1;
+  }
+  if (lay->total != total)
+    st = DRL_FAIL(DRL_ERR_FORMAT, "%s: the layout covers %lld parameters but records a total of %lld", f->path,
+                  (long long)lay->total, (long long)total);
+done:
+  free(names);
+  free(offsets);
+  free(shapes);
+  if (st != DRL_OK) drl_layout_free(lay);
+  return st;
+}
+
+drl_status drl_checkpoint_read(const char *path, const drl_layout *expect, drl_checkpoint *ck) {
+  memset(ck, 0, sizeof *ck);
+  drl_h5_file f;
+  DRL_TRY(drl_h5_open_read(path, &f));
+  drl_status st = DRL_OK;
+  int64_t version = 0, shape[1];
+  DRL_TRY_GOTO(drl_h5_read_attr_int64(&f, "/", "format_version", &version));
+  if (version != DRL_CHECKPOINT_FORMAT_VERSION) {
+    st = DRL_FAIL(DRL_ERR_FORMAT, "%s: checkpoint format version %lld, this dynrl reads version %d", path,
+                  (long long)version, DRL_CHECKPOINT_FORMAT_VERSION);
+    goto done;
+  }
+  DRL_TRY_GOTO(read_layout(&f, &ck->layout));
+  if (expect) {
+    st = drl_layout_compare(&ck->layout, expect, path, "the model");
+    if (st != DRL_OK) goto done;
+  }
+  int64_t n = ck->layout.total;
+  int64_t pshape[1] = {n};
+  ck->params = (float *)malloc((size_t)(n ? n : 1) * sizeof(float));
+  if (!ck->params) {
+    st = DRL_FAIL(DRL_ERR_OOM, "%s: out of memory for %lld parameters", path, (long long)n);
+    goto done;
+  }
+  DRL_TRY_GOTO(drl_h5_read_array_into(&f, "/model/params", DRL_H5_FLOAT32, 1, pshape, ck->params));
+  int has_optim = 0;
+  DRL_TRY_GOTO(drl_h5_exists(&f, "/optim/m", &has_optim));
+  if (has_optim) {
+    ck->m = (float *)malloc((size_t)(n ? n : 1) * sizeof(float));
+    ck->v = (float *)malloc((size_t)(n ? n : 1) * sizeof(float));
+    if (!ck->m || !ck->v) {
+      st = DRL_FAIL(DRL_ERR_OOM, "%s: out of memory for the optimizer state", path);
+      goto done;
+    }
+    DRL_TRY_GOTO(drl_h5_read_array_into(&f, "/optim/m", DRL_H5_FLOAT32, 1, pshape, ck->m));
+    DRL_TRY_GOTO(drl_h5_read_array_into(&f, "/optim/v", DRL_H5_FLOAT32, 1, pshape, ck->v));
+    DRL_TRY_GOTO(drl_h5_read_attr_int64(&f, "/optim", "step", &ck->optim_step));
+  }
+  DRL_TRY_GOTO(drl_h5_read_attr_int64(&f, "/trainer", "step", &ck->trainer_step));
+  DRL_TRY_GOTO(drl_h5_read_attr_string(&f, "/trainer", "phase", ck->phase, sizeof ck->phase));
+  int64_t one[1] = {1};
+  DRL_TRY_GOTO(drl_h5_read_array_into(&f, "/rng/seed", DRL_H5_UINT64, 1, one, &ck->seed));
+  void *cfg = NULL;
+  DRL_TRY_GOTO(drl_h5_read_array(&f, "/config", DRL_H5_UINT8, 1, shape, MAX_CONFIG_BYTES, &cfg));
+  ck->config_yaml = (char *)realloc(cfg, (size_t)shape[0] + 1);
+  if (!ck->config_yaml) {
+    free(cfg);
+    st = DRL_FAIL(DRL_ERR_OOM, "%s: out of memory for the config text", path);
+    goto done;
+  }
+  ck->config_yaml[shape[0]] = '\0';
+  if (ck->optim_step < 0 || ck->trainer_step < 0)
+    st = DRL_FAIL(DRL_ERR_FORMAT, "%s: negative step counters (optim %lld, trainer %lld)", path,
+                  (long long)ck->optim_step, (long long)ck->trainer_step);
+done:
+  drl_h5_close(&f);
+  if (st != DRL_OK) drl_checkpoint_free(ck);
+  return st;
+}

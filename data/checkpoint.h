@@ -1,0 +1,53 @@
+/* Checkpoint files (DESIGN §9): the flat parameter buffer with its layout, the AdamW moments, the trainer's position,
+ * the run seed and the configuration text, written atomically; the reader checks everything against the layout the
+ * running model expects and names the first tensor that differs.
+ *
+ *   /model/params           float32 [total]
+ *   /model/layout/names     uint8   names joined by '\n'
+ *   /model/layout/offsets   int64   [n]
+ *   /model/layout/shapes    int64   [n, 2]
+ *   /optim/m, /optim/v      float32 [total]      attribute step (int64) on /optim
+ *   /trainer                attributes step (int64, iterations done in the current phase), phase (string)
+ *   /rng/seed               uint64  [1]
+ *   /config                 uint8   the effective YAML */
+#ifndef DRL_CHECKPOINT_H
+#define DRL_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "kernels/layout.h"
+#include "kernels/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DRL_CHECKPOINT_FORMAT_VERSION 1
+#define DRL_PHASE_NAME_CAP 32
+
+/* Host-side contents of a checkpoint. The writer reads the pointers; the reader allocates them (params, m, v of
+ * layout.total floats; config_yaml NUL-terminated) and drl_checkpoint_free releases them. */
+typedef struct drl_checkpoint {
+  drl_layout layout;
+  float *params, *m, *v;
+  int64_t optim_step;
+  int64_t trainer_step;
+  char phase[DRL_PHASE_NAME_CAP];
+  uint64_t seed;
+  char *config_yaml;
+} drl_checkpoint;
+
+/* Writes ck to path atomically (temp file, fsync, rename). */
+drl_status drl_checkpoint_write(const char *path, const drl_checkpoint *ck);
+
+/* Reads path; when expect is not NULL its layout must match the file's (the message names the first difference).
+ * On failure ck is left zeroed. */
+drl_status drl_checkpoint_read(const char *path, const drl_layout *expect, drl_checkpoint *ck);
+
+/* Frees what drl_checkpoint_read allocated and zeroes ck. */
+void drl_checkpoint_free(drl_checkpoint *ck);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DRL_CHECKPOINT_H */

@@ -1,0 +1,41 @@
+/* Supervised fine-tuning batches: prompt + answer rows, cross-entropy on the answer tokens only. */
+#ifndef DRL_SFT_H
+#define DRL_SFT_H
+
+#include <stdint.h>
+
+#include "data/dataset.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A batch of B rows of T tokens, right-padded (token 0, target -1). dlogprob is the gradient of the mean
+ * cross-entropy over the scored tokens with respect to each position's log-probability. */
+typedef struct drl_sft_batch {
+  int B, T;
+  int32_t *tokens, *targets;
+  float *dlogprob;
+  int64_t scored; /* answer tokens in the batch */
+} drl_sft_batch;
+
+/* The longest prompt + answer among examples [first, first + n) of ds (answers required). */
+drl_status drl_sft_max_len(const drl_dataset *ds, int64_t first, int64_t n, int *max_len);
+
+/* Allocates a batch of B x T. */
+drl_status drl_sft_batch_alloc(drl_sft_batch *batch, int B, int T);
+
+/* Frees a batch. */
+void drl_sft_batch_free(drl_sft_batch *batch);
+
+/* Fills the batch for optimizer step `step` with B examples drawn from [0, n_train) by the Philox data stream
+ * (seed, step): the same step always gets the same examples, so a resumed run sees the data an uninterrupted one does. */
+drl_status drl_sft_batch_fill(drl_sft_batch *batch, const drl_dataset *ds, int64_t n_train, uint64_t seed, int step);
+
+/* Mean cross-entropy of the batch from per-position log-probabilities. */
+double drl_sft_loss(const drl_sft_batch *batch, const float *logprob);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DRL_SFT_H */

@@ -1,0 +1,36 @@
+/* The trainer: runs the phases of a configuration (DESIGN §7) on one process, with periodic evaluation, atomic
+ * checkpoints in run.out_dir and bit-exact resume on the CPU backend. */
+#ifndef DRL_TRAINER_H
+#define DRL_TRAINER_H
+
+#include <stdint.h>
+
+#include "engine/config.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct drl_train_summary {
+  int64_t steps;            /* optimizer steps taken by this call */
+  double final_loss;        /* training loss of the last step */
+  double eval_before;       /* held-out exact-match accuracy before training (-1: not evaluated) */
+  double eval_after;        /* and after */
+  double seconds;           /* wall time of the training loop */
+  double tokens_per_second; /* training tokens (batch rows x length) per second */
+  int resumed_from;         /* step the run resumed from, 0 for a fresh run */
+  int stopped_at;           /* step at which trainer.stop_after ended this call (checkpointed), 0 otherwise */
+} drl_train_summary;
+
+/* Trains as cfg says: builds or loads the data, creates the model, resumes from run.out_dir/ckpt.h5 when
+ * trainer.resume is set and the file exists, runs each phase, evaluates and checkpoints. */
+drl_status drl_train(const drl_config *cfg, drl_train_summary *summary);
+
+/* The learning rate at 1-based step of total steps: linear warmup, then cosine decay to min_lr_ratio * lr, or
+ * constant. */
+float drl_lr_at(const drl_config_optim *o, int step, int total);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DRL_TRAINER_H */

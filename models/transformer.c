@@ -1,0 +1,404 @@
+#include "transformer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/adamw.h"
+#include "kernels/attention.h"
+#include "kernels/elementwise.h"
+#include "kernels/embedding.h"
+#include "kernels/gemm.h"
+#include "kernels/lm_head.h"
+#include "kernels/nvtx.h"
+#include "kernels/philox.h"
+#include "kernels/reduce.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rng_fill.h"
+#include "kernels/rope.h"
+#include "kernels/swiglu.h"
+
+/* Per-layer tensors, in layout order; the index into a layer's block of the offset table. */
+enum { P_ATTN_NORM, P_WQ, P_WK, P_WV, P_WO, P_FFN_NORM, P_W_GATE, P_W_UP, P_W_DOWN, P_PER_LAYER };
+static const char *const layer_tensor_names[P_PER_LAYER] = {"attn_norm", "wq",     "wk",   "wv",    "wo",
+                                                            "ffn_norm",  "w_gate", "w_up", "w_down"};
+
+#define HEAD_DIM(c) ((c)->d_model / (c)->n_heads)
+
+drl_status drl_transformer_config_check(const drl_transformer_config *c) {
+  if (c->vocab < 1 || c->d_model < 1 || c->n_layers < 1 || c->n_heads < 1 || c->n_kv_heads < 1 || c->d_ff < 1 ||
+      c->max_seq < 1)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG,
+                    "transformer: every size must be positive (vocab %d, d_model %d, n_layers %d, n_heads %d, "
+                    "n_kv_heads %d, d_ff %d, max_seq %d)",
+                    c->vocab, c->d_model, c->n_layers, c->n_heads, c->n_kv_heads, c->d_ff, c->max_seq);
+  if (c->d_model % c->n_heads != 0 || HEAD_DIM(c) % 2 != 0)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: n_heads %d must divide d_model %d into an even head size",
+                    c->n_heads, c->d_model);
+  if (c->n_heads % c->n_kv_heads != 0)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: n_kv_heads %d must divide n_heads %d", c->n_kv_heads,
+                    c->n_heads);
+  if (!(c->norm_eps > 0.0f) || !(c->rope_theta > 0.0f) || !(c->init_std >= 0.0f))
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: norm_eps and rope_theta must be > 0, init_std >= 0");
+  return DRL_OK;
+}
+
+drl_status drl_transformer_layout(const drl_transformer_config *c, drl_layout *lay) {
+  memset(lay, 0, sizeof *lay);
+  DRL_TRY(drl_transformer_config_check(c));
+  DRL_TRY(drl_layout_init(lay, 3 + P_PER_LAYER * c->n_layers));
+  int64_t C = c->d_model, F = c->d_ff, HD = c->d_model, KVD = (int64_t)c->n_kv_heads * HEAD_DIM(c);
+  drl_status st = drl_layout_add(lay, "tok_emb", c->vocab, C, 1);
+  for (int l = 0; st == DRL_OK && l < c->n_layers; ++l) {
+    const int64_t shapes[P_PER_LAYER][2] = {{C, 1}, {HD, C}, {KVD, C}, {KVD, C}, {C, HD},
+                                            {C, 1}, {F, C},  {F, C},   {C, F}};
+    for (int p = 0; st == DRL_OK && p < P_PER_LAYER; ++p) {
+      char name[DRL_TENSOR_NAME_CAP];
+      snprintf(name, sizeof name, "layers.%d.%s", l, layer_tensor_names[p]);
+      st = drl_layout_add(lay, name, shapes[p][0], shapes[p][1], shapes[p][1] > 1);
+    }
+  }
+  if (st == DRL_OK) st = drl_layout_add(lay, "final_norm", C, 1, 0);
+  if (st == DRL_OK && !c->tied_embeddings) st = drl_layout_add(lay, "lm_head", c->vocab, C, 1);
+  if (st != DRL_OK) drl_layout_free(lay);
+  return st;
+}
+
+/* ---- parameter access: tensor i of layer l lives at table index 1 + l * P_PER_LAYER + i ---- */
+
+static const drl_tensor_info *layer_tensor(const drl_transformer *m, int l, int p) {
+  return &m->layout.tensors[1 + l * P_PER_LAYER + p];
+}
+static float *P(const drl_transformer *m, int l, int p) { return m->params + layer_tensor(m, l, p)->offset; }
+static float *G(const drl_transformer *m, int l, int p) { return m->grads + layer_tensor(m, l, p)->offset; }
+static const drl_tensor_info *final_norm_info(const drl_transformer *m) {
+  return &m->layout.tensors[1 + m->cfg.n_layers * P_PER_LAYER];
+}
+static int64_t lm_head_offset(const drl_transformer *m) {
+  return m->cfg.tied_embeddings ? 0 : m->layout.tensors[m->layout.count - 1].offset;
+}
+
+/* ---- one allocation for every activation buffer ---- */
+
+typedef struct carve {
+  char *base;
+  size_t used;
+} carve;
+
+static void *take(carve *c, size_t bytes) {
+  void *p = c->base ? c->base + c->used : NULL;
+  c->used += (bytes + 255) & ~(size_t)255;
+  return p;
+}
+
+/* Lays out acts over c (sizes only when c->base is NULL). */
+static void carve_acts(const drl_transformer *m, carve *c, drl_transformer_acts *a) {
+  const drl_transformer_config *cf = &m->cfg;
+  size_t L = (size_t)cf->n_layers, R = (size_t)m->B_max * (size_t)m->T_max, C = (size_t)cf->d_model;
+  size_t F = (size_t)cf->d_ff, HD = C, KVD = (size_t)cf->n_kv_heads * (size_t)HEAD_DIM(cf);
+  size_t TT = (size_t)m->B_max * (size_t)cf->n_heads * (size_t)m->T_max * (size_t)m->T_max;
+  size_t wide = F > HD ? F : HD, f = sizeof(float);
+  a->res = (float *)take(c, (L + 1) * R * C * f);
+  a->res_mid = (float *)take(c, L * R * C * f);
+  a->xn1 = (float *)take(c, L * R * C * f);
+  a->xn2 = (float *)take(c, L * R * C * f);
+  a->rstd1 = (float *)take(c, L * R * f);
+  a->rstd2 = (float *)take(c, L * R * f);
+  a->q = (float *)take(c, L * R * HD * f);
+  a->k = (float *)take(c, L * R * KVD * f);
+  a->v = (float *)take(c, L * R * KVD * f);
+  a->att = (float *)take(c, L * TT * f);
+  a->att_out = (float *)take(c, L * R * HD * f);
+  a->gate = (float *)take(c, L * R * F * f);
+  a->up = (float *)take(c, L * R * F * f);
+  a->h = (float *)take(c, L * R * F * f);
+  a->xf = (float *)take(c, R * C * f);
+  a->rstdf = (float *)take(c, R * f);
+  a->logprob = (float *)take(c, R * f);
+  a->entropy = (float *)take(c, R * f);
+  a->dres = (float *)take(c, R * C * f);
+  a->dxn = (float *)take(c, R * C * f);
+  a->dwide = (float *)take(c, R * wide * f);
+  a->dgate = (float *)take(c, R * F * f);
+  a->dup = (float *)take(c, R * F * f);
+  a->dq = (float *)take(c, R * HD * f);
+  a->dk = (float *)take(c, R * KVD * f);
+  a->dv = (float *)take(c, R * KVD * f);
+  a->datt = (float *)take(c, R * f); /* dlogprob */
+  a->scratch = (float *)take(c, (size_t)m->scratch_floats * f);
+  a->emb_scratch = take(c, (size_t)drl_embedding_scratch_bytes(&m->dev, (int)R));
+  a->tokens = (int32_t *)take(c, R * sizeof(int32_t));
+  a->targets = (int32_t *)take(c, R * sizeof(int32_t));
+  a->pos = (int32_t *)take(c, R * sizeof(int32_t));
+  a->row_start = (int32_t *)take(c, (size_t)m->B_max * sizeof(int32_t));
+}
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Host-side parameter initialisation, then one copy to the device. */
+static drl_status init_params(drl_transformer *m, uint64_t seed) {
+  int64_t n = m->layout.total;
+  float *host = (float *)malloc((size_t)n * sizeof(float));
+  if (!host) return DRL_FAIL(DRL_ERR_OOM, "out of host memory for %lld initial parameters", (long long)n);
+  drl_rng_stream s = {seed, 0, drl_rng_tag(DRL_RNG_INIT, 0, 0)};
+  drl_status st = drl_rng_fill_cpu(host, (uint64_t)n, s, 0, DRL_DIST_NORMAL);
+  float resid_std = m->cfg.init_std / sqrtf(2.0f * (float)m->cfg.n_layers);
+  for (int i = 0; st == DRL_OK && i < m->layout.count; ++i) {
+    const drl_tensor_info *t = &m->layout.tensors[i];
+    int64_t count = t->shape[0] * t->shape[1];
+    int is_resid_out = strstr(t->name, ".wo") != NULL || strstr(t->name, ".w_down") != NULL;
+    float std = t->shape[1] == 1 ? 0.0f : (is_resid_out ? resid_std : m->cfg.init_std);
+    for (int64_t j = 0; j < count; ++j) host[t->offset + j] = t->shape[1] == 1 ? 1.0f : host[t->offset + j] * std;
+  }
+  if (st == DRL_OK) st = drl_copy_to_device(&m->dev, m->params, host, (size_t)n * sizeof(float));
+  if (st == DRL_OK) st = drl_device_sync(&m->dev);
+  free(host);
+  return st;
+}
+
+drl_status drl_transformer_create(drl_transformer *m, const drl_transformer_config *cfg, const drl_device *dev,
+                                  int B_max, int T_max, uint64_t seed) {
+  memset(m, 0, sizeof *m);
+  if (B_max < 1 || T_max < 1 || T_max > cfg->max_seq)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: batch %d x %d outside 1..max_seq %d", B_max, T_max,
+                    cfg->max_seq);
+  m->cfg = *cfg;
+  m->dev = *dev;
+  m->B_max = B_max;
+  m->T_max = T_max;
+  DRL_TRY(drl_transformer_layout(cfg, &m->layout));
+  const drl_transformer_config *c = &m->cfg;
+  int D = HEAD_DIM(c);
+  int rows = B_max * T_max;
+  m->lm_chunk_rows = rows < 256 ? rows : 256;
+  m->scratch_floats = max64(drl_attention_scratch_floats(dev, B_max, T_max, c->n_heads, c->n_kv_heads, D),
+                            max64(drl_rmsnorm_scratch_floats(dev, rows, c->d_model),
+                                  drl_lm_head_scratch_floats(dev, m->lm_chunk_rows, c->vocab)));
+  m->scratch_floats = max64(m->scratch_floats, (int64_t)B_max * c->vocab); /* drl_transformer_logits_at */
+  size_t pbytes = (size_t)m->layout.total * sizeof(float);
+  drl_status st = DRL_OK;
+  DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->params, pbytes, "parameters"));
+  DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->grads, pbytes, "gradients"));
+  DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->m, pbytes, "AdamW first moments"));
+  DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->v, pbytes, "AdamW second moments"));
+  size_t table = (size_t)c->max_seq * (size_t)(D / 2) * sizeof(float);
+  DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->rope_cos, table, "RoPE cos table"));
+  DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->rope_sin, table, "RoPE sin table"));
+  {
+    float *cos_h = (float *)malloc(table), *sin_h = (float *)malloc(table);
+    if (!cos_h || !sin_h) st = DRL_FAIL(DRL_ERR_OOM, "out of host memory for the RoPE tables");
+    if (st == DRL_OK) {
+      drl_rope_tables(cos_h, sin_h, c->max_seq, D, c->rope_theta);
+      st = drl_copy_to_device(dev, m->rope_cos, cos_h, table);
+      if (st == DRL_OK) st = drl_copy_to_device(dev, m->rope_sin, sin_h, table);
+      if (st == DRL_OK) st = drl_device_sync(dev);
+    }
+    free(cos_h);
+    free(sin_h);
+    if (st != DRL_OK) goto done;
+  }
+  {
+    carve sizing = {NULL, 0};
+    carve_acts(m, &sizing, &m->acts);
+    DRL_TRY_GOTO(drl_alloc(dev, &m->act_block, sizing.used, "activations"));
+    carve real = {(char *)m->act_block, 0};
+    carve_acts(m, &real, &m->acts);
+  }
+  DRL_TRY_GOTO(init_params(m, seed));
+done:
+  if (st != DRL_OK) drl_transformer_free(m);
+  return st;
+}
+
+void drl_transformer_free(drl_transformer *m) {
+  if (!m) return;
+  void *bufs[] = {m->params, m->grads, m->m, m->v, m->rope_cos, m->rope_sin, m->act_block};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) drl_free(&m->dev, bufs[i]);
+  drl_layout_free(&m->layout);
+  memset(m, 0, sizeof *m);
+}
+
+drl_status drl_transformer_zero_grads(drl_transformer *m) {
+  return drl_memset(&m->dev, m->grads, 0, (size_t)m->layout.total * sizeof(float));
+}
+
+/* Uploads the batch and derives the RoPE positions (counted from each row's first real token). */
+static drl_status upload_batch(drl_transformer *m, const int32_t *tokens, const int32_t *targets,
+                               const int32_t *row_start, int B, int T) {
+  int R = B * T;
+  int32_t *host = (int32_t *)malloc((size_t)R * 2 * sizeof(int32_t));
+  if (!host) return DRL_FAIL(DRL_ERR_OOM, "out of host memory for a batch of %d tokens", R);
+  int32_t *pos = host, *tg = host + R;
+  for (int b = 0; b < B; ++b) {
+    int start = row_start ? row_start[b] : 0;
+    for (int t = 0; t < T; ++t) {
+      pos[b * T + t] = t >= start ? t - start : 0;
+      tg[b * T + t] = targets ? targets[b * T + t] : -1;
+    }
+  }
+  drl_status st = DRL_OK;
+  for (int i = 0; st == DRL_OK && i < R; ++i)
+    if (tg[i] >= m->cfg.vocab)
+      st = DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: target %d at position %d is outside the vocabulary [0, %d)",
+                    tg[i], i, m->cfg.vocab);
+  for (int b = 0; st == DRL_OK && row_start && b < B; ++b)
+    if (row_start[b] < 0 || row_start[b] > T)
+      st = DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: row_start[%d] = %d outside [0, %d]", b, row_start[b], T);
+  const drl_device *d = &m->dev;
+  if (st == DRL_OK) st = drl_copy_to_device(d, m->acts.tokens, tokens, (size_t)R * sizeof(int32_t));
+  if (st == DRL_OK) st = drl_copy_to_device(d, m->acts.pos, pos, (size_t)R * sizeof(int32_t));
+  if (st == DRL_OK) st = drl_copy_to_device(d, m->acts.targets, tg, (size_t)R * sizeof(int32_t));
+  if (st == DRL_OK && row_start) st = drl_copy_to_device(d, m->acts.row_start, row_start, (size_t)B * sizeof(int32_t));
+  if (st == DRL_OK) st = drl_device_sync(d); /* host is freed next */
+  free(host);
+  return st;
+}
+
+drl_status drl_transformer_forward(drl_transformer *m, const int32_t *tokens, const int32_t *targets,
+                                   const int32_t *row_start, int B, int T, float temperature, float *logprob,
+                                   float *entropy) {
+  DRL_RANGE("forward");
+  if (B < 1 || T < 1 || B > m->B_max || T > m->T_max)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: batch %d x %d exceeds the allocated %d x %d", B, T, m->B_max,
+                    m->T_max);
+  if (!(temperature > 0.0f)) return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: temperature must be > 0");
+  DRL_TRY(upload_batch(m, tokens, targets, row_start, B, T));
+  m->B = B;
+  m->T = T;
+  const drl_device *d = &m->dev;
+  const drl_transformer_config *c = &m->cfg;
+  drl_transformer_acts *a = &m->acts;
+  int R = B * T, C = c->d_model, F = c->d_ff, H = c->n_heads, KV = c->n_kv_heads, D = HEAD_DIM(c);
+  int HD = H * D, KVD = KV * D;
+  const int32_t *rs = row_start ? a->row_start : NULL;
+  DRL_TRY(drl_embedding_forward(d, a->res, a->tokens, m->params, R, C, c->vocab));
+  for (int l = 0; l < c->n_layers; ++l) {
+    DRL_RANGE("block");
+    size_t rc = (size_t)l * R * C;
+    float *res = a->res + rc, *res_mid = a->res_mid + rc, *res_next = a->res + rc + (size_t)R * C;
+    float *xn1 = a->xn1 + rc, *xn2 = a->xn2 + rc, *rstd1 = a->rstd1 + (size_t)l * R, *rstd2 = a->rstd2 + (size_t)l * R;
+    float *q = a->q + (size_t)l * R * HD, *k = a->k + (size_t)l * R * KVD, *v = a->v + (size_t)l * R * KVD;
+    float *att = a->att + (size_t)l * B * H * T * T, *att_out = a->att_out + (size_t)l * R * HD;
+    float *gate = a->gate + (size_t)l * R * F, *up = a->up + (size_t)l * R * F, *h = a->h + (size_t)l * R * F;
+    DRL_TRY(drl_rmsnorm_forward(d, xn1, rstd1, res, P(m, l, P_ATTN_NORM), R, C, c->norm_eps));
+    DRL_TRY(drl_matmul_forward(d, q, xn1, P(m, l, P_WQ), R, C, HD, 0));
+    DRL_TRY(drl_matmul_forward(d, k, xn1, P(m, l, P_WK), R, C, KVD, 0));
+    DRL_TRY(drl_matmul_forward(d, v, xn1, P(m, l, P_WV), R, C, KVD, 0));
+    DRL_TRY(drl_rope_forward(d, q, a->pos, m->rope_cos, m->rope_sin, R, H, D));
+    DRL_TRY(drl_rope_forward(d, k, a->pos, m->rope_cos, m->rope_sin, R, KV, D));
+    DRL_TRY(drl_attention_forward(d, att_out, att, q, k, v, rs, B, T, H, KV, D, a->scratch));
+    DRL_TRY(drl_copy_on_device(d, res_mid, res, (size_t)R * C * sizeof(float)));
+    DRL_TRY(drl_matmul_forward(d, res_mid, att_out, P(m, l, P_WO), R, HD, C, 1));
+    DRL_TRY(drl_rmsnorm_forward(d, xn2, rstd2, res_mid, P(m, l, P_FFN_NORM), R, C, c->norm_eps));
+    DRL_TRY(drl_matmul_forward(d, gate, xn2, P(m, l, P_W_GATE), R, C, F, 0));
+    DRL_TRY(drl_matmul_forward(d, up, xn2, P(m, l, P_W_UP), R, C, F, 0));
+    DRL_TRY(drl_swiglu_forward(d, h, gate, up, (int64_t)R * F));
+    DRL_TRY(drl_copy_on_device(d, res_next, res_mid, (size_t)R * C * sizeof(float)));
+    DRL_TRY(drl_matmul_forward(d, res_next, h, P(m, l, P_W_DOWN), R, F, C, 1));
+  }
+  float *res_final = a->res + (size_t)c->n_layers * R * C;
+  DRL_TRY(drl_rmsnorm_forward(d, a->xf, a->rstdf, res_final, m->params + final_norm_info(m)->offset, R, C,
+                              c->norm_eps));
+  {
+    DRL_RANGE("lm_head");
+    DRL_TRY(drl_lm_head_forward(d, a->logprob, a->entropy, a->xf, m->params + lm_head_offset(m), a->targets, R, C,
+                                c->vocab, temperature, a->scratch, m->lm_chunk_rows));
+  }
+  m->temperature = temperature;
+  m->has_row_start = row_start != NULL;
+  if (logprob) DRL_TRY(drl_copy_to_host(d, logprob, a->logprob, (size_t)R * sizeof(float)));
+  if (entropy) DRL_TRY(drl_copy_to_host(d, entropy, a->entropy, (size_t)R * sizeof(float)));
+  return DRL_OK;
+}
+
+drl_status drl_transformer_backward(drl_transformer *m, const float *dlogprob) {
+  DRL_RANGE("backward");
+  if (m->B == 0) return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: backward without a forward");
+  const drl_device *d = &m->dev;
+  const drl_transformer_config *c = &m->cfg;
+  drl_transformer_acts *a = &m->acts;
+  int B = m->B, T = m->T, R = B * T, C = c->d_model, F = c->d_ff, H = c->n_heads, KV = c->n_kv_heads;
+  int D = HEAD_DIM(c), HD = H * D, KVD = KV * D;
+  size_t fRC = (size_t)R * C * sizeof(float);
+  const int32_t *rs = m->has_row_start ? a->row_start : NULL;
+  float *dlp = a->datt;
+  DRL_TRY(drl_copy_to_device(d, dlp, dlogprob, (size_t)R * sizeof(float)));
+  {
+    DRL_RANGE("lm_head");
+    DRL_TRY(drl_lm_head_backward(d, a->dxn, m->grads + lm_head_offset(m), dlp, a->xf, m->params + lm_head_offset(m),
+                                 a->targets, R, C, c->vocab, m->temperature, a->scratch, m->lm_chunk_rows));
+  }
+  const drl_tensor_info *fn = final_norm_info(m);
+  DRL_TRY(drl_memset(d, a->dres, 0, fRC));
+  DRL_TRY(drl_rmsnorm_backward(d, a->dres, m->grads + fn->offset, a->dxn, a->res + (size_t)c->n_layers * R * C,
+                               m->params + fn->offset, a->rstdf, R, C, a->scratch));
+  for (int l = c->n_layers - 1; l >= 0; --l) {
+    DRL_RANGE("block");
+    size_t rc = (size_t)l * R * C;
+    float *res = a->res + rc, *res_mid = a->res_mid + rc;
+    float *xn1 = a->xn1 + rc, *xn2 = a->xn2 + rc, *rstd1 = a->rstd1 + (size_t)l * R, *rstd2 = a->rstd2 + (size_t)l * R;
+    float *q = a->q + (size_t)l * R * HD, *k = a->k + (size_t)l * R * KVD, *v = a->v + (size_t)l * R * KVD;
+    float *att = a->att + (size_t)l * B * H * T * T, *att_out = a->att_out + (size_t)l * R * HD;
+    float *gate = a->gate + (size_t)l * R * F, *up = a->up + (size_t)l * R * F, *h = a->h + (size_t)l * R * F;
+    /* FFN: res_next = res_mid + swiglu(xn2 Wg^T, xn2 Wu^T) Wd^T; dres holds d(res_next). */
+    float *dh = a->dwide;
+    DRL_TRY(drl_memset(d, dh, 0, (size_t)R * F * sizeof(float)));
+    DRL_TRY(drl_matmul_backward(d, dh, G(m, l, P_W_DOWN), a->dres, h, P(m, l, P_W_DOWN), R, F, C));
+    DRL_TRY(drl_swiglu_backward(d, a->dgate, a->dup, dh, gate, up, (int64_t)R * F));
+    DRL_TRY(drl_memset(d, a->dxn, 0, fRC));
+    DRL_TRY(drl_matmul_backward(d, a->dxn, G(m, l, P_W_GATE), a->dgate, xn2, P(m, l, P_W_GATE), R, C, F));
+    DRL_TRY(drl_matmul_backward(d, a->dxn, G(m, l, P_W_UP), a->dup, xn2, P(m, l, P_W_UP), R, C, F));
+    DRL_TRY(drl_rmsnorm_backward(d, a->dres, G(m, l, P_FFN_NORM), a->dxn, res_mid, P(m, l, P_FFN_NORM), rstd2, R, C,
+                                 a->scratch));
+    /* Attention: res_mid = res + attention(rope(xn1 Wq^T), rope(xn1 Wk^T), xn1 Wv^T) Wo^T; dres holds d(res_mid). */
+    float *datt_out = a->dwide;
+    DRL_TRY(drl_memset(d, datt_out, 0, (size_t)R * HD * sizeof(float)));
+    DRL_TRY(drl_matmul_backward(d, datt_out, G(m, l, P_WO), a->dres, att_out, P(m, l, P_WO), R, HD, C));
+    DRL_TRY(drl_attention_backward(d, a->dq, a->dk, a->dv, datt_out, q, k, v, att, rs, B, T, H, KV, D, a->scratch));
+    DRL_TRY(drl_rope_backward(d, a->dq, a->pos, m->rope_cos, m->rope_sin, R, H, D));
+    DRL_TRY(drl_rope_backward(d, a->dk, a->pos, m->rope_cos, m->rope_sin, R, KV, D));
+    DRL_TRY(drl_memset(d, a->dxn, 0, fRC));
+    DRL_TRY(drl_matmul_backward(d, a->dxn, G(m, l, P_WQ), a->dq, xn1, P(m, l, P_WQ), R, C, HD));
+    DRL_TRY(drl_matmul_backward(d, a->dxn, G(m, l, P_WK), a->dk, xn1, P(m, l, P_WK), R, C, KVD));
+    DRL_TRY(drl_matmul_backward(d, a->dxn, G(m, l, P_WV), a->dv, xn1, P(m, l, P_WV), R, C, KVD));
+    DRL_TRY(drl_rmsnorm_backward(d, a->dres, G(m, l, P_ATTN_NORM), a->dxn, res, P(m, l, P_ATTN_NORM), rstd1, R, C,
+                                 a->scratch));
+  }
+  return drl_embedding_backward(d, m->grads, a->dres, a->tokens, R, C, c->vocab, a->emb_scratch);
+}
+
+drl_status drl_transformer_step(drl_transformer *m, const drl_optim_step *hp, float *grad_norm) {
+  DRL_RANGE("optimizer");
+  const drl_device *d = &m->dev;
+  double sumsq = 0.0;
+  DRL_TRY(drl_sum_squares(d, &sumsq, m->grads, m->layout.total, m->acts.scratch));
+  float norm = (float)sqrt(sumsq);
+  if (grad_norm) *grad_norm = norm;
+  if (!isfinite(norm)) return DRL_FAIL(DRL_ERR_NUMERIC, "gradient norm is %g at step %d", (double)norm, hp->step);
+  float scale = hp->grad_clip > 0.0f && norm > hp->grad_clip ? hp->grad_clip / norm : 1.0f;
+  for (int i = 0; i < m->layout.count; ++i) {
+    const drl_tensor_info *t = &m->layout.tensors[i];
+    drl_adamw_hparams a = {hp->lr, hp->beta1, hp->beta2, hp->eps, t->decay ? hp->weight_decay : 0.0f, hp->step, scale};
+    int64_t o = t->offset;
+    DRL_TRY(drl_adamw(d, m->params + o, m->grads + o, m->m + o, m->v + o, t->shape[0] * t->shape[1], a));
+  }
+  return DRL_OK;
+}
+
+drl_status drl_transformer_logits_at(drl_transformer *m, const int *t_of, float temperature, float *logits) {
+  if (m->B == 0) return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: logits without a forward");
+  const drl_device *d = &m->dev;
+  int B = m->B, T = m->T, C = m->cfg.d_model, V = m->cfg.vocab;
+  /* Gather the B rows into dxn, then one GEMM into the kernel scratch. */
+  for (int b = 0; b < B; ++b) {
+    if (t_of[b] < 0 || t_of[b] >= T)
+      return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: position %d of row %d outside [0, %d)", t_of[b], b, T);
+    DRL_TRY(drl_copy_on_device(d, m->acts.dxn + (size_t)b * C, m->acts.xf + ((size_t)b * T + t_of[b]) * C,
+                               (size_t)C * sizeof(float)));
+  }
+  float *out = m->acts.scratch; /* sized for B_max x V at create */
+  DRL_TRY(drl_gemm(d, 0, 1, B, V, C, 1.0f / temperature, m->acts.dxn, C, m->params + lm_head_offset(m), C, 0.0f, out,
+                   V));
+  return drl_copy_to_host(d, logits, out, (size_t)B * V * sizeof(float));
+}

@@ -1,0 +1,112 @@
+/* The transformer policy: a Llama/Qwen-style decoder (token embedding, L blocks of [RMSNorm -> causal GQA attention
+ * with RoPE -> residual -> RMSNorm -> SwiGLU -> residual], final RMSNorm, LM head tied to the embedding by default).
+ *
+ * Parameters, gradients and the AdamW moments each live in one contiguous fp32 buffer on the model's device, with
+ * one offset table (drl_layout) built from the config: checkpointing, all-reduce, sharding and SPSA perturbation
+ * are one call over a flat buffer. Weights use the PyTorch nn.Linear layout [out, in]. Activations are allocated once
+ * for the largest batch (B_max x T_max tokens).
+ *
+ * Sequences in a batch are [B, T] token ids. Row b may be left-padded: row_start[b] is its first real token; positions
+ * (for RoPE) count from there. Targets [B, T] name the token each position predicts (-1: not scored). */
+#ifndef DRL_TRANSFORMER_H
+#define DRL_TRANSFORMER_H
+
+#include <stdint.h>
+
+#include "kernels/device.h"
+#include "kernels/layout.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct drl_transformer_config {
+  int vocab, d_model, n_layers, n_heads, n_kv_heads, d_ff, max_seq;
+  int tied_embeddings;
+  float rope_theta, init_std, norm_eps;
+} drl_transformer_config;
+
+/* Saved activations of the last forward pass (device pointers into one buffer). Per-layer tensors are indexed
+ * [layer * rows * width ...]; rows = B * T of that pass. */
+typedef struct drl_transformer_acts {
+  float *res;       /* [L + 1][rows, C]: res[l] is the input of block l; res[L] feeds the final norm */
+  float *res_mid;   /* [L][rows, C]: after the attention residual */
+  float *xn1, *xn2; /* [L][rows, C]: normed inputs of attention and FFN */
+  float *rstd1, *rstd2; /* [L][rows] */
+  float *q, *k, *v; /* [L][rows, H*D], [L][rows, KV*D] x2, after RoPE */
+  float *att;       /* [L][B, H, T, T] */
+  float *att_out;   /* [L][rows, H*D] */
+  float *gate, *up, *h; /* [L][rows, F] */
+  float *xf;        /* [rows, C] final normed hidden */
+  float *rstdf;     /* [rows] */
+  float *logprob, *entropy; /* [rows] */
+  /* backward scratch */
+  float *dres, *dxn, *dwide, *dgate, *dup, *dq, *dk, *dv, *datt;
+  float *scratch;   /* kernel scratch (attention, rmsnorm, lm head) */
+  void *emb_scratch;
+  int32_t *tokens, *targets, *pos, *row_start; /* device copies of the batch */
+} drl_transformer_acts;
+
+typedef struct drl_transformer {
+  drl_transformer_config cfg;
+  drl_device dev;
+  drl_layout layout;
+  float *params, *grads, *m, *v; /* on dev, layout.total each (m, v zero until the first step) */
+  float *rope_cos, *rope_sin;    /* on dev, [max_seq, D/2] */
+  drl_transformer_acts acts;
+  void *act_block;               /* the one allocation behind acts */
+  int B_max, T_max;
+  int B, T;                      /* shape of the last forward */
+  float temperature;             /* and its temperature */
+  int has_row_start;             /* and whether it had left padding */
+  int lm_chunk_rows;
+  int64_t scratch_floats;
+} drl_transformer;
+
+/* Checks a config (positive sizes, n_heads divides d_model, even head size, n_kv_heads divides n_heads). */
+drl_status drl_transformer_config_check(const drl_transformer_config *cfg);
+
+/* Builds the offset table of cfg (names "tok_emb", "layers.3.wq", "final_norm", "lm_head" when untied, ...). */
+drl_status drl_transformer_layout(const drl_transformer_config *cfg, drl_layout *layout);
+
+/* Creates the model on dev with activations for up to B_max x T_max tokens (T_max <= max_seq) and initialises the
+ * parameters from seed (DRL_RNG_INIT streams addressed by flat index: N(0, init_std) matrices, residual output
+ * projections scaled by 1/sqrt(2 L), norm gains 1). */
+drl_status drl_transformer_create(drl_transformer *model, const drl_transformer_config *cfg, const drl_device *dev,
+                                  int B_max, int T_max, uint64_t seed);
+
+/* Frees everything the model holds; safe on a zeroed model. */
+void drl_transformer_free(drl_transformer *model);
+
+/* Forward over host arrays tokens/targets [B, T] (targets may be NULL: nothing scored) and row_start [B] (NULL: no
+ * padding). Fills acts; logprob/entropy (host, [B*T], may be NULL) receive per-position log-probability of the target
+ * under softmax(logits / temperature) (0 where unscored) and the full-vocabulary entropy. */
+drl_status drl_transformer_forward(drl_transformer *model, const int32_t *tokens, const int32_t *targets,
+                                   const int32_t *row_start, int B, int T, float temperature, float *logprob,
+                                   float *entropy);
+
+/* Backward of L = sum_n dlogprob[n] * logprob[n] (host dlogprob [B*T]) through the last forward; adds into
+ * model->grads (call drl_transformer_zero_grads first for a fresh step). */
+drl_status drl_transformer_backward(drl_transformer *model, const float *dlogprob);
+
+/* Zeroes the gradient buffer. */
+drl_status drl_transformer_zero_grads(drl_transformer *model);
+
+typedef struct drl_optim_step {
+  float lr, beta1, beta2, eps, weight_decay;
+  float grad_clip;  /* clip the global gradient norm to this; 0 = off */
+  int step;         /* 1-based */
+} drl_optim_step;
+
+/* One AdamW step over all parameters (weight decay on matrices only), with global-norm clipping; *grad_norm (host,
+ * may be NULL) receives the norm before clipping. A non-finite norm is DRL_ERR_NUMERIC and leaves the weights as they
+ * were. */
+drl_status drl_transformer_step(drl_transformer *model, const drl_optim_step *hp, float *grad_norm);
+
+/* Logits [B, V] (host) at position t_of[b] of each row from the last forward, scaled by 1/temperature. */
+drl_status drl_transformer_logits_at(drl_transformer *model, const int *t_of, float temperature, float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DRL_TRANSFORMER_H */

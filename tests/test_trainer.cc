@@ -1,0 +1,139 @@
+// The trainer on the CPU: learning-rate schedule, SFT batches, and resume reproducing the uninterrupted run bit for bit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "test_util.h"
+
+extern "C" {
+#include "data/checkpoint.h"
+#include "data/tasks.h"
+#include "engine/config.h"
+#include "engine/log.h"
+#include "engine/sft.h"
+#include "engine/trainer.h"
+}
+
+namespace {
+
+drl_config tiny_config(const std::string &out_dir) {
+  drl_config c;
+  EXPECT_EQ(drl_config_load_default(&c), DRL_OK);
+  for (const char *kv : {"model.d_model=16", "model.n_layers=2", "model.n_heads=2", "model.n_kv_heads=1",
+                         "model.d_ff=32", "model.max_seq=16", "data.n_train=200", "data.n_eval=8", "data.size=2",
+                         "sft.steps=12", "sft.batch_size=4", "trainer.eval_every=0", "trainer.ckpt_every=0",
+                         "optim.warmup_steps=3", "run.threads=2", "run.quiet=true"})
+    EXPECT_EQ(drl_config_set(&c, kv), DRL_OK) << kv << ": " << drl_last_error();
+  snprintf(c.run.out_dir, sizeof c.run.out_dir, "%s", out_dir.c_str());
+  return c;
+}
+
+class Trainer : public TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    drl_log_setup(DRL_LOG_ERROR, 1, 0);
+  }
+};
+
+}  // namespace
+
+TEST(LrSchedule, WarmupCosineAndConstant) {
+  drl_config c;
+  ASSERT_EQ(drl_config_load_default(&c), DRL_OK);
+  c.optim.lr = 1.0;
+  c.optim.warmup_steps = 10;
+  c.optim.min_lr_ratio = 0.1;
+  EXPECT_FLOAT_EQ(drl_lr_at(&c.optim, 1, 110), 0.1f);
+  EXPECT_FLOAT_EQ(drl_lr_at(&c.optim, 10, 110), 1.0f);
+  EXPECT_FLOAT_EQ(drl_lr_at(&c.optim, 60, 110), 0.55f);  // halfway through the cosine
+  EXPECT_FLOAT_EQ(drl_lr_at(&c.optim, 110, 110), 0.1f);
+  c.optim.lr_schedule = DRL_CFG_LR_CONSTANT;
+  EXPECT_FLOAT_EQ(drl_lr_at(&c.optim, 80, 110), 1.0f);
+}
+
+TEST(SftBatch, ScoresExactlyTheAnswerTokens) {
+  drl_dataset ds;
+  ASSERT_EQ(drl_task_generate("add", 50, 3, 2, &ds), DRL_OK);
+  int T = 0;
+  ASSERT_EQ(drl_sft_max_len(&ds, 0, 50, &T), DRL_OK);
+  drl_sft_batch b;
+  ASSERT_EQ(drl_sft_batch_alloc(&b, 6, T), DRL_OK);
+  ASSERT_EQ(drl_sft_batch_fill(&b, &ds, 50, 11, 1), DRL_OK);
+  int64_t scored = 0;
+  for (int r = 0; r < b.B; ++r) {
+    const int32_t *tok = b.tokens + r * T, *tg = b.targets + r * T;
+    // Each scored target is the next token, and the scored run ends with EOS ('.' is id 12 in add's vocabulary).
+    int last = -1;
+    for (int t = 0; t < T; ++t)
+      if (tg[t] >= 0) {
+        EXPECT_EQ(tg[t], tok[t + 1]);
+        ++scored;
+        last = t;
+      }
+    ASSERT_GE(last, 0);
+    EXPECT_EQ(tg[last], 12);
+  }
+  EXPECT_EQ(scored, b.scored);
+  std::vector<float> lp(b.B * T, -2.0f);
+  EXPECT_NEAR(drl_sft_loss(&b, lp.data()), 2.0, 1e-12);
+  float gsum = 0;
+  for (int n = 0; n < b.B * T; ++n) gsum += b.dlogprob[n];
+  EXPECT_NEAR(gsum, -1.0f, 1e-5f);
+  // The same step draws the same examples; another step draws others.
+  std::vector<int32_t> first(b.tokens, b.tokens + b.B * T);
+  ASSERT_EQ(drl_sft_batch_fill(&b, &ds, 50, 11, 1), DRL_OK);
+  EXPECT_EQ(0, memcmp(first.data(), b.tokens, first.size() * 4));
+  ASSERT_EQ(drl_sft_batch_fill(&b, &ds, 50, 11, 2), DRL_OK);
+  EXPECT_NE(0, memcmp(first.data(), b.tokens, first.size() * 4));
+  drl_sft_batch_free(&b);
+  drl_dataset_free(&ds);
+}
+
+// An SFT run stopped after 5 steps and resumed equals the uninterrupted run: parameters and AdamW moments, bit for bit.
+TEST_F(Trainer, SftResumeIsBitExact) {
+  drl_train_summary whole, part, rest;
+  drl_config a = tiny_config(path("whole"));
+  ASSERT_EQ(drl_train(&a, &whole), DRL_OK) << last_error();
+  EXPECT_EQ(whole.steps, 12);
+  drl_config b = tiny_config(path("split"));
+  b.trainer.stop_after = 5;
+  ASSERT_EQ(drl_train(&b, &part), DRL_OK) << last_error();
+  EXPECT_EQ(part.stopped_at, 5);
+  EXPECT_EQ(part.steps, 5);
+  b.trainer.stop_after = 0;
+  b.trainer.resume = true;
+  ASSERT_EQ(drl_train(&b, &rest), DRL_OK) << last_error();
+  EXPECT_EQ(rest.resumed_from, 5);
+  EXPECT_EQ(rest.steps, 7);
+  EXPECT_EQ(rest.final_loss, whole.final_loss);
+  drl_checkpoint x, y;
+  ASSERT_EQ(drl_checkpoint_read(path("whole/ckpt.h5").c_str(), nullptr, &x), DRL_OK) << last_error();
+  ASSERT_EQ(drl_checkpoint_read(path("split/ckpt.h5").c_str(), &x.layout, &y), DRL_OK) << last_error();
+  EXPECT_EQ(x.trainer_step, 12);
+  EXPECT_EQ(y.trainer_step, 12);
+  size_t bytes = x.layout.total * sizeof(float);
+  EXPECT_EQ(0, memcmp(x.params, y.params, bytes));
+  EXPECT_EQ(0, memcmp(x.m, y.m, bytes));
+  EXPECT_EQ(0, memcmp(x.v, y.v, bytes));
+  drl_checkpoint_free(&x);
+  drl_checkpoint_free(&y);
+  // A run with another seed does not resume from this checkpoint.
+  b.run.seed = 99;
+  EXPECT_EQ(drl_train(&b, &rest), DRL_ERR_CONFIG);
+  EXPECT_ERROR_HAS("run.seed");
+}
+
+TEST_F(Trainer, ErrorsAreClear) {
+  drl_train_summary s;
+  drl_config c = tiny_config(path("e"));
+  c.model.max_seq = 4;
+  EXPECT_EQ(drl_train(&c, &s), DRL_ERR_CONFIG);
+  EXPECT_ERROR_HAS("model.max_seq");
+  c = tiny_config(path("e"));
+  snprintf(c.data.path, sizeof c.data.path, "%s", path("missing.h5").c_str());
+  EXPECT_EQ(drl_train(&c, &s), DRL_ERR_IO);
+  EXPECT_ERROR_HAS("missing.h5");
+}
