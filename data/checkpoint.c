@@ -60,6 +60,7 @@ drl_status drl_checkpoint_write(const char *path, const drl_checkpoint *ck) {
   }
   DRL_TRY_GOTO(drl_h5_write_attr_int64(f, "/trainer", "step", ck->trainer_step));
   DRL_TRY_GOTO(drl_h5_write_attr_string(f, "/trainer", "phase", ck->phase));
+  DRL_TRY_GOTO(drl_h5_write_attr_int64(f, "/trainer", "threads", ck->threads));
   DRL_TRY_GOTO(drl_h5_write_array1d(f, "/rng/seed", DRL_H5_UINT64, 1, &seed));
   DRL_TRY_GOTO(drl_h5_write_array1d(f, "/config", DRL_H5_UINT8, (int64_t)strlen(cfg), cfg));
   return drl_h5_writer_commit(&w);
@@ -166,6 +167,7 @@ drl_status drl_checkpoint_read(const char *path, const drl_layout *expect, drl_c
   }
   DRL_TRY_GOTO(drl_h5_read_attr_int64(&f, "/trainer", "step", &ck->trainer_step));
   DRL_TRY_GOTO(drl_h5_read_attr_string(&f, "/trainer", "phase", ck->phase, sizeof ck->phase));
+  DRL_TRY_GOTO(drl_h5_read_attr_int64(&f, "/trainer", "threads", &ck->threads));
   int64_t one[1] = {1};
   DRL_TRY_GOTO(drl_h5_read_array_into(&f, "/rng/seed", DRL_H5_UINT64, 1, one, &ck->seed));
   void *cfg = NULL;

@@ -7,7 +7,8 @@
  *   /model/layout/offsets   int64   [n]
  *   /model/layout/shapes    int64   [n, 2]
  *   /optim/m, /optim/v      float32 [total]      attribute step (int64) on /optim
- *   /trainer                attributes step (int64, iterations done in the current phase), phase (string)
+ *   /trainer                attributes step (int64, iterations done in the current phase), phase (string),
+ *                           threads (int64: CPU threads of the writer; OpenBLAS results depend on it)
  *   /rng/seed               uint64  [1]
  *   /config                 uint8   the effective YAML */
 #ifndef DRL_CHECKPOINT_H
@@ -33,6 +34,7 @@ typedef struct drl_checkpoint {
   int64_t optim_step;
   int64_t trainer_step;
   char phase[DRL_PHASE_NAME_CAP];
+  int64_t threads;
   uint64_t seed;
   char *config_yaml;
 } drl_checkpoint;

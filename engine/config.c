@@ -1181,6 +1181,10 @@ drl_status drl_config_validate(const drl_config *cfg) {
   if (m->n_heads % m->n_kv_heads != 0)
     return DRL_FAIL(DRL_ERR_CONFIG, "model.n_heads (%d) must be a multiple of model.n_kv_heads (%d)", m->n_heads,
                     m->n_kv_heads);
+  const drl_config_d3s *d = &cfg->d3s;
+  if (d->sampling != DRL_CFG_SAMPLING_NONE && (d->n_init > cfg->grpo.group_size || d->n_final > cfg->grpo.group_size))
+    return DRL_FAIL(DRL_ERR_CONFIG, "d3s.n_init (%d) and d3s.n_final (%d) must not exceed grpo.group_size (%d)",
+                    d->n_init, d->n_final, cfg->grpo.group_size);
   return DRL_OK;
 }
 

@@ -27,9 +27,18 @@ extern "C" {
 #define DRL_CFG_ENUM_optimizer(V) V(DRL_CFG_OPTIM_ADAMW, "adamw") V(DRL_CFG_OPTIM_SPSA, "spsa")
 #define DRL_CFG_ENUM_lr_schedule(V) V(DRL_CFG_LR_COSINE, "cosine") V(DRL_CFG_LR_CONSTANT, "constant")
 #define DRL_CFG_ENUM_phase(V) V(DRL_CFG_PHASE_SFT, "sft") V(DRL_CFG_PHASE_GRPO, "grpo")
+#define DRL_CFG_ENUM_loss_agg(V)                                                                   \
+  V(DRL_CFG_AGG_TOKEN_MEAN, "token_mean") V(DRL_CFG_AGG_SEQ_MEAN_TOKEN_MEAN, "seq_mean_token_mean") \
+  V(DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM, "seq_mean_token_sum") V(DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM_NORM, "seq_mean_token_sum_norm")
+#define DRL_CFG_ENUM_reward(V) V(DRL_CFG_REWARD_EXACT, "exact") V(DRL_CFG_REWARD_PARTIAL, "partial")
+#define DRL_CFG_ENUM_sampling(V) V(DRL_CFG_SAMPLING_NONE, "none") V(DRL_CFG_SAMPLING_D3S, "d3s") V(DRL_CFG_SAMPLING_PODS, "pods")
+#define DRL_CFG_ENUM_scope(V) V(DRL_CFG_SCOPE_CROSS, "cross") V(DRL_CFG_SCOPE_INTRA, "intra")
+#define DRL_CFG_ENUM_token_scope(V) V(DRL_CFG_TOKENS_BATCH, "batch") V(DRL_CFG_TOKENS_SEQUENCE, "sequence")
 
 /* Every enumeration above, once: each gets `drl_cfg_<e>`, DRL_CFG_COUNT_<e> and a list type `drl_cfg_<e>_list`. */
-#define DRL_CFG_ENUMS(E) E(device) E(log_level) E(ffn) E(task) E(optimizer) E(lr_schedule) E(phase)
+#define DRL_CFG_ENUMS(E) \
+  E(device) E(log_level) E(ffn) E(task) E(optimizer) E(lr_schedule) E(phase) E(loss_agg) E(reward) E(sampling) \
+  E(scope) E(token_scope)
 
 /* ---- sections: S(name, help) ---- */
 #define DRL_CONFIG_SECTIONS(S)                                                        \
@@ -39,7 +48,8 @@ extern "C" {
   S(optim, "optimizer and learning-rate schedule")                                    \
   S(trainer, "what runs, in which order, and how often it evaluates and checkpoints") \
   S(sft, "supervised warm start (cross-entropy on response tokens)")                  \
-  S(grpo, "group-relative policy optimisation")
+  S(grpo, "group-relative policy optimisation")                                       \
+  S(d3s, "dynamic dual-level down-sampling of rollouts and tokens (D3S), or PODS")
 
 /* ---- keys: X(section, key, type, default written as YAML, one-line help) ----
  * Types (ranges inclusive unless named otherwise):
@@ -83,9 +93,9 @@ extern "C" {
 
 #define DRL_CONFIG_KEYS_optim(X)                                                                                \
   X(optim, name, ENUM(optimizer), "adamw", "optimizer: adamw, or spsa (zeroth-order)")                         \
-  X(optim, lr, REAL(0, 10), "0.001", "peak learning rate")                                                     \
+  X(optim, lr, REAL(0, 10), "0.002", "peak learning rate")                                                     \
   X(optim, lr_schedule, ENUM(lr_schedule), "cosine", "after warmup: cosine decay to min_lr_ratio * lr, or constant") \
-  X(optim, warmup_steps, INT(0, 1000000000), "0", "steps of linear warmup from 0 to lr")                       \
+  X(optim, warmup_steps, INT(0, 1000000000), "50", "steps of linear warmup from 0 to lr")                       \
   X(optim, min_lr_ratio, REAL(0, 1), "0.1", "final learning rate of the cosine schedule, as a fraction of lr") \
   X(optim, beta1, REAL_LT(0, 1), "0.9", "AdamW decay of the first moment")                                     \
   X(optim, beta2, REAL_LT(0, 1), "0.95", "AdamW decay of the second moment")                                   \
@@ -96,19 +106,19 @@ extern "C" {
 
 #define DRL_CONFIG_KEYS_trainer(X)                                                                          \
   X(trainer, phases, LIST(phase), "[sft]", "phases run in this order: sft, grpo")                          \
-  X(trainer, eval_every, INT(0, 1000000000), "100", "evaluate every N steps; 0 = never")                   \
+  X(trainer, eval_every, INT(0, 1000000000), "500", "evaluate every N steps; 0 = never")                   \
   X(trainer, ckpt_every, INT(0, 1000000000), "500", "write a checkpoint every N steps; 0 = never")         \
   X(trainer, resume, BOOL, "false", "continue from the checkpoint in out_dir")                             \
   X(trainer, stop_after, INT(0, 1000000000), "0", "end this invocation after N steps of a phase, checkpointed; 0 = never")
 
 #define DRL_CONFIG_KEYS_sft(X)                                                   \
-  X(sft, steps, INT(0, 1000000000), "300", "optimizer steps of the sft phase")   \
+  X(sft, steps, INT(0, 1000000000), "1500", "optimizer steps of the sft phase")   \
   X(sft, batch_size, INT(1, 1048576), "32", "sequences per step")
 
 #define DRL_CONFIG_KEYS_grpo(X)                                                                                  \
   X(grpo, steps, INT(0, 1000000000), "100", "iterations of the grpo phase")                                     \
   X(grpo, prompts_per_step, INT(1, 1048576), "8", "prompts sampled per iteration")                              \
-  X(grpo, group_size, INT(2, 65536), "16", "rollouts per prompt (G); advantages are normalised in the group")    \
+  X(grpo, group_size, INT(1, 65536), "16", "rollouts per prompt (G); advantages are normalised in the group")    \
   X(grpo, temperature, REAL_GT(0, 100), "1.0", "sampling temperature")                                          \
   X(grpo, top_k, INT(0, 1048576), "0", "sample among the k most likely tokens; 0 = off")                        \
   X(grpo, top_p, REAL_GT(0, 1), "1.0", "nucleus sampling: smallest set with this probability mass; 1 = off")    \
@@ -117,7 +127,24 @@ extern "C" {
   X(grpo, clip_high, REAL(0, 100), "0.28", "PPO clip: ratio <= 1 + clip_high (DAPO clip-higher)")               \
   X(grpo, kl_beta, REAL(0, 100), "0.0", "weight of the k3 KL penalty to the frozen reference; 0 = off")         \
   X(grpo, ppo_epochs, INT(1, 1000), "1", "passes over each batch of rollouts")                                  \
-  X(grpo, minibatches, INT(1, 65536), "1", "optimizer steps per pass (the batch is split this many ways)")
+  X(grpo, minibatches, INT(1, 65536), "1", "optimizer steps per pass (the batch is split this many ways)")       \
+  X(grpo, lr, REAL(0, 10), "0.0", "learning rate of the grpo phase (constant after optim.warmup_steps); 0 = optim.lr") \
+  X(grpo, dual_clip, REAL_GT(1, 1e9), "3.0", "dual clip c: for A < 0 the loss is at most -c A")                 \
+  X(grpo, adv_eps, REAL_GT(0, 1), "1.0e-06", "epsilon added to the group's reward std")                         \
+  X(grpo, dr_grpo, BOOL, "false", "Dr.GRPO: advantages are r - mean(r), not divided by the std")                 \
+  X(grpo, loss_agg, ENUM(loss_agg), "token_mean", "loss aggregation: token_mean, seq_mean_token_mean, seq_mean_token_sum, seq_mean_token_sum_norm") \
+  X(grpo, reward, ENUM(reward), "exact", "task reward: exact match (1/0) or partial credit")
+
+#define DRL_CONFIG_KEYS_d3s(X)                                                                                   \
+  X(d3s, sampling, ENUM(sampling), "d3s", "rollout down-sampling: none (plain GRPO), d3s, pods")               \
+  X(d3s, sample_scope, ENUM(scope), "cross", "d3s sample level: max-variance subset across the batch (cross) or per group (intra)") \
+  X(d3s, n_init, INT(1, 65536), "4", "rollouts kept per prompt at the start (N_s; d3s and pods)")             \
+  X(d3s, n_final, INT(1, 65536), "8", "rollouts kept per prompt at the end of the schedule")                   \
+  X(d3s, token_level, BOOL, "true", "d3s token level: train only the top-K fraction of tokens by |A| * entropy") \
+  X(d3s, token_scope, ENUM(token_scope), "batch", "token threshold over the whole batch, or per sequence")       \
+  X(d3s, k_init, REAL_GT(0, 1), "0.2", "fraction of tokens kept at the start (K)")                            \
+  X(d3s, k_final, REAL_GT(0, 1), "0.5", "fraction of tokens kept at the end of the schedule")                  \
+  X(d3s, schedule, BOOL, "true", "grow N_s and K linearly with progress; false keeps the initial values")
 
 /* ---- generated declarations (nothing below needs editing when a key is added) ---- */
 #define DRL_CFG_ENUMERATOR_(id, str) id,

@@ -120,6 +120,7 @@ static drl_status save_checkpoint(run_state *r, const char *phase, int step) {
   ck.trainer_step = step;
   snprintf(ck.phase, sizeof ck.phase, "%s", phase);
   ck.seed = r->cfg->run.seed;
+  ck.threads = drl_cpu_threads();
   ck.config_yaml = r->config_yaml;
   drl_status st = to_host(&m->dev, m->params, m->layout.total, &ck.params);
   if (st == DRL_OK) st = to_host(&m->dev, m->m, m->layout.total, &ck.m);
@@ -144,6 +145,11 @@ static drl_status resume(run_state *r, const char *phase, int *step) {
                   (unsigned long long)ck.seed, (unsigned long long)r->cfg->run.seed);
   else if (!ck.m)
     st = DRL_FAIL(DRL_ERR_FORMAT, "%s has no optimizer state to resume from", r->ckpt_path);
+  if (st == DRL_OK && r->dev.backend == DRL_BACKEND_CPU && ck.threads != drl_cpu_threads())
+    drl_log(DRL_LOG_WARN,
+            "%s was written with %lld CPU threads, this run has %d: results will differ from an uninterrupted run "
+            "in the last bits (pin run.threads for bit-exact resume)",
+            r->ckpt_path, (long long)ck.threads, drl_cpu_threads());
   if (st == DRL_OK && strcmp(ck.config_yaml, r->config_yaml) != 0)
     drl_log(DRL_LOG_WARN, "resuming from %s, whose configuration differs from this run's", r->ckpt_path);
   size_t bytes = (size_t)ck.layout.total * sizeof(float);

@@ -18,6 +18,8 @@ void drl_cpu_set_threads(int n) {
   openblas_set_num_threads(n);
 }
 
+int drl_cpu_threads(void) { return omp_get_max_threads(); }
+
 drl_status drl_device_open(drl_device *dev, drl_backend backend, int index) {
   if (!dev) return DRL_FAIL(DRL_ERR_INVALID_ARG, "drl_device_open: NULL device");
   memset(dev, 0, sizeof *dev);
@@ -79,7 +81,20 @@ drl_status drl_copy_to_host(const drl_device *dev, void *dst, const void *src, s
 
 drl_status drl_copy_on_device(const drl_device *dev, void *dst, const void *src, size_t bytes) {
   if (dev->backend == DRL_BACKEND_CUDA) return drl_cuda_copy(dev, dst, src, bytes, COPY_D2D);
-  if (bytes) memmove(dst, src, bytes);
+  const char *s = (const char *)src;
+  char *d = (char *)dst;
+  const size_t chunk = (size_t)1 << 20;
+  if (bytes < 4 * chunk || (d < s + bytes && s < d + bytes)) { /* small or overlapping: one memmove */
+    if (bytes) memmove(dst, src, bytes);
+    return DRL_OK;
+  }
+  /* Large activation copies: one core cannot saturate memory bandwidth. */
+  int64_t n = (int64_t)((bytes + chunk - 1) / chunk);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    size_t off = (size_t)i * chunk, len = bytes - off < chunk ? bytes - off : chunk;
+    memcpy(d + off, s + off, len);
+  }
   return DRL_OK;
 }
 

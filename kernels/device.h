@@ -42,6 +42,9 @@ int drl_cuda_device_count(void);
 /* Pins the CPU thread count of OpenMP loops and OpenBLAS GEMMs; 0 leaves the defaults (all cores). */
 void drl_cpu_set_threads(int n);
 
+/* The number of CPU threads OpenMP loops and GEMMs use now. */
+int drl_cpu_threads(void);
+
 /* Opens a CPU device, or CUDA device `index` with a fresh stream and cuBLAS handle; no GPU is DRL_ERR_NO_DEVICE. */
 drl_status drl_device_open(drl_device *dev, drl_backend backend, int index);
 

@@ -238,6 +238,11 @@ static drl_status upload_batch(drl_transformer *m, const int32_t *tokens, const 
     }
   }
   drl_status st = DRL_OK;
+  /* The GPU kernels cannot report a bad id: check every token and target here. */
+  for (int i = 0; st == DRL_OK && i < R; ++i)
+    if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab)
+      st = DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: token %d at position %d is outside the vocabulary [0, %d)",
+                    tokens[i], i, m->cfg.vocab);
   for (int i = 0; st == DRL_OK && i < R; ++i)
     if (tg[i] >= m->cfg.vocab)
       st = DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: target %d at position %d is outside the vocabulary [0, %d)",

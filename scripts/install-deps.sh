@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what dynrl needs to build and test. Idempotent: quiet when everything is already present.
-# Usage: scripts/install-deps.sh [--python]   (--python also makes .venv with numpy, h5py, matplotlib)
+# Usage: scripts/install-deps.sh [--python] [--torch]
+#   --python  also makes .venv with numpy, h5py, matplotlib (plots, fixture and benchmark scripts)
+#   --torch   also installs PyTorch into .venv (only the side-by-side reference scripts in bench/reference need it)
 set -euo pipefail
 
 pkgs=(cmake make gcc g++ pkg-config libopenblas-dev libopenblas-openmp-dev libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin
@@ -19,10 +21,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ "${1:-}" = "--python" ]; then
+want_python=0
+want_torch=0
+for arg in "$@"; do
+  case "$arg" in
+    --python) want_python=1 ;;
+    --torch) want_python=1; want_torch=1 ;;
+    *) echo "install-deps: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+if [ "$want_python" = 1 ]; then
   root=$(cd "$(dirname "$0")/.." && pwd)
-  if [ ! -x "$root/.venv/bin/python" ]; then
-    python3 -m venv "$root/.venv"
+  [ -x "$root/.venv/bin/python" ] || python3 -m venv "$root/.venv"
+  pip=("$root/.venv/bin/python" -m pip install -q --disable-pip-version-check)
+  "$root/.venv/bin/python" -c "import numpy, h5py, matplotlib" 2>/dev/null || "${pip[@]}" numpy h5py matplotlib
+  if [ "$want_torch" = 1 ]; then
+    "$root/.venv/bin/python" -c "import torch" 2>/dev/null || "${pip[@]}" torch
   fi
-  "$root/.venv/bin/python" -m pip install -q --disable-pip-version-check numpy h5py matplotlib
 fi

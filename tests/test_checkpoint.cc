@@ -44,6 +44,7 @@ struct Owned {
     ck.trainer_step = 16;
     snprintf(ck.phase, sizeof ck.phase, "sft");
     ck.seed = 0xfedcba9876543210ull;
+    ck.threads = 3;
     ck.config_yaml = &cfg[0];
   }
 };
@@ -66,6 +67,7 @@ TEST_F(Checkpoint, RoundTrip) {
   EXPECT_EQ(r.trainer_step, 16);
   EXPECT_STREQ(r.phase, "sft");
   EXPECT_EQ(r.seed, 0xfedcba9876543210ull);
+  EXPECT_EQ(r.threads, 3);
   EXPECT_EQ(std::string(r.config_yaml), w.cfg);
   EXPECT_FALSE(r.layout.tensors[2].decay);
   drl_checkpoint_free(&r);

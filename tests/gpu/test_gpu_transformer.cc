@@ -1,0 +1,100 @@
+// The whole transformer on the GPU against the CPU: same init, forward log-probs and entropies, every gradient
+// tensor, and the parameters after a few AdamW steps.
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gpu_skip.h"
+
+extern "C" {
+#include "models/transformer.h"
+}
+
+namespace {
+
+drl_transformer_config config() {
+  drl_transformer_config c;
+  c.vocab = 50;
+  c.d_model = 128;
+  c.n_layers = 3;
+  c.n_heads = 8;
+  c.n_kv_heads = 4;
+  c.d_ff = 256;
+  c.max_seq = 64;
+  c.tied_embeddings = 1;
+  c.rope_theta = 10000.0f;
+  c.init_std = 0.05f;
+  c.norm_eps = 1e-5f;
+  return c;
+}
+
+// max |a - b| / max |b| over a tensor
+double rel_err(const float *a, const float *b, int64_t n) {
+  double diff = 0, scale = 1e-12;
+  for (int64_t i = 0; i < n; ++i) {
+    diff = std::fmax(diff, std::fabs((double)a[i] - b[i]));
+    scale = std::fmax(scale, std::fabs((double)b[i]));
+  }
+  return diff / scale;
+}
+
+}  // namespace
+
+TEST(GpuTransformer, MatchesCpuForwardBackwardAndSteps) {
+  drl_device gpu;
+  DRL_REQUIRE_GPU(gpu);
+  drl_device cpu;
+  ASSERT_EQ(drl_device_open(&cpu, DRL_BACKEND_CPU, 0), DRL_OK);
+  drl_transformer_config c = config();
+  const int B = 8, T = 48;
+  drl_transformer mc, mg;
+  ASSERT_EQ(drl_transformer_create(&mc, &c, &cpu, B, T, 42), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_transformer_create(&mg, &c, &gpu, B, T, 42), DRL_OK) << drl_last_error();
+  const int64_t n = mc.layout.total;
+  std::vector<float> host(n);
+  ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.params, n * 4), DRL_OK);
+  EXPECT_EQ(0, memcmp(host.data(), mc.params, n * 4)) << "the same Philox init on both devices";
+
+  std::mt19937 rng(7);
+  std::vector<int32_t> tokens(B * T), targets(B * T), row_start(B);
+  for (int i = 0; i < B * T; ++i) {
+    tokens[i] = (int32_t)(rng() % c.vocab);
+    targets[i] = (rng() % 5 == 0) ? -1 : (int32_t)(rng() % c.vocab);
+  }
+  for (int b = 0; b < B; ++b) row_start[b] = (b * 5) % 17;
+  std::vector<float> lpc(B * T), lpg(B * T), ec(B * T), eg(B * T), dlp(B * T);
+  for (int i = 0; i < B * T; ++i) dlp[i] = targets[i] >= 0 ? -1.0f / (B * T) : 0.0f;
+  for (int step = 1; step <= 3; ++step) {
+    ASSERT_EQ(drl_transformer_forward(&mc, tokens.data(), targets.data(), row_start.data(), B, T, 0.8f, lpc.data(),
+                                      ec.data()),
+              DRL_OK);
+    ASSERT_EQ(drl_transformer_forward(&mg, tokens.data(), targets.data(), row_start.data(), B, T, 0.8f, lpg.data(),
+                                      eg.data()),
+              DRL_OK)
+        << drl_last_error();
+    EXPECT_LT(rel_err(lpg.data(), lpc.data(), B * T), 1e-4) << "log-probs, step " << step;
+    EXPECT_LT(rel_err(eg.data(), ec.data(), B * T), 1e-4) << "entropies, step " << step;
+    ASSERT_EQ(drl_transformer_zero_grads(&mc), DRL_OK);
+    ASSERT_EQ(drl_transformer_zero_grads(&mg), DRL_OK);
+    ASSERT_EQ(drl_transformer_backward(&mc, dlp.data()), DRL_OK);
+    ASSERT_EQ(drl_transformer_backward(&mg, dlp.data()), DRL_OK) << drl_last_error();
+    ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.grads, n * 4), DRL_OK);
+    for (int t = 0; t < mc.layout.count; ++t) {
+      const drl_tensor_info &ti = mc.layout.tensors[t];
+      EXPECT_LT(rel_err(host.data() + ti.offset, mc.grads + ti.offset, ti.shape[0] * ti.shape[1]), 1e-3)
+          << "gradient of " << ti.name << ", step " << step;
+    }
+    drl_optim_step hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, step};
+    float nc = 0, ng = 0;
+    ASSERT_EQ(drl_transformer_step(&mc, &hp, &nc), DRL_OK);
+    ASSERT_EQ(drl_transformer_step(&mg, &hp, &ng), DRL_OK) << drl_last_error();
+    EXPECT_NEAR(ng, nc, 1e-4 * nc);
+  }
+  ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.params, n * 4), DRL_OK);
+  EXPECT_LT(rel_err(host.data(), mc.params, n), 1e-3) << "parameters after 3 steps";
+  drl_transformer_free(&mc);
+  drl_transformer_free(&mg);
+  ASSERT_EQ(drl_device_sync(&gpu), DRL_OK);
+  drl_device_close(&gpu);
+}
