@@ -6,7 +6,6 @@
 #include <cmath>  // before the C headers: they include <math.h> inside extern "C"
 #include <cstring>
 #include <limits>
-#include <random>
 #include <vector>
 
 #include "test_util.h"
@@ -19,21 +18,7 @@ extern "C" {
 
 namespace {
 
-std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> x(n);
-  for (auto &e : x) e = u(rng);
-  return x;
-}
-
 std::vector<double> to_double(const std::vector<float> &x) { return std::vector<double>(x.begin(), x.end()); }
-
-drl_device cpu() {
-  drl_device dev;
-  EXPECT_EQ(drl_device_open(&dev, DRL_BACKEND_CPU, 0), DRL_OK);
-  return dev;
-}
 
 // ---------------------------------------------------------------- RoPE
 
@@ -87,16 +72,16 @@ TEST(Rope, TablesMatchCosSinInDouble) {
 }
 
 TEST(Rope, ForwardMatchesNaiveRotation) {
-  drl_device dev = cpu();
+  drl_device dev = cpu_device();
   RopeCase rc;
-  std::vector<float> x = random_vec(rc.size(), 1);
+  std::vector<float> x = random_uniform(rc.size(), 1);
   std::vector<double> want = rope_naive(to_double(x), rc.pos, rc.heads, rc.D, rc.theta);
   ASSERT_EQ(drl_rope_forward(&dev, x.data(), rc.pos.data(), rc.cos_t.data(), rc.sin_t.data(), rc.N, rc.heads, rc.D),
             DRL_OK)
       << last_error();
   for (size_t e = 0; e < x.size(); ++e) ASSERT_NEAR(x[e], want[e], 2e-6) << "element " << e;
   // position 0 is the identity
-  std::vector<float> y = random_vec(rc.size(), 2), y0 = y;
+  std::vector<float> y = random_uniform(rc.size(), 2), y0 = y;
   std::vector<int32_t> zeros(rc.N, 0);
   ASSERT_EQ(drl_rope_forward(&dev, y.data(), zeros.data(), rc.cos_t.data(), rc.sin_t.data(), rc.N, rc.heads, rc.D),
             DRL_OK);
@@ -104,9 +89,9 @@ TEST(Rope, ForwardMatchesNaiveRotation) {
 }
 
 TEST(Rope, BackwardInvertsForward) {
-  drl_device dev = cpu();
+  drl_device dev = cpu_device();
   RopeCase rc;
-  std::vector<float> x0 = random_vec(rc.size(), 3), x = x0;
+  std::vector<float> x0 = random_uniform(rc.size(), 3), x = x0;
   ASSERT_EQ(drl_rope_forward(&dev, x.data(), rc.pos.data(), rc.cos_t.data(), rc.sin_t.data(), rc.N, rc.heads, rc.D),
             DRL_OK);
   EXPECT_NE(x, x0);
@@ -122,9 +107,9 @@ TEST(Rope, BackwardInvertsForward) {
 }
 
 TEST(Rope, BackwardMatchesFiniteDifferences) {
-  drl_device dev = cpu();
+  drl_device dev = cpu_device();
   RopeCase rc;
-  std::vector<float> x = random_vec(rc.size(), 4), w = random_vec(rc.size(), 5);
+  std::vector<float> x = random_uniform(rc.size(), 4), w = random_uniform(rc.size(), 5);
   // loss = sum w * rope(x); its gradient is rope_backward(w)
   std::vector<float> grad = w;
   ASSERT_EQ(drl_rope_backward(&dev, grad.data(), rc.pos.data(), rc.cos_t.data(), rc.sin_t.data(), rc.N, rc.heads,
@@ -151,9 +136,9 @@ TEST(Rope, BackwardMatchesFiniteDifferences) {
 }
 
 TEST(Rope, Errors) {
-  drl_device dev = cpu();
+  drl_device dev = cpu_device();
   RopeCase rc;
-  std::vector<float> x = random_vec(rc.size(), 6), x0 = x;
+  std::vector<float> x = random_uniform(rc.size(), 6), x0 = x;
   drl_clear_error();
   EXPECT_EQ(drl_rope_forward(&dev, x.data(), rc.pos.data(), rc.cos_t.data(), rc.sin_t.data(), rc.N, rc.heads, 7),
             DRL_ERR_INVALID_ARG);
@@ -219,7 +204,7 @@ struct Result {
 // Forward (and backward with dout when given) on the CPU; outputs start as NaN so every element must be written.
 Result run_cpu(const Shape &s, const std::vector<float> &q, const std::vector<float> &k, const std::vector<float> &v,
             const std::vector<float> *dout = nullptr) {
-  drl_device dev = cpu();
+  drl_device dev = cpu_device();
   const float nan = std::numeric_limits<float>::quiet_NaN();
   Result r;
   r.out.assign(s.nq(), nan);
@@ -254,8 +239,8 @@ TEST(Attention, ForwardMatchesNaiveDouble) {
   uint32_t seed = 10;
   for (const Shape &s : kShapes) {
     SCOPED_TRACE(testing::Message() << "B=" << s.B << " T=" << s.T << " H=" << s.H << " KV=" << s.KV << " D=" << s.D);
-    std::vector<float> q = random_vec(s.nq(), seed++, -2, 2), k = random_vec(s.nkv(), seed++, -2, 2),
-                       v = random_vec(s.nkv(), seed++);
+    std::vector<float> q = random_uniform(s.nq(), seed++, -2, 2), k = random_uniform(s.nkv(), seed++, -2, 2),
+                       v = random_uniform(s.nkv(), seed++);
     Result r = run_cpu(s, q, k, v);
     std::vector<double> out, att;
     ref_forward(s, to_double(q), to_double(k), to_double(v), &out, &att);
@@ -267,7 +252,8 @@ TEST(Attention, ForwardMatchesNaiveDouble) {
 TEST(Attention, AttRowsAreMaskedDistributions) {
   for (const Shape &s : kShapes) {
     SCOPED_TRACE(testing::Message() << "B=" << s.B << " T=" << s.T << " H=" << s.H << " KV=" << s.KV);
-    Result r = run_cpu(s, random_vec(s.nq(), 20, -3, 3), random_vec(s.nkv(), 21, -3, 3), random_vec(s.nkv(), 22));
+    Result r =
+        run_cpu(s, random_uniform(s.nq(), 20, -3, 3), random_uniform(s.nkv(), 21, -3, 3), random_uniform(s.nkv(), 22));
     for (int b = 0; b < s.B; ++b)
       for (int h = 0; h < s.H; ++h)
         for (int t = 0; t < s.T; ++t) {
@@ -295,8 +281,8 @@ TEST(Attention, AttRowsAreMaskedDistributions) {
 void check_backward(const Shape &s, uint32_t seed) {
   SCOPED_TRACE(testing::Message() << "B=" << s.B << " T=" << s.T << " H=" << s.H << " KV=" << s.KV << " D=" << s.D
                                   << " padded=" << !s.rs.empty());
-  std::vector<float> q = random_vec(s.nq(), seed, -2, 2), k = random_vec(s.nkv(), seed + 1, -2, 2),
-                     v = random_vec(s.nkv(), seed + 2), w = random_vec(s.nq(), seed + 3);
+  std::vector<float> q = random_uniform(s.nq(), seed, -2, 2), k = random_uniform(s.nkv(), seed + 1, -2, 2),
+                     v = random_uniform(s.nkv(), seed + 2), w = random_uniform(s.nq(), seed + 3);
   Result r = run_cpu(s, q, k, v, &w);
   std::vector<double> qd = to_double(q), kd = to_double(k), vd = to_double(v);
   auto loss = [&]() {
@@ -352,7 +338,7 @@ TEST(Attention, BackwardMatchesFiniteDifferences) {
 
 TEST(Attention, FutureTokensDoNotChangeEarlierOutputs) {
   Shape s{2, 6, 4, 2, 8, {0, 1}};
-  std::vector<float> q = random_vec(s.nq(), 70), k = random_vec(s.nkv(), 71), v = random_vec(s.nkv(), 72);
+  std::vector<float> q = random_uniform(s.nq(), 70), k = random_uniform(s.nkv(), 71), v = random_uniform(s.nkv(), 72);
   Result base = run_cpu(s, q, k, v);
   const int t0 = 3;
   for (int kv = 0; kv < s.KV; ++kv)
@@ -377,8 +363,8 @@ TEST(Attention, FutureTokensDoNotChangeEarlierOutputs) {
 
 TEST(Attention, PaddedTokensAreIgnored) {
   Shape s{2, 7, 4, 2, 6, {3, 0}};
-  std::vector<float> q = random_vec(s.nq(), 80), k = random_vec(s.nkv(), 81), v = random_vec(s.nkv(), 82),
-                     w = random_vec(s.nq(), 83);
+  std::vector<float> q = random_uniform(s.nq(), 80), k = random_uniform(s.nkv(), 81), v = random_uniform(s.nkv(), 82),
+                     w = random_uniform(s.nq(), 83);
   Result base = run_cpu(s, q, k, v, &w);
   for (int t = 0; t < s.rs[0]; ++t) {  // rewrite everything the padding holds in batch row 0
     for (int e = 0; e < s.H * s.D; ++e) q[(size_t)t * s.H * s.D + e] = 100.0f;
@@ -404,8 +390,8 @@ TEST(Attention, PaddedTokensAreIgnored) {
 
 TEST(Attention, BitIdenticalWithOneOrTwoThreads) {
   Shape s{3, 9, 6, 3, 8, {0, 4, 2}};
-  std::vector<float> q = random_vec(s.nq(), 90), k = random_vec(s.nkv(), 91), v = random_vec(s.nkv(), 92),
-                     w = random_vec(s.nq(), 93);
+  std::vector<float> q = random_uniform(s.nq(), 90), k = random_uniform(s.nkv(), 91), v = random_uniform(s.nkv(), 92),
+                     w = random_uniform(s.nq(), 93);
   int keep = omp_get_max_threads();
   omp_set_num_threads(1);
   Result one = run_cpu(s, q, k, v, &w);
@@ -448,7 +434,7 @@ TEST(Attention, SharedRowMath) {
 }
 
 TEST(Attention, Errors) {
-  drl_device dev = cpu();
+  drl_device dev = cpu_device();
   Shape s{2, 4, 6, 4, 8, {0, 1}};
   std::vector<float> q(s.nq()), k((size_t)s.B * s.T * s.KV * s.D), v(k.size()), out(s.nq()), att(s.natt());
   drl_clear_error();

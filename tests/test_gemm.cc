@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <random>
 #include <vector>
 
 #include "test_util.h"
@@ -13,20 +12,6 @@ extern "C" {
 }
 
 namespace {
-
-drl_device cpu_dev() {
-  drl_device d;
-  EXPECT_EQ(drl_device_open(&d, DRL_BACKEND_CPU, 0), DRL_OK);
-  return d;
-}
-
-std::vector<float> randv(size_t n, unsigned seed) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto &x : v) x = u(g);
-  return v;
-}
 
 const float kPad = -12345.0f;  // lives in the padding of every row: a GEMM must never write there
 
@@ -58,7 +43,7 @@ void expect_gemm(const std::vector<float> &C, const std::vector<float> &C0, cons
 }
 
 std::vector<float> padded(int rows, int cols, int ld, unsigned seed) {
-  auto v = randv((size_t)rows * ld, seed);
+  auto v = random_uniform((size_t)rows * ld, seed);
   for (int r = 0; r < rows; ++r)
     for (int c = cols; c < ld; ++c) v[(size_t)r * ld + c] = kPad;
   return v;
@@ -76,7 +61,7 @@ std::vector<double> ref_matmul(const std::vector<double> &inp, const std::vector
 }  // namespace
 
 TEST(Gemm, AllTransposesWithPaddedRowsAlphaBeta) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int M = 13, N = 11, K = 7;
   for (int ta = 0; ta < 2; ++ta) {
     for (int tb = 0; tb < 2; ++tb) {
@@ -97,16 +82,16 @@ TEST(Gemm, AllTransposesWithPaddedRowsAlphaBeta) {
 }
 
 TEST(Gemm, BetaZeroOverwritesNaN) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int M = 4, N = 5, K = 3;
-  auto A = randv(M * K, 7), B = randv(K * N, 8);
+  auto A = random_uniform(M * K, 7), B = random_uniform(K * N, 8);
   std::vector<float> C(M * N, NAN), C0(M * N, 0.0f);
   ASSERT_EQ(drl_gemm(&dev, 0, 0, M, N, K, 1.0f, A.data(), K, B.data(), N, 0.0f, C.data(), N), DRL_OK);
   expect_gemm(C, C0, A, B, 0, 0, M, N, K, 1.0f, 0.0f, K, N, N, "beta=0 over NaN");
 }
 
 TEST(Gemm, KZeroIsAZeroProduct) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int M = 3, N = 4;
   float a = 1.0f, b = 1.0f;
   std::vector<float> C = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
@@ -118,12 +103,13 @@ TEST(Gemm, KZeroIsAZeroProduct) {
 }
 
 TEST(Gemm, StridedBatched) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int M = 6, N = 5, K = 4, batch = 3;
   const int64_t sa = M * K + 7, sb = N * K + 3, sc = M * N + 11;  // gaps between matrices stay untouched
   for (int tb = 0; tb < 2; ++tb) {
     int ldb = tb ? K : N;
-    auto A = randv((size_t)sa * batch, 9), B = randv((size_t)sb * batch, 10), C0 = randv((size_t)sc * batch, 11);
+    auto A = random_uniform((size_t)sa * batch, 9), B = random_uniform((size_t)sb * batch, 10),
+         C0 = random_uniform((size_t)sc * batch, 11);
     auto C = C0;
     ASSERT_EQ(drl_gemm_strided_batched(&dev, 0, tb, M, N, K, 0.75f, A.data(), K, sa, B.data(), ldb, sb, 0.5f,
                                        C.data(), N, sc, batch),
@@ -141,9 +127,9 @@ TEST(Gemm, StridedBatched) {
 }
 
 TEST(Matmul, ForwardMatchesNaiveAndAccumulates) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int rows = 9, in = 6, out = 4;
-  auto x = randv(rows * in, 12), w = randv(out * in, 13), start = randv(rows * out, 14);
+  auto x = random_uniform(rows * in, 12), w = random_uniform(out * in, 13), start = random_uniform(rows * out, 14);
   auto y = start;
   ASSERT_EQ(drl_matmul_forward(&dev, y.data(), x.data(), w.data(), rows, in, out, 0), DRL_OK) << last_error();
   auto ref = ref_matmul(std::vector<double>(x.begin(), x.end()), std::vector<double>(w.begin(), w.end()), rows, in,
@@ -155,10 +141,10 @@ TEST(Matmul, ForwardMatchesNaiveAndAccumulates) {
 }
 
 TEST(Matmul, BackwardMatchesFiniteDifferencesAndAccumulates) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int rows = 5, in = 7, out = 3;
-  auto x = randv(rows * in, 15), w = randv(out * in, 16), r = randv(rows * out, 17);
-  auto dx0 = randv(rows * in, 18), dw0 = randv(out * in, 19);
+  auto x = random_uniform(rows * in, 15), w = random_uniform(out * in, 16), r = random_uniform(rows * out, 17);
+  auto dx0 = random_uniform(rows * in, 18), dw0 = random_uniform(out * in, 19);
   auto dx = dx0, dw = dw0;
   ASSERT_EQ(drl_matmul_backward(&dev, dx.data(), dw.data(), r.data(), x.data(), w.data(), rows, in, out), DRL_OK)
       << last_error();
@@ -193,7 +179,7 @@ TEST(Matmul, BackwardMatchesFiniteDifferencesAndAccumulates) {
 }
 
 TEST(Gemm, RejectsBadLeadingDimensionsAndSizes) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   std::vector<float> buf(64, 0.0f);
   float *p = buf.data();
   EXPECT_EQ(drl_gemm(&dev, 0, 0, 4, 4, 4, 1.0f, p, 3, p, 4, 0.0f, p, 4), DRL_ERR_INVALID_ARG);

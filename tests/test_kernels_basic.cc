@@ -21,20 +21,6 @@ extern "C" {
 
 namespace {
 
-drl_device cpu_dev() {
-  drl_device d;
-  EXPECT_EQ(drl_device_open(&d, DRL_BACKEND_CPU, 0), DRL_OK);
-  return d;
-}
-
-std::vector<float> randv(size_t n, unsigned seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (auto &x : v) x = u(g);
-  return v;
-}
-
 std::vector<double> to_d(const std::vector<float> &v) { return std::vector<double>(v.begin(), v.end()); }
 
 // Central differences of L(x) = sum_i r_i f(x)_i with respect to every x_j, in double precision.
@@ -124,9 +110,9 @@ std::vector<int32_t> rand_tokens(int N, int V, unsigned seed) {
 // ---------------- elementwise ----------------
 
 TEST(Elementwise, AddAxpyScaleMatchReference) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int64_t n = 100003;  // past the OpenMP threshold, odd
-  auto a = randv(n, 1), b = randv(n, 2);
+  auto a = random_uniform(n, 1), b = random_uniform(n, 2);
   std::vector<float> out(n);
   ASSERT_EQ(drl_add(&dev, out.data(), a.data(), b.data(), n), DRL_OK) << last_error();
   for (int64_t i = 0; i < n; ++i) ASSERT_EQ(out[i], (float)((double)a[i] + (double)b[i])) << i;
@@ -146,8 +132,8 @@ TEST(Elementwise, AddAxpyScaleMatchReference) {
 }
 
 TEST(Elementwise, AddMayAliasItsInputs) {
-  drl_device dev = cpu_dev();
-  auto a = randv(1000, 3), b = randv(1000, 4);
+  drl_device dev = cpu_device();
+  auto a = random_uniform(1000, 3), b = random_uniform(1000, 4);
   auto res = a;
   ASSERT_EQ(drl_add(&dev, res.data(), res.data(), b.data(), 1000), DRL_OK);  // the residual add: x += f(x)
   for (int i = 0; i < 1000; ++i) ASSERT_EQ(res[i], a[i] + b[i]) << i;
@@ -157,7 +143,7 @@ TEST(Elementwise, AddMayAliasItsInputs) {
 }
 
 TEST(Elementwise, RejectsNegativeLengthAndNullBuffers) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   float v[4] = {1, 2, 3, 4};
   EXPECT_EQ(drl_add(&dev, v, v, v, -1), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("negative length -1");
@@ -172,9 +158,9 @@ TEST(Elementwise, RejectsNegativeLengthAndNullBuffers) {
 // ---------------- SwiGLU ----------------
 
 TEST(SwiGLU, ForwardMatchesReference) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int n = 50000;
-  auto gate = randv(n, 5, -12.0f, 12.0f), up = randv(n, 6, -3.0f, 3.0f);
+  auto gate = random_uniform(n, 5, -12.0f, 12.0f), up = random_uniform(n, 6, -3.0f, 3.0f);
   gate[0] = -200.0f;  // expf overflows to inf: silu must be 0, not NaN
   gate[1] = 200.0f;
   std::vector<float> out(n);
@@ -185,9 +171,9 @@ TEST(SwiGLU, ForwardMatchesReference) {
 }
 
 TEST(SwiGLU, BackwardMatchesFiniteDifferences) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int n = 35;
-  auto gate = randv(n, 7, -4.0f, 4.0f), up = randv(n, 8), r = randv(n, 9);
+  auto gate = random_uniform(n, 7, -4.0f, 4.0f), up = random_uniform(n, 8), r = random_uniform(n, 9);
   std::vector<float> dgate(n, 99.0f), dup(n, 99.0f);  // overwritten, not accumulated
   ASSERT_EQ(drl_swiglu_backward(&dev, dgate.data(), dup.data(), r.data(), gate.data(), up.data(), n), DRL_OK)
       << last_error();
@@ -201,7 +187,7 @@ TEST(SwiGLU, BackwardMatchesFiniteDifferences) {
 }
 
 TEST(SwiGLU, RejectsBadArguments) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   float v[2] = {0, 0};
   EXPECT_EQ(drl_swiglu_forward(&dev, v, v, v, -5), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("negative length -5");
@@ -212,9 +198,9 @@ TEST(SwiGLU, RejectsBadArguments) {
 // ---------------- RMSNorm ----------------
 
 TEST(RMSNorm, ForwardMatchesReference) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   for (auto [N, C] : {std::pair{5, 7}, std::pair{37, 100}, std::pair{64, 768}}) {
-    auto x = randv((size_t)N * C, 10 + C, -2.0f, 2.0f), w = randv(C, 11 + C, 0.5f, 1.5f);
+    auto x = random_uniform((size_t)N * C, 10 + C, -2.0f, 2.0f), w = random_uniform(C, 11 + C, 0.5f, 1.5f);
     std::vector<float> out((size_t)N * C), rstd(N);
     const float eps = 1e-5f;
     ASSERT_EQ(drl_rmsnorm_forward(&dev, out.data(), rstd.data(), x.data(), w.data(), N, C, eps), DRL_OK)
@@ -227,14 +213,15 @@ TEST(RMSNorm, ForwardMatchesReference) {
 }
 
 TEST(RMSNorm, BackwardMatchesFiniteDifferencesAndAccumulates) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   for (auto [N, C] : {std::pair{5, 7}, std::pair{40, 45}}) {  // 40 rows: two dweight chunks; 45: two lane rounds
     const double eps = 1e-5;
-    auto x = randv((size_t)N * C, 20, -2.0f, 2.0f), w = randv(C, 21, 0.5f, 1.5f), r = randv((size_t)N * C, 22);
+    auto x = random_uniform((size_t)N * C, 20, -2.0f, 2.0f), w = random_uniform(C, 21, 0.5f, 1.5f),
+         r = random_uniform((size_t)N * C, 22);
     std::vector<float> out((size_t)N * C), rstd(N);
     ASSERT_EQ(drl_rmsnorm_forward(&dev, out.data(), rstd.data(), x.data(), w.data(), N, C, (float)eps), DRL_OK);
     // Nonzero starting gradients: the backward must add to them.
-    auto dinp0 = randv((size_t)N * C, 23), dw0 = randv(C, 24);
+    auto dinp0 = random_uniform((size_t)N * C, 23), dw0 = random_uniform(C, 24);
     auto dinp = dinp0, dw = dw0;
     std::vector<float> scratch(drl_rmsnorm_scratch_floats(&dev, N, C));
     ASSERT_EQ(drl_rmsnorm_backward(&dev, dinp.data(), dw.data(), r.data(), x.data(), w.data(), rstd.data(), N, C,
@@ -253,9 +240,10 @@ TEST(RMSNorm, BackwardMatchesFiniteDifferencesAndAccumulates) {
 }
 
 TEST(RMSNorm, DweightAndDinpIdenticalForAnyThreadCount) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int N = 1000, C = 300;  // 32 chunks, the last one short
-  auto x = randv((size_t)N * C, 30, -2.0f, 2.0f), w = randv(C, 31), dout = randv((size_t)N * C, 32);
+  auto x = random_uniform((size_t)N * C, 30, -2.0f, 2.0f), w = random_uniform(C, 31),
+       dout = random_uniform((size_t)N * C, 32);
   std::vector<float> out((size_t)N * C), rstd(N), scratch(drl_rmsnorm_scratch_floats(&dev, N, C));
   ASSERT_EQ(drl_rmsnorm_forward(&dev, out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-6f), DRL_OK);
   std::vector<std::vector<float>> dws, dinps;
@@ -278,9 +266,9 @@ TEST(RMSNorm, DweightAndDinpIdenticalForAnyThreadCount) {
 // The CPU must run the documented order exactly (the GPU's two-stage tree): chunks of DRL_RMSNORM_CHUNK_ROWS rows,
 // each summed in row order, combined in chunk order, added to dweight once.
 TEST(RMSNorm, DweightFollowsTheFixedChunkOrder) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int N = 100, C = 3;
-  auto x = randv((size_t)N * C, 33), w = randv(C, 34), dout = randv((size_t)N * C, 35);
+  auto x = random_uniform((size_t)N * C, 33), w = random_uniform(C, 34), dout = random_uniform((size_t)N * C, 35);
   std::vector<float> out((size_t)N * C), rstd(N), scratch(drl_rmsnorm_scratch_floats(&dev, N, C));
   ASSERT_EQ(scratch.size(), (size_t)((N + DRL_RMSNORM_CHUNK_ROWS - 1) / DRL_RMSNORM_CHUNK_ROWS) * C);
   ASSERT_EQ(drl_rmsnorm_forward(&dev, out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-6f), DRL_OK);
@@ -304,7 +292,7 @@ TEST(RMSNorm, DweightFollowsTheFixedChunkOrder) {
 }
 
 TEST(RMSNorm, RejectsBadArguments) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   float v[8] = {};
   EXPECT_EQ(drl_rmsnorm_forward(&dev, v, v + 4, v, v, -1, 2, 1e-5f), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("negative size N=-1 C=2");
@@ -327,10 +315,10 @@ TEST(RMSNorm, RejectsBadArguments) {
 // ---------------- embedding ----------------
 
 TEST(Embedding, ForwardCopiesRows) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int N = 300, C = 33, V = 17;
   auto tok = rand_tokens(N, V, 40);
-  auto table = randv((size_t)V * C, 41);
+  auto table = random_uniform((size_t)V * C, 41);
   std::vector<float> out((size_t)N * C);
   ASSERT_EQ(drl_embedding_forward(&dev, out.data(), tok.data(), table.data(), N, C, V), DRL_OK) << last_error();
   auto ref = ref_embedding(tok, to_d(table), C);
@@ -338,9 +326,9 @@ TEST(Embedding, ForwardCopiesRows) {
 }
 
 TEST(Embedding, ForwardRejectsBadTokenNamingItAndWritesNothing) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int N = 6, C = 4, V = 10;
-  auto table = randv(V * C, 42);
+  auto table = random_uniform(V * C, 42);
   for (int32_t bad : {10, -1, 1 << 30}) {
     std::vector<int32_t> tok = {1, 2, 3, bad, 4, 5};
     std::vector<float> out(N * C, 7.0f);
@@ -352,11 +340,11 @@ TEST(Embedding, ForwardRejectsBadTokenNamingItAndWritesNothing) {
 }
 
 TEST(Embedding, BackwardMatchesFiniteDifferencesAndAccumulates) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int N = 5, C = 7, V = 4;
   std::vector<int32_t> tok = {2, 0, 2, 3, 2};  // token 1 unused: its gradient stays as it was
-  auto table = randv(V * C, 43), r = randv(N * C, 44);
-  auto dt0 = randv(V * C, 45);
+  auto table = random_uniform(V * C, 43), r = random_uniform(N * C, 44);
+  auto dt0 = random_uniform(V * C, 45);
   auto dt = dt0;
   ASSERT_EQ(drl_embedding_backward(&dev, dt.data(), r.data(), tok.data(), N, C, V, nullptr), DRL_OK) << last_error();
   std::vector<float> g(V * C);
@@ -367,11 +355,11 @@ TEST(Embedding, BackwardMatchesFiniteDifferencesAndAccumulates) {
 }
 
 TEST(Embedding, BackwardSumsEachTokenInIncreasingN) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int N = 2000, C = 130, V = 32;  // long runs per token, so any reordering shows in the bits
   auto tok = rand_tokens(N, V, 46);
-  auto dout = randv((size_t)N * C, 47, -10.0f, 10.0f);
-  auto dt = randv((size_t)V * C, 48);
+  auto dout = random_uniform((size_t)N * C, 47, -10.0f, 10.0f);
+  auto dt = random_uniform((size_t)V * C, 48);
   auto want = dt;
   for (int n = 0; n < N; ++n)
     for (int c = 0; c < C; ++c) want[(size_t)tok[n] * C + c] += dout[(size_t)n * C + c];
@@ -389,10 +377,10 @@ TEST(Embedding, BackwardSumsEachTokenInIncreasingN) {
 }
 
 TEST(Embedding, BackwardRejectsBadTokenAndLeavesGradientUntouched) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   const int N = 4, C = 3, V = 5;
   std::vector<int32_t> tok = {0, 1, 5, 2};
-  auto dout = randv(N * C, 49);
+  auto dout = random_uniform(N * C, 49);
   std::vector<float> dt(V * C, 1.0f);
   EXPECT_EQ(drl_embedding_backward(&dev, dt.data(), dout.data(), tok.data(), N, C, V, nullptr), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("token 5 at position 2 is outside the vocabulary [0, 5)");
@@ -400,7 +388,7 @@ TEST(Embedding, BackwardRejectsBadTokenAndLeavesGradientUntouched) {
 }
 
 TEST(Embedding, RejectsBadSizesAndNullBuffers) {
-  drl_device dev = cpu_dev();
+  drl_device dev = cpu_device();
   float v[4] = {};
   int32_t tok[2] = {0, 0};
   EXPECT_EQ(drl_embedding_forward(&dev, v, tok, v, -2, 2, 2), DRL_ERR_INVALID_ARG);

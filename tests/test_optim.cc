@@ -17,20 +17,6 @@ extern "C" {
 
 namespace {
 
-drl_device cpu() {
-  drl_device dev;
-  EXPECT_EQ(drl_device_open(&dev, DRL_BACKEND_CPU, 0), DRL_OK);
-  return dev;
-}
-
-std::vector<float> randn(size_t n, float scale, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, scale);
-  std::vector<float> v(n);
-  for (float &x : v) x = nd(rng);
-  return v;
-}
-
 drl_adamw_hparams hparams(int step) {
   drl_adamw_hparams hp;
   hp.lr = 1e-3f;
@@ -75,12 +61,12 @@ void expect_close(const std::vector<float> &got, const std::vector<double> &want
 
 // One and then ten steps, each with fresh gradients, grad_scale 0.5 from step 2 on, against double state.
 TEST(AdamW, MatchesNaiveDoubleFormula) {
-  drl_device dev = cpu();
+  drl_device dev = cpu_device();
   const size_t n = 4099;
-  std::vector<float> p = randn(n, 1.0f, 1), m(n, 0.0f), v(n, 0.0f);
+  std::vector<float> p = random_normal(n, 1.0f, 1), m(n, 0.0f), v(n, 0.0f);
   std::vector<double> pd(p.begin(), p.end()), md(n, 0.0), vd(n, 0.0);
   for (int step = 1; step <= 10; ++step) {
-    std::vector<float> g = randn(n, 0.1f, 100 + step);
+    std::vector<float> g = random_normal(n, 0.1f, 100 + step);
     drl_adamw_hparams hp = hparams(step);
     if (step > 1) hp.grad_scale = 0.5f;
     ASSERT_EQ(drl_adamw(&dev, p.data(), g.data(), m.data(), v.data(), (int64_t)n, hp), DRL_OK) << drl_last_error();
@@ -96,9 +82,9 @@ TEST(AdamW, MatchesNaiveDoubleFormula) {
 
 // With zero gradients the Adam term is 0/(0+eps) = 0 and each step is exactly p <- p - lr (wd p).
 TEST(AdamW, WeightDecayIsDecoupled) {
-  drl_device dev = cpu();
+  drl_device dev = cpu_device();
   const size_t n = 1000;
-  std::vector<float> p = randn(n, 2.0f, 3), g(n, 0.0f), m(n, 0.0f), v(n, 0.0f);
+  std::vector<float> p = random_normal(n, 2.0f, 3), g(n, 0.0f), m(n, 0.0f), v(n, 0.0f);
   drl_adamw_hparams hp = hparams(1);
   hp.lr = 0.01f;
   for (int step = 1; step <= 3; ++step) {
@@ -114,7 +100,7 @@ TEST(AdamW, WeightDecayIsDecoupled) {
     for (size_t i = 0; i < n; ++i) ASSERT_TRUE(m[i] == 0.0f && v[i] == 0.0f);
   }
   // Decoupled: weight decay never enters the moments, so m and v are the same bits with or without it.
-  std::vector<float> g2 = randn(n, 0.3f, 4), pa = randn(n, 1.0f, 5), pb = pa;
+  std::vector<float> g2 = random_normal(n, 0.3f, 4), pa = random_normal(n, 1.0f, 5), pb = pa;
   std::vector<float> ma(n, 0.0f), va(n, 0.0f), mb(n, 0.0f), vb(n, 0.0f);
   drl_adamw_hparams with = hparams(1), without = hparams(1);
   without.weight_decay = 0.0f;
@@ -127,11 +113,11 @@ TEST(AdamW, WeightDecayIsDecoupled) {
 
 // grad_scale multiplies the gradient first: (2 g, scale 0.5) is exactly (g, scale 1).
 TEST(AdamW, GradScaleScalesTheGradient) {
-  drl_device dev = cpu();
+  drl_device dev = cpu_device();
   const size_t n = 777;
-  std::vector<float> g = randn(n, 0.2f, 6), g2(n);
+  std::vector<float> g = random_normal(n, 0.2f, 6), g2(n);
   for (size_t i = 0; i < n; ++i) g2[i] = 2.0f * g[i];
-  std::vector<float> pa = randn(n, 1.0f, 7), pb = pa, ma(n, 0.1f), mb = ma, va(n, 0.01f), vb = va;
+  std::vector<float> pa = random_normal(n, 1.0f, 7), pb = pa, ma(n, 0.1f), mb = ma, va(n, 0.01f), vb = va;
   drl_adamw_hparams a = hparams(3), b = hparams(3);
   b.grad_scale = 0.5f;
   ASSERT_EQ(drl_adamw(&dev, pa.data(), g.data(), ma.data(), va.data(), (int64_t)n, a), DRL_OK);
@@ -142,9 +128,10 @@ TEST(AdamW, GradScaleScalesTheGradient) {
 }
 
 TEST(AdamW, BitIdenticalAcrossThreadCounts) {
-  drl_device dev = cpu();
+  drl_device dev = cpu_device();
   const size_t n = 100003;
-  std::vector<float> g = randn(n, 0.1f, 8), p1 = randn(n, 1.0f, 9), p2 = p1, m1(n, 0.0f), m2 = m1, v1(n, 0.0f), v2 = v1;
+  std::vector<float> g = random_normal(n, 0.1f, 8), p1 = random_normal(n, 1.0f, 9), p2 = p1, m1(n, 0.0f), m2 = m1,
+                     v1(n, 0.0f), v2 = v1;
   int saved = omp_get_max_threads();
   for (int step = 1; step <= 3; ++step) {
     omp_set_num_threads(1);
@@ -159,7 +146,7 @@ TEST(AdamW, BitIdenticalAcrossThreadCounts) {
 }
 
 TEST(AdamW, RejectsBadHyperparameters) {
-  drl_device dev = cpu();
+  drl_device dev = cpu_device();
   float p = 1, g = 1, m = 0, v = 0;
   drl_adamw_hparams hp = hparams(0);
   EXPECT_EQ(drl_adamw(&dev, &p, &g, &m, &v, 1, hp), DRL_ERR_INVALID_ARG);
@@ -175,7 +162,7 @@ TEST(AdamW, RejectsBadHyperparameters) {
 namespace {
 
 double sum_squares(const std::vector<float> &x) {
-  drl_device dev = cpu();
+  drl_device dev = cpu_device();
   std::vector<char> scratch(drl_reduce_scratch_bytes(&dev, (int64_t)x.size()));
   double out = -1.0;
   EXPECT_EQ(drl_sum_squares(&dev, &out, x.data(), (int64_t)x.size(), scratch.empty() ? nullptr : scratch.data()),
@@ -188,7 +175,7 @@ double sum_squares(const std::vector<float> &x) {
 
 TEST(SumSquares, MatchesNaiveDoubleSum) {
   for (int64_t n : {0L, 1L, 4095L, 4096L, 4097L, 1000000L}) {
-    std::vector<float> x = randn((size_t)n, 1.5f, (uint32_t)n + 1);
+    std::vector<float> x = random_normal((size_t)n, 1.5f, (uint32_t)n + 1);
     long double naive = 0.0L;  // extended precision, so the reference's own rounding stays far below the tolerance
     for (float v : x) naive += (long double)v * v;
     double got = sum_squares(x);
@@ -203,7 +190,7 @@ TEST(SumSquares, MatchesNaiveDoubleSum) {
 // Magnitudes spread over 2^-20..2^20 make every lane's rounding reach the total, so any other order shows.
 TEST(SumSquares, FollowsTheDocumentedLayout) {
   for (int64_t n : {1L, 4097L, 1000000L + 123L}) {
-    std::vector<float> x = randn((size_t)n, 1.0f, 77);
+    std::vector<float> x = random_normal((size_t)n, 1.0f, 77);
     std::mt19937 rng(78);
     std::uniform_int_distribution<int> e(-20, 20);
     for (float &v : x) v = std::ldexp(v, e(rng));
@@ -226,7 +213,7 @@ TEST(SumSquares, FollowsTheDocumentedLayout) {
 }
 
 TEST(SumSquares, BitIdenticalAcrossThreadCounts) {
-  std::vector<float> x = randn(1000007, 1.0f, 12);
+  std::vector<float> x = random_normal(1000007, 1.0f, 12);
   int saved = omp_get_max_threads();
   omp_set_num_threads(1);
   double a = sum_squares(x);
@@ -237,7 +224,7 @@ TEST(SumSquares, BitIdenticalAcrossThreadCounts) {
 }
 
 TEST(SumSquares, ScratchSizeAndErrors) {
-  drl_device dev = cpu();
+  drl_device dev = cpu_device();
   EXPECT_EQ(drl_reduce_scratch_bytes(&dev, 0), 0);
   EXPECT_EQ(drl_reduce_scratch_bytes(&dev, 4096), 2 * 8);
   EXPECT_EQ(drl_reduce_scratch_bytes(&dev, 4097), 3 * 8);

@@ -32,12 +32,6 @@ drl_transformer_config tiny(int tied = 1) {
   return c;
 }
 
-drl_device cpu() {
-  drl_device d;
-  EXPECT_EQ(drl_device_open(&d, DRL_BACKEND_CPU, 0), DRL_OK);
-  return d;
-}
-
 std::vector<float> host_params(const drl_transformer &m) {
   return std::vector<float>(m.params, m.params + m.layout.total);
 }
@@ -105,7 +99,7 @@ TEST(Transformer, LayoutIsContiguousAndNamed) {
 }
 
 TEST(Transformer, InitIsSeededAndShaped) {
-  drl_device d = cpu();
+  drl_device d = cpu_device();
   drl_transformer_config c = tiny();
   c.d_model = 64;
   c.n_heads = 4;
@@ -138,7 +132,7 @@ TEST(Transformer, InitIsSeededAndShaped) {
 // Every tensor's gradient against central differences of the whole model, tied and untied, with a padded row.
 TEST(Transformer, GradientsMatchFiniteDifferences) {
   for (int tied : {1, 0}) {
-    drl_device d = cpu();
+    drl_device d = cpu_device();
     drl_transformer_config c = tiny(tied);
     drl_transformer m;
     ASSERT_EQ(drl_transformer_create(&m, &c, &d, 2, 6, 11), DRL_OK) << drl_last_error();
@@ -183,7 +177,7 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
 
 // A left-padded row scores its real tokens as the same row unpadded (positions count from row_start).
 TEST(Transformer, LeftPaddingDoesNotChangeScores) {
-  drl_device d = cpu();
+  drl_device d = cpu_device();
   drl_transformer_config c = tiny();
   drl_transformer m;
   ASSERT_EQ(drl_transformer_create(&m, &c, &d, 2, 8, 4), DRL_OK);
@@ -214,7 +208,7 @@ TEST(Transformer, LeftPaddingDoesNotChangeScores) {
 }
 
 TEST(Transformer, ForwardRejectsBadInput) {
-  drl_device d = cpu();
+  drl_device d = cpu_device();
   drl_transformer_config c = tiny();
   drl_transformer m;
   ASSERT_EQ(drl_transformer_create(&m, &c, &d, 2, 6, 4), DRL_OK);
@@ -236,7 +230,7 @@ TEST(Transformer, StepsLearnDeterministically) {
   std::vector<float> finals;
   std::vector<std::vector<float>> params;
   for (int run = 0; run < 2; ++run) {
-    drl_device d = cpu();
+    drl_device d = cpu_device();
     drl_transformer_config c = tiny();
     c.init_std = 0.05f;
     drl_transformer m;

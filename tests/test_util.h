@@ -1,18 +1,48 @@
-// Shared by the unit tests: a fresh temporary directory per test and a check on drl_last_error()'s text.
+// Shared by the unit tests: a fresh temporary directory per test, a check on drl_last_error()'s text, the CPU
+// device and seeded random vectors.
 #pragma once
 #include <gtest/gtest.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include <filesystem>
+#include <random>
 #include <string>
+#include <vector>
 
 extern "C" {
+#include "kernels/device.h"
 #include "kernels/status.h"
 }
 
 inline std::string last_error() { return drl_last_error(); }
 
 #define EXPECT_ERROR_HAS(sub) EXPECT_NE(last_error().find(sub), std::string::npos) << "message: " << last_error()
+
+// The CPU backend, opened (a failure to open is a test failure).
+inline drl_device cpu_device() {
+  drl_device dev;
+  EXPECT_EQ(drl_device_open(&dev, DRL_BACKEND_CPU, 0), DRL_OK);
+  return dev;
+}
+
+// n floats uniform in [lo, hi): std::mt19937 seeded with seed, one draw per element in order.
+inline std::vector<float> random_uniform(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (float &x : v) x = u(rng);
+  return v;
+}
+
+// n floats normal with mean 0 and standard deviation scale: std::mt19937 seeded with seed, in order.
+inline std::vector<float> random_normal(size_t n, float scale, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, scale);
+  std::vector<float> v(n);
+  for (float &x : v) x = nd(rng);
+  return v;
+}
 
 // A fixture whose tests each get their own directory under /tmp, removed afterwards.
 class TempDirTest : public ::testing::Test {

@@ -102,12 +102,12 @@ class Block(nn.Module):
         B, T, _ = x.shape
         D = cfg.head_dim
         h = rms_norm(x, self.attn_norm, cfg.norm_eps)
-        q = apply_rope((h @ self.wq.T).view(B, T, cfg.n_heads, D), cos, sin)
-        k = apply_rope((h @ self.wk.T).view(B, T, cfg.n_kv_heads, D), cos, sin)
-        v = (h @ self.wv.T).view(B, T, cfg.n_kv_heads, D)
-        x = x + causal_attention(q, k, v, sdpa) @ self.wo.T
+        q = apply_rope(F.linear(h, self.wq).view(B, T, cfg.n_heads, D), cos, sin)
+        k = apply_rope(F.linear(h, self.wk).view(B, T, cfg.n_kv_heads, D), cos, sin)
+        v = F.linear(h, self.wv).view(B, T, cfg.n_kv_heads, D)
+        x = x + F.linear(causal_attention(q, k, v, sdpa), self.wo)
         h = rms_norm(x, self.ffn_norm, cfg.norm_eps)
-        return x + (F.silu(h @ self.w_gate.T) * (h @ self.w_up.T)) @ self.w_down.T
+        return x + F.linear(F.silu(F.linear(h, self.w_gate)) * F.linear(h, self.w_up), self.w_down)
 
 
 class Transformer(nn.Module):
@@ -157,7 +157,7 @@ class Transformer(nn.Module):
             x = block(x, self.cfg, self.cos[:T], self.sin[:T], self.sdpa)
         x = rms_norm(x, self.final_norm, self.cfg.norm_eps)
         head = self.tok_emb if self.cfg.tied_embeddings else self.lm_head
-        return x @ head.T
+        return F.linear(x, head)
 
     def target_logprob(self, tokens, targets):
         # log softmax(logits)[target] per position; 0 where the target is -1 (not scored)

@@ -1,6 +1,10 @@
-// Every gpu-labelled test starts with DRL_REQUIRE_GPU(dev): it skips, visibly, when no CUDA device is usable.
+// The GPU tests' shared helpers: DRL_REQUIRE_GPU, which every gpu-labelled test starts with (it skips, visibly, when
+// no CUDA device is usable), and DevBuf, a device buffer that frees itself.
 #pragma once
 #include <gtest/gtest.h>
+#include <stdint.h>
+
+#include <vector>
 
 extern "C" {
 #include "kernels/device.h"
@@ -11,3 +15,32 @@ extern "C" {
     if (drl_cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible on this machine"; \
     ASSERT_EQ(drl_device_open(&(dev), DRL_BACKEND_CUDA, 0), DRL_OK) << drl_last_error(); \
   } while (0)
+
+// A device buffer of `bytes` bytes, freed on scope exit; from a host vector, a device copy of it. An empty buffer
+// still gets a (small) allocation, so p is never null after a successful constructor.
+struct DevBuf {
+  const drl_device *dev = nullptr;
+  void *p = nullptr;
+  size_t bytes = 0;
+  DevBuf(const drl_device *d, size_t n_bytes) : dev(d), bytes(n_bytes) {
+    EXPECT_EQ(drl_alloc(dev, &p, bytes ? bytes : 4, "test buffer"), DRL_OK) << drl_last_error();
+  }
+  template <class T>
+  DevBuf(const drl_device *d, const std::vector<T> &host) : DevBuf(d, host.size() * sizeof(T)) {
+    if (bytes) {
+      EXPECT_EQ(drl_copy_to_device(dev, p, host.data(), bytes), DRL_OK) << drl_last_error();
+    }
+  }
+  ~DevBuf() { drl_free(dev, p); }
+  DevBuf(const DevBuf &) = delete;
+  DevBuf &operator=(const DevBuf &) = delete;
+  float *f() const { return (float *)p; }
+  int32_t *i() const { return (int32_t *)p; }
+  // The contents copied back to the host, as bytes / sizeof(T) elements of T.
+  template <class T = float>
+  std::vector<T> get() const {
+    std::vector<T> h(bytes / sizeof(T));
+    EXPECT_EQ(drl_copy_to_host(dev, h.data(), p, bytes), DRL_OK) << drl_last_error();
+    return h;
+  }
+};

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gpu_skip.h"
+#include "../test_util.h"
 
 extern "C" {
 #include "kernels/attention.h"
@@ -18,40 +19,6 @@ extern "C" {
 }
 
 namespace {
-
-std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> x(n);
-  for (auto &e : x) e = u(rng);
-  return x;
-}
-
-// A device buffer freed on scope exit.
-struct DevBuf {
-  const drl_device *dev;
-  void *p = nullptr;
-  size_t bytes;
-  DevBuf(const drl_device *d, size_t n_bytes) : dev(d), bytes(n_bytes) {
-    EXPECT_EQ(drl_alloc(d, &p, bytes ? bytes : 4, "test buffer"), DRL_OK) << drl_last_error();
-  }
-  template <class T>
-  DevBuf(const drl_device *d, const std::vector<T> &host) : DevBuf(d, host.size() * sizeof(T)) {
-    if (bytes) {
-      EXPECT_EQ(drl_copy_to_device(d, p, host.data(), bytes), DRL_OK) << drl_last_error();
-    }
-  }
-  ~DevBuf() { drl_free(dev, p); }
-  DevBuf(const DevBuf &) = delete;
-  DevBuf &operator=(const DevBuf &) = delete;
-  float *f() const { return (float *)p; }
-  template <class T>
-  std::vector<T> get() const {
-    std::vector<T> h(bytes / sizeof(T));
-    EXPECT_EQ(drl_copy_to_host(dev, h.data(), p, bytes), DRL_OK) << drl_last_error();
-    return h;
-  }
-};
 
 TEST(GpuRope, BitIdenticalToCpu) {
   drl_device dev;
@@ -67,7 +34,7 @@ TEST(GpuRope, BitIdenticalToCpu) {
       std::vector<int32_t> pos(N);
       std::mt19937 rng(5);
       for (auto &p : pos) p = (int32_t)(rng() % max_pos);
-      std::vector<float> x = random_vec((size_t)N * heads * D, 6, -3, 3);
+      std::vector<float> x = random_uniform((size_t)N * heads * D, 6, -3, 3);
       DevBuf dx(&dev, x), dpos(&dev, pos), dc(&dev, c), ds(&dev, s);
       ASSERT_EQ(drl_rope_forward(&dev, dx.f(), (const int32_t *)dpos.p, dc.f(), ds.f(), N, heads, D), DRL_OK)
           << drl_last_error();
@@ -100,8 +67,8 @@ struct Result {
 struct Inputs {
   std::vector<float> q, k, v, dout;
   Inputs(const Shape &s, uint32_t seed)
-      : q(random_vec(s.nq(), seed, -2, 2)), k(random_vec(s.nkv(), seed + 1, -2, 2)), v(random_vec(s.nkv(), seed + 2)),
-        dout(random_vec(s.nq(), seed + 3)) {}
+      : q(random_uniform(s.nq(), seed, -2, 2)), k(random_uniform(s.nkv(), seed + 1, -2, 2)), v(random_uniform(s.nkv(), seed + 2)),
+        dout(random_uniform(s.nq(), seed + 3)) {}
 };
 
 Result run_cpu(const Shape &s, const Inputs &in) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "gpu_skip.h"
+#include "../test_util.h"
 
 extern "C" {
 #include "kernels/elementwise.h"
@@ -19,38 +20,6 @@ extern "C" {
 }
 
 namespace {
-
-// A device buffer that frees itself.
-struct DevBuf {
-  const drl_device *dev = nullptr;
-  void *p = nullptr;
-  size_t bytes = 0;
-  DevBuf(const drl_device *d, size_t n) : dev(d), bytes(n) {
-    EXPECT_EQ(drl_alloc(dev, &p, n, "test buffer"), DRL_OK) << drl_last_error();
-  }
-  template <class T>
-  DevBuf(const drl_device *d, const std::vector<T> &v) : DevBuf(d, v.size() * sizeof(T)) {
-    EXPECT_EQ(drl_copy_to_device(dev, p, v.data(), bytes), DRL_OK) << drl_last_error();
-  }
-  ~DevBuf() { drl_free(dev, p); }
-  DevBuf(const DevBuf &) = delete;
-  DevBuf &operator=(const DevBuf &) = delete;
-  float *f() const { return (float *)p; }
-  int32_t *i() const { return (int32_t *)p; }
-  std::vector<float> get() const {
-    std::vector<float> v(bytes / sizeof(float));
-    EXPECT_EQ(drl_copy_to_host(dev, v.data(), p, bytes), DRL_OK) << drl_last_error();
-    return v;
-  }
-};
-
-std::vector<float> randv(size_t n, unsigned seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (auto &x : v) x = u(g);
-  return v;
-}
 
 // The index of the first element whose bits differ, or -1.
 int64_t first_diff(const std::vector<float> &a, const std::vector<float> &b) {
@@ -83,19 +52,13 @@ void expect_close(const std::vector<float> &gpu, const std::vector<float> &cpu, 
   EXPECT_LE(worst, 0.0) << what << ": element " << at << " gpu " << gpu[at] << " cpu " << cpu[at];
 }
 
-drl_device cpu_dev() {
-  drl_device d;
-  EXPECT_EQ(drl_device_open(&d, DRL_BACKEND_CPU, 0), DRL_OK);
-  return d;
-}
-
 }  // namespace
 
 TEST(GpuBasic, ElementwiseBitIdentical) {
   drl_device gpu;
   DRL_REQUIRE_GPU(gpu);
   const int64_t n = 4096LL * 768 + 5;
-  auto a = randv(n, 1), b = randv(n, 2);
+  auto a = random_uniform(n, 1), b = random_uniform(n, 2);
   DevBuf da(&gpu, a), db(&gpu, b), dout(&gpu, n * sizeof(float));
 
   std::vector<float> out(n);
@@ -123,7 +86,7 @@ TEST(GpuBasic, SwigluWithinTolerance) {
   drl_device gpu;
   DRL_REQUIRE_GPU(gpu);
   const int64_t n = 4096LL * 2048;
-  auto gate = randv(n, 3, -8.0f, 8.0f), up = randv(n, 4), dout = randv(n, 5);
+  auto gate = random_uniform(n, 3, -8.0f, 8.0f), up = random_uniform(n, 4), dout = random_uniform(n, 5);
   gate[0] = -200.0f;  // expf(-g) overflows: must give 0, not NaN
   gate[1] = 200.0f;
   DevBuf dg(&gpu, gate), du(&gpu, up), dd(&gpu, dout), dres(&gpu, n * 4), dgg(&gpu, n * 4), dgu(&gpu, n * 4);
@@ -147,8 +110,8 @@ TEST(GpuBasic, RmsnormBitIdentical) {
   DRL_REQUIRE_GPU(gpu);
   for (auto [N, C] : {std::pair{4096, 768}, std::pair{1001, 100}, std::pair{3, 31}}) {
     SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
-    auto x = randv((size_t)N * C, 6, -3.0f, 3.0f), w = randv(C, 7, 0.5f, 1.5f), dout = randv((size_t)N * C, 8);
-    auto dinp0 = randv((size_t)N * C, 9), dw0 = randv(C, 10);
+    auto x = random_uniform((size_t)N * C, 6, -3.0f, 3.0f), w = random_uniform(C, 7, 0.5f, 1.5f), dout = random_uniform((size_t)N * C, 8);
+    auto dinp0 = random_uniform((size_t)N * C, 9), dw0 = random_uniform(C, 10);
     const float eps = 1e-5f;
     DevBuf dx(&gpu, x), dwt(&gpu, w), ddo(&gpu, dout), dout_(&gpu, (size_t)N * C * 4), drs(&gpu, (size_t)N * 4),
         ddi(&gpu, dinp0), ddw(&gpu, dw0), dscr(&gpu, drl_rmsnorm_scratch_floats(&gpu, N, C) * 4);
@@ -182,13 +145,13 @@ TEST(GpuBasic, EmbeddingBitIdentical) {
     std::vector<int32_t> tok(N);
     for (auto &t : tok) t = (int32_t)(g() % (uint32_t)V);
     for (int n = 0; n < 300; ++n) tok[n] = 7;  // one very long run at the start
-    auto table = randv((size_t)V * C, 12), dout = randv((size_t)N * C, 13, -10.0f, 10.0f);
-    auto dt0 = randv((size_t)V * C, 14);
+    auto table = random_uniform((size_t)V * C, 12), dout = random_uniform((size_t)N * C, 13, -10.0f, 10.0f);
+    auto dt0 = random_uniform((size_t)V * C, 14);
     DevBuf dtok(&gpu, tok), dtab(&gpu, table), ddo(&gpu, dout), dres(&gpu, (size_t)N * C * 4), ddt(&gpu, dt0);
     int64_t sbytes = drl_embedding_scratch_bytes(&gpu, N);
     ASSERT_GT(sbytes, 0);
     DevBuf dscr(&gpu, (size_t)sbytes);
-    drl_device cpu = cpu_dev();
+    drl_device cpu = cpu_device();
 
     std::vector<float> out((size_t)N * C);
     ASSERT_EQ(drl_embedding_forward(&gpu, dres.f(), dtok.i(), dtab.f(), N, C, V), DRL_OK) << drl_last_error();
@@ -217,7 +180,7 @@ TEST(GpuBasic, EmbeddingBadTokenIsNaNForwardAndSkippedBackward) {
   for (auto &t : tok) t = (int32_t)(g() % V);
   tok[5] = V;
   tok[40] = -3;
-  auto table = randv((size_t)V * C, 16), dout = randv((size_t)N * C, 17), dt0 = randv((size_t)V * C, 18);
+  auto table = random_uniform((size_t)V * C, 16), dout = random_uniform((size_t)N * C, 17), dt0 = random_uniform((size_t)V * C, 18);
   DevBuf dtok(&gpu, tok), dtab(&gpu, table), ddo(&gpu, dout), dres(&gpu, (size_t)N * C * 4), ddt(&gpu, dt0),
       dscr(&gpu, (size_t)drl_embedding_scratch_bytes(&gpu, N));
   ASSERT_EQ(drl_embedding_forward(&gpu, dres.f(), dtok.i(), dtab.f(), N, C, V), DRL_OK) << drl_last_error();
@@ -251,13 +214,13 @@ void check_gemm(drl_device *gpu, int ta, int tb, int M, int N, int K, float alph
                 unsigned seed) {
   int a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
   int lda = a_cols + 3, ldb = b_cols + 1, ldc = N + 5;
-  auto A = randv((size_t)a_rows * lda, seed), B = randv((size_t)b_rows * ldb, seed + 1);
-  auto C0 = randv((size_t)M * ldc, seed + 2);
+  auto A = random_uniform((size_t)a_rows * lda, seed), B = random_uniform((size_t)b_rows * ldb, seed + 1);
+  auto C0 = random_uniform((size_t)M * ldc, seed + 2);
   DevBuf dA(gpu, A), dB(gpu, B), dC(gpu, C0);
   ASSERT_EQ(drl_gemm(gpu, ta, tb, M, N, K, alpha, dA.f(), lda, dB.f(), ldb, beta, dC.f(), ldc), DRL_OK)
       << drl_last_error();
   auto C = C0;
-  drl_device cpu = cpu_dev();
+  drl_device cpu = cpu_device();
   ASSERT_EQ(drl_gemm(&cpu, ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C.data(), ldc), DRL_OK);
   auto G = dC.get();
   double worst = 0.0;
@@ -301,7 +264,7 @@ TEST(GpuBasic, GemmBatchedAndKZero) {
   DRL_REQUIRE_GPU(gpu);
   const int M = 64, N = 48, K = 32, batch = 5;
   const int64_t sa = M * K + 16, sb = K * N + 8, sc = M * N + 4;
-  auto A = randv(sa * batch, 30), B = randv(sb * batch, 31), C0 = randv(sc * batch, 32);
+  auto A = random_uniform(sa * batch, 30), B = random_uniform(sb * batch, 31), C0 = random_uniform(sc * batch, 32);
   DevBuf dA(&gpu, A), dB(&gpu, B), dC(&gpu, C0);
   ASSERT_EQ(drl_gemm_strided_batched(&gpu, 1, 0, M, N, K, 1.0f, dA.f(), M, sa, dB.f(), N, sb, 1.0f, dC.f(), N, sc,
                                      batch),
@@ -328,10 +291,10 @@ TEST(GpuBasic, MatmulForwardBackwardMatchCpu) {
   DRL_REQUIRE_GPU(gpu);
   gpu.allow_tf32 = 0;
   const int rows = 4096, in = 768, out = 512;
-  auto x = randv((size_t)rows * in, 40), w = randv((size_t)out * in, 41), dy = randv((size_t)rows * out, 42);
-  auto y0 = randv((size_t)rows * out, 43), dx0 = randv((size_t)rows * in, 44), dw0 = randv((size_t)out * in, 45);
+  auto x = random_uniform((size_t)rows * in, 40), w = random_uniform((size_t)out * in, 41), dy = random_uniform((size_t)rows * out, 42);
+  auto y0 = random_uniform((size_t)rows * out, 43), dx0 = random_uniform((size_t)rows * in, 44), dw0 = random_uniform((size_t)out * in, 45);
   DevBuf dX(&gpu, x), dW(&gpu, w), dDY(&gpu, dy), dY(&gpu, y0), dDX(&gpu, dx0), dDW(&gpu, dw0);
-  drl_device cpu = cpu_dev();
+  drl_device cpu = cpu_device();
   auto y = y0, dx = dx0, dw = dw0;
   ASSERT_EQ(drl_matmul_forward(&gpu, dY.f(), dX.f(), dW.f(), rows, in, out, 1), DRL_OK) << drl_last_error();
   ASSERT_EQ(drl_matmul_forward(&cpu, y.data(), x.data(), w.data(), rows, in, out, 1), DRL_OK);
