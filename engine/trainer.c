@@ -10,6 +10,7 @@
 
 #include "data/checkpoint.h"
 #include "data/dataset.h"
+#include "data/metrics.h"
 #include "data/tasks.h"
 #include "engine/evaluate.h"
 #include "engine/log.h"
@@ -36,7 +37,25 @@ typedef struct run_state {
   drl_transformer model;
   char ckpt_path[4096];
   char *config_yaml;
+  int64_t optim_step;   /* AdamW steps so far, across phases (bias correction) */
+  int64_t phase_offset; /* global step of the current phase's step 0 (metrics rows) */
+  drl_metrics metrics;
 } run_state;
+
+/* One metrics row per optimizer step or RL iteration; a metric a phase does not produce is NaN. */
+enum {
+  M_PHASE, M_LOSS, M_LR, M_GRAD_NORM, M_TOKENS_PER_S, M_EVAL_ACCURACY, M_REWARD_MEAN, M_REWARD_STD, M_KEPT_SAMPLES,
+  M_KEPT_TOKENS, M_LOSS_TOKENS, M_USEFULNESS, M_CLIP_FRAC, M_KL, M_ENTROPY, M_RESPONSE_LEN, M_COUNT
+};
+static const char *const metric_names[M_COUNT] = {
+    "phase",       "loss",        "lr",          "grad_norm",  "tokens_per_s", "eval_accuracy",
+    "reward_mean", "reward_std",  "kept_samples", "kept_tokens", "loss_tokens", "usefulness",
+    "clip_frac",   "kl",          "entropy",     "response_len"};
+
+static void metrics_row_init(double *row, drl_cfg_phase phase) {
+  for (int i = 0; i < M_COUNT; ++i) row[i] = NAN;
+  row[M_PHASE] = (double)phase;
+}
 
 static drl_status make_dir(const char *dir) {
   char buf[4096];
@@ -116,7 +135,7 @@ static drl_status save_checkpoint(run_state *r, const char *phase, int step) {
   drl_checkpoint ck;
   memset(&ck, 0, sizeof ck);
   ck.layout = m->layout;
-  ck.optim_step = step;
+  ck.optim_step = r->optim_step;
   ck.trainer_step = step;
   snprintf(ck.phase, sizeof ck.phase, "%s", phase);
   ck.seed = r->cfg->run.seed;
@@ -132,15 +151,12 @@ static drl_status save_checkpoint(run_state *r, const char *phase, int step) {
   return st;
 }
 
-/* Loads run.out_dir/ckpt.h5 into the model; *step receives the phase step it was written at. */
-static drl_status resume(run_state *r, const char *phase, int *step) {
+/* Loads run.out_dir/ckpt.h5 into the model and the optimizer; *phase and *step say where it was written. */
+static drl_status resume(run_state *r, char *phase, size_t phase_cap, int *step) {
   drl_checkpoint ck;
   DRL_TRY(drl_checkpoint_read(r->ckpt_path, &r->model.layout, &ck));
   drl_status st = DRL_OK;
-  if (strcmp(ck.phase, phase) != 0)
-    st = DRL_FAIL(DRL_ERR_CONFIG, "%s was written in phase '%s', this run resumes phase '%s'", r->ckpt_path, ck.phase,
-                  phase);
-  else if (ck.seed != r->cfg->run.seed)
+  if (ck.seed != r->cfg->run.seed)
     st = DRL_FAIL(DRL_ERR_CONFIG, "%s was written with run.seed %llu, this run has %llu", r->ckpt_path,
                   (unsigned long long)ck.seed, (unsigned long long)r->cfg->run.seed);
   else if (!ck.m)
@@ -157,7 +173,9 @@ static drl_status resume(run_state *r, const char *phase, int *step) {
   if (st == DRL_OK) st = drl_copy_to_device(&r->dev, r->model.m, ck.m, bytes);
   if (st == DRL_OK) st = drl_copy_to_device(&r->dev, r->model.v, ck.v, bytes);
   if (st == DRL_OK) st = drl_device_sync(&r->dev);
+  snprintf(phase, phase_cap, "%s", ck.phase);
   *step = (int)ck.trainer_step;
+  r->optim_step = ck.optim_step;
   drl_checkpoint_free(&ck);
   return st;
 }
@@ -170,19 +188,15 @@ static drl_status evaluate(run_state *r, double *acc) {
   return drl_eval_greedy(&r->model, &r->data, r->n_train, r->n_eval, r->max_answer, acc);
 }
 
-static drl_status run_sft(run_state *r, drl_train_summary *sum) {
+/* Appends the row to the metrics file (global step = phase offset + step). */
+static drl_status log_metrics(run_state *r, int step, const double *row) {
+  return drl_metrics_log(&r->metrics, r->phase_offset + step, row);
+}
+
+static drl_status run_sft(run_state *r, int start, drl_train_summary *sum) {
   const drl_config *cfg = r->cfg;
-  int steps = cfg->sft.steps, start = 0;
+  int steps = cfg->sft.steps;
   drl_transformer *m = &r->model;
-  if (cfg->trainer.resume) {
-    FILE *f = fopen(r->ckpt_path, "rb");
-    if (f) {
-      fclose(f);
-      DRL_TRY(resume(r, "sft", &start));
-      drl_log(DRL_LOG_INFO, "resumed sft at step %d from %s", start, r->ckpt_path);
-      sum->resumed_from = start;
-    }
-  }
   int T = 0; /* at most model.max_seq: load_data checked */
   DRL_TRY(drl_sft_max_len(&r->data, 0, r->n_train, &T));
   drl_sft_batch batch;
@@ -202,9 +216,10 @@ static drl_status run_sft(run_state *r, drl_train_summary *sum) {
     if (st == DRL_OK && !isfinite(loss)) st = DRL_FAIL(DRL_ERR_NUMERIC, "sft loss is %g at step %d", loss, step);
     float lr = drl_lr_at(&cfg->optim, step, steps), norm = 0.0f;
     drl_optim_step hp = {lr, (float)cfg->optim.beta1, (float)cfg->optim.beta2, (float)cfg->optim.eps,
-                         (float)cfg->optim.weight_decay, (float)cfg->optim.grad_clip, step};
+                         (float)cfg->optim.weight_decay, (float)cfg->optim.grad_clip, (int)r->optim_step + 1};
     if (st == DRL_OK) st = drl_transformer_step(m, &hp, &norm);
     if (st != DRL_OK) break;
+    r->optim_step++;
     tokens += (double)batch.B * T;
     sum->steps++;
     sum->final_loss = loss;
@@ -213,14 +228,23 @@ static drl_status run_sft(run_state *r, drl_train_summary *sum) {
     snprintf(text, sizeof text, "loss %.4f lr %.2e gnorm %.3f tok/s %.0f", loss, (double)lr, (double)norm,
              el > 0 ? tokens / el : 0.0);
     drl_progress_update(&prog, step, text);
+    double row[M_COUNT];
+    metrics_row_init(row, DRL_CFG_PHASE_SFT);
+    row[M_LOSS] = loss;
+    row[M_LR] = lr;
+    row[M_GRAD_NORM] = norm;
+    row[M_TOKENS_PER_S] = el > 0 ? tokens / el : 0.0;
+    row[M_LOSS_TOKENS] = (double)batch.scored;
     if (cfg->trainer.eval_every > 0 && step % cfg->trainer.eval_every == 0 && step < steps) {
       double acc = 0;
       st = evaluate(r, &acc);
       if (st == DRL_OK && acc >= 0) {
+        row[M_EVAL_ACCURACY] = acc;
         drl_progress_end(&prog);
         drl_log(DRL_LOG_INFO, "sft step %d: held-out exact match %.3f", step, acc);
       }
     }
+    if (st == DRL_OK) st = log_metrics(r, step, row);
     int stop = cfg->trainer.stop_after > 0 && step - start >= cfg->trainer.stop_after && step < steps;
     if (st == DRL_OK &&
         ((cfg->trainer.ckpt_every > 0 && step % cfg->trainer.ckpt_every == 0) || step == steps || stop))
@@ -236,6 +260,11 @@ static drl_status run_sft(run_state *r, drl_train_summary *sum) {
   free(logprob);
   drl_sft_batch_free(&batch);
   return st;
+}
+
+/* Steps (or iterations) a phase runs when uninterrupted. */
+static int64_t phase_steps(const drl_config *cfg, drl_cfg_phase phase) {
+  return phase == DRL_CFG_PHASE_SFT ? cfg->sft.steps : cfg->grpo.steps;
 }
 
 drl_status drl_train(const drl_config *cfg, drl_train_summary *sum) {
@@ -259,15 +288,46 @@ drl_status drl_train(const drl_config *cfg, drl_train_summary *sum) {
   drl_device_describe(&r.dev, devname, sizeof devname);
   drl_log(DRL_LOG_INFO, "dynrl: %s task, %lld train / %lld held-out examples, %lld parameters on %s",
           r.data.task, (long long)r.n_train, (long long)r.n_eval, (long long)r.model.layout.total, devname);
-  for (int p = 0; p < cfg->trainer.phases.count; ++p) {
+
+  /* Where to start: a checkpoint names its phase and the step within it. */
+  int resume_phase = -1, resume_step = 0;
+  FILE *ck_file = cfg->trainer.resume ? fopen(r.ckpt_path, "rb") : NULL;
+  if (ck_file) {
+    fclose(ck_file);
+    char phase[DRL_PHASE_NAME_CAP];
+    DRL_TRY_GOTO(resume(&r, phase, sizeof phase, &resume_step));
+    for (int p = 0; p < cfg->trainer.phases.count; ++p)
+      if (strcmp(drl_cfg_phase_name(cfg->trainer.phases.items[p]), phase) == 0) resume_phase = p;
+    if (resume_phase < 0) {
+      st = DRL_FAIL(DRL_ERR_CONFIG, "%s was written in phase '%s', which trainer.phases does not run", r.ckpt_path,
+                    phase);
+      goto done;
+    }
+    sum->resumed_from = resume_step;
+    drl_log(DRL_LOG_INFO, "resumed %s at step %d from %s", phase, resume_step, r.ckpt_path);
+  }
+  int64_t offsets[DRL_CFG_COUNT_phase + 1] = {0};
+  for (int p = 0; p < cfg->trainer.phases.count; ++p)
+    offsets[p + 1] = offsets[p] + phase_steps(cfg, cfg->trainer.phases.items[p]);
+  char metrics_path[4200];
+  snprintf(metrics_path, sizeof metrics_path, "%s/metrics.h5", cfg->run.out_dir);
+  DRL_TRY_GOTO(drl_metrics_open(&r.metrics, metrics_path, metric_names, M_COUNT,
+                                resume_phase >= 0 ? offsets[resume_phase] + resume_step : -1, 10));
+
+  if (resume_phase < 0) {
+    DRL_TRY_GOTO(evaluate(&r, &sum->eval_before));
+    if (sum->eval_before >= 0) drl_log(DRL_LOG_INFO, "held-out exact match before training: %.3f", sum->eval_before);
+  }
+  for (int p = resume_phase < 0 ? 0 : resume_phase; p < cfg->trainer.phases.count; ++p) {
     drl_cfg_phase phase = cfg->trainer.phases.items[p];
-    if (phase != DRL_CFG_PHASE_SFT) {
+    int start = p == resume_phase ? resume_step : 0;
+    r.phase_offset = offsets[p];
+    if (phase == DRL_CFG_PHASE_SFT) {
+      DRL_TRY_GOTO(run_sft(&r, start, sum));
+    } else {
       st = DRL_FAIL(DRL_ERR_UNSUPPORTED, "phase '%s' is not available yet", drl_cfg_phase_name(phase));
       goto done;
     }
-    DRL_TRY_GOTO(evaluate(&r, &sum->eval_before));
-    if (sum->eval_before >= 0) drl_log(DRL_LOG_INFO, "held-out exact match before sft: %.3f", sum->eval_before);
-    DRL_TRY_GOTO(run_sft(&r, sum));
     if (sum->stopped_at) {
       drl_log(DRL_LOG_INFO, "stopped after step %d (trainer.stop_after); resume with --resume", sum->stopped_at);
       goto done;
@@ -276,6 +336,7 @@ drl_status drl_train(const drl_config *cfg, drl_train_summary *sum) {
   DRL_TRY_GOTO(evaluate(&r, &sum->eval_after));
   if (sum->eval_after >= 0) drl_log(DRL_LOG_INFO, "held-out exact match after training: %.3f", sum->eval_after);
 done:
+  drl_metrics_close(&r.metrics);
   drl_transformer_free(&r.model);
   drl_dataset_free(&r.data);
   free(r.config_yaml);

@@ -9,6 +9,7 @@
 
 extern "C" {
 #include "data/checkpoint.h"
+#include "data/h5.h"
 #include "data/tasks.h"
 #include "engine/config.h"
 #include "engine/log.h"
@@ -28,6 +29,18 @@ drl_config tiny_config(const std::string &out_dir) {
     EXPECT_EQ(drl_config_set(&c, kv), DRL_OK) << kv << ": " << drl_last_error();
   snprintf(c.run.out_dir, sizeof c.run.out_dir, "%s", out_dir.c_str());
   return c;
+}
+
+std::vector<double> read_series(const std::string &file, const char *name) {
+  drl_h5_file f;
+  EXPECT_EQ(drl_h5_open_read(file.c_str(), &f), DRL_OK) << last_error();
+  int64_t shape[1] = {0};
+  void *data = nullptr;
+  EXPECT_EQ(drl_h5_read_array(&f, name, DRL_H5_FLOAT64, 1, shape, 1 << 20, &data), DRL_OK) << last_error();
+  std::vector<double> v((double *)data, (double *)data + shape[0]);
+  free(data);
+  drl_h5_close(&f);
+  return v;
 }
 
 class Trainer : public TempDirTest {
@@ -120,6 +133,13 @@ TEST_F(Trainer, SftResumeIsBitExact) {
   EXPECT_EQ(0, memcmp(x.v, y.v, bytes));
   drl_checkpoint_free(&x);
   drl_checkpoint_free(&y);
+  // The metrics file of the split run holds the same rows as the uninterrupted one.
+  for (const char *series : {"/metrics/loss", "/metrics/grad_norm", "/metrics/lr"}) {
+    std::vector<double> a_rows = read_series(path("whole/metrics.h5"), series);
+    std::vector<double> b_rows = read_series(path("split/metrics.h5"), series);
+    ASSERT_EQ(a_rows.size(), 12u) << series;
+    EXPECT_EQ(a_rows, b_rows) << series;
+  }
   // A run with another seed does not resume from this checkpoint.
   b.run.seed = 99;
   EXPECT_EQ(drl_train(&b, &rest), DRL_ERR_CONFIG);
