@@ -67,8 +67,8 @@ struct Result {
 struct Inputs {
   std::vector<float> q, k, v, dout;
   Inputs(const Shape &s, uint32_t seed)
-      : q(random_uniform(s.nq(), seed, -2, 2)), k(random_uniform(s.nkv(), seed + 1, -2, 2)), v(random_uniform(s.nkv(), seed + 2)),
-        dout(random_uniform(s.nq(), seed + 3)) {}
+      : q(random_uniform(s.nq(), seed, -2, 2)), k(random_uniform(s.nkv(), seed + 1, -2, 2)),
+        v(random_uniform(s.nkv(), seed + 2)), dout(random_uniform(s.nq(), seed + 3)) {}
 };
 
 Result run_cpu(const Shape &s, const Inputs &in) {

@@ -110,7 +110,8 @@ TEST(GpuBasic, RmsnormBitIdentical) {
   DRL_REQUIRE_GPU(gpu);
   for (auto [N, C] : {std::pair{4096, 768}, std::pair{1001, 100}, std::pair{3, 31}}) {
     SCOPED_TRACE("N=" + std::to_string(N) + " C=" + std::to_string(C));
-    auto x = random_uniform((size_t)N * C, 6, -3.0f, 3.0f), w = random_uniform(C, 7, 0.5f, 1.5f), dout = random_uniform((size_t)N * C, 8);
+    auto x = random_uniform((size_t)N * C, 6, -3.0f, 3.0f), w = random_uniform(C, 7, 0.5f, 1.5f),
+         dout = random_uniform((size_t)N * C, 8);
     auto dinp0 = random_uniform((size_t)N * C, 9), dw0 = random_uniform(C, 10);
     const float eps = 1e-5f;
     DevBuf dx(&gpu, x), dwt(&gpu, w), ddo(&gpu, dout), dout_(&gpu, (size_t)N * C * 4), drs(&gpu, (size_t)N * 4),
@@ -180,7 +181,8 @@ TEST(GpuBasic, EmbeddingBadTokenIsNaNForwardAndSkippedBackward) {
   for (auto &t : tok) t = (int32_t)(g() % V);
   tok[5] = V;
   tok[40] = -3;
-  auto table = random_uniform((size_t)V * C, 16), dout = random_uniform((size_t)N * C, 17), dt0 = random_uniform((size_t)V * C, 18);
+  auto table = random_uniform((size_t)V * C, 16), dout = random_uniform((size_t)N * C, 17),
+       dt0 = random_uniform((size_t)V * C, 18);
   DevBuf dtok(&gpu, tok), dtab(&gpu, table), ddo(&gpu, dout), dres(&gpu, (size_t)N * C * 4), ddt(&gpu, dt0),
       dscr(&gpu, (size_t)drl_embedding_scratch_bytes(&gpu, N));
   ASSERT_EQ(drl_embedding_forward(&gpu, dres.f(), dtok.i(), dtab.f(), N, C, V), DRL_OK) << drl_last_error();
@@ -291,8 +293,10 @@ TEST(GpuBasic, MatmulForwardBackwardMatchCpu) {
   DRL_REQUIRE_GPU(gpu);
   gpu.allow_tf32 = 0;
   const int rows = 4096, in = 768, out = 512;
-  auto x = random_uniform((size_t)rows * in, 40), w = random_uniform((size_t)out * in, 41), dy = random_uniform((size_t)rows * out, 42);
-  auto y0 = random_uniform((size_t)rows * out, 43), dx0 = random_uniform((size_t)rows * in, 44), dw0 = random_uniform((size_t)out * in, 45);
+  auto x = random_uniform((size_t)rows * in, 40), w = random_uniform((size_t)out * in, 41),
+       dy = random_uniform((size_t)rows * out, 42);
+  auto y0 = random_uniform((size_t)rows * out, 43), dx0 = random_uniform((size_t)rows * in, 44),
+       dw0 = random_uniform((size_t)out * in, 45);
   DevBuf dX(&gpu, x), dW(&gpu, w), dDY(&gpu, dy), dY(&gpu, y0), dDX(&gpu, dx0), dDW(&gpu, dw0);
   drl_device cpu = cpu_device();
   auto y = y0, dx = dx0, dw = dw0;
