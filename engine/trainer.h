@@ -15,7 +15,8 @@ typedef struct drl_train_summary {
   int64_t steps;            /* optimizer steps taken by this call */
   double final_loss;        /* training loss of the last step */
   double eval_before;       /* held-out exact-match accuracy before training (-1: not evaluated) */
-  double eval_after;        /* and after */
+  double eval_after_sft;    /* after the sft phase when more phases follow (-1: not evaluated) */
+  double eval_after;        /* and after training */
   double seconds;           /* wall time of the training loop */
   double tokens_per_second; /* training tokens (batch rows x length) per second */
   int resumed_from;         /* step the run resumed from, 0 for a fresh run */

@@ -1,4 +1,5 @@
 #include "transformer.h"
+#include "transformer_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -78,6 +79,19 @@ static const drl_tensor_info *final_norm_info(const drl_transformer *m) {
 static int64_t lm_head_offset(const drl_transformer *m) {
   return m->cfg.tied_embeddings ? 0 : m->layout.tensors[m->layout.count - 1].offset;
 }
+
+/* The internal accessors (transformer_internal.h) name the same per-layer order as P_*. */
+_Static_assert((int)DRL_T_ATTN_NORM == P_ATTN_NORM && (int)DRL_T_WQ == P_WQ && (int)DRL_T_WK == P_WK &&
+                   (int)DRL_T_WV == P_WV && (int)DRL_T_WO == P_WO && (int)DRL_T_FFN_NORM == P_FFN_NORM &&
+                   (int)DRL_T_W_GATE == P_W_GATE && (int)DRL_T_W_UP == P_W_UP && (int)DRL_T_W_DOWN == P_W_DOWN &&
+                   (int)DRL_T_PER_LAYER == P_PER_LAYER,
+               "transformer_internal.h lists the block's tensors in layout order");
+float *drl_transformer_layer_param(const drl_transformer *m, int layer, drl_transformer_tensor which) {
+  return P(m, layer, (int)which);
+}
+float *drl_transformer_tok_emb(const drl_transformer *m) { return m->params; }
+float *drl_transformer_final_norm(const drl_transformer *m) { return m->params + final_norm_info(m)->offset; }
+float *drl_transformer_lm_head(const drl_transformer *m) { return m->params + lm_head_offset(m); }
 
 /* ---- one allocation for every activation buffer ---- */
 

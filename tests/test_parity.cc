@@ -80,9 +80,9 @@ void read_vec(const drl_h5_file &f, const char *name, drl_h5_type type, int rank
   void *data = nullptr;
   OK(drl_h5_read_array(&f, name, type, rank, shape, expect_elems, &data));
   int64_t n = rank == 2 ? shape[0] * shape[1] : shape[0];
-  EXPECT_EQ(n, expect_elems) << name;
   out->assign((const T *)data, (const T *)data + n);
   std::free(data);
+  ASSERT_EQ(n, expect_elems) << name;
 }
 
 void load(Fixture *fx) {

@@ -242,7 +242,8 @@ def flat(tensors):
 
 
 def rel_l2(a, b):
-    return float((a.double() - b.double()).norm() / b.double().norm().clamp(min=1e-300))
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm().clamp(min=1e-300))
 
 
 def main():

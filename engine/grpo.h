@@ -1,0 +1,78 @@
+/* GRPO core on the host, with the arithmetic of verl (research note Part A): group-normalised advantages, the clipped
+ * surrogate with clip-higher and dual clip, the k3 KL to a reference, and the four loss aggregations. Per-token arrays
+ * are rows x T, row-major; a row is one response. Everything is computed in double and stored as float.
+ *
+ * Normaliser across minibatches (and ranks). The aggregated loss is linear in the per-token losses: every mode is
+ * sum over loss tokens of w[n] * L[n] with w[n] = 1 / (D * c[row]), where
+ *   token_mean               D = loss tokens in the batch,          c = 1
+ *   seq_mean_token_mean      D = sequences in the batch,            c = loss tokens of the row
+ *   seq_mean_token_sum       D = sequences in the batch,            c = 1
+ *   seq_mean_token_sum_norm  D = sequences in the batch,            c = norm_len (the constant L_max; Dr.GRPO)
+ * ("sequences" = rows with at least one loss token). D is an explicit argument of drl_grpo_loss: the trainer sums
+ * drl_grpo_loss_denom over every minibatch of the batch (and all-reduces it over ranks) and passes the total, so the
+ * minibatch gradients add up to the gradient of the whole-batch loss, as verl normalises over the global batch. D = 0
+ * means "this call's own count" (one minibatch, one rank). Note that seq_mean_token_sum_norm divides by the number of
+ * sequences as well as by L_max (current verl and TRL's dr_grpo: B * max_completion_length). */
+#ifndef DRL_GRPO_H
+#define DRL_GRPO_H
+
+#include <stdint.h>
+
+#include <dynrl.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Same order as drl_cfg_loss_agg in engine/config.h, so a config value converts by a cast. */
+typedef enum drl_loss_agg {
+  DRL_AGG_TOKEN_MEAN,
+  DRL_AGG_SEQ_MEAN_TOKEN_MEAN,
+  DRL_AGG_SEQ_MEAN_TOKEN_SUM,
+  DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM
+} drl_loss_agg;
+
+typedef struct drl_grpo_loss_cfg {
+  float clip_low;   /* ratio >= 1 - clip_low, in [0, 1) */
+  float clip_high;  /* ratio <= 1 + clip_high, >= 0 */
+  float dual_clip;  /* c > 1: for A < 0 the per-token loss is at most -c A */
+  float kl_beta;    /* weight of the k3 KL to the reference, >= 0; 0 = off */
+  drl_loss_agg agg;
+  int norm_len;     /* L_max of seq_mean_token_sum_norm (>= 1 there; ignored otherwise) */
+} drl_grpo_loss_cfg;
+
+/* What one drl_grpo_loss call measured. loss, pg_loss and kl carry the aggregation weights, so with a batch-wide
+ * denominator they add up over minibatches to the batch's values; the counts let drl_grpo_stats_merge combine the
+ * fractions. */
+typedef struct drl_grpo_stats {
+  double loss;           /* pg_loss + kl_beta * kl */
+  double pg_loss;        /* aggregated clipped surrogate */
+  double kl;             /* aggregated k3 KL (0 without a reference) */
+  double clip_frac;      /* share of loss tokens whose PPO clip is the active branch (given the sign of A) */
+  double dual_clip_frac; /* share of loss tokens with A < 0 where the dual clip -c A is the active branch */
+  double ratio_mean;     /* mean ratio exp(clamped log-ratio) over loss tokens */
+  int64_t tokens;        /* loss tokens (mask != 0) */
+  int64_t clipped, dual_clipped;
+} drl_grpo_stats;
+
+/* Group-normalised advantages of n_groups groups of G consecutive rewards (A.1): (r - mean) / (std + eps) with the
+ * Bessel std, or r - mean when dr_grpo; a group of one has mean 0 and std 1. An all-equal group gives exactly 0. */
+drl_status drl_grpo_advantages(const float *rewards, int n_groups, int G, int dr_grpo, float eps, float *adv);
+
+/* This call's part of the aggregation denominator D (see above): loss tokens for token_mean, else rows with one. */
+double drl_grpo_loss_denom(drl_loss_agg agg, int rows, int T, const uint8_t *mask);
+
+/* Per-token clipped surrogate (+ kl_beta * k3 KL) aggregated by cfg->agg with denominator denom (0 = this call's own
+ * count). adv is per row; ref_logprob may be NULL when kl_beta == 0. Writes dlogprob[n] = dLoss/dlogprob[n] (0 off the
+ * mask) and, when stats is not NULL, the stats. All-masked input gives loss 0 and gradient 0. */
+drl_status drl_grpo_loss(const drl_grpo_loss_cfg *cfg, int rows, int T, const float *logprob, const float *old_logprob,
+                         const float *ref_logprob, const float *adv, const uint8_t *mask, double denom,
+                         float *dlogprob, drl_grpo_stats *stats);
+
+/* Adds the stats of one call (a minibatch) into acc: sums loss terms and counts, re-weights the means by tokens. */
+void drl_grpo_stats_merge(drl_grpo_stats *acc, const drl_grpo_stats *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DRL_GRPO_H */

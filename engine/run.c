@@ -1,0 +1,172 @@
+#define _POSIX_C_SOURCE 200809L
+#include "run.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "data/checkpoint.h"
+#include "data/tasks.h"
+#include "engine/evaluate.h"
+#include "engine/log.h"
+#include "engine/sft.h"
+#include "kernels/nvtx.h"
+
+static drl_status make_dir(const char *dir) {
+  char buf[4096];
+  if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return DRL_FAIL(DRL_ERR_IO, "path too long: %s", dir);
+  for (char *p = buf + 1;; ++p) {
+    if (*p == '/' || *p == '\0') {
+      char saved = *p;
+      *p = '\0';
+      if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return DRL_FAIL(DRL_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
+      *p = saved;
+      if (!saved) break;
+    }
+  }
+  return DRL_OK;
+}
+
+static drl_status load_data(drl_run *r) {
+  const drl_config_data *d = &r->cfg->data;
+  int64_t want = (int64_t)d->n_train + d->n_eval;
+  if (d->path[0]) {
+    DRL_TRY(drl_dataset_read(d->path, &r->data));
+    if (r->data.prompts.n < want)
+      return DRL_FAIL(DRL_ERR_CONFIG, "%s holds %lld examples, data.n_train + data.n_eval asks for %lld", d->path,
+                      (long long)r->data.prompts.n, (long long)want);
+  } else {
+    /* one generated set split by index: examples [0, n_train) train, the next n_eval are held out */
+    DRL_TRY(drl_task_generate(drl_cfg_task_name(d->task), want, r->cfg->run.seed, d->size, &r->data));
+  }
+  r->n_train = d->n_train;
+  r->n_eval = d->n_eval;
+  int64_t longest = 0;
+  for (int64_t i = 0; i < r->data.answers.n; ++i) {
+    int64_t len = r->data.answers.offsets[i + 1] - r->data.answers.offsets[i];
+    longest = len > longest ? len : longest;
+  }
+  r->max_answer = (int)longest;
+  int max_len = 0;
+  DRL_TRY(drl_sft_max_len(&r->data, 0, want, &max_len));
+  if (max_len > r->cfg->model.max_seq)
+    return DRL_FAIL(DRL_ERR_CONFIG, "the longest example (prompt + answer) has %d tokens; model.max_seq is %d",
+                    max_len, r->cfg->model.max_seq);
+  return DRL_OK;
+}
+
+static drl_status make_model(drl_run *r, int B_max) {
+  const drl_config_model *mc = &r->cfg->model;
+  int vocab = (int)strlen(r->data.vocab);
+  if (mc->vocab_size != 0 && mc->vocab_size < vocab)
+    return DRL_FAIL(DRL_ERR_CONFIG, "model.vocab_size = %d is smaller than the dataset's vocabulary (%d)",
+                    mc->vocab_size, vocab);
+  drl_transformer_config tc = {mc->vocab_size ? mc->vocab_size : vocab,
+                               mc->d_model,
+                               mc->n_layers,
+                               mc->n_heads,
+                               mc->n_kv_heads,
+                               mc->d_ff,
+                               mc->max_seq,
+                               mc->tied_embeddings,
+                               (float)mc->rope_theta,
+                               (float)mc->init_std,
+                               (float)mc->norm_eps};
+  if (mc->ffn != DRL_CFG_FFN_DENSE) return DRL_FAIL(DRL_ERR_UNSUPPORTED, "model.ffn = moe is not available yet");
+  return drl_transformer_create(&r->model, &tc, &r->dev, B_max, mc->max_seq, r->cfg->run.seed);
+}
+
+/* Copies a device buffer of n floats to a fresh host array. */
+static drl_status to_host(const drl_device *dev, const float *src, int64_t n, float **out) {
+  *out = (float *)malloc((size_t)(n ? n : 1) * sizeof(float));
+  if (!*out) return DRL_FAIL(DRL_ERR_OOM, "out of host memory copying %lld floats", (long long)n);
+  return drl_copy_to_host(dev, *out, src, (size_t)n * sizeof(float));
+}
+
+drl_status drl_run_save(drl_run *r, const char *phase, int step) {
+  DRL_RANGE("checkpoint");
+  drl_transformer *m = &r->model;
+  drl_checkpoint ck;
+  memset(&ck, 0, sizeof ck);
+  ck.layout = m->layout;
+  ck.optim_step = r->optim_step;
+  ck.trainer_step = step;
+  snprintf(ck.phase, sizeof ck.phase, "%s", phase);
+  ck.seed = r->cfg->run.seed;
+  ck.threads = drl_cpu_threads();
+  ck.config_yaml = r->config_yaml;
+  drl_status st = to_host(&m->dev, m->params, m->layout.total, &ck.params);
+  if (st == DRL_OK) st = to_host(&m->dev, m->m, m->layout.total, &ck.m);
+  if (st == DRL_OK) st = to_host(&m->dev, m->v, m->layout.total, &ck.v);
+  if (st == DRL_OK) st = drl_checkpoint_write(r->ckpt_path, &ck);
+  free(ck.params);
+  free(ck.m);
+  free(ck.v);
+  return st;
+}
+
+drl_status drl_run_resume(drl_run *r, char *phase, size_t phase_cap, int *step) {
+  drl_checkpoint ck;
+  DRL_TRY(drl_checkpoint_read(r->ckpt_path, &r->model.layout, &ck));
+  drl_status st = DRL_OK;
+  if (ck.seed != r->cfg->run.seed)
+    st = DRL_FAIL(DRL_ERR_CONFIG, "%s was written with run.seed %llu, this run has %llu", r->ckpt_path,
+                  (unsigned long long)ck.seed, (unsigned long long)r->cfg->run.seed);
+  else if (!ck.m)
+    st = DRL_FAIL(DRL_ERR_FORMAT, "%s has no optimizer state to resume from", r->ckpt_path);
+  if (st == DRL_OK && r->dev.backend == DRL_BACKEND_CPU && ck.threads != drl_cpu_threads())
+    drl_log(DRL_LOG_WARN,
+            "%s was written with %lld CPU threads, this run has %d: results will differ from an uninterrupted run "
+            "in the last bits (pin run.threads for bit-exact resume)",
+            r->ckpt_path, (long long)ck.threads, drl_cpu_threads());
+  if (st == DRL_OK && strcmp(ck.config_yaml, r->config_yaml) != 0)
+    drl_log(DRL_LOG_WARN, "resuming from %s, whose configuration differs from this run's", r->ckpt_path);
+  size_t bytes = (size_t)ck.layout.total * sizeof(float);
+  if (st == DRL_OK) st = drl_copy_to_device(&r->dev, r->model.params, ck.params, bytes);
+  if (st == DRL_OK) st = drl_copy_to_device(&r->dev, r->model.m, ck.m, bytes);
+  if (st == DRL_OK) st = drl_copy_to_device(&r->dev, r->model.v, ck.v, bytes);
+  if (st == DRL_OK) st = drl_device_sync(&r->dev);
+  snprintf(phase, phase_cap, "%s", ck.phase);
+  *step = (int)ck.trainer_step;
+  r->optim_step = ck.optim_step;
+  drl_checkpoint_free(&ck);
+  return st;
+}
+
+drl_status drl_run_evaluate(drl_run *r, double *acc) {
+  if (r->n_eval == 0) {
+    *acc = -1.0;
+    return DRL_OK;
+  }
+  return drl_eval_greedy(&r->model, &r->data, r->n_train, r->n_eval, r->max_answer, acc);
+}
+
+drl_status drl_run_open(drl_run *r, const drl_config *cfg, int B_max) {
+  memset(r, 0, sizeof *r);
+  r->cfg = cfg;
+  drl_status st = DRL_OK;
+  DRL_TRY_GOTO(drl_config_validate(cfg));
+  drl_cpu_set_threads(cfg->run.threads);
+  DRL_TRY_GOTO(drl_device_open(&r->dev, cfg->run.device == DRL_CFG_DEVICE_CUDA ? DRL_BACKEND_CUDA : DRL_BACKEND_CPU,
+                               cfg->run.device_index));
+  r->dev.allow_tf32 = cfg->optim.tf32;
+  DRL_TRY_GOTO(drl_config_to_yaml(cfg, &r->config_yaml));
+  DRL_TRY_GOTO(make_dir(cfg->run.out_dir));
+  snprintf(r->ckpt_path, sizeof r->ckpt_path, "%s/ckpt.h5", cfg->run.out_dir);
+  DRL_TRY_GOTO(load_data(r));
+  DRL_TRY_GOTO(make_model(r, B_max));
+done:
+  if (st != DRL_OK) drl_run_close(r);
+  return st;
+}
+
+void drl_run_close(drl_run *r) {
+  drl_transformer_free(&r->model);
+  drl_dataset_free(&r->data);
+  free(r->config_yaml);
+  drl_device_close(&r->dev);
+  memset(r, 0, sizeof *r);
+}

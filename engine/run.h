@@ -1,0 +1,48 @@
+/* A training run's resources: configuration, device, data (train and held-out split), policy and checkpoint path.
+ * The trainer and the public API both build on it. */
+#ifndef DRL_RUN_H
+#define DRL_RUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "data/dataset.h"
+#include "engine/config.h"
+#include "models/transformer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct drl_run {
+  const drl_config *cfg;
+  drl_device dev;
+  drl_dataset data;       /* examples [0, n_train) train; the next n_eval are held out */
+  int64_t n_train, n_eval;
+  int max_answer;         /* longest reference answer: the greedy evaluation's length cap */
+  drl_transformer model;
+  char ckpt_path[4096];   /* run.out_dir/ckpt.h5 */
+  char *config_yaml;      /* the effective configuration, stored in checkpoints */
+  int64_t optim_step;     /* AdamW steps so far, across phases (bias correction) */
+} drl_run;
+
+/* Validates cfg, pins the thread count, opens the device, creates run.out_dir, loads or generates the data (and
+ * checks every example fits model.max_seq), and creates the policy with activations for B_max rows. */
+drl_status drl_run_open(drl_run *r, const drl_config *cfg, int B_max);
+
+/* Frees everything; safe on a zeroed run. */
+void drl_run_close(drl_run *r);
+
+/* Writes the policy, the optimizer state and the position (phase, step within it) to the run's checkpoint. */
+drl_status drl_run_save(drl_run *r, const char *phase, int step);
+
+/* Loads the run's checkpoint into the policy and the optimizer; *phase and *step say where it was written. */
+drl_status drl_run_resume(drl_run *r, char *phase, size_t phase_cap, int *step);
+
+/* Held-out exact-match accuracy by greedy decoding; -1 when data.n_eval is 0. */
+drl_status drl_run_evaluate(drl_run *r, double *accuracy);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DRL_RUN_H */

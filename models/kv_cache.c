@@ -1,0 +1,245 @@
+#include "kv_cache.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/attention_decode.h"
+#include "kernels/embedding.h"
+#include "kernels/gemm.h"
+#include "kernels/kv_append.h"
+#include "kernels/nvtx.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/swiglu.h"
+#include "transformer_internal.h"
+
+typedef struct carve {
+  char *base;
+  size_t used;
+} carve;
+
+static void *take(carve *c, size_t bytes) {
+  void *p = c->base ? c->base + c->used : NULL;
+  c->used += (bytes + 255) & ~(size_t)255;
+  return p;
+}
+
+static int head_dim(const drl_transformer_config *cf) { return cf->d_model / cf->n_heads; }
+
+/* Lays out the device buffers over d (sizes only when d->base is NULL). */
+static void carve_device(drl_kv_cache *c, const drl_transformer_config *cf, carve *d) {
+  size_t f = sizeof(float), B = (size_t)c->B_max, C = (size_t)cf->d_model, F = (size_t)cf->d_ff;
+  size_t cache = (size_t)c->n_layers * B * (size_t)c->T_max * (size_t)c->kv_dim;
+  c->k = (float *)take(d, cache * f);
+  c->v = (float *)take(d, cache * f);
+  c->row_start = (int32_t *)take(d, B * sizeof(int32_t));
+  c->x = (float *)take(d, B * C * f);
+  c->x_mid = (float *)take(d, B * C * f);
+  c->xn = (float *)take(d, B * C * f);
+  c->rstd = (float *)take(d, B * f);
+  c->q = (float *)take(d, B * C * f); /* H * D = C */
+  c->kn = (float *)take(d, B * (size_t)c->kv_dim * f);
+  c->vn = (float *)take(d, B * (size_t)c->kv_dim * f);
+  c->att_out = (float *)take(d, B * C * f);
+  c->gate = (float *)take(d, B * F * f);
+  c->up = (float *)take(d, B * F * f);
+  c->h = (float *)take(d, B * F * f);
+  c->logits = (float *)take(d, B * (size_t)cf->vocab * f);
+  c->scratch = (float *)take(d, (size_t)drl_attention_decode_scratch_floats(c->B_max, cf->n_heads, c->T_max) * f);
+  c->idx = (int32_t *)take(d, (size_t)c->idx_cap * sizeof(int32_t));
+}
+
+static void carve_host(drl_kv_cache *c, carve *h) {
+  size_t B = (size_t)c->B_max;
+  c->row_start_host = (int32_t *)take(h, B * sizeof(int32_t));
+  c->len = (int32_t *)take(h, B * sizeof(int32_t));
+  c->t_of = (int *)take(h, B * sizeof(int));
+  c->seen = (uint8_t *)take(h, B);
+  c->idx_host = (int32_t *)take(h, (size_t)c->idx_cap * sizeof(int32_t));
+}
+
+drl_status drl_kv_cache_create(drl_kv_cache *c, const drl_transformer *m, int B_max, int T_max) {
+  memset(c, 0, sizeof *c);
+  const drl_transformer_config *cf = &m->cfg;
+  if (B_max < 1 || T_max < 1 || T_max > cf->max_seq)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_cache: %d slots x %d positions outside 1..max_seq %d", B_max, T_max,
+                    cf->max_seq);
+  c->dev = m->dev;
+  c->n_layers = cf->n_layers;
+  c->B_max = B_max;
+  c->T_max = T_max;
+  c->kv_dim = cf->n_kv_heads * head_dim(cf);
+  /* prefill needs 3 entries per copied position, decode 4 per row */
+  c->idx_cap = 3 * (int64_t)B_max * T_max > 4 * (int64_t)B_max ? 3 * (int64_t)B_max * T_max : 4 * (int64_t)B_max;
+  carve sizing = {NULL, 0};
+  carve_device(c, cf, &sizing);
+  drl_status st = drl_alloc(&c->dev, &c->block, sizing.used, "KV cache");
+  if (st != DRL_OK) {
+    memset(c, 0, sizeof *c);
+    return st;
+  }
+  carve real = {(char *)c->block, 0};
+  carve_device(c, cf, &real);
+  carve hsize = {NULL, 0};
+  carve_host(c, &hsize);
+  c->host_block = calloc(1, hsize.used);
+  if (!c->host_block) {
+    drl_kv_cache_free(c);
+    return DRL_FAIL(DRL_ERR_OOM, "kv_cache: out of host memory (%zu bytes)", hsize.used);
+  }
+  carve hreal = {(char *)c->host_block, 0};
+  carve_host(c, &hreal);
+  return DRL_OK;
+}
+
+void drl_kv_cache_free(drl_kv_cache *c) {
+  if (!c) return;
+  drl_free(&c->dev, c->block);
+  free(c->host_block);
+  memset(c, 0, sizeof *c);
+}
+
+static int64_t layer_floats(const drl_kv_cache *c) { return (int64_t)c->B_max * c->T_max * c->kv_dim; }
+
+static drl_status check_model(const drl_kv_cache *c, const drl_transformer *m) {
+  if (!c->block) return DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_cache: used before drl_kv_cache_create");
+  if (m->cfg.n_layers != c->n_layers || m->cfg.n_kv_heads * head_dim(&m->cfg) != c->kv_dim ||
+      m->dev.backend != c->dev.backend)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_cache: created for another model shape or device");
+  return DRL_OK;
+}
+
+drl_status drl_kv_prefill(drl_kv_cache *c, drl_transformer *m, const int32_t *tokens, const int32_t *row_start, int B,
+                          int P, int G, float temperature, float *logits) {
+  DRL_RANGE("prefill");
+  DRL_TRY(check_model(c, m));
+  if (B < 1 || P < 1 || G < 1 || (int64_t)B * G > c->B_max || P > c->T_max || P > m->T_max)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG,
+                    "kv_prefill: %d prompts x %d copies of %d tokens exceed the cache's %d x %d or the model's T_max %d",
+                    B, G, P, c->B_max, c->T_max, m->T_max);
+  if (!(temperature > 0.0f) || !isfinite(temperature))
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_prefill: temperature %g must be positive and finite",
+                    (double)temperature);
+  if (!tokens || !logits) return DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_prefill: NULL tokens or logits");
+  for (int b = 0; row_start && b < B; ++b)
+    if (row_start[b] < 0 || row_start[b] >= P)
+      return DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_prefill: row_start[%d] = %d leaves no real token in [0, %d)", b,
+                      row_start[b], P);
+  const drl_device *d = &c->dev;
+  const int V = m->cfg.vocab, kvd = c->kv_dim;
+  for (int b0 = 0; b0 < B; b0 += m->B_max) {
+    int nb = B - b0 < m->B_max ? B - b0 : m->B_max, R = nb * P;
+    DRL_TRY(drl_transformer_forward(m, tokens + (size_t)b0 * P, NULL, row_start ? row_start + b0 : NULL, nb, P,
+                                    temperature, NULL, NULL));
+    for (int i = 0; i < nb; ++i) c->t_of[i] = P - 1;
+    DRL_TRY(drl_transformer_logits_at(m, c->t_of, temperature, logits + (size_t)b0 * V));
+    /* Entry (i, g, t): source row i*P + t of the forward's k and v -> slot (b0 + i)*G + g, position t. */
+    int N = R * G;
+    int32_t *src = c->idx_host, *slot = src + N, *pos = slot + N;
+    for (int i = 0, e = 0; i < nb; ++i)
+      for (int g = 0; g < G; ++g)
+        for (int t = 0; t < P; ++t, ++e) {
+          src[e] = i * P + t;
+          slot[e] = (b0 + i) * G + g;
+          pos[e] = t;
+        }
+    DRL_TRY(drl_copy_to_device(d, c->idx, c->idx_host, (size_t)3 * N * sizeof(int32_t)));
+    for (int l = 0; l < c->n_layers; ++l) {
+      size_t off = (size_t)l * R * kvd;
+      DRL_TRY(drl_kv_append(d, c->k + l * layer_floats(c), c->v + l * layer_floats(c), m->acts.k + off,
+                            m->acts.v + off, c->idx, c->idx + N, c->idx + 2 * N, N, R, c->B_max, c->T_max, kvd));
+    }
+    DRL_TRY(drl_device_sync(d)); /* idx_host is rebuilt for the next chunk */
+  }
+  for (int b = 0; b < B; ++b)
+    for (int g = 0; g < G; ++g) {
+      c->row_start_host[b * G + g] = row_start ? row_start[b] : 0;
+      c->len[b * G + g] = P;
+    }
+  DRL_TRY(drl_copy_to_device(d, c->row_start, c->row_start_host, (size_t)c->B_max * sizeof(int32_t)));
+  return drl_device_sync(d);
+}
+
+/* Validates a decode batch and stages its index arrays [4][N] in idx_host. */
+static drl_status stage_decode(drl_kv_cache *c, const drl_transformer *m, const int32_t *tokens, const int32_t *slots,
+                               int N) {
+  int32_t *tok = c->idx_host, *slot = tok + N, *rope_pos = slot + N, *cache_pos = rope_pos + N;
+  drl_status st = DRL_OK;
+  int i = 0;
+  for (; i < N; ++i) {
+    int s = slots ? slots[i] : i;
+    if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab) {
+      st = DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_decode: token %d of row %d is outside the vocabulary [0, %d)",
+                    tokens[i], i, m->cfg.vocab);
+      break;
+    }
+    if (s < 0 || s >= c->B_max || c->seen[s]) {
+      st = DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_decode: slot %d of row %d is outside [0, %d) or repeated", s, i,
+                    c->B_max);
+      break;
+    }
+    if (c->len[s] < 1 || c->len[s] >= c->T_max) {
+      st = DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_decode: slot %d holds %d positions (needs a prefill and room below %d)",
+                    s, c->len[s], c->T_max);
+      break;
+    }
+    c->seen[s] = 1;
+    tok[i] = tokens[i];
+    slot[i] = s;
+    cache_pos[i] = c->len[s];
+    rope_pos[i] = c->len[s] - c->row_start_host[s];
+  }
+  for (int j = 0; j < i; ++j) c->seen[slot[j]] = 0;
+  return st;
+}
+
+drl_status drl_kv_decode(drl_kv_cache *c, const drl_transformer *m, const int32_t *tokens, const int32_t *slots, int N,
+                         float temperature, float *logits) {
+  DRL_RANGE("decode");
+  DRL_TRY(check_model(c, m));
+  if (N < 1 || N > c->B_max)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_decode: %d rows outside 1..%d", N, c->B_max);
+  if (!(temperature > 0.0f) || !isfinite(temperature))
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_decode: temperature %g must be positive and finite",
+                    (double)temperature);
+  if (!tokens || !logits) return DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_decode: NULL tokens or logits");
+  DRL_TRY(stage_decode(c, m, tokens, slots, N));
+  const drl_device *d = &c->dev;
+  const drl_transformer_config *cf = &m->cfg;
+  const int C = cf->d_model, F = cf->d_ff, H = cf->n_heads, KV = cf->n_kv_heads, D = head_dim(cf), HD = H * D;
+  const int kvd = c->kv_dim;
+  DRL_TRY(drl_copy_to_device(d, c->idx, c->idx_host, (size_t)4 * N * sizeof(int32_t)));
+  const int32_t *tok = c->idx, *slot = tok + N, *rope_pos = slot + N, *cache_pos = rope_pos + N;
+  /* The block of drl_transformer_forward, one row per sequence; attention reads the cache instead of the block. */
+  DRL_TRY(drl_embedding_forward(d, c->x, tok, drl_transformer_tok_emb(m), N, C, cf->vocab));
+  for (int l = 0; l < cf->n_layers; ++l) {
+    float *kc = c->k + l * layer_floats(c), *vc = c->v + l * layer_floats(c);
+#define W(t) drl_transformer_layer_param(m, l, t)
+    DRL_TRY(drl_rmsnorm_forward(d, c->xn, c->rstd, c->x, W(DRL_T_ATTN_NORM), N, C, cf->norm_eps));
+    DRL_TRY(drl_matmul_forward(d, c->q, c->xn, W(DRL_T_WQ), N, C, HD, 0));
+    DRL_TRY(drl_matmul_forward(d, c->kn, c->xn, W(DRL_T_WK), N, C, kvd, 0));
+    DRL_TRY(drl_matmul_forward(d, c->vn, c->xn, W(DRL_T_WV), N, C, kvd, 0));
+    DRL_TRY(drl_rope_forward(d, c->q, rope_pos, m->rope_cos, m->rope_sin, N, H, D));
+    DRL_TRY(drl_rope_forward(d, c->kn, rope_pos, m->rope_cos, m->rope_sin, N, KV, D));
+    DRL_TRY(drl_kv_append(d, kc, vc, c->kn, c->vn, NULL, slot, cache_pos, N, N, c->B_max, c->T_max, kvd));
+    DRL_TRY(drl_attention_decode(d, c->att_out, c->q, kc, vc, slot, c->row_start, cache_pos, N, c->B_max, c->T_max,
+                                 H, KV, D, c->scratch));
+    DRL_TRY(drl_copy_on_device(d, c->x_mid, c->x, (size_t)N * C * sizeof(float)));
+    DRL_TRY(drl_matmul_forward(d, c->x_mid, c->att_out, W(DRL_T_WO), N, HD, C, 1));
+    DRL_TRY(drl_rmsnorm_forward(d, c->xn, c->rstd, c->x_mid, W(DRL_T_FFN_NORM), N, C, cf->norm_eps));
+    DRL_TRY(drl_matmul_forward(d, c->gate, c->xn, W(DRL_T_W_GATE), N, C, F, 0));
+    DRL_TRY(drl_matmul_forward(d, c->up, c->xn, W(DRL_T_W_UP), N, C, F, 0));
+    DRL_TRY(drl_swiglu_forward(d, c->h, c->gate, c->up, (int64_t)N * F));
+    DRL_TRY(drl_copy_on_device(d, c->x, c->x_mid, (size_t)N * C * sizeof(float)));
+    DRL_TRY(drl_matmul_forward(d, c->x, c->h, W(DRL_T_W_DOWN), N, F, C, 1));
+#undef W
+  }
+  DRL_TRY(drl_rmsnorm_forward(d, c->xn, c->rstd, c->x, drl_transformer_final_norm(m), N, C, cf->norm_eps));
+  /* The LM head's logits GEMM (lm_head.c): the same call, alpha = 1/temperature. */
+  DRL_TRY(drl_gemm(d, 0, 1, N, cf->vocab, C, 1.0f / temperature, c->xn, C, drl_transformer_lm_head(m), C, 0.0f,
+                   c->logits, cf->vocab));
+  DRL_TRY(drl_copy_to_host(d, logits, c->logits, (size_t)N * cf->vocab * sizeof(float)));
+  for (int i = 0; i < N; ++i) c->len[slots ? slots[i] : i] += 1;
+  return DRL_OK;
+}

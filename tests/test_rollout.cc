@@ -1,0 +1,498 @@
+// Incremental decoding and token rollout on the CPU: KV-cache logits against the full-sequence forward, recorded
+// log-probs against the training forward, reproducibility (threads, seeds, steps, batch composition), EOS, the length
+// cap, argument checks, and a throughput figure for the default model.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>  // before the C headers: they include <math.h> inside extern "C"
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "test_util.h"
+
+extern "C" {
+#include "kernels/device.h"
+#include "models/kv_cache.h"
+#include "models/transformer.h"
+#include "samplers/rollout.h"
+}
+
+namespace {
+
+drl_transformer_config small_config(int tied = 1) {
+  drl_transformer_config c;
+  c.vocab = 11;
+  c.d_model = 32;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;  // GQA
+  c.d_ff = 48;
+  c.max_seq = 40;
+  c.tied_embeddings = tied;
+  c.rope_theta = 10000.0f;
+  c.init_std = 0.3f;  // far from uniform attention and logits
+  c.norm_eps = 1e-5f;
+  return c;
+}
+
+struct Prompts {
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> offsets{0};
+  int n() const { return (int)offsets.size() - 1; }
+  void add(const std::vector<int32_t> &p) {
+    tokens.insert(tokens.end(), p.begin(), p.end());
+    offsets.push_back((int64_t)tokens.size());
+  }
+};
+
+Prompts random_prompts(const std::vector<int> &lengths, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Prompts p;
+  for (int len : lengths) {
+    std::vector<int32_t> t(len);
+    for (auto &x : t) x = (int32_t)(rng() % vocab);
+    p.add(t);
+  }
+  return p;
+}
+
+drl_rollout_params params(int G, int max_new, int eos) {
+  drl_rollout_params p;
+  p.group_size = G;
+  p.max_new_tokens = max_new;
+  p.temperature = 1.0f;
+  p.top_k = 0;
+  p.top_p = 1.0f;
+  p.eos = eos;
+  p.seed = 1234;
+  p.step = 0;
+  p.uid = 0;
+  p.first_rollout = 0;
+  return p;
+}
+
+// Owns a model, a sampler and a batch.
+struct Sampler {
+  drl_device dev = cpu_device();
+  drl_transformer model{};
+  drl_rollout ro{};
+  drl_rollout_batch batch{};
+  Sampler(const drl_transformer_config &c, int rows, int T, uint64_t seed = 5) {
+    EXPECT_EQ(drl_transformer_create(&model, &c, &dev, rows, T, seed), DRL_OK) << drl_last_error();
+    EXPECT_EQ(drl_rollout_create(&ro, &model, rows, T), DRL_OK) << drl_last_error();
+  }
+  ~Sampler() {
+    drl_rollout_batch_free(&batch);
+    drl_rollout_free(&ro);
+    drl_transformer_free(&model);
+  }
+  drl_status run(const Prompts &p, const drl_rollout_params &rp) {
+    return drl_rollout_generate(&ro, &model, p.tokens.data(), p.offsets.data(), p.n(), &rp, &batch);
+  }
+  std::vector<int32_t> tokens() const {
+    return std::vector<int32_t>(batch.tokens, batch.tokens + (size_t)batch.rows * batch.T);
+  }
+  std::vector<float> logprobs() const {
+    return std::vector<float>(batch.logprob, batch.logprob + (size_t)batch.rows * batch.T);
+  }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------- KV cache
+
+// Prefill + one decode per token gives the logits of drl_transformer_forward + drl_transformer_logits_at on the whole
+// sequence at every position, for left-padded rows, tied and untied heads, GQA, slots out of order, the G copies of a
+// prefill, and a prefill that runs in chunks of the model's B_max.
+TEST(KvCache, IncrementalLogitsMatchFullForward) {
+  for (int tied : {1, 0}) {
+    SCOPED_TRACE(testing::Message() << "tied=" << tied);
+    drl_device dev = cpu_device();
+    drl_transformer_config c = small_config(tied);
+    const int B = 3, P = 6, S = 7, T = P + S, G = 2, V = c.vocab;
+    const std::vector<int32_t> rs = {0, 2, 5};  // prompt lengths 6, 4, 1
+    std::mt19937 rng(3);
+    std::vector<int32_t> full((size_t)B * T);
+    for (auto &x : full) x = (int32_t)(rng() % V);
+    std::vector<int32_t> prompts((size_t)B * P);
+    for (int b = 0; b < B; ++b) std::copy_n(&full[(size_t)b * T], P, &prompts[(size_t)b * P]);
+    // The model's B_max = 2 < B: the prefill runs in two chunks.
+    drl_transformer m, ref;
+    ASSERT_EQ(drl_transformer_create(&m, &c, &dev, 2, P, 9), DRL_OK) << drl_last_error();
+    ASSERT_EQ(drl_transformer_create(&ref, &c, &dev, B, T, 9), DRL_OK);
+    drl_kv_cache cache;
+    ASSERT_EQ(drl_kv_cache_create(&cache, &m, B * G + 1, T), DRL_OK) << drl_last_error();
+    std::vector<float> got((size_t)B * V), want((size_t)B * V);
+    const float temp = 0.8f;
+    ASSERT_EQ(drl_kv_prefill(&cache, &m, prompts.data(), rs.data(), B, P, G, temp, got.data()), DRL_OK)
+        << drl_last_error();
+    ASSERT_EQ(drl_transformer_forward(&ref, full.data(), nullptr, rs.data(), B, T, temp, nullptr, nullptr), DRL_OK);
+    double worst = 0, scale = 0;
+    auto compare = [&](const std::vector<float> &g, int t, const char *what) {
+      std::vector<int> t_of(B, t);
+      ASSERT_EQ(drl_transformer_logits_at(&ref, t_of.data(), temp, want.data()), DRL_OK);
+      for (int b = 0; b < B; ++b)
+        for (int v = 0; v < V; ++v) {
+          double d = std::fabs((double)g[(size_t)b * V + v] - want[(size_t)b * V + v]);
+          worst = std::fmax(worst, d);
+          scale = std::fmax(scale, std::fabs((double)want[(size_t)b * V + v]));
+          ASSERT_LE(d, 2e-5 * (1 + std::fabs(want[(size_t)b * V + v]))) << what << " row " << b << " position " << t;
+        }
+    };
+    compare(got, P - 1, "prefill");
+    // Copy g = 1 decodes rows in reverse slot order; copy g = 0 follows in order: both must match.
+    for (int g : {1, 0})
+      for (int s = 0; s < S - 1; ++s) {
+        int t = P + s;
+        std::vector<int32_t> tok(B), slots(B);
+        for (int i = 0; i < B; ++i) {
+          int b = g == 1 ? B - 1 - i : i;
+          tok[i] = full[(size_t)b * T + t];
+          slots[i] = b * G + g;
+        }
+        std::vector<float> out((size_t)B * V);
+        ASSERT_EQ(drl_kv_decode(&cache, &m, tok.data(), slots.data(), B, temp, out.data()), DRL_OK)
+            << drl_last_error();
+        for (int i = 0; i < B; ++i) {
+          int b = g == 1 ? B - 1 - i : i;
+          std::copy_n(&out[(size_t)i * V], V, &got[(size_t)b * V]);
+        }
+        compare(got, t, "decode");
+      }
+    for (int b = 0; b < B; ++b)
+      for (int g = 0; g < G; ++g) EXPECT_EQ(cache.len[b * G + g], T - 1);
+    std::printf("[ measured ] KV-cache vs full forward logits (tied=%d): max |diff| %.3g (max |logit| %.3g)\n", tied,
+                worst, scale);
+    drl_kv_cache_free(&cache);
+    drl_transformer_free(&m);
+    drl_transformer_free(&ref);
+  }
+}
+
+TEST(KvCache, RejectsBadCalls) {
+  drl_device dev = cpu_device();
+  drl_transformer_config c = small_config();
+  drl_transformer m;
+  ASSERT_EQ(drl_transformer_create(&m, &c, &dev, 2, 8, 1), DRL_OK);
+  drl_kv_cache cache;
+  EXPECT_EQ(drl_kv_cache_create(&cache, &m, 2, c.max_seq + 1), DRL_ERR_INVALID_ARG);
+  ASSERT_EQ(drl_kv_cache_create(&cache, &m, 2, 8), DRL_OK);
+  std::vector<int32_t> tok = {1, 2, 3, 4, 5, 6}, rs = {0, 1};
+  std::vector<float> logits(2 * c.vocab);
+  drl_clear_error();
+  std::vector<int32_t> one = {1, 1};
+  EXPECT_EQ(drl_kv_decode(&cache, &m, one.data(), nullptr, 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
+  EXPECT_ERROR_HAS("needs a prefill");
+  EXPECT_EQ(drl_kv_prefill(&cache, &m, tok.data(), rs.data(), 2, 3, 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG)
+      << "4 slots needed, 2 allocated";
+  std::vector<int32_t> empty = {0, 3};
+  EXPECT_EQ(drl_kv_prefill(&cache, &m, tok.data(), empty.data(), 2, 3, 1, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
+  EXPECT_ERROR_HAS("no real token");
+  ASSERT_EQ(drl_kv_prefill(&cache, &m, tok.data(), rs.data(), 2, 3, 1, 1.0f, logits.data()), DRL_OK)
+      << drl_last_error();
+  std::vector<int32_t> dup = {1, 1}, bad_tok = {1, 11};
+  EXPECT_EQ(drl_kv_decode(&cache, &m, one.data(), dup.data(), 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
+  EXPECT_ERROR_HAS("repeated");
+  EXPECT_EQ(drl_kv_decode(&cache, &m, bad_tok.data(), nullptr, 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
+  EXPECT_ERROR_HAS("vocabulary");
+  EXPECT_EQ(drl_kv_decode(&cache, &m, one.data(), nullptr, 2, 0.0f, logits.data()), DRL_ERR_INVALID_ARG);
+  EXPECT_EQ(cache.len[0], 3) << "a rejected decode changes nothing";
+  // fill to the end: positions 3..7, then no room
+  for (int t = 3; t < 8; ++t)
+    ASSERT_EQ(drl_kv_decode(&cache, &m, one.data(), nullptr, 2, 1.0f, logits.data()), DRL_OK) << drl_last_error();
+  EXPECT_EQ(drl_kv_decode(&cache, &m, one.data(), nullptr, 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
+  EXPECT_ERROR_HAS("room");
+  drl_kv_cache_free(&cache);
+  drl_transformer_free(&m);
+}
+
+// ---------------------------------------------------------------- rollout
+
+// The recorded log-probs and entropies against the training forward on the same tokens (targets = next tokens, same
+// row_start and temperature), with top-k and top-p on: the record is of the full distribution.
+TEST(Rollout, LogprobsMatchTrainingForward) {
+  drl_transformer_config c = small_config();
+  const int G = 3, max_new = 9;
+  Prompts pr = random_prompts({7, 3, 5, 1}, c.vocab, 17);
+  const int rows = pr.n() * G, T = 7 + max_new;
+  Sampler s(c, rows, T);
+  drl_rollout_params p = params(G, max_new, 4);
+  p.temperature = 0.7f;
+  p.top_k = 6;
+  p.top_p = 0.9f;
+  ASSERT_EQ(s.run(pr, p), DRL_OK) << drl_last_error();
+  const drl_rollout_batch &b = s.batch;
+  ASSERT_EQ(b.rows, rows);
+  ASSERT_EQ(b.P, 7);
+  ASSERT_EQ(b.T, T);
+  std::vector<int32_t> targets((size_t)rows * T, -1);
+  int64_t masked = 0;
+  for (int r = 0; r < rows; ++r)
+    for (int t = 0; t + 1 < T; ++t)
+      if (b.mask[(size_t)r * T + t]) {
+        targets[(size_t)r * T + t] = b.tokens[(size_t)r * T + t + 1];
+        ++masked;
+      }
+  EXPECT_EQ(masked, b.generated_tokens);
+  std::vector<float> lp((size_t)rows * T), ent((size_t)rows * T);
+  ASSERT_EQ(drl_transformer_forward(&s.model, b.tokens, targets.data(), b.row_start, rows, T, p.temperature,
+                                    lp.data(), ent.data()),
+            DRL_OK)
+      << drl_last_error();
+  double worst_lp = 0, worst_ent = 0;
+  int64_t identical = 0;
+  for (size_t i = 0; i < lp.size(); ++i) {
+    if (!b.mask[i]) {
+      EXPECT_EQ(b.logprob[i], 0.0f);
+      EXPECT_EQ(b.entropy[i], 0.0f);
+      continue;
+    }
+    worst_lp = std::fmax(worst_lp, std::fabs((double)b.logprob[i] - lp[i]));
+    worst_ent = std::fmax(worst_ent, std::fabs((double)b.entropy[i] - ent[i]));
+    identical += memcmp(&b.logprob[i], &lp[i], 4) == 0;
+    EXPECT_LE(b.logprob[i], 0.0f);
+  }
+  std::printf("[ measured ] rollout vs training log-probs over %lld tokens: max |diff| %.3g, entropy %.3g, "
+              "%lld bit-identical\n",
+              (long long)masked, worst_lp, worst_ent, (long long)identical);
+  EXPECT_LT(worst_lp, 1e-5);
+  EXPECT_LT(worst_ent, 1e-5);
+}
+
+TEST(Rollout, LayoutMaskEosAndPadding) {
+  drl_transformer_config c = small_config();
+  c.vocab = 4;  // EOS (id 0) comes often
+  const int G = 4, max_new = 8;
+  Prompts pr = random_prompts({2, 5, 3}, c.vocab, 23);
+  const int rows = pr.n() * G, T = 5 + max_new;
+  Sampler s(c, rows, T);
+  drl_rollout_params p = params(G, max_new, 0);
+  p.temperature = 1.5f;
+  ASSERT_EQ(s.run(pr, p), DRL_OK) << drl_last_error();
+  const drl_rollout_batch &b = s.batch;
+  int stopped_early = 0;
+  int64_t total = 0;
+  for (int r = 0; r < rows; ++r) {
+    int i = r / G, len = (int)(pr.offsets[i + 1] - pr.offsets[i]), L = b.response_len[r];
+    const int32_t *row = b.tokens + (size_t)r * T;
+    ASSERT_EQ(b.row_start[r], b.P - len);
+    for (int t = 0; t < b.row_start[r]; ++t) EXPECT_EQ(row[t], p.eos) << "left padding";
+    for (int t = 0; t < len; ++t) EXPECT_EQ(row[b.row_start[r] + t], pr.tokens[pr.offsets[i] + t]) << "prompt";
+    ASSERT_GE(L, 1);
+    ASSERT_LE(L, max_new);
+    for (int s2 = 0; s2 + 1 < L; ++s2) EXPECT_NE(row[b.P + s2], p.eos) << "EOS ends a response";
+    if (L < max_new) {
+      EXPECT_EQ(row[b.P + L - 1], p.eos) << "a short response ends with EOS";
+      ++stopped_early;
+    }
+    for (int t = b.P + L; t < T; ++t) EXPECT_EQ(row[t], p.eos) << "padded with EOS after the response";
+    for (int t = 0; t < T; ++t)
+      EXPECT_EQ(b.mask[(size_t)r * T + t], t >= b.P - 1 && t < b.P - 1 + L) << "row " << r << " column " << t;
+    total += L;
+  }
+  EXPECT_GT(stopped_early, 0) << "with 4 tokens EOS should stop some rows";
+  EXPECT_EQ(b.generated_tokens, total);
+  EXPECT_EQ(s.ro.generated_tokens, total);
+  // greedy with EOS = the greedy first token of prompt 0: its rows stop after one token
+  drl_rollout_params g = p;
+  g.top_k = 1;
+  ASSERT_EQ(s.run(pr, g), DRL_OK);
+  g.eos = s.batch.tokens[b.P];
+  ASSERT_EQ(s.run(pr, g), DRL_OK);
+  for (int r = 0; r < G; ++r) EXPECT_EQ(s.batch.response_len[r], 1);
+}
+
+TEST(Rollout, MaxNewTokensCaps) {
+  drl_transformer_config c = small_config();
+  const int G = 2, max_new = 6;
+  Prompts pr = random_prompts({4, 2}, c.vocab, 29);
+  Sampler s(c, pr.n() * G, 4 + max_new);
+  drl_rollout_params p = params(G, max_new, 0);
+  p.top_k = 1;  // greedy: the continuation does not depend on the EOS id
+  ASSERT_EQ(s.run(pr, p), DRL_OK);
+  std::vector<int> used(c.vocab, 0);
+  for (int r = 0; r < s.batch.rows; ++r)
+    for (int t = s.batch.P; t < s.batch.P + s.batch.response_len[r]; ++t) used[s.batch.tokens[(size_t)r * s.batch.T + t]] = 1;
+  int unused = -1;
+  for (int v = 0; v < c.vocab && unused < 0; ++v)
+    if (!used[v]) unused = v;
+  ASSERT_GE(unused, 0) << "6 greedy tokens x 2 prompts leave some of 11 ids unused";
+  p.eos = unused;
+  ASSERT_EQ(s.run(pr, p), DRL_OK);
+  for (int r = 0; r < s.batch.rows; ++r) {
+    EXPECT_EQ(s.batch.response_len[r], max_new);
+    int m = 0;
+    for (int t = 0; t < s.batch.T; ++t) m += s.batch.mask[(size_t)r * s.batch.T + t];
+    EXPECT_EQ(m, max_new);
+    EXPECT_EQ(s.batch.T, s.batch.P + max_new);
+  }
+  EXPECT_EQ(s.batch.generated_tokens, (int64_t)s.batch.rows * max_new);
+}
+
+TEST(Rollout, SameSeedSameRolloutsWithOneOrTwoThreads) {
+  drl_transformer_config c = small_config();
+  const int G = 4, max_new = 10;
+  Prompts pr = random_prompts({6, 2, 4}, c.vocab, 31);
+  Sampler s(c, pr.n() * G, 6 + max_new);
+  drl_rollout_params p = params(G, max_new, 3);
+  p.top_p = 0.95f;
+  int saved = drl_cpu_threads();
+  drl_cpu_set_threads(1);
+  ASSERT_EQ(s.run(pr, p), DRL_OK);
+  std::vector<int32_t> one = s.tokens();
+  std::vector<float> lp1 = s.logprobs();
+  drl_cpu_set_threads(2);
+  ASSERT_EQ(s.run(pr, p), DRL_OK);
+  std::vector<int32_t> two = s.tokens();
+  std::vector<float> lp2 = s.logprobs();
+  ASSERT_EQ(s.run(pr, p), DRL_OK);
+  EXPECT_EQ(s.tokens(), two) << "a rerun with the same seed";
+  drl_cpu_set_threads(saved);
+  EXPECT_EQ(one, two) << "1 vs 2 threads";
+  double worst = 0;
+  for (size_t i = 0; i < lp1.size(); ++i) worst = std::fmax(worst, std::fabs((double)lp1[i] - lp2[i]));
+  std::printf("[ measured ] log-probs, 1 vs 2 threads: max |diff| %.3g%s\n", worst,
+              memcmp(lp1.data(), lp2.data(), lp1.size() * 4) == 0 ? " (bit-identical)" : "");
+  EXPECT_LT(worst, 1e-5);
+}
+
+TEST(Rollout, SeedsStepsAndGroupMembersDiffer) {
+  drl_transformer_config c = small_config();
+  const int G = 6, max_new = 8;
+  Prompts pr = random_prompts({5, 3}, c.vocab, 37);
+  Sampler s(c, pr.n() * G, 5 + max_new);
+  drl_rollout_params p = params(G, max_new, 10);
+  ASSERT_EQ(s.run(pr, p), DRL_OK);
+  std::vector<int32_t> base = s.tokens();
+  const int T = s.batch.T, P = s.batch.P;
+  // the G rollouts of a prompt differ from each other
+  for (int i = 0; i < pr.n(); ++i) {
+    int distinct_pairs = 0;
+    for (int g = 0; g < G; ++g)
+      for (int h = g + 1; h < G; ++h)
+        distinct_pairs += memcmp(&base[((size_t)i * G + g) * T + P], &base[((size_t)i * G + h) * T + P],
+                                 max_new * sizeof(int32_t)) != 0;
+    EXPECT_GE(distinct_pairs, G * (G - 1) / 2 - 1) << "prompt " << i;
+  }
+  drl_rollout_params q = p;
+  q.seed = 1235;
+  ASSERT_EQ(s.run(pr, q), DRL_OK);
+  EXPECT_NE(s.tokens(), base) << "another seed";
+  q = p;
+  q.step = 1;
+  ASSERT_EQ(s.run(pr, q), DRL_OK);
+  EXPECT_NE(s.tokens(), base) << "another step";
+  q = p;
+  q.uid = 1;
+  ASSERT_EQ(s.run(pr, q), DRL_OK);
+  EXPECT_NE(s.tokens(), base) << "another uid";
+  ASSERT_EQ(s.run(pr, p), DRL_OK);
+  EXPECT_EQ(s.tokens(), base) << "the same seed and step again";
+}
+
+// A rollout's draws are addressed by its global index: prompt 1 alone (first_rollout = G) continues exactly as it did
+// inside the batch, although its padding, the batch size and every GEMM shape differ.
+TEST(Rollout, DrawsDoNotDependOnBatchComposition) {
+  drl_transformer_config c = small_config();
+  const int G = 3, max_new = 8;
+  Prompts pr = random_prompts({6, 2, 4}, c.vocab, 41);
+  Sampler s(c, pr.n() * G, 6 + max_new);
+  drl_rollout_params p = params(G, max_new, 10);
+  ASSERT_EQ(s.run(pr, p), DRL_OK);
+  std::vector<int32_t> all = s.tokens();
+  std::vector<int32_t> len_all(s.batch.response_len, s.batch.response_len + s.batch.rows);
+  const int T = s.batch.T, P = s.batch.P;
+  Prompts one;
+  one.add(std::vector<int32_t>(pr.tokens.begin() + pr.offsets[1], pr.tokens.begin() + pr.offsets[2]));
+  drl_rollout_params q = p;
+  q.first_rollout = G;
+  ASSERT_EQ(s.run(one, q), DRL_OK);
+  ASSERT_EQ(s.batch.P, 2);
+  for (int g = 0; g < G; ++g) {
+    EXPECT_EQ(s.batch.response_len[g], len_all[G + g]);
+    for (int k = 0; k < max_new; ++k)
+      EXPECT_EQ(s.batch.tokens[(size_t)g * s.batch.T + s.batch.P + k], all[((size_t)G + g) * T + P + k])
+          << "rollout " << g << " token " << k;
+  }
+}
+
+TEST(Rollout, RejectsBadArguments) {
+  drl_transformer_config c = small_config();
+  Prompts pr = random_prompts({3, 2}, c.vocab, 43);
+  Sampler s(c, 4, 8);
+  drl_rollout_params p = params(2, 5, 1);
+  drl_clear_error();
+  drl_rollout_params q = p;
+  q.eos = c.vocab;
+  EXPECT_EQ(s.run(pr, q), DRL_ERR_INVALID_ARG);
+  EXPECT_ERROR_HAS("eos");
+  q = p;
+  q.top_p = 0.0f;
+  EXPECT_EQ(s.run(pr, q), DRL_ERR_INVALID_ARG);
+  q.top_p = 1.5f;
+  EXPECT_EQ(s.run(pr, q), DRL_ERR_INVALID_ARG);
+  q = p;
+  q.top_k = -1;
+  EXPECT_EQ(s.run(pr, q), DRL_ERR_INVALID_ARG);
+  q = p;
+  q.temperature = 0.0f;
+  EXPECT_EQ(s.run(pr, q), DRL_ERR_INVALID_ARG);
+  q = p;
+  q.group_size = 3;  // 6 rows > 4
+  EXPECT_EQ(s.run(pr, q), DRL_ERR_INVALID_ARG);
+  q = p;
+  q.max_new_tokens = 6;  // 3 + 6 > 8
+  EXPECT_EQ(s.run(pr, q), DRL_ERR_INVALID_ARG);
+  EXPECT_ERROR_HAS("exceed");
+  q = p;
+  q.first_rollout = UINT64_C(1) << 44;
+  EXPECT_EQ(s.run(pr, q), DRL_ERR_INVALID_ARG);
+  Prompts bad = pr;
+  bad.tokens[1] = c.vocab;
+  EXPECT_EQ(s.run(bad, p), DRL_ERR_INVALID_ARG);
+  EXPECT_ERROR_HAS("vocabulary");
+  Prompts empty;
+  empty.add({1, 2});
+  empty.add({});
+  EXPECT_EQ(s.run(empty, p), DRL_ERR_INVALID_ARG);
+  EXPECT_ERROR_HAS("prompt 1");
+  EXPECT_EQ(s.run(pr, p), DRL_OK) << "and a good call still works: " << drl_last_error();
+}
+
+// A figure, not an assertion: generated tokens per second for the default model (d_model 128, 4 layers, 4 heads,
+// d_ff 512, vocab 13) with 8 prompts x 16 rollouts and 6 new tokens.
+TEST(Rollout, ThroughputDefaultModel) {
+  drl_transformer_config c;
+  c.vocab = 13;
+  c.d_model = 128;
+  c.n_layers = 4;
+  c.n_heads = 4;
+  c.n_kv_heads = 4;
+  c.d_ff = 512;
+  c.max_seq = 64;
+  c.tied_embeddings = 1;
+  c.rope_theta = 10000.0f;
+  c.init_std = 0.02f;
+  c.norm_eps = 1e-5f;
+  const int G = 16, max_new = 6;
+  Prompts pr = random_prompts({8, 9, 10, 8, 7, 10, 9, 8}, c.vocab, 47);
+  Sampler s(c, pr.n() * G, 10 + max_new);
+  drl_rollout_params p = params(G, max_new, 12);
+  ASSERT_EQ(s.run(pr, p), DRL_OK) << drl_last_error();  // warm-up
+  int64_t tokens = 0;
+  int iters = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  double sec = 0;
+  while (sec < 1.0 || iters < 3) {
+    p.step = (uint32_t)iters;
+    ASSERT_EQ(s.run(pr, p), DRL_OK);
+    tokens += s.batch.generated_tokens;
+    ++iters;
+    sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  std::printf("[ measured ] rollout, default model, 8 prompts x 16 x 6 new tokens, %d threads: %.0f tokens/s "
+              "(%d batches, %.1f ms each)\n",
+              drl_cpu_threads(), tokens / sec, iters, 1e3 * sec / iters);
+  EXPECT_GT(tokens, 0);
+}
