@@ -109,6 +109,7 @@ extern "C" {
   X(trainer, eval_every, INT(0, 1000000000), "500", "evaluate every N steps; 0 = never")                   \
   X(trainer, ckpt_every, INT(0, 1000000000), "500", "write a checkpoint every N steps; 0 = never")         \
   X(trainer, resume, BOOL, "false", "continue from the checkpoint in out_dir")                             \
+  X(trainer, init_from, STR(0), "\"\"", "start from the weights of this checkpoint (fresh optimizer); \"\" = seeded init") \
   X(trainer, stop_after, INT(0, 1000000000), "0", "end this invocation after N steps of a phase, checkpointed; 0 = never")
 
 #define DRL_CONFIG_KEYS_sft(X)                                                   \

@@ -13,6 +13,7 @@
 #include "engine/log.h"
 #include "engine/sft.h"
 #include "kernels/nvtx.h"
+#include "kernels/philox.h"
 
 static drl_status make_dir(const char *dir) {
   char buf[4096];
@@ -86,7 +87,7 @@ static drl_status to_host(const drl_device *dev, const float *src, int64_t n, fl
   return drl_copy_to_host(dev, *out, src, (size_t)n * sizeof(float));
 }
 
-drl_status drl_run_save(drl_run *r, const char *phase, int step) {
+drl_status drl_run_save(drl_run *r, const char *path, const char *phase, int step) {
   DRL_RANGE("checkpoint");
   drl_transformer *m = &r->model;
   drl_checkpoint ck;
@@ -101,29 +102,29 @@ drl_status drl_run_save(drl_run *r, const char *phase, int step) {
   drl_status st = to_host(&m->dev, m->params, m->layout.total, &ck.params);
   if (st == DRL_OK) st = to_host(&m->dev, m->m, m->layout.total, &ck.m);
   if (st == DRL_OK) st = to_host(&m->dev, m->v, m->layout.total, &ck.v);
-  if (st == DRL_OK) st = drl_checkpoint_write(r->ckpt_path, &ck);
+  if (st == DRL_OK) st = drl_checkpoint_write(path, &ck);
   free(ck.params);
   free(ck.m);
   free(ck.v);
   return st;
 }
 
-drl_status drl_run_resume(drl_run *r, char *phase, size_t phase_cap, int *step) {
+drl_status drl_run_resume(drl_run *r, const char *path, char *phase, size_t phase_cap, int *step) {
   drl_checkpoint ck;
-  DRL_TRY(drl_checkpoint_read(r->ckpt_path, &r->model.layout, &ck));
+  DRL_TRY(drl_checkpoint_read(path, &r->model.layout, &ck));
   drl_status st = DRL_OK;
   if (ck.seed != r->cfg->run.seed)
-    st = DRL_FAIL(DRL_ERR_CONFIG, "%s was written with run.seed %llu, this run has %llu", r->ckpt_path,
+    st = DRL_FAIL(DRL_ERR_CONFIG, "%s was written with run.seed %llu, this run has %llu", path,
                   (unsigned long long)ck.seed, (unsigned long long)r->cfg->run.seed);
   else if (!ck.m)
-    st = DRL_FAIL(DRL_ERR_FORMAT, "%s has no optimizer state to resume from", r->ckpt_path);
+    st = DRL_FAIL(DRL_ERR_FORMAT, "%s has no optimizer state to resume from", path);
   if (st == DRL_OK && r->dev.backend == DRL_BACKEND_CPU && ck.threads != drl_cpu_threads())
     drl_log(DRL_LOG_WARN,
             "%s was written with %lld CPU threads, this run has %d: results will differ from an uninterrupted run "
             "in the last bits (pin run.threads for bit-exact resume)",
-            r->ckpt_path, (long long)ck.threads, drl_cpu_threads());
+            path, (long long)ck.threads, drl_cpu_threads());
   if (st == DRL_OK && strcmp(ck.config_yaml, r->config_yaml) != 0)
-    drl_log(DRL_LOG_WARN, "resuming from %s, whose configuration differs from this run's", r->ckpt_path);
+    drl_log(DRL_LOG_WARN, "resuming from %s, whose configuration differs from this run's", path);
   size_t bytes = (size_t)ck.layout.total * sizeof(float);
   if (st == DRL_OK) st = drl_copy_to_device(&r->dev, r->model.params, ck.params, bytes);
   if (st == DRL_OK) st = drl_copy_to_device(&r->dev, r->model.m, ck.m, bytes);
@@ -142,6 +143,46 @@ drl_status drl_run_evaluate(drl_run *r, double *acc) {
     return DRL_OK;
   }
   return drl_eval_greedy(&r->model, &r->data, r->n_train, r->n_eval, r->max_answer, acc);
+}
+
+/* The uid of the GRPO prompt stream among DRL_RNG_DATA streams. */
+#define GRPO_PROMPT_UID 17
+
+/* See run.h. Gathers the training prompts of iteration `step` (drawn by the Philox data stream) into tokens/offsets. */
+void drl_run_draw_prompts(const drl_run *r, uint32_t step, int n, int32_t *tokens, int64_t *offsets) {
+  uint64_t seed = r->cfg->run.seed;
+  uint32_t tag = drl_rng_tag(DRL_RNG_DATA, GRPO_PROMPT_UID, 0);
+  offsets[0] = 0;
+  for (int i = 0; i < n; ++i) {
+    uint64_t draw = ((uint64_t)drl_rng_u32(seed, step, tag, 2 * (uint64_t)i) << 32) |
+                    drl_rng_u32(seed, step, tag, 2 * (uint64_t)i + 1);
+    int64_t e = (int64_t)(draw % (uint64_t)r->n_train);
+    int64_t a = r->data.prompts.offsets[e], len = r->data.prompts.offsets[e + 1] - a;
+    memcpy(tokens + offsets[i], r->data.prompts.tokens + a, (size_t)len * sizeof(int32_t));
+    offsets[i + 1] = offsets[i] + len;
+  }
+}
+
+/* See run.h. The task's reward of every rollout (its response: the generated tokens after the prompt block). */
+drl_status drl_run_score(const drl_run *r, const drl_rollout_batch *b, const int32_t *prompts, const int64_t *offsets,
+                         float *rewards) {
+  int partial = r->cfg->grpo.reward == DRL_CFG_REWARD_PARTIAL;
+  DRL_RANGE("reward");
+  for (int row = 0; row < b->rows; ++row) {
+    int i = row / b->G;
+    DRL_TRY(drl_task_reward(r->data.task, prompts + offsets[i], offsets[i + 1] - offsets[i],
+                            b->tokens + (size_t)row * b->T + b->P, b->response_len[row], partial, &rewards[row]));
+  }
+  return DRL_OK;
+}
+
+drl_status drl_run_load_weights(drl_run *r, const char *path) {
+  drl_checkpoint ck;
+  DRL_TRY(drl_checkpoint_read(path, &r->model.layout, &ck));
+  drl_status st = drl_copy_to_device(&r->dev, r->model.params, ck.params, (size_t)ck.layout.total * sizeof(float));
+  if (st == DRL_OK) st = drl_device_sync(&r->dev);
+  drl_checkpoint_free(&ck);
+  return st;
 }
 
 drl_status drl_run_open(drl_run *r, const drl_config *cfg, int B_max) {

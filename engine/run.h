@@ -9,6 +9,7 @@
 #include "data/dataset.h"
 #include "engine/config.h"
 #include "models/transformer.h"
+#include "samplers/rollout.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -33,11 +34,22 @@ drl_status drl_run_open(drl_run *r, const drl_config *cfg, int B_max);
 /* Frees everything; safe on a zeroed run. */
 void drl_run_close(drl_run *r);
 
-/* Writes the policy, the optimizer state and the position (phase, step within it) to the run's checkpoint. */
-drl_status drl_run_save(drl_run *r, const char *phase, int step);
+/* Writes the policy, the optimizer state and the position (phase, step within it) to a checkpoint at path. */
+drl_status drl_run_save(drl_run *r, const char *path, const char *phase, int step);
 
-/* Loads the run's checkpoint into the policy and the optimizer; *phase and *step say where it was written. */
-drl_status drl_run_resume(drl_run *r, char *phase, size_t phase_cap, int *step);
+/* Loads the checkpoint at path into the policy and the optimizer; *phase and *step say where it was written. */
+drl_status drl_run_resume(drl_run *r, const char *path, char *phase, size_t phase_cap, int *step);
+
+/* Draws the n training prompts of RL iteration `step` (the Philox data stream: the same step, the same prompts) into
+ * tokens (room for n x the longest prompt) and offsets (n + 1). */
+void drl_run_draw_prompts(const drl_run *r, uint32_t step, int n, int32_t *tokens, int64_t *offsets);
+
+/* The task's reward (grpo.reward: exact or partial) of every rollout of b; prompts/offsets are the ones generated. */
+drl_status drl_run_score(const drl_run *r, const drl_rollout_batch *b, const int32_t *prompts, const int64_t *offsets,
+                         float *rewards);
+
+/* Replaces the policy's weights by those of the checkpoint at path (same layout); the optimizer starts fresh. */
+drl_status drl_run_load_weights(drl_run *r, const char *path);
 
 /* Held-out exact-match accuracy by greedy decoding; -1 when data.n_eval is 0. */
 drl_status drl_run_evaluate(drl_run *r, double *accuracy);

@@ -68,7 +68,7 @@ static drl_status after_step(trainer *tr, drl_cfg_phase phase, int step, int sta
   DRL_TRY(drl_metrics_log(&tr->metrics, tr->phase_offset + step, row));
   *stop = cfg->trainer.stop_after > 0 && step - start >= cfg->trainer.stop_after && step < steps;
   if ((cfg->trainer.ckpt_every > 0 && step % cfg->trainer.ckpt_every == 0) || step == steps || *stop)
-    st = drl_run_save(&tr->run, drl_cfg_phase_name(phase), step);
+    st = drl_run_save(&tr->run, tr->run.ckpt_path, drl_cfg_phase_name(phase), step);
   if (*stop) sum->stopped_at = step;
   return st;
 }
@@ -132,35 +132,6 @@ static drl_status run_sft(trainer *tr, int start, drl_train_summary *sum) {
   return st;
 }
 
-/* The uid of the GRPO prompt stream among DRL_RNG_DATA streams. */
-#define GRPO_PROMPT_UID 17
-
-/* Gathers the training prompts of iteration `step` (drawn by the Philox data stream) into tokens/offsets. */
-static void draw_prompts(const drl_run *r, uint64_t seed, int step, int n, int32_t *tokens, int64_t *offsets) {
-  uint32_t tag = drl_rng_tag(DRL_RNG_DATA, GRPO_PROMPT_UID, 0);
-  offsets[0] = 0;
-  for (int i = 0; i < n; ++i) {
-    uint64_t draw = ((uint64_t)drl_rng_u32(seed, (uint32_t)step, tag, 2 * (uint64_t)i) << 32) |
-                    drl_rng_u32(seed, (uint32_t)step, tag, 2 * (uint64_t)i + 1);
-    int64_t e = (int64_t)(draw % (uint64_t)r->n_train);
-    int64_t a = r->data.prompts.offsets[e], len = r->data.prompts.offsets[e + 1] - a;
-    memcpy(tokens + offsets[i], r->data.prompts.tokens + a, (size_t)len * sizeof(int32_t));
-    offsets[i + 1] = offsets[i] + len;
-  }
-}
-
-/* The task's reward of every rollout (its response: the generated tokens after the prompt block). */
-static drl_status score(const drl_run *r, const drl_rollout_batch *b, const int32_t *prompts, const int64_t *offsets,
-                        int partial, float *rewards) {
-  DRL_RANGE("reward");
-  for (int row = 0; row < b->rows; ++row) {
-    int i = row / b->G;
-    DRL_TRY(drl_task_reward(r->data.task, prompts + offsets[i], offsets[i + 1] - offsets[i],
-                            b->tokens + (size_t)row * b->T + b->P, b->response_len[row], partial, &rewards[row]));
-  }
-  return DRL_OK;
-}
-
 static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
   const drl_config *cfg = tr->cfg;
   const drl_config_grpo *g = &cfg->grpo;
@@ -195,14 +166,14 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
   tr->tokens = 0;
   for (int it = start + 1; st == DRL_OK && it <= steps; ++it) {
     int64_t global = tr->phase_offset + it;
-    draw_prompts(r, cfg->run.seed, (int)global, n, prompts, offsets);
+    drl_run_draw_prompts(r, (uint32_t)global, n, prompts, offsets);
     drl_rollout_params rp = {G, g->max_new_tokens, (float)g->temperature, g->top_k, (float)g->top_p,
                              drl_vocab_eos(r->data.vocab), cfg->run.seed, (uint32_t)global, 0, 0};
     {
       DRL_RANGE("rollout");
       st = drl_rollout_generate(&ro, &r->model, prompts, offsets, n, &rp, &batch);
     }
-    if (st == DRL_OK) st = score(r, &batch, prompts, offsets, g->reward == DRL_CFG_REWARD_PARTIAL, rewards);
+    if (st == DRL_OK) st = drl_run_score(r, &batch, prompts, offsets, rewards);
     drl_rl_stats rl;
     drl_rl_batch rb = {n, G, batch.T, batch.tokens, batch.row_start, batch.mask, rewards};
     if (st == DRL_OK) st = drl_rl_step(&rs, &r->model, cfg, &rb, it, steps, &r->optim_step, &rl);
@@ -283,7 +254,7 @@ drl_status drl_train(const drl_config *cfg, drl_train_summary *sum) {
   if (ck_file) {
     fclose(ck_file);
     char phase[DRL_PHASE_NAME_CAP];
-    DRL_TRY_GOTO(drl_run_resume(r, phase, sizeof phase, &resume_step));
+    DRL_TRY_GOTO(drl_run_resume(r, r->ckpt_path, phase, sizeof phase, &resume_step));
     for (int p = 0; p < cfg->trainer.phases.count; ++p)
       if (strcmp(drl_cfg_phase_name(cfg->trainer.phases.items[p]), phase) == 0) resume_phase = p;
     if (resume_phase < 0) {
@@ -302,6 +273,10 @@ drl_status drl_train(const drl_config *cfg, drl_train_summary *sum) {
   DRL_TRY_GOTO(drl_metrics_open(&tr.metrics, metrics_path, metric_names, M_COUNT,
                                 resume_phase >= 0 ? offsets[resume_phase] + resume_step : -1, 10));
 
+  if (resume_phase < 0 && cfg->trainer.init_from[0]) {
+    DRL_TRY_GOTO(drl_run_load_weights(r, cfg->trainer.init_from));
+    drl_log(DRL_LOG_INFO, "initialised the policy from %s", cfg->trainer.init_from);
+  }
   if (resume_phase < 0) {
     DRL_TRY_GOTO(drl_run_evaluate(r, &sum->eval_before));
     if (sum->eval_before >= 0) drl_log(DRL_LOG_INFO, "held-out exact match before training: %.3f", sum->eval_before);

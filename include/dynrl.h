@@ -37,6 +37,81 @@ const char *drl_status_name(drl_status s);
 /* The library version as "MAJOR.MINOR.PATCH". */
 const char *drl_version(void);
 
+#include <stdint.h>
+
+/* ---- Engine: a policy, its data and its trainer, driven by a host program ----
+ * Every function returns DRL_OK or a status whose message drl_last_error() gives; nothing prints unless
+ * run.log_level allows it, and nothing exits the process. An engine is used from one thread at a time. */
+typedef struct drl_engine drl_engine;
+
+/* Rollouts of the last drl_engine_generate, owned by the engine and valid until the next generate. Rows are
+ * prompt i * group_size + g; each row is `length` tokens, left-padded: the prompt occupies [row_start, prompt_len),
+ * the response starts at column prompt_len. Column t of logprob/entropy/mask describes token t + 1: its log-probability
+ * under softmax(logits / temperature), the full-vocabulary entropy there, and 1 if it is a generated token. */
+typedef struct drl_rollouts {
+  int n_prompts, group_size, rows, prompt_len, length;
+  const int32_t *tokens;       /* [rows, length] */
+  const int32_t *row_start;    /* [rows] */
+  const int32_t *response_len; /* [rows], EOS included */
+  const float *logprob;        /* [rows, length] */
+  const float *entropy;        /* [rows, length] */
+  const uint8_t *mask;         /* [rows, length] */
+} drl_rollouts;
+
+/* What one training iteration did. */
+typedef struct drl_stats {
+  int64_t iteration;        /* iterations trained by this engine */
+  int64_t optim_steps;      /* AdamW steps, including those of a loaded checkpoint */
+  double reward_mean, reward_std;
+  double loss, grad_norm, clip_frac, kl, entropy;
+  double usefulness;        /* share of kept rollouts with a non-zero advantage */
+  int64_t kept_samples, kept_tokens, generated_tokens;
+} drl_stats;
+
+/* A reward for one rollout: the prompt and the response tokens (EOS included when emitted). */
+typedef float (*drl_reward_fn)(const int32_t *prompt, int prompt_len, const int32_t *response, int response_len,
+                               void *user);
+
+/* Creates an engine from a YAML file (NULL: the embedded defaults) and "section.key=value" overrides: opens the
+ * device, loads or generates the data, builds the policy from run.seed. */
+drl_status drl_engine_create(const char *config_path, const char *const *overrides, int n_overrides,
+                             drl_engine **engine);
+
+/* Frees the engine and everything it owns; NULL is a no-op. */
+void drl_engine_destroy(drl_engine *engine);
+
+/* The vocabulary: token id i is the character vocab[i]. */
+const char *drl_engine_vocab(const drl_engine *engine);
+
+/* Encodes text with the vocabulary into ids (room for cap); *n receives the length. */
+drl_status drl_engine_encode(const drl_engine *engine, const char *text, int32_t *ids, int64_t cap, int64_t *n);
+
+/* Samples grpo.group_size rollouts of each prompt (prompt i = tokens[offsets[i] .. offsets[i+1])) with the
+ * configured temperature, top-k, top-p and max_new_tokens; the draws come from the run seed and the iteration. */
+drl_status drl_engine_generate(drl_engine *engine, const int32_t *prompt_tokens, const int64_t *prompt_offsets,
+                               int n_prompts, drl_rollouts *rollouts);
+
+/* One GRPO (+ D3S) iteration on the last generated rollouts with the caller's rewards [rows]. */
+drl_status drl_engine_train(drl_engine *engine, const float *rewards, drl_stats *stats);
+
+/* Makes drl_engine_iterate score rollouts with fn (NULL restores the task's verifier). */
+drl_status drl_engine_set_reward(drl_engine *engine, drl_reward_fn fn, void *user);
+
+/* Draws grpo.prompts_per_step training prompts, generates, scores (the callback or the task's verifier) and trains. */
+drl_status drl_engine_iterate(drl_engine *engine, drl_stats *stats);
+
+/* Held-out exact-match accuracy of greedy decoding; -1 when the config holds out nothing. */
+drl_status drl_engine_evaluate(drl_engine *engine, double *accuracy);
+
+/* Writes a checkpoint (policy, optimizer, iteration) to path, atomically. */
+drl_status drl_engine_save(drl_engine *engine, const char *path);
+
+/* Loads a checkpoint written by drl_engine_save or dynrl train; its layout must match the engine's policy. */
+drl_status drl_engine_load(drl_engine *engine, const char *path);
+
+/* The stats of the last iteration. */
+drl_status drl_engine_stats(const drl_engine *engine, drl_stats *stats);
+
 #ifdef __cplusplus
 }
 #endif
