@@ -105,12 +105,12 @@ extern "C" {
   X(optim, tf32, BOOL, "false", "allow TF32 GEMMs on the GPU (faster, about 1e-3 relative error)")
 
 #define DRL_CONFIG_KEYS_trainer(X)                                                                          \
-  X(trainer, phases, LIST(phase), "[sft]", "phases run in this order: sft, grpo")                          \
+  X(trainer, phases, LIST(phase), "[sft, grpo]", "phases run in this order: sft, grpo")                          \
   X(trainer, eval_every, INT(0, 1000000000), "500", "evaluate every N steps; 0 = never")                   \
   X(trainer, ckpt_every, INT(0, 1000000000), "500", "write a checkpoint every N steps; 0 = never")         \
   X(trainer, resume, BOOL, "false", "continue from the checkpoint in out_dir")                             \
   X(trainer, init_from, STR(0), "\"\"", "start from the weights of this checkpoint (fresh optimizer); \"\" = seeded init") \
-  X(trainer, stop_after, INT(0, 1000000000), "0", "end this invocation after N steps of a phase, checkpointed; 0 = never")
+  X(trainer, stop_after, INT(0, 1000000000), "0", "end this invocation after N steps (all phases), checkpointed; 0 = never")
 
 #define DRL_CONFIG_KEYS_sft(X)                                                   \
   X(sft, steps, INT(0, 1000000000), "1500", "optimizer steps of the sft phase")   \
@@ -129,7 +129,7 @@ extern "C" {
   X(grpo, kl_beta, REAL(0, 100), "0.0", "weight of the k3 KL penalty to the frozen reference; 0 = off")         \
   X(grpo, ppo_epochs, INT(1, 1000), "1", "passes over each batch of rollouts")                                  \
   X(grpo, minibatches, INT(1, 65536), "1", "optimizer steps per pass (the batch is split this many ways)")       \
-  X(grpo, lr, REAL(0, 10), "0.0", "learning rate of the grpo phase (constant after optim.warmup_steps); 0 = optim.lr") \
+  X(grpo, lr, REAL(0, 10), "3.0e-05", "learning rate of the grpo phase (constant); 0 = optim.lr") \
   X(grpo, dual_clip, REAL_GT(1, 1e9), "3.0", "dual clip c: for A < 0 the loss is at most -c A")                 \
   X(grpo, adv_eps, REAL_GT(0, 1), "1.0e-06", "epsilon added to the group's reward std")                         \
   X(grpo, dr_grpo, BOOL, "false", "Dr.GRPO: advantages are r - mean(r), not divided by the std")                 \

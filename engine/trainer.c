@@ -44,6 +44,7 @@ typedef struct trainer {
   drl_metrics metrics;
   drl_progress progress;
   double t0, tokens;    /* this phase's wall clock and trained tokens */
+  int last_phase;       /* the current phase is the last of trainer.phases */
 } trainer;
 
 static void row_init(double *row, drl_cfg_phase phase) {
@@ -52,7 +53,7 @@ static void row_init(double *row, drl_cfg_phase phase) {
 }
 
 /* After a step: evaluation, the metrics row, the checkpoint, trainer.stop_after. Sets *stop to end the phase. */
-static drl_status after_step(trainer *tr, drl_cfg_phase phase, int step, int start, int steps, double *row,
+static drl_status after_step(trainer *tr, drl_cfg_phase phase, int step, int steps, double *row,
                              drl_train_summary *sum, int *stop) {
   const drl_config *cfg = tr->cfg;
   drl_status st = DRL_OK;
@@ -66,7 +67,7 @@ static drl_status after_step(trainer *tr, drl_cfg_phase phase, int step, int sta
     }
   }
   DRL_TRY(drl_metrics_log(&tr->metrics, tr->phase_offset + step, row));
-  *stop = cfg->trainer.stop_after > 0 && step - start >= cfg->trainer.stop_after && step < steps;
+  *stop = cfg->trainer.stop_after > 0 && sum->steps >= cfg->trainer.stop_after && !(step == steps && tr->last_phase);
   if ((cfg->trainer.ckpt_every > 0 && step % cfg->trainer.ckpt_every == 0) || step == steps || *stop)
     st = drl_run_save(&tr->run, tr->run.ckpt_path, drl_cfg_phase_name(phase), step);
   if (*stop) sum->stopped_at = step;
@@ -123,7 +124,7 @@ static drl_status run_sft(trainer *tr, int start, drl_train_summary *sum) {
     row[M_TOKENS_PER_S] = tps;
     row[M_LOSS_TOKENS] = (double)batch.scored;
     int stop = 0;
-    st = after_step(tr, DRL_CFG_PHASE_SFT, step, start, steps, row, sum, &stop);
+    st = after_step(tr, DRL_CFG_PHASE_SFT, step, steps, row, sum, &stop);
     if (stop) break;
   }
   phase_done(tr, sum);
@@ -203,7 +204,7 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
     row[M_ENTROPY] = rl.entropy;
     row[M_RESPONSE_LEN] = rl.response_len;
     int stop = 0;
-    st = after_step(tr, DRL_CFG_PHASE_GRPO, it, start, steps, row, sum, &stop);
+    st = after_step(tr, DRL_CFG_PHASE_GRPO, it, steps, row, sum, &stop);
     if (stop) break;
   }
   phase_done(tr, sum);
@@ -285,6 +286,7 @@ drl_status drl_train(const drl_config *cfg, drl_train_summary *sum) {
     drl_cfg_phase phase = cfg->trainer.phases.items[p];
     int start = p == resume_phase ? resume_step : 0;
     tr.phase_offset = offsets[p];
+    tr.last_phase = p + 1 == cfg->trainer.phases.count;
     if (phase == DRL_CFG_PHASE_SFT)
       DRL_TRY_GOTO(run_sft(&tr, start, sum));
     else

@@ -127,8 +127,9 @@ TEST(Config, DefaultValues) {
   EXPECT_EQ(c.optim.weight_decay, 0.0);
   EXPECT_EQ(c.optim.grad_clip, 1.0);
   EXPECT_FALSE(c.optim.tf32);
-  ASSERT_EQ(c.trainer.phases.count, 1);
+  ASSERT_EQ(c.trainer.phases.count, 2);
   EXPECT_EQ(c.trainer.phases.items[0], DRL_CFG_PHASE_SFT);
+  EXPECT_EQ(c.trainer.phases.items[1], DRL_CFG_PHASE_GRPO);
   EXPECT_EQ(c.trainer.eval_every, 500);
   EXPECT_EQ(c.trainer.ckpt_every, 500);
   EXPECT_FALSE(c.trainer.resume);

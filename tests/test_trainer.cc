@@ -25,7 +25,9 @@ drl_config tiny_config(const std::string &out_dir) {
   for (const char *kv : {"model.d_model=16", "model.n_layers=2", "model.n_heads=2", "model.n_kv_heads=1",
                          "model.d_ff=32", "model.max_seq=16", "data.n_train=200", "data.n_eval=8", "data.size=2",
                          "sft.steps=12", "sft.batch_size=4", "trainer.eval_every=0", "trainer.ckpt_every=0",
-                         "optim.warmup_steps=3", "run.threads=2", "run.quiet=true"})
+                         "optim.warmup_steps=3", "run.threads=2", "run.quiet=true", "grpo.steps=6",
+                         "grpo.prompts_per_step=2", "grpo.group_size=4", "grpo.max_new_tokens=4", "d3s.n_init=2",
+                         "d3s.n_final=4", "grpo.lr=0.001"})
     EXPECT_EQ(drl_config_set(&c, kv), DRL_OK) << kv << ": " << drl_last_error();
   snprintf(c.run.out_dir, sizeof c.run.out_dir, "%s", out_dir.c_str());
   return c;
@@ -109,9 +111,11 @@ TEST(SftBatch, ScoresExactlyTheAnswerTokens) {
 TEST_F(Trainer, SftResumeIsBitExact) {
   drl_train_summary whole, part, rest;
   drl_config a = tiny_config(path("whole"));
+  ASSERT_EQ(drl_config_set(&a, "trainer.phases=sft"), DRL_OK);
   ASSERT_EQ(drl_train(&a, &whole), DRL_OK) << last_error();
   EXPECT_EQ(whole.steps, 12);
   drl_config b = tiny_config(path("split"));
+  ASSERT_EQ(drl_config_set(&b, "trainer.phases=sft"), DRL_OK);
   b.trainer.stop_after = 5;
   ASSERT_EQ(drl_train(&b, &part), DRL_OK) << last_error();
   EXPECT_EQ(part.stopped_at, 5);
@@ -144,6 +148,42 @@ TEST_F(Trainer, SftResumeIsBitExact) {
   b.run.seed = 99;
   EXPECT_EQ(drl_train(&b, &rest), DRL_ERR_CONFIG);
   EXPECT_ERROR_HAS("run.seed");
+}
+
+// SFT then GRPO, stopped in the middle of GRPO and resumed: the same policy, optimizer and metrics as one run.
+TEST_F(Trainer, GrpoResumeIsBitExact) {
+  drl_train_summary whole, part, rest;
+  drl_config a = tiny_config(path("whole"));
+  ASSERT_EQ(drl_train(&a, &whole), DRL_OK) << last_error();
+  EXPECT_EQ(whole.steps, 18);
+  drl_config b = tiny_config(path("split"));
+  b.trainer.stop_after = 15;  // all 12 sft steps, then 3 of the 6 grpo iterations
+  ASSERT_EQ(drl_train(&b, &part), DRL_OK) << last_error();
+  EXPECT_EQ(part.stopped_at, 3);
+  b.trainer.stop_after = 0;
+  b.trainer.resume = true;
+  ASSERT_EQ(drl_train(&b, &rest), DRL_OK) << last_error();
+  EXPECT_EQ(rest.resumed_from, 3);
+  EXPECT_EQ(rest.steps, 3);
+  EXPECT_EQ(rest.eval_after, whole.eval_after);
+  drl_checkpoint x, y;
+  ASSERT_EQ(drl_checkpoint_read(path("whole/ckpt.h5").c_str(), nullptr, &x), DRL_OK) << last_error();
+  ASSERT_EQ(drl_checkpoint_read(path("split/ckpt.h5").c_str(), &x.layout, &y), DRL_OK) << last_error();
+  EXPECT_STREQ(y.phase, "grpo");
+  EXPECT_EQ(x.optim_step, y.optim_step);
+  size_t bytes = x.layout.total * sizeof(float);
+  EXPECT_EQ(0, memcmp(x.params, y.params, bytes));
+  EXPECT_EQ(0, memcmp(x.m, y.m, bytes));
+  EXPECT_EQ(0, memcmp(x.v, y.v, bytes));
+  drl_checkpoint_free(&x);
+  drl_checkpoint_free(&y);
+  for (const char *series : {"/metrics/reward_mean", "/metrics/loss", "/metrics/kept_tokens", "/metrics/phase"}) {
+    std::vector<double> a_rows = read_series(path("whole/metrics.h5"), series);
+    std::vector<double> b_rows = read_series(path("split/metrics.h5"), series);
+    ASSERT_EQ(a_rows.size(), 18u) << series;
+    for (size_t i = 0; i < a_rows.size(); ++i)
+      EXPECT_TRUE(a_rows[i] == b_rows[i] || (std::isnan(a_rows[i]) && std::isnan(b_rows[i]))) << series << " row " << i;
+  }
 }
 
 TEST_F(Trainer, ErrorsAreClear) {
