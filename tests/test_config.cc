@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -645,4 +646,16 @@ TEST(Config, TaskEnumMatchesBuiltInTasks) {
     EXPECT_EQ(drl_config_set(&cfg, assignment.c_str()), DRL_OK) << *name << ": " << drl_last_error();
   }
   EXPECT_EQ(n, DRL_CFG_COUNT_task);
+}
+
+// Every example configuration in configs/ loads and validates.
+TEST(Config, ExampleConfigsLoad) {
+  int n = 0;
+  for (const auto &entry : std::filesystem::directory_iterator(DRL_SOURCE_DIR "/configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    drl_config cfg;
+    EXPECT_EQ(drl_config_load_file(&cfg, entry.path().c_str()), DRL_OK) << entry.path() << ": " << drl_last_error();
+    ++n;
+  }
+  EXPECT_GE(n, 5);
 }
