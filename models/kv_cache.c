@@ -14,49 +14,39 @@
 #include "kernels/swiglu.h"
 #include "transformer_internal.h"
 
-typedef struct carve {
-  char *base;
-  size_t used;
-} carve;
-
-static void *take(carve *c, size_t bytes) {
-  void *p = c->base ? c->base + c->used : NULL;
-  c->used += (bytes + 255) & ~(size_t)255;
-  return p;
-}
 
 static int head_dim(const drl_transformer_config *cf) { return cf->d_model / cf->n_heads; }
 
 /* Lays out the device buffers over d (sizes only when d->base is NULL). */
-static void carve_device(drl_kv_cache *c, const drl_transformer_config *cf, carve *d) {
+static void carve_device(drl_kv_cache *c, const drl_transformer_config *cf, drl_carve *d) {
   size_t f = sizeof(float), B = (size_t)c->B_max, C = (size_t)cf->d_model, F = (size_t)cf->d_ff;
   size_t cache = (size_t)c->n_layers * B * (size_t)c->T_max * (size_t)c->kv_dim;
-  c->k = (float *)take(d, cache * f);
-  c->v = (float *)take(d, cache * f);
-  c->row_start = (int32_t *)take(d, B * sizeof(int32_t));
-  c->x = (float *)take(d, B * C * f);
-  c->x_mid = (float *)take(d, B * C * f);
-  c->xn = (float *)take(d, B * C * f);
-  c->rstd = (float *)take(d, B * f);
-  c->q = (float *)take(d, B * C * f); /* H * D = C */
-  c->kn = (float *)take(d, B * (size_t)c->kv_dim * f);
-  c->vn = (float *)take(d, B * (size_t)c->kv_dim * f);
-  c->att_out = (float *)take(d, B * C * f);
-  c->gate = (float *)take(d, B * F * f);
-  c->up = (float *)take(d, B * F * f);
-  c->h = (float *)take(d, B * F * f);
-  c->logits = (float *)take(d, B * (size_t)cf->vocab * f);
-  c->scratch = (float *)take(d, (size_t)drl_attention_decode_scratch_floats(c->B_max, cf->n_heads, c->T_max) * f);
-  c->idx = (int32_t *)take(d, (size_t)c->idx_cap * sizeof(int32_t));
+  c->k = (float *)drl_carve_take(d, cache * f);
+  c->v = (float *)drl_carve_take(d, cache * f);
+  c->row_start = (int32_t *)drl_carve_take(d, B * sizeof(int32_t));
+  c->x = (float *)drl_carve_take(d, B * C * f);
+  c->x_mid = (float *)drl_carve_take(d, B * C * f);
+  c->xn = (float *)drl_carve_take(d, B * C * f);
+  c->rstd = (float *)drl_carve_take(d, B * f);
+  c->q = (float *)drl_carve_take(d, B * C * f); /* H * D = C */
+  c->kn = (float *)drl_carve_take(d, B * (size_t)c->kv_dim * f);
+  c->vn = (float *)drl_carve_take(d, B * (size_t)c->kv_dim * f);
+  c->att_out = (float *)drl_carve_take(d, B * C * f);
+  c->gate = (float *)drl_carve_take(d, B * F * f);
+  c->up = (float *)drl_carve_take(d, B * F * f);
+  c->h = (float *)drl_carve_take(d, B * F * f);
+  c->logits = (float *)drl_carve_take(d, B * (size_t)cf->vocab * f);
+  c->scratch = (float *)drl_carve_take(d, (size_t)drl_attention_decode_scratch_floats(c->B_max, cf->n_heads, c->T_max) * f);
+  c->idx = (int32_t *)drl_carve_take(d, (size_t)c->idx_cap * sizeof(int32_t));
 }
 
-static void carve_host(drl_kv_cache *c, carve *h) {
+static void carve_host(drl_kv_cache *c, drl_carve *h) {
   size_t B = (size_t)c->B_max;
-  c->row_start_host = (int32_t *)take(h, B * sizeof(int32_t));
-  c->len = (int32_t *)take(h, B * sizeof(int32_t));
-  c->t_of = (int *)take(h, B * sizeof(int));
-  c->seen = (uint8_t *)take(h, B);
-  c->idx_host = (int32_t *)take(h, (size_t)c->idx_cap * sizeof(int32_t));
+  c->row_start_host = (int32_t *)drl_carve_take(h, B * sizeof(int32_t));
+  c->len = (int32_t *)drl_carve_take(h, B * sizeof(int32_t));
+  c->t_of = (int *)drl_carve_take(h, B * sizeof(int));
+  c->seen = (uint8_t *)drl_carve_take(h, B);
+  c->idx_host = (int32_t *)drl_carve_take(h, (size_t)c->idx_cap * sizeof(int32_t));
 }
 
 drl_status drl_kv_cache_create(drl_kv_cache *c, const drl_transformer *m, int B_max, int T_max) {
@@ -72,23 +62,23 @@ drl_status drl_kv_cache_create(drl_kv_cache *c, const drl_transformer *m, int B_
   c->kv_dim = cf->n_kv_heads * head_dim(cf);
   /* prefill needs 3 entries per copied position, decode 4 per row */
   c->idx_cap = 3 * (int64_t)B_max * T_max > 4 * (int64_t)B_max ? 3 * (int64_t)B_max * T_max : 4 * (int64_t)B_max;
-  carve sizing = {NULL, 0};
+  drl_carve sizing = {NULL, 0};
   carve_device(c, cf, &sizing);
   drl_status st = drl_alloc(&c->dev, &c->block, sizing.used, "KV cache");
   if (st != DRL_OK) {
     memset(c, 0, sizeof *c);
     return st;
   }
-  carve real = {(char *)c->block, 0};
+  drl_carve real = {(char *)c->block, 0};
   carve_device(c, cf, &real);
-  carve hsize = {NULL, 0};
+  drl_carve hsize = {NULL, 0};
   carve_host(c, &hsize);
   c->host_block = calloc(1, hsize.used);
   if (!c->host_block) {
     drl_kv_cache_free(c);
     return DRL_FAIL(DRL_ERR_OOM, "kv_cache: out of host memory (%zu bytes)", hsize.used);
   }
-  carve hreal = {(char *)c->host_block, 0};
+  drl_carve hreal = {(char *)c->host_block, 0};
   carve_host(c, &hreal);
   return DRL_OK;
 }

@@ -95,57 +95,46 @@ float *drl_transformer_lm_head(const drl_transformer *m) { return m->params + lm
 
 /* ---- one allocation for every activation buffer ---- */
 
-typedef struct carve {
-  char *base;
-  size_t used;
-} carve;
-
-static void *take(carve *c, size_t bytes) {
-  void *p = c->base ? c->base + c->used : NULL;
-  c->used += (bytes + 255) & ~(size_t)255;
-  return p;
-}
-
 /* Lays out acts over c (sizes only when c->base is NULL). */
-static void carve_acts(const drl_transformer *m, carve *c, drl_transformer_acts *a) {
+static void carve_acts(const drl_transformer *m, drl_carve *c, drl_transformer_acts *a) {
   const drl_transformer_config *cf = &m->cfg;
   size_t L = (size_t)cf->n_layers, R = (size_t)m->B_max * (size_t)m->T_max, C = (size_t)cf->d_model;
   size_t F = (size_t)cf->d_ff, HD = C, KVD = (size_t)cf->n_kv_heads * (size_t)HEAD_DIM(cf);
   size_t TT = (size_t)m->B_max * (size_t)cf->n_heads * (size_t)m->T_max * (size_t)m->T_max;
   size_t wide = F > HD ? F : HD, f = sizeof(float);
-  a->res = (float *)take(c, (L + 1) * R * C * f);
-  a->res_mid = (float *)take(c, L * R * C * f);
-  a->xn1 = (float *)take(c, L * R * C * f);
-  a->xn2 = (float *)take(c, L * R * C * f);
-  a->rstd1 = (float *)take(c, L * R * f);
-  a->rstd2 = (float *)take(c, L * R * f);
-  a->q = (float *)take(c, L * R * HD * f);
-  a->k = (float *)take(c, L * R * KVD * f);
-  a->v = (float *)take(c, L * R * KVD * f);
-  a->att = (float *)take(c, L * TT * f);
-  a->att_out = (float *)take(c, L * R * HD * f);
-  a->gate = (float *)take(c, L * R * F * f);
-  a->up = (float *)take(c, L * R * F * f);
-  a->h = (float *)take(c, L * R * F * f);
-  a->xf = (float *)take(c, R * C * f);
-  a->rstdf = (float *)take(c, R * f);
-  a->logprob = (float *)take(c, R * f);
-  a->entropy = (float *)take(c, R * f);
-  a->dres = (float *)take(c, R * C * f);
-  a->dxn = (float *)take(c, R * C * f);
-  a->dwide = (float *)take(c, R * wide * f);
-  a->dgate = (float *)take(c, R * F * f);
-  a->dup = (float *)take(c, R * F * f);
-  a->dq = (float *)take(c, R * HD * f);
-  a->dk = (float *)take(c, R * KVD * f);
-  a->dv = (float *)take(c, R * KVD * f);
-  a->datt = (float *)take(c, R * f); /* dlogprob */
-  a->scratch = (float *)take(c, (size_t)m->scratch_floats * f);
-  a->emb_scratch = take(c, (size_t)drl_embedding_scratch_bytes(&m->dev, (int)R));
-  a->tokens = (int32_t *)take(c, R * sizeof(int32_t));
-  a->targets = (int32_t *)take(c, R * sizeof(int32_t));
-  a->pos = (int32_t *)take(c, R * sizeof(int32_t));
-  a->row_start = (int32_t *)take(c, (size_t)m->B_max * sizeof(int32_t));
+  a->res = (float *)drl_carve_take(c, (L + 1) * R * C * f);
+  a->res_mid = (float *)drl_carve_take(c, L * R * C * f);
+  a->xn1 = (float *)drl_carve_take(c, L * R * C * f);
+  a->xn2 = (float *)drl_carve_take(c, L * R * C * f);
+  a->rstd1 = (float *)drl_carve_take(c, L * R * f);
+  a->rstd2 = (float *)drl_carve_take(c, L * R * f);
+  a->q = (float *)drl_carve_take(c, L * R * HD * f);
+  a->k = (float *)drl_carve_take(c, L * R * KVD * f);
+  a->v = (float *)drl_carve_take(c, L * R * KVD * f);
+  a->att = (float *)drl_carve_take(c, L * TT * f);
+  a->att_out = (float *)drl_carve_take(c, L * R * HD * f);
+  a->gate = (float *)drl_carve_take(c, L * R * F * f);
+  a->up = (float *)drl_carve_take(c, L * R * F * f);
+  a->h = (float *)drl_carve_take(c, L * R * F * f);
+  a->xf = (float *)drl_carve_take(c, R * C * f);
+  a->rstdf = (float *)drl_carve_take(c, R * f);
+  a->logprob = (float *)drl_carve_take(c, R * f);
+  a->entropy = (float *)drl_carve_take(c, R * f);
+  a->dres = (float *)drl_carve_take(c, R * C * f);
+  a->dxn = (float *)drl_carve_take(c, R * C * f);
+  a->dwide = (float *)drl_carve_take(c, R * wide * f);
+  a->dgate = (float *)drl_carve_take(c, R * F * f);
+  a->dup = (float *)drl_carve_take(c, R * F * f);
+  a->dq = (float *)drl_carve_take(c, R * HD * f);
+  a->dk = (float *)drl_carve_take(c, R * KVD * f);
+  a->dv = (float *)drl_carve_take(c, R * KVD * f);
+  a->datt = (float *)drl_carve_take(c, R * f); /* dlogprob */
+  a->scratch = (float *)drl_carve_take(c, (size_t)m->scratch_floats * f);
+  a->emb_scratch = drl_carve_take(c, (size_t)drl_embedding_scratch_bytes(&m->dev, (int)R));
+  a->tokens = (int32_t *)drl_carve_take(c, R * sizeof(int32_t));
+  a->targets = (int32_t *)drl_carve_take(c, R * sizeof(int32_t));
+  a->pos = (int32_t *)drl_carve_take(c, R * sizeof(int32_t));
+  a->row_start = (int32_t *)drl_carve_take(c, (size_t)m->B_max * sizeof(int32_t));
 }
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -213,10 +202,10 @@ drl_status drl_transformer_create(drl_transformer *m, const drl_transformer_conf
     if (st != DRL_OK) goto done;
   }
   {
-    carve sizing = {NULL, 0};
+    drl_carve sizing = {NULL, 0};
     carve_acts(m, &sizing, &m->acts);
     DRL_TRY_GOTO(drl_alloc(dev, &m->act_block, sizing.used, "activations"));
-    carve real = {(char *)m->act_block, 0};
+    drl_carve real = {(char *)m->act_block, 0};
     carve_acts(m, &real, &m->acts);
   }
   DRL_TRY_GOTO(init_params(m, seed));

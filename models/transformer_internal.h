@@ -3,6 +3,8 @@
 #ifndef DRL_TRANSFORMER_INTERNAL_H
 #define DRL_TRANSFORMER_INTERNAL_H
 
+#include <stddef.h>
+
 #include "transformer.h"
 
 #ifdef __cplusplus
@@ -31,6 +33,19 @@ float *drl_transformer_layer_param(const drl_transformer *m, int layer, drl_tran
 float *drl_transformer_tok_emb(const drl_transformer *m);
 float *drl_transformer_final_norm(const drl_transformer *m);
 float *drl_transformer_lm_head(const drl_transformer *m);
+
+/* Carving one device allocation into many buffers: a first pass with base NULL only sums the sizes (each rounded
+ * to 256 bytes), a second pass over the allocation hands out the pointers. */
+typedef struct drl_carve {
+  char *base;
+  size_t used;
+} drl_carve;
+
+static inline void *drl_carve_take(drl_carve *c, size_t bytes) {
+  void *p = c->base ? c->base + c->used : NULL;
+  c->used += (bytes + 255) & ~(size_t)255;
+  return p;
+}
 
 #ifdef __cplusplus
 }
