@@ -45,6 +45,29 @@ std::vector<double> read_series(const std::string &file, const char *name) {
   return v;
 }
 
+// Two run directories hold bit-identical final checkpoints (policy, AdamW moments, position) and metrics rows.
+void expect_same_runs(const std::string &a, const std::string &b, size_t rows, std::vector<const char *> series) {
+  drl_checkpoint x, y;
+  ASSERT_EQ(drl_checkpoint_read((a + "/ckpt.h5").c_str(), nullptr, &x), DRL_OK) << last_error();
+  ASSERT_EQ(drl_checkpoint_read((b + "/ckpt.h5").c_str(), &x.layout, &y), DRL_OK) << last_error();
+  EXPECT_STREQ(x.phase, y.phase);
+  EXPECT_EQ(x.trainer_step, y.trainer_step);
+  EXPECT_EQ(x.optim_step, y.optim_step);
+  size_t bytes = x.layout.total * sizeof(float);
+  EXPECT_EQ(0, memcmp(x.params, y.params, bytes));
+  EXPECT_EQ(0, memcmp(x.m, y.m, bytes));
+  EXPECT_EQ(0, memcmp(x.v, y.v, bytes));
+  drl_checkpoint_free(&x);
+  drl_checkpoint_free(&y);
+  for (const char *name : series) {
+    std::vector<double> ra = read_series(a + "/metrics.h5", name), rb = read_series(b + "/metrics.h5", name);
+    ASSERT_EQ(ra.size(), rows) << name;
+    ASSERT_EQ(rb.size(), rows) << name;
+    for (size_t i = 0; i < rows; ++i)
+      EXPECT_TRUE(ra[i] == rb[i] || (std::isnan(ra[i]) && std::isnan(rb[i]))) << name << " row " << i;
+  }
+}
+
 class Trainer : public TempDirTest {
  protected:
   void SetUp() override {
@@ -126,24 +149,7 @@ TEST_F(Trainer, SftResumeIsBitExact) {
   EXPECT_EQ(rest.resumed_from, 5);
   EXPECT_EQ(rest.steps, 7);
   EXPECT_EQ(rest.final_loss, whole.final_loss);
-  drl_checkpoint x, y;
-  ASSERT_EQ(drl_checkpoint_read(path("whole/ckpt.h5").c_str(), nullptr, &x), DRL_OK) << last_error();
-  ASSERT_EQ(drl_checkpoint_read(path("split/ckpt.h5").c_str(), &x.layout, &y), DRL_OK) << last_error();
-  EXPECT_EQ(x.trainer_step, 12);
-  EXPECT_EQ(y.trainer_step, 12);
-  size_t bytes = x.layout.total * sizeof(float);
-  EXPECT_EQ(0, memcmp(x.params, y.params, bytes));
-  EXPECT_EQ(0, memcmp(x.m, y.m, bytes));
-  EXPECT_EQ(0, memcmp(x.v, y.v, bytes));
-  drl_checkpoint_free(&x);
-  drl_checkpoint_free(&y);
-  // The metrics file of the split run holds the same rows as the uninterrupted one.
-  for (const char *series : {"/metrics/loss", "/metrics/grad_norm", "/metrics/lr"}) {
-    std::vector<double> a_rows = read_series(path("whole/metrics.h5"), series);
-    std::vector<double> b_rows = read_series(path("split/metrics.h5"), series);
-    ASSERT_EQ(a_rows.size(), 12u) << series;
-    EXPECT_EQ(a_rows, b_rows) << series;
-  }
+  expect_same_runs(path("whole"), path("split"), 12, {"/metrics/loss", "/metrics/grad_norm", "/metrics/lr"});
   // A run with another seed does not resume from this checkpoint.
   b.run.seed = 99;
   EXPECT_EQ(drl_train(&b, &rest), DRL_ERR_CONFIG);
@@ -166,24 +172,8 @@ TEST_F(Trainer, GrpoResumeIsBitExact) {
   EXPECT_EQ(rest.resumed_from, 3);
   EXPECT_EQ(rest.steps, 3);
   EXPECT_EQ(rest.eval_after, whole.eval_after);
-  drl_checkpoint x, y;
-  ASSERT_EQ(drl_checkpoint_read(path("whole/ckpt.h5").c_str(), nullptr, &x), DRL_OK) << last_error();
-  ASSERT_EQ(drl_checkpoint_read(path("split/ckpt.h5").c_str(), &x.layout, &y), DRL_OK) << last_error();
-  EXPECT_STREQ(y.phase, "grpo");
-  EXPECT_EQ(x.optim_step, y.optim_step);
-  size_t bytes = x.layout.total * sizeof(float);
-  EXPECT_EQ(0, memcmp(x.params, y.params, bytes));
-  EXPECT_EQ(0, memcmp(x.m, y.m, bytes));
-  EXPECT_EQ(0, memcmp(x.v, y.v, bytes));
-  drl_checkpoint_free(&x);
-  drl_checkpoint_free(&y);
-  for (const char *series : {"/metrics/reward_mean", "/metrics/loss", "/metrics/kept_tokens", "/metrics/phase"}) {
-    std::vector<double> a_rows = read_series(path("whole/metrics.h5"), series);
-    std::vector<double> b_rows = read_series(path("split/metrics.h5"), series);
-    ASSERT_EQ(a_rows.size(), 18u) << series;
-    for (size_t i = 0; i < a_rows.size(); ++i)
-      EXPECT_TRUE(a_rows[i] == b_rows[i] || (std::isnan(a_rows[i]) && std::isnan(b_rows[i]))) << series << " row " << i;
-  }
+  expect_same_runs(path("whole"), path("split"), 18,
+                   {"/metrics/reward_mean", "/metrics/loss", "/metrics/kept_tokens", "/metrics/phase"});
 }
 
 TEST_F(Trainer, ErrorsAreClear) {
