@@ -175,7 +175,14 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
   out->lr = lr;
   drl_grpo_stats total_stats;
   memset(&total_stats, 0, sizeof total_stats);
-  for (int epoch = 0; epoch < g->ppo_epochs && k > 0; ++epoch) {
+  /* No kept token with a non-zero advantage (and no KL term): the gradient is zero. Skip the optimizer step: with
+   * zero gradients AdamW's momentum would still move the weights. */
+  int signal = g->kl_beta > 0.0;
+  for (int i = 0; i < k && !signal; ++i)
+    if (s->row_adv[i] != 0.0f)
+      for (int t = 0; t < T && !signal; ++t) signal = s->token_mask[(size_t)i * T + t] != 0;
+  out->skipped = !signal;
+  for (int epoch = 0; epoch < g->ppo_epochs && k > 0 && signal; ++epoch) {
     for (int mb = 0; mb < mbs; ++mb) {
       DRL_RANGE("update");
       int lo = mb * k / mbs, hi = (mb + 1) * k / mbs;

@@ -29,6 +29,7 @@ typedef struct drl_rl_stats {
   double usefulness;
   int64_t kept_samples, kept_tokens, candidate_tokens, response_tokens;
   double response_len;
+  int skipped; /* no kept token carried a non-zero advantage: no update was made */
 } drl_rl_stats;
 
 /* Scratch and the frozen reference for drl_rl_step; sized for rows x T at creation. */

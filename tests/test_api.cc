@@ -81,6 +81,7 @@ TEST_F(Api, RewardCallbackScoresEveryRollout) {
   EXPECT_EQ(calls, 16);
   EXPECT_EQ(s.reward_mean, 1.0);
   EXPECT_EQ(s.loss, 0.0) << "equal rewards: zero advantages, zero loss";
+  EXPECT_EQ(s.optim_steps, 0) << "and no optimizer step: AdamW's momentum alone would move the weights";
   ASSERT_EQ(drl_engine_set_reward(e, nullptr, nullptr), DRL_OK);
   ASSERT_EQ(drl_engine_iterate(e, &s), DRL_OK);
   EXPECT_EQ(calls, 16) << "the task's verifier took over";
