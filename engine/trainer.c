@@ -184,15 +184,16 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
     sum->final_loss = rl.loss;
     double el = drl_seconds() - tr->t0;
     char text[200];
-    snprintf(text, sizeof text, "reward %.3f loss %.4f kept %lld/%d rows %lld tok entropy %.3f", rl.reward_mean,
-             rl.loss, (long long)rl.kept_samples, rows, (long long)rl.kept_tokens, rl.entropy);
+    double gen_tps = el > 0 ? (double)ro.generated_tokens / el : 0.0;
+    snprintf(text, sizeof text, "reward %.3f loss %.4f kept %lld/%d rows %lld tok entropy %.3f gen tok/s %.0f",
+             rl.reward_mean, rl.loss, (long long)rl.kept_samples, rows, (long long)rl.kept_tokens, rl.entropy, gen_tps);
     drl_progress_update(&tr->progress, it, text);
     double row[M_COUNT];
     row_init(row, DRL_CFG_PHASE_GRPO);
     row[M_LOSS] = rl.loss;
     row[M_LR] = rl.lr;
     row[M_GRAD_NORM] = rl.grad_norm;
-    row[M_TOKENS_PER_S] = el > 0 ? (double)ro.generated_tokens / el : 0.0;
+    row[M_TOKENS_PER_S] = gen_tps;
     row[M_REWARD_MEAN] = rl.reward_mean;
     row[M_REWARD_STD] = rl.reward_std;
     row[M_KEPT_SAMPLES] = (double)rl.kept_samples;
