@@ -61,7 +61,10 @@ static int run_train(int argc, char **argv) {
   if (drl_train(&cfg, &sum) != DRL_OK) return cli_fail("train");
   drl_log(DRL_LOG_INFO, "done: %lld steps in %.1f s (%.0f tokens/s), final loss %.4f", (long long)sum.steps,
           sum.seconds, sum.tokens_per_second, sum.final_loss);
-  if (sum.eval_after >= 0)
+  if (sum.eval_after >= 0 && sum.eval_after_sft >= 0)
+    drl_log(DRL_LOG_INFO, "held-out exact match: %.3f before, %.3f after sft, %.3f after training", sum.eval_before,
+            sum.eval_after_sft, sum.eval_after);
+  else if (sum.eval_after >= 0)
     drl_log(DRL_LOG_INFO, "held-out exact match: %.3f before, %.3f after", sum.eval_before, sum.eval_after);
   return CLI_OK;
 }

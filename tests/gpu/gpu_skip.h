@@ -44,3 +44,24 @@ struct DevBuf {
     return h;
   }
 };
+
+extern "C" {
+#include "models/transformer.h"
+}
+
+// The policy the model-level GPU tests compare with the CPU: GQA, three blocks, a vocabulary that is not a power of 2.
+inline drl_transformer_config gpu_model_config() {
+  drl_transformer_config c;
+  c.vocab = 50;
+  c.d_model = 128;
+  c.n_layers = 3;
+  c.n_heads = 8;
+  c.n_kv_heads = 4;
+  c.d_ff = 256;
+  c.max_seq = 64;
+  c.tied_embeddings = 1;
+  c.rope_theta = 10000.0f;
+  c.init_std = 0.05f;
+  c.norm_eps = 1e-5f;
+  return c;
+}

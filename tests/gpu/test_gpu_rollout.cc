@@ -27,21 +27,6 @@ std::vector<float> rand_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi 
   return x;
 }
 
-drl_transformer_config config() {
-  drl_transformer_config c;
-  c.vocab = 50;
-  c.d_model = 128;
-  c.n_layers = 3;
-  c.n_heads = 8;
-  c.n_kv_heads = 4;
-  c.d_ff = 256;
-  c.max_seq = 64;
-  c.tied_embeddings = 1;
-  c.rope_theta = 10000.0f;
-  c.init_std = 0.05f;
-  c.norm_eps = 1e-5f;
-  return c;
-}
 
 }  // namespace
 
@@ -114,7 +99,7 @@ TEST(GpuKvCache, PrefillAndDecodeMatchCpu) {
   DRL_REQUIRE_GPU(gpu);
   drl_device cpu;
   ASSERT_EQ(drl_device_open(&cpu, DRL_BACKEND_CPU, 0), DRL_OK);
-  drl_transformer_config c = config();
+  drl_transformer_config c = gpu_model_config();
   const int B = 5, P = 12, S = 10, G = 2, V = c.vocab;
   drl_transformer mc, mg;
   ASSERT_EQ(drl_transformer_create(&mc, &c, &cpu, B, P, 42), DRL_OK);
@@ -158,7 +143,7 @@ TEST(GpuKvCache, PrefillAndDecodeMatchCpu) {
 TEST(GpuRollout, LogprobsMatchGpuTrainingForward) {
   drl_device gpu;
   DRL_REQUIRE_GPU(gpu);
-  drl_transformer_config c = config();
+  drl_transformer_config c = gpu_model_config();
   const int n = 4, G = 8, max_new = 16, P = 10, rows = n * G, T = P + max_new;
   drl_transformer m;
   ASSERT_EQ(drl_transformer_create(&m, &c, &gpu, rows, T, 42), DRL_OK) << drl_last_error();

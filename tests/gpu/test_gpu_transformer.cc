@@ -13,21 +13,6 @@ extern "C" {
 
 namespace {
 
-drl_transformer_config config() {
-  drl_transformer_config c;
-  c.vocab = 50;
-  c.d_model = 128;
-  c.n_layers = 3;
-  c.n_heads = 8;
-  c.n_kv_heads = 4;
-  c.d_ff = 256;
-  c.max_seq = 64;
-  c.tied_embeddings = 1;
-  c.rope_theta = 10000.0f;
-  c.init_std = 0.05f;
-  c.norm_eps = 1e-5f;
-  return c;
-}
 
 // max |a - b| / max |b| over a tensor
 double rel_err(const float *a, const float *b, int64_t n) {
@@ -46,7 +31,7 @@ TEST(GpuTransformer, MatchesCpuForwardBackwardAndSteps) {
   DRL_REQUIRE_GPU(gpu);
   drl_device cpu;
   ASSERT_EQ(drl_device_open(&cpu, DRL_BACKEND_CPU, 0), DRL_OK);
-  drl_transformer_config c = config();
+  drl_transformer_config c = gpu_model_config();
   const int B = 8, T = 48;
   drl_transformer mc, mg;
   ASSERT_EQ(drl_transformer_create(&mc, &c, &cpu, B, T, 42), DRL_OK) << drl_last_error();
