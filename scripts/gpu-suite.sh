@@ -11,7 +11,12 @@ log="$out/gpu-suite.log"
 figures="$out/figures.md"
 : > "$log"
 : > "$figures"
-export LD_LIBRARY_PATH="$bundle/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+libdir="$bundle/lib"
+if [ ! -d "$libdir" ] && [ -f "$bundle/lib.tar.xz" ]; then
+  libdir=$(mktemp -d)/lib
+  tar -C "$(dirname "$libdir")" -xJf "$bundle/lib.tar.xz"
+fi
+export LD_LIBRARY_PATH="$libdir:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 
 say() { echo "$*" | tee -a "$log"; }
 passed=0
