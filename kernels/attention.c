@@ -47,10 +47,7 @@ drl_status drl_attention_forward_cpu(float *out, float *att, const float *q, con
       int lo, hi;
       drl_attention_key_range(t, rs, &lo, &hi);
       for (int j = lo; j < hi; ++j) {
-        const float *kj = k + (((int64_t)b * T + j) * KV + kvh) * D;
-        float s = 0.0f;
-        for (int d = 0; d < D; ++d) s += qt[d] * kj[d];
-        arow[j] = scale * s;
+        arow[j] = drl_attention_score(qt, k + (((int64_t)b * T + j) * KV + kvh) * D, D, scale);
       }
       drl_softmax_masked_row(arow, T, lo, hi);
       for (int d = 0; d < D; ++d) o[d] = 0.0f;

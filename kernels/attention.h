@@ -11,6 +11,22 @@
 
 #include "device.h"
 #include "hd.h"
+#include "philox.h"
+
+/* The scaled score q . k / sqrt(D) of one query and one key: eight partial sums over d (lane l takes d = l mod 8),
+ * then a fixed tree. Every step is explicitly rounded, so the CPU training forward, the CPU decode and the CUDA
+ * decode give the same bits; the eight independent chains also let the compiler vectorise what a single running sum
+ * could not. */
+static inline DRL_HD float drl_attention_score(const float *q, const float *k, int D, float scale) {
+  float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  int d = 0;
+  for (; d + 8 <= D; d += 8)
+    for (int l = 0; l < 8; ++l) acc[l] = drl_fadd(acc[l], drl_fmul(q[d + l], k[d + l]));
+  for (int l = 0; d + l < D; ++l) acc[l] = drl_fadd(acc[l], drl_fmul(q[d + l], k[d + l]));
+  float s = drl_fadd(drl_fadd(drl_fadd(acc[0], acc[4]), drl_fadd(acc[2], acc[6])),
+                     drl_fadd(drl_fadd(acc[1], acc[5]), drl_fadd(acc[3], acc[7])));
+  return drl_fmul(scale, s);
+}
 
 #ifdef __cplusplus
 extern "C" {

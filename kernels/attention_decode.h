@@ -49,13 +49,7 @@ static inline DRL_HD int64_t drl_kv_slot_head(int slot, int kvh, int T_cap, int 
   return drl_kv_offset(slot, 0, T_cap, KV * D) + (int64_t)kvh * D;
 }
 
-/* Scaled score of query q against key k: the training forward's order (d ascending, then one multiply by the
- * scale), every step rounded once. */
-static inline DRL_HD float drl_attention_score(const float *q, const float *k, int D, float scale) {
-  float s = 0.0f;
-  for (int d = 0; d < D; ++d) s = drl_fadd(s, drl_fmul(q[d], k[d]));
-  return drl_fmul(scale, s);
-}
+
 
 /* One step of an output sum: acc + p * v, rounded twice (no FMA), keys in increasing order. */
 static inline DRL_HD float drl_attention_out_acc(float acc, float p, float v) { return drl_fadd(acc, drl_fmul(p, v)); }
