@@ -9,8 +9,8 @@ every parameter gradient, and 5 AdamW steps with global-norm clipping on the sam
 
 Regenerate tests/fixtures/transformer_parity.h5 (from the repository root):
 
-    cmake -S . -B build/par && cmake --build build/par -j2 --target parity_init
-    ./build/par/tests/parity_init /tmp/parity_init.h5
+    cmake --preset default && cmake --build --preset default --target parity_init
+    ./build/default/tests/parity_init /tmp/parity_init.h5
     .venv/bin/python bench/reference/transformer_ref.py /tmp/parity_init.h5 tests/fixtures/transformer_parity.h5
 
 The model: token embedding; L blocks of [RMSNorm -> causal GQA attention with rotate-half RoPE -> residual ->
