@@ -160,13 +160,6 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
   drl_rollout_batch batch;
   memset(&batch, 0, sizeof batch);
   drl_status st = prompts && offsets && rewards ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for GRPO buffers");
-  /* RL starts a fresh AdamW state: the supervised phase's second moments describe other gradients. */
-  if (st == DRL_OK && start == 0) {
-    size_t bytes = (size_t)r->model.layout.total * sizeof(float);
-    st = drl_memset(&r->dev, r->model.m, 0, bytes);
-    if (st == DRL_OK) st = drl_memset(&r->dev, r->model.v, 0, bytes);
-    r->optim_step = 0;
-  }
   if (st == DRL_OK) st = drl_rollout_create(&ro, &r->model, rows, T);
   if (st == DRL_OK) st = drl_rl_state_create(&rs, cfg, &r->model, rows, T);
   drl_progress_begin(&tr->progress, "grpo", steps, start, cfg->run.log_every);
