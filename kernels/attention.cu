@@ -8,12 +8,8 @@
 
 #include "attention.h"
 #include "check.h"
+#include "cuda_launch.cuh"
 #include "gemm.h"
-
-static int grid_for(int64_t n, int threads) {
-  int64_t want = (n + threads - 1) / threads;
-  return (int)(want < 65535 * 8 ? want : 65535 * 8);
-}
 
 /* dst [B, NH, T, D] <- src [B, T, NH, D] */
 static __global__ void permute_kernel(float *dst, const float *src, int B, int T, int NH, int D) {
@@ -90,23 +86,20 @@ static __global__ void softmax_backward_kernel(float *datt, const float *att, co
 }
 
 static drl_status permute(cudaStream_t s, float *dst, const float *src, int B, int T, int NH, int D) {
-  permute_kernel<<<grid_for((int64_t)B * T * NH * D, 256), 256, 0, s>>>(dst, src, B, T, NH, D);
+  permute_kernel<<<drl_grid_for((int64_t)B * T * NH * D, 256, 65535 * 8), 256, 0, s>>>(dst, src, B, T, NH, D);
   CUDA_CHECK(cudaGetLastError());
   return DRL_OK;
 }
 
 static drl_status unpermute(cudaStream_t s, float *dst, const float *src, const int32_t *row_start, int B, int T,
                             int NH, int D) {
-  unpermute_kernel<<<grid_for((int64_t)B * T * NH * D, 256), 256, 0, s>>>(dst, src, row_start, B, T, NH, D);
+  unpermute_kernel<<<drl_grid_for((int64_t)B * T * NH * D, 256, 65535 * 8), 256, 0, s>>>(dst, src, row_start, B, T, NH, D);
   CUDA_CHECK(cudaGetLastError());
   return DRL_OK;
 }
 
 /* 8 warps per block, one row each */
-static int softmax_blocks(int64_t rows) {
-  int64_t want = (rows + 7) / 8;
-  return (int)(want < 65535 * 16 ? want : 65535 * 16);
-}
+static int softmax_blocks(int64_t rows) { return drl_grid_for(rows, 8, 65535 * 16); }
 
 extern "C" drl_status drl_attention_forward_cuda(const drl_device *dev, float *out, float *att, const float *q,
                                                  const float *k, const float *v, const int32_t *row_start, int B,

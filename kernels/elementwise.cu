@@ -2,15 +2,9 @@
 #include <cuda_runtime.h>
 
 #include "check.h"
+#include "cuda_launch.cuh"
 #include "elementwise.h"
 
-#define STREAM(dev) ((cudaStream_t)(dev)->stream)
-
-/* Enough blocks to fill any current GPU; the grid-stride loop covers the rest. */
-static int grid_for(int64_t n, int threads) {
-  int64_t want = (n + threads - 1) / threads;
-  return (int)(want < 4096 ? want : 4096);
-}
 
 /* out may alias a or b: each element is read before it is written, by the same thread. */
 static __global__ void add_kernel(float *out, const float *a, const float *b, int64_t n) {
@@ -30,21 +24,21 @@ static __global__ void scale_kernel(float *x, float s, int64_t n) {
 
 extern "C" drl_status drl_add_cuda(const drl_device *dev, float *out, const float *a, const float *b, int64_t n) {
   if (n <= 0) return DRL_OK;
-  add_kernel<<<grid_for(n, 256), 256, 0, STREAM(dev)>>>(out, a, b, n);
+  add_kernel<<<drl_grid_for(n, 256, 4096), 256, 0, DRL_STREAM(dev)>>>(out, a, b, n);
   CUDA_CHECK(cudaGetLastError());
   return DRL_OK;
 }
 
 extern "C" drl_status drl_axpy_cuda(const drl_device *dev, float *y, float alpha, const float *x, int64_t n) {
   if (n <= 0) return DRL_OK;
-  axpy_kernel<<<grid_for(n, 256), 256, 0, STREAM(dev)>>>(y, alpha, x, n);
+  axpy_kernel<<<drl_grid_for(n, 256, 4096), 256, 0, DRL_STREAM(dev)>>>(y, alpha, x, n);
   CUDA_CHECK(cudaGetLastError());
   return DRL_OK;
 }
 
 extern "C" drl_status drl_scale_cuda(const drl_device *dev, float *x, float s, int64_t n) {
   if (n <= 0) return DRL_OK;
-  scale_kernel<<<grid_for(n, 256), 256, 0, STREAM(dev)>>>(x, s, n);
+  scale_kernel<<<drl_grid_for(n, 256, 4096), 256, 0, DRL_STREAM(dev)>>>(x, s, n);
   CUDA_CHECK(cudaGetLastError());
   return DRL_OK;
 }

@@ -5,14 +5,9 @@
 #include <cuda_runtime.h>
 
 #include "check.h"
+#include "cuda_launch.cuh"
 #include "embedding.h"
 
-#define STREAM(dev) ((cudaStream_t)(dev)->stream)
-
-static int grid_for(int64_t n, int threads) {
-  int64_t want = (n + threads - 1) / threads;
-  return (int)(want < 8192 ? want : 8192);
-}
 
 static __global__ void embedding_forward_kernel(float *out, const int32_t *tokens, const float *table, int N, int C,
                                                 int V) {
@@ -89,7 +84,7 @@ extern "C" int64_t drl_embedding_scratch_bytes_cuda(int N) {
 extern "C" drl_status drl_embedding_forward_cuda(const drl_device *dev, float *out, const int32_t *tokens,
                                                  const float *table, int N, int C, int V) {
   if (N <= 0 || C <= 0) return DRL_OK;
-  embedding_forward_kernel<<<grid_for((int64_t)N * C, 256), 256, 0, STREAM(dev)>>>(out, tokens, table, N, C, V);
+  embedding_forward_kernel<<<drl_grid_for((int64_t)N * C, 256, 8192), 256, 0, DRL_STREAM(dev)>>>(out, tokens, table, N, C, V);
   CUDA_CHECK(cudaGetLastError());
   return DRL_OK;
 }
@@ -107,7 +102,7 @@ extern "C" drl_status drl_embedding_backward_cuda(const drl_device *dev, float *
   int32_t *vals_a = (int32_t *)(base + 2 * arr), *vals_b = (int32_t *)(base + 3 * arr);
   void *temp = base + 4 * arr;
 
-  embedding_sort_input_kernel<<<grid_for(N, 256), 256, 0, STREAM(dev)>>>(keys_a, vals_a, tokens, N, V);
+  embedding_sort_input_kernel<<<drl_grid_for(N, 256, 8192), 256, 0, DRL_STREAM(dev)>>>(keys_a, vals_a, tokens, N, V);
   CUDA_CHECK(cudaGetLastError());
   /* Keys lie in [0, V]: sorting only the bits V needs saves passes. */
   int end_bit = 1;
@@ -115,11 +110,11 @@ extern "C" drl_status drl_embedding_backward_cuda(const drl_device *dev, float *
   cub::DoubleBuffer<uint32_t> keys(keys_a, keys_b);
   cub::DoubleBuffer<int32_t> vals(vals_a, vals_b);
   /* temp_bytes was sized for 32 bits; CUB fails cleanly if fewer bits ever needed more. */
-  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, keys, vals, N, 0, end_bit, STREAM(dev)));
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, keys, vals, N, 0, end_bit, DRL_STREAM(dev)));
 
   int xblocks = N < 65536 ? N : 65536;
   dim3 grid((unsigned)xblocks, (unsigned)((C + threads - 1) / threads));
-  embedding_backward_kernel<<<grid, threads, 0, STREAM(dev)>>>(dtable, dout, keys.Current(), vals.Current(), N, C, V);
+  embedding_backward_kernel<<<grid, threads, 0, DRL_STREAM(dev)>>>(dtable, dout, keys.Current(), vals.Current(), N, C, V);
   CUDA_CHECK(cudaGetLastError());
   return DRL_OK;
 }

@@ -5,19 +5,14 @@
 #include <cuda_runtime.h>
 
 #include "check.h"
+#include "cuda_launch.cuh"
 #include "rmsnorm.h"
 
-#define STREAM(dev) ((cudaStream_t)(dev)->stream)
 #define FULL_MASK 0xffffffffu
 
 static_assert(DRL_RMSNORM_LANES == 32, "the lane order is the warp's");
 
 static const int kThreads = 256; /* 8 warps, so 8 rows per block in the row kernels */
-
-static int grid_for(int64_t n, int per_block) {
-  int64_t want = (n + per_block - 1) / per_block;
-  return (int)(want < 8192 ? want : 8192);
-}
 
 /* The tree of drl_rmsnorm_lane_tree: at offset o, lane i < o adds lane i + o; lane 0 holds the result. */
 static __device__ float warp_tree_sum(float v) {
@@ -79,7 +74,7 @@ static __global__ void rmsnorm_dw_combine_kernel(float *dweight, const float *pa
 extern "C" drl_status drl_rmsnorm_forward_cuda(const drl_device *dev, float *out, float *rstd, const float *inp,
                                                const float *weight, int N, int C, float eps) {
   if (N <= 0) return DRL_OK;
-  rmsnorm_forward_kernel<<<grid_for(N, kThreads / 32), kThreads, 0, STREAM(dev)>>>(out, rstd, inp, weight, N, C, eps);
+  rmsnorm_forward_kernel<<<drl_grid_for(N, kThreads / 32, 8192), kThreads, 0, DRL_STREAM(dev)>>>(out, rstd, inp, weight, N, C, eps);
   CUDA_CHECK(cudaGetLastError());
   return DRL_OK;
 }
@@ -89,12 +84,12 @@ extern "C" drl_status drl_rmsnorm_backward_cuda(const drl_device *dev, float *di
                                                 float *scratch) {
   if (N <= 0 || C <= 0) return DRL_OK;
   int nchunks = (N + DRL_RMSNORM_CHUNK_ROWS - 1) / DRL_RMSNORM_CHUNK_ROWS;
-  rmsnorm_dinp_kernel<<<grid_for(N, kThreads / 32), kThreads, 0, STREAM(dev)>>>(dinp, dout, inp, weight, rstd, N, C);
+  rmsnorm_dinp_kernel<<<drl_grid_for(N, kThreads / 32, 8192), kThreads, 0, DRL_STREAM(dev)>>>(dinp, dout, inp, weight, rstd, N, C);
   CUDA_CHECK(cudaGetLastError());
-  rmsnorm_dw_partial_kernel<<<grid_for((int64_t)nchunks * C, kThreads), kThreads, 0, STREAM(dev)>>>(
+  rmsnorm_dw_partial_kernel<<<drl_grid_for((int64_t)nchunks * C, kThreads, 8192), kThreads, 0, DRL_STREAM(dev)>>>(
       scratch, dout, inp, rstd, N, C, nchunks);
   CUDA_CHECK(cudaGetLastError());
-  rmsnorm_dw_combine_kernel<<<grid_for(C, kThreads), kThreads, 0, STREAM(dev)>>>(dweight, scratch, nchunks, C);
+  rmsnorm_dw_combine_kernel<<<drl_grid_for(C, kThreads, 8192), kThreads, 0, DRL_STREAM(dev)>>>(dweight, scratch, nchunks, C);
   CUDA_CHECK(cudaGetLastError());
   return DRL_OK;
 }

@@ -2,14 +2,9 @@
 #include <cuda_runtime.h>
 
 #include "check.h"
+#include "cuda_launch.cuh"
 #include "swiglu.h"
 
-#define STREAM(dev) ((cudaStream_t)(dev)->stream)
-
-static int grid_for(int64_t n, int threads) {
-  int64_t want = (n + threads - 1) / threads;
-  return (int)(want < 4096 ? want : 4096);
-}
 
 static __global__ void swiglu_forward_kernel(float *out, const float *gate, const float *up, int64_t n) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
@@ -29,7 +24,7 @@ static __global__ void swiglu_backward_kernel(float *dgate, float *dup, const fl
 extern "C" drl_status drl_swiglu_forward_cuda(const drl_device *dev, float *out, const float *gate, const float *up,
                                               int64_t n) {
   if (n <= 0) return DRL_OK;
-  swiglu_forward_kernel<<<grid_for(n, 256), 256, 0, STREAM(dev)>>>(out, gate, up, n);
+  swiglu_forward_kernel<<<drl_grid_for(n, 256, 4096), 256, 0, DRL_STREAM(dev)>>>(out, gate, up, n);
   CUDA_CHECK(cudaGetLastError());
   return DRL_OK;
 }
@@ -37,7 +32,7 @@ extern "C" drl_status drl_swiglu_forward_cuda(const drl_device *dev, float *out,
 extern "C" drl_status drl_swiglu_backward_cuda(const drl_device *dev, float *dgate, float *dup, const float *dout,
                                                const float *gate, const float *up, int64_t n) {
   if (n <= 0) return DRL_OK;
-  swiglu_backward_kernel<<<grid_for(n, 256), 256, 0, STREAM(dev)>>>(dgate, dup, dout, gate, up, n);
+  swiglu_backward_kernel<<<drl_grid_for(n, 256, 4096), 256, 0, DRL_STREAM(dev)>>>(dgate, dup, dout, gate, up, n);
   CUDA_CHECK(cudaGetLastError());
   return DRL_OK;
 }
