@@ -154,9 +154,7 @@ void drl_run_draw_prompts(const drl_run *r, uint32_t step, int n, int32_t *token
   uint32_t tag = drl_rng_tag(DRL_RNG_DATA, GRPO_PROMPT_UID, 0);
   offsets[0] = 0;
   for (int i = 0; i < n; ++i) {
-    uint64_t draw = ((uint64_t)drl_rng_u32(seed, step, tag, 2 * (uint64_t)i) << 32) |
-                    drl_rng_u32(seed, step, tag, 2 * (uint64_t)i + 1);
-    int64_t e = (int64_t)(draw % (uint64_t)r->n_train);
+    int64_t e = (int64_t)(drl_rng_u64(seed, step, tag, (uint64_t)i) % (uint64_t)r->n_train);
     int64_t a = r->data.prompts.offsets[e], len = r->data.prompts.offsets[e + 1] - a;
     memcpy(tokens + offsets[i], r->data.prompts.tokens + a, (size_t)len * sizeof(int32_t));
     offsets[i + 1] = offsets[i] + len;

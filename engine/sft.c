@@ -51,9 +51,7 @@ drl_status drl_sft_batch_fill(drl_sft_batch *b, const drl_dataset *ds, int64_t n
   uint32_t tag = drl_rng_tag(DRL_RNG_DATA, SFT_DATA_UID, 0);
   b->scored = 0;
   for (int r = 0; r < B; ++r) {
-    uint64_t draw = ((uint64_t)drl_rng_u32(seed, (uint32_t)step, tag, 2 * (uint64_t)r) << 32) |
-                    drl_rng_u32(seed, (uint32_t)step, tag, 2 * (uint64_t)r + 1);
-    int64_t i = (int64_t)(draw % (uint64_t)n_train);
+    int64_t i = (int64_t)(drl_rng_u64(seed, (uint32_t)step, tag, (uint64_t)r) % (uint64_t)n_train);
     const int32_t *p = ds->prompts.tokens + ds->prompts.offsets[i];
     const int32_t *a = ds->answers.tokens + ds->answers.offsets[i];
     int np = (int)(ds->prompts.offsets[i + 1] - ds->prompts.offsets[i]);

@@ -78,6 +78,13 @@ static inline DRL_HD uint32_t drl_rng_u32(uint64_t seed, uint32_t step, uint32_t
   return drl_rng_block(seed, step, tag, i >> 2).v[i & 3];
 }
 
+/* Raw 64-bit element i of stream (seed, step, tag): 32-bit elements 2i (high half) and 2i + 1 (low half). */
+static inline DRL_HD uint64_t drl_rng_u64(uint64_t seed, uint32_t step, uint32_t tag, uint64_t i) {
+  drl_philox_block b = drl_rng_block(seed, step, tag, i >> 1);
+  int w = (int)(i & 1) * 2;
+  return ((uint64_t)b.v[w] << 32) | b.v[w + 1];
+}
+
 /* Uniform in [0, 1) with 24 random bits: exact on every platform. */
 static inline DRL_HD float drl_u32_to_uniform(uint32_t x) { return (float)(x >> 8) * 0x1p-24f; }
 

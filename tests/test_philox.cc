@@ -47,6 +47,13 @@ TEST(Philox, StreamLayoutMatchesCurandInit) {
   EXPECT_EQ(drl_rng_u32(0x100000009ull, 77, 0xdeadbeefu, q * 4 + 3), b.v[3]);
 }
 
+TEST(Philox, U64ElementIsTwoConsecutiveWords) {
+  for (uint64_t i : {0ull, 1ull, 2ull, 7ull, 1000001ull}) {
+    uint64_t want = ((uint64_t)drl_rng_u32(9, 4, 3, 2 * i) << 32) | drl_rng_u32(9, 4, 3, 2 * i + 1);
+    EXPECT_EQ(drl_rng_u64(9, 4, 3, i), want) << i;
+  }
+}
+
 TEST(Philox, TagPacksPurposeUidSample) {
   EXPECT_EQ(drl_rng_tag(DRL_RNG_SPSA, 0, 0), 2u);
   EXPECT_EQ(drl_rng_tag(DRL_RNG_SPSA, 3, 5), 2u | (5u << 4) | (3u << 16));
