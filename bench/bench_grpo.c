@@ -6,12 +6,7 @@
  *                compaction, and the D3S token selection
  *   old policy   the forward over the kept rows that gives logp_old and the entropies
  *   updates      the clipped-surrogate forward + backward + AdamW step(s)
- * drl_rl_step runs advantages, old policy and updates as one call. The bench times that call as a whole, and
- * beforehand reproduces its first parts with the same engine calls on the same batch (drl_grpo_advantages /
- * drl_pods_select, drl_d3s_select_samples, the compaction, drl_transformer_forward over the kept rows in the same
- * chunks, drl_d3s_select_tokens): those give the advantages and old-policy figures, and updates = the whole call
- * minus them. The reproduction runs outside the whole call's timing, so the iteration total is rollout + reward +
- * the whole call. Averages over the timed iterations (after untimed warm-up iterations).
+ * drl_rl_step reports the last three (drl_rl_stats.seconds_*); the first two are timed here.
  *
  * The policy is the seeded initialisation unless --init CKPT loads a checkpoint's weights (e.g. a run's ckpt.h5):
  * with random weights rewards are 0, every advantage is 0, and response lengths are random; the work per phase is
@@ -27,8 +22,6 @@
 #include "bench_common.h"
 #include "data/vocab.h"
 #include "engine/config.h"
-#include "engine/d3s.h"
-#include "engine/grpo.h"
 #include "engine/rl_step.h"
 #include "engine/run.h"
 #include "samplers/rollout.h"
@@ -47,105 +40,6 @@ enum { PH_ROLLOUT, PH_REWARD, PH_ADV, PH_OLD, PH_UPDATE, PH_COUNT };
 static const char *const phase_names[PH_COUNT] = {"rollout", "reward", "advantages + selection", "old-policy pass",
                                                   "updates"};
 
-/* Scratch for the reproduction of drl_rl_step's first parts (its own buffers are private to the call). */
-typedef struct repro {
-  float *adv, *row_adv, *lp, *ent;
-  int32_t *tokens, *targets, *row_start;
-  uint8_t *keep, *valid, *mask;
-} repro;
-
-static void repro_alloc(repro *s, int rows, int T) {
-  size_t n = (size_t)rows * T;
-  s->adv = malloc((size_t)rows * sizeof(float));
-  s->row_adv = malloc((size_t)rows * sizeof(float));
-  s->lp = malloc(n * sizeof(float));
-  s->ent = malloc(n * sizeof(float));
-  s->tokens = malloc(n * sizeof(int32_t));
-  s->targets = malloc(n * sizeof(int32_t));
-  s->row_start = malloc((size_t)rows * sizeof(int32_t));
-  s->keep = malloc((size_t)rows);
-  s->valid = malloc(n);
-  s->mask = malloc(n);
-  if (!s->adv || !s->row_adv || !s->lp || !s->ent || !s->tokens || !s->targets || !s->row_start || !s->keep ||
-      !s->valid || !s->mask)
-    die("host memory");
-}
-
-static void repro_free(repro *s) {
-  free(s->adv);
-  free(s->row_adv);
-  free(s->lp);
-  free(s->ent);
-  free(s->tokens);
-  free(s->targets);
-  free(s->row_start);
-  free(s->keep);
-  free(s->valid);
-  free(s->mask);
-}
-
-/* drl_rl_step's selection and compaction, then (timed apart) its old-policy forward and its token selection.
- * Returns the kept rows; t_adv and t_old receive the seconds. */
-static int reproduce(const drl_config *cfg, drl_transformer *m, const drl_rl_batch *b, int iteration, int total,
-                     repro *s, double *t_adv, double *t_old) {
-  const drl_config_grpo *g = &cfg->grpo;
-  const drl_config_d3s *d = &cfg->d3s;
-  int rows = b->n_groups * b->G, T = b->T;
-  double t0 = bench_now();
-  drl_d3s_schedule sched = {d->n_init, d->n_final, d->k_init, d->k_final, d->schedule};
-  int n_keep = b->G;
-  double K = 1.0;
-  if (d->sampling != DRL_CFG_SAMPLING_NONE) CHECK(drl_d3s_schedule_at(&sched, iteration, total, &n_keep, &K), "schedule");
-  if (d->sampling == DRL_CFG_SAMPLING_PODS) {
-    CHECK(drl_pods_select(b->rewards, b->n_groups, b->G, n_keep, g->dr_grpo, (float)g->adv_eps, s->keep, s->adv),
-          "pods");
-  } else {
-    CHECK(drl_grpo_advantages(b->rewards, b->n_groups, b->G, g->dr_grpo, (float)g->adv_eps, s->adv), "advantages");
-    if (d->sampling == DRL_CFG_SAMPLING_D3S)
-      CHECK(drl_d3s_select_samples(s->adv, b->n_groups, b->G, n_keep, (drl_d3s_scope)d->sample_scope, s->keep),
-            "select samples");
-    else
-      memset(s->keep, 1, (size_t)rows);
-  }
-  int k = 0;
-  for (int i = 0; i < rows; ++i) {
-    if (!s->keep[i]) continue;
-    s->row_adv[k] = s->adv[i];
-    s->row_start[k] = b->row_start[i];
-    for (int t = 0; t < T; ++t) {
-      size_t src = (size_t)i * T + t, dst = (size_t)k * T + t;
-      s->tokens[dst] = b->tokens[src];
-      s->valid[dst] = b->mask[src] && t + 1 < T;
-      s->targets[dst] = s->valid[dst] ? b->tokens[src + 1] : -1;
-    }
-    ++k;
-  }
-  double t1 = bench_now();
-  /* The old-policy pass: forward with entropies over the kept rows, chunked as drl_rl_step chunks it. */
-  int mbs = g->minibatches < k ? g->minibatches : (k > 0 ? k : 1);
-  for (int mb = 0; mb < mbs; ++mb) {
-    int lo = mb * k / mbs, hi = (mb + 1) * k / mbs;
-    for (int c = lo; c < hi; c += m->B_max) {
-      int B = hi - c < m->B_max ? hi - c : m->B_max;
-      size_t off = (size_t)c * T;
-      CHECK(drl_transformer_forward(m, s->tokens + off, s->targets + off, s->row_start + c, B, T,
-                                    (float)g->temperature, s->lp + off, s->ent + off),
-            "old-policy forward");
-    }
-  }
-  CHECK(drl_device_sync(&m->dev), "sync");
-  double t2 = bench_now();
-  if (d->sampling == DRL_CFG_SAMPLING_D3S && d->token_level)
-    CHECK(drl_d3s_select_tokens(s->row_adv, s->ent, s->valid, NULL, k, T, K, (drl_d3s_token_scope)d->token_scope,
-                                s->mask, NULL),
-          "select tokens");
-  double t3 = bench_now();
-  *t_adv = (t1 - t0) + (t3 - t2);
-  *t_old = t2 - t1;
-  return k;
-}
-
-/* Takes --warmup, --iters, --init and --set out of argv (bench_parse_args knows only the common options). */
 static int take_own_args(int *argc, char **argv, int *warmup, int *iters, const char **init, const char **sets,
                          int *n_sets) {
   int out = 1;
@@ -207,8 +101,6 @@ int main(int argc, char **argv) {
   int64_t *offsets = malloc((size_t)(n + 1) * sizeof(int64_t));
   float *rewards = malloc((size_t)rows * sizeof(float));
   if (!prompts || !offsets || !rewards) die("host memory");
-  repro rp;
-  repro_alloc(&rp, rows, T);
   drl_rollout_batch batch;
   memset(&batch, 0, sizeof batch);
 
@@ -227,13 +119,11 @@ int main(int argc, char **argv) {
     t[PH_ROLLOUT] = t1 - t0;
     t[PH_REWARD] = t2 - t1;
     drl_rl_batch rb = {n, G, batch.T, batch.tokens, batch.row_start, batch.mask, rewards};
-    (void)reproduce(&cfg, &run.model, &rb, it, total, &rp, &t[PH_ADV], &t[PH_OLD]);
     drl_rl_stats st;
-    double t3 = bench_now();
     CHECK(drl_rl_step(&rs, &run.model, &cfg, &rb, it, total, &run.optim_step, &st), "rl step");
-    CHECK(drl_device_sync(&run.dev), "sync");
-    double whole = bench_now() - t3;
-    t[PH_UPDATE] = whole - t[PH_ADV] - t[PH_OLD];
+    t[PH_ADV] = st.seconds_select;
+    t[PH_OLD] = st.seconds_old_policy;
+    t[PH_UPDATE] = st.seconds_update;
     if (it > warmup) {
       for (int i = 0; i < PH_COUNT; ++i) sum[i] += t[i];
       kept_rows += (double)st.kept_samples;
@@ -251,9 +141,8 @@ int main(int argc, char **argv) {
                      "One GRPO iteration through the engine's functions (drl_rollout_generate, drl_run_score, "
                      "drl_rl_step), default configuration: %s task, %.2fM-parameter policy (%s), %d prompts x G = %d, "
                      "max_new_tokens %d, d3s.sampling %s, ppo_epochs %d, minibatches %d; %d CPU threads. Mean of %d "
-                     "iterations after %d warm-up. Advantages and old-policy figures come from reproducing "
-                     "drl_rl_step's first parts with the same calls on the same batch; updates = the whole "
-                     "drl_rl_step minus them. Per timed iteration: %.1f kept rows of %d, %.0f loss tokens, "
+                     "iterations after %d warm-up; the last three phases as drl_rl_step reports them. Per timed "
+                     "iteration: %.1f kept rows of %d, %.0f loss tokens, "
                      "%.0f generated tokens (mean response %.1f tokens), batch reward %.3f.\n\n"
                      "| phase | ms / iteration | share |\n|---|---|---|\n",
                      run.data.task, (double)run.model.layout.total / 1e6, init ? init : "seeded initialisation", n,
@@ -269,7 +158,6 @@ int main(int argc, char **argv) {
   int rc = bench_emit(&args, "GRPO iteration time split", &run.dev, body);
 
   drl_rollout_batch_free(&batch);
-  repro_free(&rp);
   free(prompts);
   free(offsets);
   free(rewards);

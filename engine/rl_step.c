@@ -6,6 +6,7 @@
 
 #include "engine/d3s.h"
 #include "engine/grpo.h"
+#include "engine/log.h"
 #include "kernels/nvtx.h"
 
 drl_status drl_rl_state_create(drl_rl_state *s, const drl_config *cfg, const drl_transformer *model, int rows_max,
@@ -94,6 +95,7 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
   for (int i = 0; i < rows; ++i) sq += (b->rewards[i] - out->reward_mean) * (b->rewards[i] - out->reward_mean);
   out->reward_std = sqrt(sq / rows);
 
+  double t0 = drl_seconds();
   /* Sample level: advantages on the full groups (PODS re-normalises on its subset). */
   drl_d3s_schedule sched = {d->n_init, d->n_final, d->k_init, d->k_final, d->schedule};
   int n_keep = b->G;
@@ -134,6 +136,7 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
   int mbs = g->minibatches < k ? g->minibatches : (k > 0 ? k : 1);
   float temperature = (float)g->temperature;
 
+  double t1 = drl_seconds();
   /* Old-policy pass (and the frozen reference), chunked exactly as the updates will be. */
   {
     DRL_RANGE("old_policy");
@@ -149,6 +152,7 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
       DRL_TRY(st);
     }
   }
+  double t2 = drl_seconds();
   /* Token level. */
   {
     DRL_RANGE("downsample");
@@ -158,6 +162,7 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
     else
       memcpy(s->token_mask, s->valid, (size_t)k * T);
   }
+  double t3 = drl_seconds();
   drl_d3s_stats ds;
   drl_d3s_measure(s->row_adv, NULL, s->valid, s->token_mask, k, T, &ds);
   out->kept_tokens = ds.kept_tokens;
@@ -210,6 +215,10 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
       out->grad_norm = norm;
     }
   }
+  DRL_TRY(drl_device_sync(&m->dev));
+  out->seconds_select = (t1 - t0) + (t3 - t2);
+  out->seconds_old_policy = t2 - t1;
+  out->seconds_update = drl_seconds() - t3;
   out->loss = total_stats.loss / (g->ppo_epochs > 0 ? g->ppo_epochs : 1);
   out->kl = total_stats.kl / (g->ppo_epochs > 0 ? g->ppo_epochs : 1);
   out->clip_frac = total_stats.clip_frac;

@@ -30,6 +30,9 @@ typedef struct drl_rl_stats {
   int64_t kept_samples, kept_tokens, candidate_tokens, response_tokens;
   double response_len;
   int skipped; /* no kept token carried a non-zero advantage: no update was made */
+  /* Wall seconds of the phases: advantages and selections (sample and token level), the old-policy (and reference)
+   * pass, the updates (device synchronised at the end). */
+  double seconds_select, seconds_old_policy, seconds_update;
 } drl_rl_stats;
 
 /* Scratch and the frozen reference for drl_rl_step; sized for rows x T at creation. */
