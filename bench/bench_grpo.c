@@ -86,11 +86,7 @@ int main(int argc, char **argv) {
   memset(&run, 0, sizeof run);
   CHECK(drl_run_open(&run, &cfg, B_max), "run open");
   if (init) CHECK(drl_run_load_weights(&run, init), "load weights");
-  int64_t longest = 0;
-  for (int64_t i = 0; i < run.n_train; ++i) {
-    int64_t len = run.data.prompts.offsets[i + 1] - run.data.prompts.offsets[i];
-    longest = len > longest ? len : longest;
-  }
+  int64_t longest = run.max_prompt;
   int T = (int)longest + g->max_new_tokens;
   drl_rollout ro;
   drl_rl_state rs;

@@ -48,6 +48,9 @@ void drl_dataset_free(drl_dataset *ds);
 /* Allocates seqs for n sequences with n_tokens tokens in total (offsets zeroed). */
 drl_status drl_token_seqs_alloc(drl_token_seqs *seqs, int64_t n, int64_t n_tokens);
 
+/* The length of the longest of sequences [first, first + n) of seqs (0 when n is 0). */
+int64_t drl_token_seqs_longest(const drl_token_seqs *seqs, int64_t first, int64_t n);
+
 /* Frees seqs and zeroes it. */
 void drl_token_seqs_free(drl_token_seqs *seqs);
 

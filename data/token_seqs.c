@@ -37,3 +37,12 @@ void drl_token_seqs_free(drl_token_seqs *seqs) {
   free(seqs->offsets);
   memset(seqs, 0, sizeof *seqs);
 }
+
+int64_t drl_token_seqs_longest(const drl_token_seqs *s, int64_t first, int64_t n) {
+  int64_t longest = 0;
+  for (int64_t i = first; i < first + n; ++i) {
+    int64_t len = s->offsets[i + 1] - s->offsets[i];
+    longest = len > longest ? len : longest;
+  }
+  return longest;
+}

@@ -138,11 +138,7 @@ drl_status drl_engine_set_reward(drl_engine *e, drl_reward_fn fn, void *user) {
 drl_status drl_engine_iterate(drl_engine *e, drl_stats *stats) {
   DRL_TRY(need(e, "engine"));
   int n = e->cfg.grpo.prompts_per_step;
-  int64_t longest = 0;
-  for (int64_t i = 0; i < e->run.n_train; ++i) {
-    int64_t len = e->run.data.prompts.offsets[i + 1] - e->run.data.prompts.offsets[i];
-    longest = len > longest ? len : longest;
-  }
+  int64_t longest = e->run.max_prompt;
   int32_t *tokens = (int32_t *)malloc((size_t)(n * longest + 1) * sizeof(int32_t));
   int64_t *offsets = (int64_t *)malloc((size_t)(n + 1) * sizeof(int64_t));
   drl_status st = tokens && offsets ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "iterate: out of memory");

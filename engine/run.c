@@ -45,12 +45,8 @@ static drl_status load_data(drl_run *r) {
   }
   r->n_train = d->n_train;
   r->n_eval = d->n_eval;
-  int64_t longest = 0;
-  for (int64_t i = 0; i < r->data.answers.n; ++i) {
-    int64_t len = r->data.answers.offsets[i + 1] - r->data.answers.offsets[i];
-    longest = len > longest ? len : longest;
-  }
-  r->max_answer = (int)longest;
+  r->max_answer = (int)drl_token_seqs_longest(&r->data.answers, 0, r->data.answers.n);
+  r->max_prompt = (int)drl_token_seqs_longest(&r->data.prompts, 0, r->n_train);
   int max_len = 0;
   DRL_TRY(drl_sft_max_len(&r->data, 0, want, &max_len));
   if (max_len > r->cfg->model.max_seq)

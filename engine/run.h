@@ -21,6 +21,7 @@ typedef struct drl_run {
   drl_dataset data;       /* examples [0, n_train) train; the next n_eval are held out */
   int64_t n_train, n_eval;
   int max_answer;         /* longest reference answer: the greedy evaluation's length cap */
+  int max_prompt;         /* longest training prompt: the rollout's prompt block */
   drl_transformer model;
   char ckpt_path[4096];   /* run.out_dir/ckpt.h5 */
   char *config_yaml;      /* the effective configuration, stored in checkpoints */

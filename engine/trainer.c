@@ -138,11 +138,7 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
   const drl_config_grpo *g = &cfg->grpo;
   drl_run *r = &tr->run;
   int steps = g->steps, n = g->prompts_per_step, G = g->group_size, rows = n * G;
-  int64_t longest = 0;
-  for (int64_t i = 0; i < r->n_train; ++i) {
-    int64_t len = r->data.prompts.offsets[i + 1] - r->data.prompts.offsets[i];
-    longest = len > longest ? len : longest;
-  }
+  int64_t longest = r->max_prompt;
   int T = (int)longest + g->max_new_tokens;
   if (T > cfg->model.max_seq)
     return DRL_FAIL(DRL_ERR_CONFIG, "prompts of %lld tokens plus grpo.max_new_tokens = %d exceed model.max_seq = %d",
