@@ -84,7 +84,7 @@ int main(int argc, char **argv) {
   int B_max = rows < 64 ? rows : 64; /* as the trainer sizes the policy's activations */
   drl_run run;
   memset(&run, 0, sizeof run);
-  CHECK(drl_run_open(&run, &cfg, B_max), "run open");
+  CHECK(drl_run_open(&run, &cfg, NULL, B_max), "run open");
   if (init) CHECK(drl_run_load_weights(&run, init), "load weights");
   int64_t longest = run.max_prompt;
   int T = (int)longest + g->max_new_tokens;
@@ -92,7 +92,7 @@ int main(int argc, char **argv) {
   drl_rl_state rs;
   memset(&ro, 0, sizeof ro);
   CHECK(drl_rollout_create(&ro, &run.model, rows, T), "rollout create");
-  CHECK(drl_rl_state_create(&rs, &cfg, &run.model, rows, T), "rl state");
+  CHECK(drl_rl_state_create(&rs, &cfg, &run.model, 1, rows, T), "rl state");
   int32_t *prompts = malloc((size_t)n * (size_t)longest * sizeof(int32_t));
   int64_t *offsets = malloc((size_t)(n + 1) * sizeof(int64_t));
   float *rewards = malloc((size_t)rows * sizeof(float));
@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
   int total = warmup + iters;
   for (int it = 1; it <= total; ++it) {
     double t[PH_COUNT];
-    drl_run_draw_prompts(&run, (uint32_t)it, n, prompts, offsets);
+    drl_run_draw_prompts(&run, (uint32_t)it, 0, n, prompts, offsets);
     drl_rollout_params p = {G, g->max_new_tokens, (float)g->temperature, g->top_k, (float)g->top_p,
                             drl_vocab_eos(run.data.vocab), cfg.run.seed, (uint32_t)it, 0, 0};
     double t0 = bench_now();
@@ -116,7 +116,7 @@ int main(int argc, char **argv) {
     t[PH_REWARD] = t2 - t1;
     drl_rl_batch rb = {n, G, batch.T, batch.tokens, batch.row_start, batch.mask, rewards};
     drl_rl_stats st;
-    CHECK(drl_rl_step(&rs, &run.model, &cfg, &rb, it, total, &run.optim_step, &st), "rl step");
+    CHECK(drl_rl_step(&rs, &run.model, &cfg, &rb, NULL, it, total, &run.optim_step, &st), "rl step");
     t[PH_ADV] = st.seconds_select;
     t[PH_OLD] = st.seconds_old_policy;
     t[PH_UPDATE] = st.seconds_update;

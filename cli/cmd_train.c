@@ -1,6 +1,12 @@
-/* dynrl train [CFG] [--set KEY=VALUE]... [--resume]: run the phases of a configuration. */
+/* dynrl train [CFG] [--set KEY=VALUE]... [--resume]: run the phases of a configuration, on every rank of an mpirun
+ * or srun job. */
+#define _POSIX_C_SOURCE 200809L
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "distributed/comm.h"
 
 #include "cli.h"
 #include "engine/config.h"
@@ -14,7 +20,30 @@ static const char usage[] =
     "Writes run.out_dir/ckpt.h5 every trainer.ckpt_every steps and at the end of each phase.\n"
     "--resume continues from run.out_dir/ckpt.h5 when it exists (same as --set trainer.resume=true);\n"
     "on the CPU backend the resumed run reproduces the uninterrupted one bit for bit.\n"
-    "--quiet prints only warnings and errors; --log-level is error, warn, info or debug.\n";
+    "--quiet prints only warnings and errors; --log-level is error, warn, info or debug.\n"
+    "\n"
+    "Under mpirun -np N (or srun) every rank runs it: batches are split into dist.shards shards over the ranks,\n"
+    "rank 0 prints and writes the files; a rank that fails ends the job.\n";
+
+/* When a launcher ends the job (mpirun does when another rank fails) this rank says so, instead of vanishing. */
+static char term_msg[160];
+static size_t term_len;
+
+static void on_termination(int sig) {
+  if (write(STDERR_FILENO, term_msg, term_len) < 0) { /* nothing more to do in a handler */
+  }
+  _exit(128 + sig);
+}
+
+static void watch_termination(int rank) {
+  int n = snprintf(term_msg, sizeof term_msg,
+                   "dynrl: rank %d: terminated by the launcher (it ends the job when another rank fails)\n", rank);
+  term_len = n > 0 ? (size_t)n : 0;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_termination;
+  sigaction(SIGTERM, &sa, NULL);
+}
 
 static int run_train(int argc, char **argv) {
   drl_config cfg;
@@ -56,9 +85,20 @@ static int run_train(int argc, char **argv) {
   for (int i = 0; i < n_sets; ++i)
     if (drl_config_set(&cfg, sets[i]) != DRL_OK) return cli_fail("--set");
   if (drl_config_validate(&cfg) != DRL_OK) return cli_fail("config");
-  drl_log_setup((drl_log_level)cfg.run.log_level, cfg.run.quiet, 0);
+  drl_comm comm;
+  if (drl_comm_init(&comm, cfg.dist.timeout_s) != DRL_OK) return cli_fail("joining the job");
+  watch_termination(comm.rank);
+  drl_log_setup((drl_log_level)cfg.run.log_level, cfg.run.quiet, comm.rank);
   drl_train_summary sum;
-  if (drl_train(&cfg, &sum) != DRL_OK) return cli_fail("train");
+  if (drl_train(&cfg, &comm, &sum) != DRL_OK) {
+    char what[64];
+    snprintf(what, sizeof what, comm.size > 1 ? "train (rank %d of %d)" : "train", comm.rank, comm.size);
+    cli_fail(what);
+    drl_comm_abort(&comm, CLI_FAILED); /* the peers would otherwise wait for this rank */
+    drl_comm_finalize(&comm);
+    return CLI_FAILED;
+  }
+  drl_comm_finalize(&comm);
   drl_log(DRL_LOG_INFO, "done: %lld steps in %.1f s (%.0f tokens/s), final loss %.4f", (long long)sum.steps,
           sum.seconds, sum.tokens_per_second, sum.final_loss);
   if (sum.eval_after >= 0 && sum.eval_after_sft >= 0)

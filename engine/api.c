@@ -43,9 +43,9 @@ drl_status drl_engine_create(const char *config_path, const char *const *overrid
   const drl_config_grpo *g = &e->cfg.grpo;
   e->rows_max = g->prompts_per_step * g->group_size;
   int chunk = e->rows_max < 64 ? e->rows_max : 64;
-  if (st == DRL_OK) st = drl_run_open(&e->run, &e->cfg, chunk);
+  if (st == DRL_OK) st = drl_run_open(&e->run, &e->cfg, NULL, chunk);
   if (st == DRL_OK) st = drl_rollout_create(&e->sampler, &e->run.model, e->rows_max, e->cfg.model.max_seq);
-  if (st == DRL_OK) st = drl_rl_state_create(&e->rl, &e->cfg, &e->run.model, e->rows_max, e->cfg.model.max_seq);
+  if (st == DRL_OK) st = drl_rl_state_create(&e->rl, &e->cfg, &e->run.model, 1, e->rows_max, e->cfg.model.max_seq);
   if (st == DRL_OK) {
     e->rewards = (float *)malloc((size_t)e->rows_max * sizeof(float));
     e->offsets = (int64_t *)malloc((size_t)(g->prompts_per_step + 1) * sizeof(int64_t));
@@ -117,7 +117,7 @@ drl_status drl_engine_train(drl_engine *e, const float *rewards, drl_stats *stat
   const drl_rollout_batch *b = &e->batch;
   drl_rl_batch rb = {b->n_prompts, b->G, b->T, b->tokens, b->row_start, b->mask, rewards};
   drl_rl_stats s;
-  DRL_TRY(drl_rl_step(&e->rl, &e->run.model, &e->cfg, &rb, (int)e->iteration + 1, e->cfg.grpo.steps,
+  DRL_TRY(drl_rl_step(&e->rl, &e->run.model, &e->cfg, &rb, NULL, (int)e->iteration + 1, e->cfg.grpo.steps,
                       &e->run.optim_step, &s));
   e->iteration++;
   e->has_batch = 0;
@@ -144,7 +144,7 @@ drl_status drl_engine_iterate(drl_engine *e, drl_stats *stats) {
   drl_status st = tokens && offsets ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "iterate: out of memory");
   drl_rollouts r;
   if (st == DRL_OK) {
-    drl_run_draw_prompts(&e->run, (uint32_t)(e->iteration + 1), n, tokens, offsets);
+    drl_run_draw_prompts(&e->run, (uint32_t)(e->iteration + 1), 0, n, tokens, offsets);
     st = drl_engine_generate(e, tokens, offsets, n, &r);
   }
   if (st == DRL_OK && e->reward_fn) {

@@ -34,11 +34,13 @@ extern "C" {
 #define DRL_CFG_ENUM_sampling(V) V(DRL_CFG_SAMPLING_NONE, "none") V(DRL_CFG_SAMPLING_D3S, "d3s") V(DRL_CFG_SAMPLING_PODS, "pods")
 #define DRL_CFG_ENUM_scope(V) V(DRL_CFG_SCOPE_CROSS, "cross") V(DRL_CFG_SCOPE_INTRA, "intra")
 #define DRL_CFG_ENUM_token_scope(V) V(DRL_CFG_TOKENS_BATCH, "batch") V(DRL_CFG_TOKENS_SEQUENCE, "sequence")
+#define DRL_CFG_ENUM_perturbation(V) V(DRL_CFG_PERTURB_RADEMACHER, "rademacher") V(DRL_CFG_PERTURB_NORMAL, "normal")
+#define DRL_CFG_ENUM_codec(V) V(DRL_CFG_CODEC_LOG8, "log8") V(DRL_CFG_CODEC_FP32, "fp32")
 
 /* Every enumeration above, once: each gets `drl_cfg_<e>`, DRL_CFG_COUNT_<e> and a list type `drl_cfg_<e>_list`. */
 #define DRL_CFG_ENUMS(E) \
   E(device) E(log_level) E(ffn) E(task) E(optimizer) E(lr_schedule) E(phase) E(loss_agg) E(reward) E(sampling) \
-  E(scope) E(token_scope)
+  E(scope) E(token_scope) E(perturbation) E(codec)
 
 /* ---- sections: S(name, help) ---- */
 #define DRL_CONFIG_SECTIONS(S)                                                        \
@@ -49,7 +51,9 @@ extern "C" {
   S(trainer, "what runs, in which order, and how often it evaluates and checkpoints") \
   S(sft, "supervised warm start (cross-entropy on response tokens)")                  \
   S(grpo, "group-relative policy optimisation")                                       \
-  S(d3s, "dynamic dual-level down-sampling of rollouts and tokens (D3S), or PODS")
+  S(d3s, "dynamic dual-level down-sampling of rollouts and tokens (D3S), or PODS")    \
+  S(dist, "data parallelism across the ranks of an mpirun / srun job")                \
+  S(spsa, "zeroth-order SPSA updates with shared seeds (optim.name: spsa)")
 
 /* ---- keys: X(section, key, type, default written as YAML, one-line help) ----
  * Types (ranges inclusive unless named otherwise):
@@ -146,6 +150,21 @@ extern "C" {
   X(d3s, k_init, REAL_GT(0, 1), "0.2", "fraction of tokens kept at the start (K)")                            \
   X(d3s, k_final, REAL_GT(0, 1), "0.5", "fraction of tokens kept at the end of the schedule")                  \
   X(d3s, schedule, BOOL, "true", "grow N_s and K linearly with progress; false keeps the initial values")
+
+#define DRL_CONFIG_KEYS_dist(X)                                                                                  \
+  X(dist, shards, INT(0, 65536), "0", "shards of a global batch, each computed alone, summed in a fixed order; 0 = one per rank (N on 1 process = N ranks, bit for bit)") \
+  X(dist, zero, BOOL, "false", "ZeRO-1: each rank keeps and steps its part of the AdamW state")                 \
+  X(dist, deterministic, BOOL, "true", "sum gradients over ranks in a fixed tree; false = the library all-reduce (faster, order not fixed)") \
+  X(dist, bucket_mb, REAL_GT(0, 65536), "16.0", "gradient reductions start per bucket of this many MiB, overlapping the backward (gpu)") \
+  X(dist, timeout_s, REAL_GT(0, 1e6), "300.0", "a collective waiting longer than this for its peers fails: a rank has died or hung")
+
+#define DRL_CONFIG_KEYS_spsa(X)                                                                                  \
+  X(spsa, lr, REAL(0, 10), "0.0001", "learning rate eta; the update is -eta / S times the sum of S projected gradients") \
+  X(spsa, eps, REAL_GT(0, 1), "0.001", "perturbation size epsilon: losses at theta +- eps z")                     \
+  X(spsa, samples, INT(1, 4095), "1", "perturbations per rank per step (G); each sends one byte")                \
+  X(spsa, perturbation, ENUM(perturbation), "rademacher", "distribution of z: rademacher or normal")             \
+  X(spsa, codec, ENUM(codec), "log8", "projected gradient on the wire: log8 (one byte) or fp32 (four bytes)")    \
+  X(spsa, hash_every, INT(0, 1000000000), "50", "compare a hash of the parameters across ranks every N steps; 0 = never")
 
 /* ---- generated declarations (nothing below needs editing when a key is added) ---- */
 #define DRL_CFG_ENUMERATOR_(id, str) id,

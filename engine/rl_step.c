@@ -9,30 +9,52 @@
 #include "engine/log.h"
 #include "kernels/nvtx.h"
 
-drl_status drl_rl_state_create(drl_rl_state *s, const drl_config *cfg, const drl_transformer *model, int rows_max,
-                               int T_max) {
+static void shard_free(drl_rl_shard *h) {
+  free(h->old_lp);
+  free(h->ref_lp);
+  free(h->lp);
+  free(h->entropy);
+  free(h->dlogprob);
+  free(h->row_adv);
+  free(h->tokens);
+  free(h->targets);
+  free(h->row_start);
+  free(h->valid);
+  free(h->token_mask);
+  memset(h, 0, sizeof *h);
+}
+
+static int shard_alloc(drl_rl_shard *h, int rows, int T) {
+  size_t n = (size_t)rows * (size_t)T, r = (size_t)rows;
+  h->row_adv = (float *)malloc(r * sizeof(float));
+  h->old_lp = (float *)malloc(n * sizeof(float));
+  h->ref_lp = (float *)malloc(n * sizeof(float));
+  h->lp = (float *)malloc(n * sizeof(float));
+  h->entropy = (float *)malloc(n * sizeof(float));
+  h->dlogprob = (float *)malloc(n * sizeof(float));
+  h->tokens = (int32_t *)malloc(n * sizeof(int32_t));
+  h->targets = (int32_t *)malloc(n * sizeof(int32_t));
+  h->row_start = (int32_t *)malloc(r * sizeof(int32_t));
+  h->valid = (uint8_t *)malloc(n);
+  h->token_mask = (uint8_t *)malloc(n);
+  return h->row_adv && h->old_lp && h->ref_lp && h->lp && h->entropy && h->dlogprob && h->tokens && h->targets &&
+         h->row_start && h->valid && h->token_mask;
+}
+
+drl_status drl_rl_state_create(drl_rl_state *s, const drl_config *cfg, const drl_transformer *model, int shards,
+                               int rows_max, int T_max) {
   memset(s, 0, sizeof *s);
+  if (shards < 1) return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: %d shards", shards);
+  s->shards = shards;
   s->rows_max = rows_max;
   s->T_max = T_max;
-  size_t n = (size_t)rows_max * (size_t)T_max, r = (size_t)rows_max;
-  s->adv = (float *)malloc(r * sizeof(float));
-  s->row_adv = (float *)malloc(r * sizeof(float));
-  s->old_lp = (float *)malloc(n * sizeof(float));
-  s->ref_lp = (float *)malloc(n * sizeof(float));
-  s->lp = (float *)malloc(n * sizeof(float));
-  s->entropy = (float *)malloc(n * sizeof(float));
-  s->dlogprob = (float *)malloc(n * sizeof(float));
-  s->tokens = (int32_t *)malloc(n * sizeof(int32_t));
-  s->targets = (int32_t *)malloc(n * sizeof(int32_t));
-  s->row_start = (int32_t *)malloc(r * sizeof(int32_t));
-  s->keep = (uint8_t *)malloc(r);
-  s->valid = (uint8_t *)malloc(n);
-  s->token_mask = (uint8_t *)malloc(n);
-  s->rows_idx = (int *)malloc(r * sizeof(int));
-  if (!s->adv || !s->row_adv || !s->old_lp || !s->ref_lp || !s->lp || !s->entropy || !s->dlogprob || !s->tokens ||
-      !s->targets || !s->row_start || !s->keep || !s->valid || !s->token_mask || !s->rows_idx) {
+  s->shard = (drl_rl_shard *)calloc((size_t)shards, sizeof *s->shard);
+  int ok = s->shard != NULL;
+  for (int j = 0; ok && j < shards; ++j) ok = shard_alloc(&s->shard[j], rows_max, T_max);
+  if (!ok) {
     drl_rl_state_free(s, model);
-    return DRL_FAIL(DRL_ERR_OOM, "out of memory for GRPO buffers of %d x %d tokens", rows_max, T_max);
+    return DRL_FAIL(DRL_ERR_OOM, "out of memory for GRPO buffers of %d shards of %d x %d tokens", shards, rows_max,
+                    T_max);
   }
   if (cfg->grpo.kl_beta > 0.0) {
     size_t bytes = (size_t)model->layout.total * sizeof(float);
@@ -47,161 +69,307 @@ drl_status drl_rl_state_create(drl_rl_state *s, const drl_config *cfg, const drl
 }
 
 void drl_rl_state_free(drl_rl_state *s, const drl_transformer *model) {
-  free(s->adv);
-  free(s->row_adv);
-  free(s->old_lp);
-  free(s->ref_lp);
-  free(s->lp);
-  free(s->entropy);
-  free(s->dlogprob);
-  free(s->tokens);
-  free(s->targets);
-  free(s->row_start);
-  free(s->keep);
-  free(s->valid);
-  free(s->token_mask);
-  free(s->rows_idx);
+  for (int j = 0; s->shard && j < s->shards; ++j) shard_free(&s->shard[j]);
+  free(s->shard);
   if (s->ref_params && model) drl_free(&model->dev, s->ref_params);
   memset(s, 0, sizeof *s);
 }
 
-/* Forward over kept rows [lo, hi) in chunks of at most the model's batch; log-probs (and entropies) land at the rows'
- * offsets. The updates use the same chunks, so the first epoch's ratio is exactly 1. */
-static drl_status forward_rows(drl_transformer *m, drl_rl_state *s, int lo, int hi, int T, float temperature,
+drl_status drl_policy_step(drl_dp *dp, drl_transformer *m, const drl_optim_step *hp, float *grad_norm) {
+  if (!dp) return drl_transformer_step(m, hp, grad_norm);
+  drl_adamw_hparams a = {hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->step, 1.0f};
+  return drl_dp_adamw(dp, &m->layout, m->params, m->grads, m->m, m->v, a, hp->grad_clip, grad_norm);
+}
+
+/* Forward over kept rows [lo, hi) of a shard in chunks of at most the model's batch; log-probs (and entropies) land at
+ * the rows' offsets. The updates use the same chunks, so the first epoch's ratio is exactly 1. */
+static drl_status forward_rows(drl_transformer *m, drl_rl_shard *h, int lo, int hi, int T, float temperature,
                                float *lp, float *ent) {
   for (int c = lo; c < hi; c += m->B_max) {
     int B = hi - c < m->B_max ? hi - c : m->B_max;
     size_t off = (size_t)c * T;
-    DRL_TRY(drl_transformer_forward(m, s->tokens + off, s->targets + off, s->row_start + c, B, T, temperature,
+    DRL_TRY(drl_transformer_forward(m, h->tokens + off, h->targets + off, h->row_start + c, B, T, temperature,
                                     lp + off, ent ? ent + off : NULL));
   }
   return DRL_OK;
 }
 
+/* Everything gathered from every shard of the job, in shard order. */
+typedef struct rl_global {
+  float *rewards, *adv; /* [rows] */
+  uint8_t *keep;        /* [rows] */
+  int rows, n_groups;
+  int64_t first_row;    /* global row of this rank's first shard */
+} rl_global;
+
+static void global_free(rl_global *g) {
+  free(g->rewards);
+  free(g->adv);
+  free(g->keep);
+  memset(g, 0, sizeof *g);
+}
+
+/* Gathers every shard's rewards; on every rank computes the advantages (the full groups) and the sample selection. */
+static drl_status select_samples(drl_dp *dp, const drl_config *cfg, const drl_rl_batch *b, int k, int n_keep,
+                                 rl_global *gl) {
+  const drl_config_grpo *g = &cfg->grpo;
+  const drl_config_d3s *d = &cfg->d3s;
+  int rows_local = 0;
+  for (int j = 0; j < k; ++j) rows_local += b[j].n_groups * b[j].G;
+  float *mine = (float *)malloc((size_t)(rows_local ? rows_local : 1) * sizeof(float));
+  if (!mine) return DRL_FAIL(DRL_ERR_OOM, "out of memory for %d rewards", rows_local);
+  for (int j = 0, at = 0; j < k; at += b[j].n_groups * b[j].G, ++j)
+    memcpy(mine + at, b[j].rewards, (size_t)b[j].n_groups * b[j].G * sizeof(float));
+  size_t total = 0;
+  int R = dp && dp->comm ? dp->comm->size : 1;
+  size_t *counts = (size_t *)malloc((size_t)R * sizeof(size_t));
+  drl_status st = counts ? drl_dp_gather(dp, mine, (size_t)rows_local * sizeof(float), (void **)&gl->rewards, &total,
+                                         counts)
+                         : DRL_FAIL(DRL_ERR_OOM, "out of memory for gather counts");
+  free(mine);
+  if (st == DRL_OK) {
+    int me = dp && dp->comm ? dp->comm->rank : 0;
+    for (int r = 0; r < me; ++r) gl->first_row += (int64_t)(counts[r] / sizeof(float));
+    gl->rows = (int)(total / sizeof(float));
+    gl->n_groups = gl->rows / b[0].G;
+    gl->adv = (float *)malloc((size_t)(gl->rows ? gl->rows : 1) * sizeof(float));
+    gl->keep = (uint8_t *)malloc((size_t)(gl->rows ? gl->rows : 1));
+    if (!gl->adv || !gl->keep) st = DRL_FAIL(DRL_ERR_OOM, "out of memory for %d advantages", gl->rows);
+  }
+  free(counts);
+  if (st != DRL_OK) return st;
+  DRL_RANGE("advantages");
+  int G = b[0].G;
+  if (d->sampling == DRL_CFG_SAMPLING_PODS)
+    return drl_pods_select(gl->rewards, gl->n_groups, G, n_keep, g->dr_grpo, (float)g->adv_eps, gl->keep, gl->adv);
+  DRL_TRY(drl_grpo_advantages(gl->rewards, gl->n_groups, G, g->dr_grpo, (float)g->adv_eps, gl->adv));
+  if (d->sampling == DRL_CFG_SAMPLING_D3S)
+    return drl_d3s_select_samples(gl->adv, gl->n_groups, G, n_keep, (drl_d3s_scope)d->sample_scope, gl->keep);
+  memset(gl->keep, 1, (size_t)gl->rows);
+  return DRL_OK;
+}
+
+/* Compacts shard j's kept rows (global rows from `first`); targets are the next tokens of the response positions.
+ * Returns the shard's response tokens. */
+static int64_t compact_rows(drl_rl_shard *h, const drl_rl_batch *b, const rl_global *gl, int64_t first) {
+  int rows = b->n_groups * b->G, T = b->T, k = 0;
+  int64_t resp = 0;
+  for (int i = 0; i < rows; ++i) {
+    for (int t = 0; t < T; ++t) resp += b->mask[(size_t)i * T + t] != 0;
+    if (!gl->keep[first + i]) continue;
+    h->row_adv[k] = gl->adv[first + i];
+    h->row_start[k] = b->row_start[i];
+    for (int t = 0; t < T; ++t) {
+      size_t src = (size_t)i * T + t, dst = (size_t)k * T + t;
+      h->tokens[dst] = b->tokens[src];
+      h->valid[dst] = b->mask[src] && t + 1 < T;
+      h->targets[dst] = h->valid[dst] ? b->tokens[src + 1] : -1;
+    }
+    ++k;
+  }
+  h->kept = k;
+  return resp;
+}
+
+/* Token level at batch scope across shards: every shard's candidate scores gathered, one cut, applied per shard. */
+static drl_status select_tokens_batch(drl_dp *dp, drl_rl_state *s, const drl_rl_batch *b, double K) {
+  int k = s->shards;
+  int64_t local = 0;
+  for (int j = 0; j < k; ++j) local += (int64_t)s->shard[j].kept * b[j].T;
+  float *scores = (float *)malloc((size_t)(local ? local : 1) * sizeof(float));
+  int64_t *m = (int64_t *)malloc((size_t)k * sizeof(int64_t));
+  if (!scores || !m) {
+    free(scores);
+    free(m);
+    return DRL_FAIL(DRL_ERR_OOM, "out of memory for %lld token scores", (long long)local);
+  }
+  drl_status st = DRL_OK;
+  int64_t at = 0;
+  for (int j = 0; st == DRL_OK && j < k; ++j) {
+    drl_rl_shard *h = &s->shard[j];
+    st = drl_d3s_token_scores(h->row_adv, h->entropy, h->valid, NULL, h->kept, b[j].T, scores + at, &m[j]);
+    at += m[j];
+  }
+  float *all = NULL;
+  size_t total = 0;
+  int R = dp && dp->comm ? dp->comm->size : 1;
+  size_t *counts = (size_t *)malloc((size_t)R * sizeof(size_t));
+  if (st == DRL_OK && !counts) st = DRL_FAIL(DRL_ERR_OOM, "out of memory for gather counts");
+  if (st == DRL_OK) st = drl_dp_gather(dp, scores, (size_t)at * sizeof(float), (void **)&all, &total, counts);
+  drl_d3s_cut cut;
+  int64_t n_all = (int64_t)(total / sizeof(float)), first = 0;
+  if (st == DRL_OK) st = drl_d3s_token_cut(all, n_all, drl_d3s_token_budget(n_all, K), &cut);
+  int me = dp && dp->comm ? dp->comm->rank : 0;
+  for (int r = 0; st == DRL_OK && r < me; ++r) first += (int64_t)(counts[r] / sizeof(float));
+  for (int j = 0; st == DRL_OK && j < k; ++j) {
+    drl_rl_shard *h = &s->shard[j];
+    st = drl_d3s_apply_cut(h->row_adv, h->entropy, h->valid, NULL, h->kept, b[j].T, first, &cut, h->token_mask,
+                           NULL);
+    first += m[j];
+  }
+  free(all);
+  free(counts);
+  free(scores);
+  free(m);
+  return st == DRL_OK ? DRL_OK : drl_fail_context(st, "D3S token selection");
+}
+
+/* Per-shard values summed over the job's shards: the selection's counts, then the updates' statistics. */
+enum { SEL_RESP, SEL_CAND, SEL_KEPT_TOK, SEL_USEFUL, SEL_ENTROPY, SEL_DENOM, SEL_SIGNAL, SEL_N };
+enum { UPD_LOSS, UPD_KL, UPD_TOKENS, UPD_CLIPPED, UPD_N };
+
 drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cfg, const drl_rl_batch *b,
-                       int iteration, int total, int64_t *optim_step, drl_rl_stats *out) {
+                       drl_dp *dp, int iteration, int total, int64_t *optim_step, drl_rl_stats *out) {
   DRL_RANGE("grpo_iteration");
   memset(out, 0, sizeof *out);
   const drl_config_grpo *g = &cfg->grpo;
   const drl_config_d3s *d = &cfg->d3s;
-  int rows = b->n_groups * b->G, T = b->T;
-  if (rows > s->rows_max || T > s->T_max || T > m->T_max)
-    return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: batch of %d x %d exceeds the buffers (%d x %d)", rows, T, s->rows_max,
-                    s->T_max);
-  /* Rewards and their spread. */
-  double sum = 0, sq = 0;
-  for (int i = 0; i < rows; ++i) sum += b->rewards[i];
-  out->reward_mean = sum / rows;
-  for (int i = 0; i < rows; ++i) sq += (b->rewards[i] - out->reward_mean) * (b->rewards[i] - out->reward_mean);
-  out->reward_std = sqrt(sq / rows);
-
+  int k = s->shards;
+  if (k != drl_dp_local(dp))
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: state for %d shards, this rank runs %d", k, drl_dp_local(dp));
+  for (int j = 0; j < k; ++j) {
+    int rows = b[j].n_groups * b[j].G;
+    if (rows > s->rows_max || b[j].T > s->T_max || b[j].T > m->T_max)
+      return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: batch of %d x %d exceeds the buffers (%d x %d)", rows, b[j].T,
+                      s->rows_max, s->T_max);
+    if (b[j].G != b[0].G) return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: shards with group sizes %d and %d", b[0].G, b[j].G);
+  }
   double t0 = drl_seconds();
-  /* Sample level: advantages on the full groups (PODS re-normalises on its subset). */
   drl_d3s_schedule sched = {d->n_init, d->n_final, d->k_init, d->k_final, d->schedule};
-  int n_keep = b->G;
+  int n_keep = b[0].G;
   double K = 1.0;
   if (d->sampling != DRL_CFG_SAMPLING_NONE) DRL_TRY(drl_d3s_schedule_at(&sched, iteration, total, &n_keep, &K));
-  {
-    DRL_RANGE("advantages");
-    if (d->sampling == DRL_CFG_SAMPLING_PODS) {
-      DRL_TRY(drl_pods_select(b->rewards, b->n_groups, b->G, n_keep, g->dr_grpo, (float)g->adv_eps, s->keep, s->adv));
-    } else {
-      DRL_TRY(drl_grpo_advantages(b->rewards, b->n_groups, b->G, g->dr_grpo, (float)g->adv_eps, s->adv));
-      if (d->sampling == DRL_CFG_SAMPLING_D3S)
-        DRL_TRY(drl_d3s_select_samples(s->adv, b->n_groups, b->G, n_keep, (drl_d3s_scope)d->sample_scope, s->keep));
-      else
-        memset(s->keep, 1, (size_t)rows);
-    }
+
+  /* Sample level on the whole batch (PODS re-normalises on its subset). */
+  rl_global gl;
+  memset(&gl, 0, sizeof gl);
+  drl_status st = select_samples(dp, cfg, b, k, n_keep, &gl);
+  if (st != DRL_OK) {
+    global_free(&gl);
+    return st;
   }
-  /* Compact the kept rows; targets are the next tokens of the response positions. */
-  int k = 0;
-  int64_t resp_tokens = 0;
-  for (int i = 0; i < rows; ++i) {
-    for (int t = 0; t < T; ++t) resp_tokens += b->mask[(size_t)i * T + t] != 0;
-    if (!s->keep[i]) continue;
-    s->rows_idx[k] = i;
-    s->row_adv[k] = s->adv[i];
-    s->row_start[k] = b->row_start[i];
-    for (int t = 0; t < T; ++t) {
-      size_t src = (size_t)i * T + t, dst = (size_t)k * T + t;
-      s->tokens[dst] = b->tokens[src];
-      s->valid[dst] = b->mask[src] && t + 1 < T;
-      s->targets[dst] = s->valid[dst] ? b->tokens[src + 1] : -1;
-    }
-    ++k;
+  double sum = 0, sq = 0;
+  for (int i = 0; i < gl.rows; ++i) sum += gl.rewards[i];
+  out->reward_mean = gl.rows ? sum / gl.rows : 0.0;
+  for (int i = 0; i < gl.rows; ++i) sq += (gl.rewards[i] - out->reward_mean) * (gl.rewards[i] - out->reward_mean);
+  out->reward_std = gl.rows ? sqrt(sq / gl.rows) : 0.0;
+  double *sel_local = (double *)calloc((size_t)k * SEL_N, sizeof(double));
+  if (!sel_local) {
+    global_free(&gl);
+    return DRL_FAIL(DRL_ERR_OOM, "out of memory for shard statistics");
   }
-  out->response_tokens = resp_tokens;
-  out->response_len = (double)resp_tokens / rows;
-  out->kept_samples = k;
-  int mbs = g->minibatches < k ? g->minibatches : (k > 0 ? k : 1);
+  int rows_all = gl.rows;
+  int64_t kept_all = 0;
+  for (int i = 0; i < gl.rows; ++i) kept_all += gl.keep[i];
+  int64_t first = gl.first_row;
+  for (int j = 0; j < k; ++j) {
+    sel_local[j * SEL_N + SEL_RESP] = (double)compact_rows(&s->shard[j], &b[j], &gl, first);
+    first += b[j].n_groups * b[j].G;
+  }
+  global_free(&gl);
+  out->kept_samples = kept_all;
+  /* Every shard splits its kept rows into the same number of minibatches (one optimizer step each). */
+  int mbs = g->minibatches < kept_all ? g->minibatches : (kept_all > 0 ? (int)kept_all : 1);
   float temperature = (float)g->temperature;
 
   double t1 = drl_seconds();
   /* Old-policy pass (and the frozen reference), chunked exactly as the updates will be. */
-  {
+  for (int j = 0; st == DRL_OK && j < k; ++j) {
     DRL_RANGE("old_policy");
-    for (int mb = 0; mb < mbs; ++mb)
-      DRL_TRY(forward_rows(m, s, mb * k / mbs, (mb + 1) * k / mbs, T, temperature, s->old_lp, s->entropy));
-    if (s->ref_params) {
+    drl_rl_shard *h = &s->shard[j];
+    int kj = h->kept, T = b[j].T;
+    for (int mb = 0; st == DRL_OK && mb < mbs; ++mb)
+      st = forward_rows(m, h, mb * kj / mbs, (mb + 1) * kj / mbs, T, temperature, h->old_lp, h->entropy);
+    if (st == DRL_OK && s->ref_params) {
       float *own = m->params;
       m->params = s->ref_params;
-      drl_status st = DRL_OK;
       for (int mb = 0; st == DRL_OK && mb < mbs; ++mb)
-        st = forward_rows(m, s, mb * k / mbs, (mb + 1) * k / mbs, T, temperature, s->ref_lp, NULL);
+        st = forward_rows(m, h, mb * kj / mbs, (mb + 1) * kj / mbs, T, temperature, h->ref_lp, NULL);
       m->params = own;
-      DRL_TRY(st);
     }
   }
   double t2 = drl_seconds();
   /* Token level. */
-  {
+  if (st == DRL_OK) {
     DRL_RANGE("downsample");
-    if (d->sampling == DRL_CFG_SAMPLING_D3S && d->token_level)
-      DRL_TRY(drl_d3s_select_tokens(s->row_adv, s->entropy, s->valid, NULL, k, T, K,
-                                    (drl_d3s_token_scope)d->token_scope, s->token_mask, NULL));
-    else
-      memcpy(s->token_mask, s->valid, (size_t)k * T);
+    if (d->sampling == DRL_CFG_SAMPLING_D3S && d->token_level && d->token_scope == DRL_CFG_TOKENS_BATCH) {
+      st = select_tokens_batch(dp, s, b, K);
+    } else {
+      for (int j = 0; st == DRL_OK && j < k; ++j) {
+        drl_rl_shard *h = &s->shard[j];
+        if (d->sampling == DRL_CFG_SAMPLING_D3S && d->token_level)
+          st = drl_d3s_select_tokens(h->row_adv, h->entropy, h->valid, NULL, h->kept, b[j].T, K,
+                                     DRL_D3S_TOKENS_SEQUENCE, h->token_mask, NULL);
+        else
+          memcpy(h->token_mask, h->valid, (size_t)h->kept * b[j].T);
+      }
+    }
   }
   double t3 = drl_seconds();
-  drl_d3s_stats ds;
-  drl_d3s_measure(s->row_adv, NULL, s->valid, s->token_mask, k, T, &ds);
-  out->kept_tokens = ds.kept_tokens;
-  out->candidate_tokens = ds.candidate_tokens;
-  out->usefulness = ds.usefulness;
-  double ent = 0;
-  for (int64_t n = 0; n < (int64_t)k * T; ++n) ent += s->valid[n] ? s->entropy[n] : 0.0;
-  out->entropy = ds.candidate_tokens ? ent / ds.candidate_tokens : 0.0;
-
-  /* Updates. The aggregation's denominator is the whole batch's, so minibatch losses add up to the batch loss. */
   drl_grpo_loss_cfg lc = {(float)g->clip_low, (float)g->clip_high, (float)g->dual_clip, (float)g->kl_beta,
                           (drl_loss_agg)g->loss_agg, g->max_new_tokens};
-  double denom = drl_grpo_loss_denom(lc.agg, k, T, s->token_mask);
+  for (int j = 0; st == DRL_OK && j < k; ++j) {
+    drl_rl_shard *h = &s->shard[j];
+    int T = b[j].T;
+    double *v = sel_local + j * SEL_N;
+    drl_d3s_stats ds;
+    drl_d3s_measure(h->row_adv, NULL, h->valid, h->token_mask, h->kept, T, &ds);
+    v[SEL_CAND] = (double)ds.candidate_tokens;
+    v[SEL_KEPT_TOK] = (double)ds.kept_tokens;
+    v[SEL_USEFUL] = (double)ds.useful_samples;
+    for (int64_t n = 0; n < (int64_t)h->kept * T; ++n) v[SEL_ENTROPY] += h->valid[n] ? h->entropy[n] : 0.0;
+    /* The aggregation's denominator is the whole batch's, so minibatch and shard losses add up to the batch loss. */
+    v[SEL_DENOM] = drl_grpo_loss_denom(lc.agg, h->kept, T, h->token_mask);
+    /* No kept token with a non-zero advantage (and no KL term) anywhere: the gradient is zero, and the optimizer
+     * step is skipped (AdamW's momentum would still move the weights). */
+    int signal = g->kl_beta > 0.0;
+    for (int i = 0; i < h->kept && !signal; ++i)
+      if (h->row_adv[i] != 0.0f)
+        for (int t = 0; t < T && !signal; ++t) signal = h->token_mask[(size_t)i * T + t] != 0;
+    v[SEL_SIGNAL] = signal;
+  }
+  double tot[SEL_N];
+  if (st == DRL_OK) st = drl_dp_sum_shards(dp, sel_local, SEL_N, tot);
+  free(sel_local);
+  DRL_TRY(st);
+  out->response_tokens = (int64_t)tot[SEL_RESP];
+  out->response_len = rows_all ? tot[SEL_RESP] / rows_all : 0.0;
+  out->candidate_tokens = (int64_t)tot[SEL_CAND];
+  out->kept_tokens = (int64_t)tot[SEL_KEPT_TOK];
+  out->usefulness = kept_all > 0 ? tot[SEL_USEFUL] / (double)kept_all : 0.0;
+  out->entropy = tot[SEL_CAND] > 0 ? tot[SEL_ENTROPY] / tot[SEL_CAND] : 0.0;
+  double denom = tot[SEL_DENOM];
+  out->skipped = tot[SEL_SIGNAL] == 0.0;
   float lr = (float)(g->lr > 0 ? g->lr : cfg->optim.lr);
   out->lr = lr;
-  drl_grpo_stats total_stats;
-  memset(&total_stats, 0, sizeof total_stats);
-  /* No kept token with a non-zero advantage (and no KL term): the gradient is zero. Skip the optimizer step: with
-   * zero gradients AdamW's momentum would still move the weights. */
-  int signal = g->kl_beta > 0.0;
-  for (int i = 0; i < k && !signal; ++i)
-    if (s->row_adv[i] != 0.0f)
-      for (int t = 0; t < T && !signal; ++t) signal = s->token_mask[(size_t)i * T + t] != 0;
-  out->skipped = !signal;
-  for (int epoch = 0; epoch < g->ppo_epochs && k > 0 && signal; ++epoch) {
-    for (int mb = 0; mb < mbs; ++mb) {
+
+  /* Updates: per minibatch, every shard's gradient, summed over the job, then one optimizer step. */
+  drl_grpo_stats *acc = (drl_grpo_stats *)calloc((size_t)k, sizeof *acc);
+  if (!acc) return DRL_FAIL(DRL_ERR_OOM, "out of memory for update statistics");
+  for (int epoch = 0; st == DRL_OK && epoch < g->ppo_epochs && kept_all > 0 && !out->skipped; ++epoch) {
+    for (int mb = 0; st == DRL_OK && mb < mbs; ++mb) {
       DRL_RANGE("update");
-      int lo = mb * k / mbs, hi = (mb + 1) * k / mbs;
-      DRL_TRY(drl_transformer_zero_grads(m));
-      for (int c = lo; c < hi; c += m->B_max) {
-        int B = hi - c < m->B_max ? hi - c : m->B_max;
-        size_t off = (size_t)c * T;
-        DRL_TRY(forward_rows(m, s, c, c + B, T, temperature, s->lp, NULL));
-        drl_grpo_stats st;
-        DRL_TRY(drl_grpo_loss(&lc, B, T, s->lp + off, s->old_lp + off, s->ref_params ? s->ref_lp + off : NULL,
-                              s->row_adv + c, s->token_mask + off, denom, s->dlogprob + off, &st));
-        drl_grpo_stats_merge(&total_stats, &st);
-        DRL_TRY(drl_transformer_backward(m, s->dlogprob + off));
+      for (int j = 0; st == DRL_OK && j < k; ++j) {
+        drl_rl_shard *h = &s->shard[j];
+        int T = b[j].T, lo = mb * h->kept / mbs, hi = (mb + 1) * h->kept / mbs;
+        st = drl_transformer_zero_grads(m);
+        for (int c = lo; st == DRL_OK && c < hi; c += m->B_max) {
+          int B = hi - c < m->B_max ? hi - c : m->B_max;
+          size_t off = (size_t)c * T;
+          st = forward_rows(m, h, c, c + B, T, temperature, h->lp, NULL);
+          drl_grpo_stats gs;
+          if (st == DRL_OK)
+            st = drl_grpo_loss(&lc, B, T, h->lp + off, h->old_lp + off, s->ref_params ? h->ref_lp + off : NULL,
+                               h->row_adv + c, h->token_mask + off, denom, h->dlogprob + off, &gs);
+          if (st != DRL_OK) break;
+          drl_grpo_stats_merge(&acc[j], &gs);
+          /* The last backward of this rank's last shard may start the gradient reduction as layers finish. */
+          drl_dp_arm(dp, j == k - 1 && c + B >= hi);
+          st = drl_transformer_backward(m, h->dlogprob + off);
+        }
+        if (st == DRL_OK) st = drl_dp_grads_push(dp, m->grads);
       }
+      if (st == DRL_OK) st = drl_dp_grads_reduce(dp, m->grads);
       drl_optim_step hp = {lr,
                            (float)cfg->optim.beta1,
                            (float)cfg->optim.beta2,
@@ -210,17 +378,30 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
                            (float)cfg->optim.grad_clip,
                            (int)(*optim_step + 1)};
       float norm = 0.0f;
-      DRL_TRY(drl_transformer_step(m, &hp, &norm));
-      ++*optim_step;
+      if (st == DRL_OK) st = drl_policy_step(dp, m, &hp, &norm);
+      if (st == DRL_OK) ++*optim_step;
       out->grad_norm = norm;
     }
   }
-  DRL_TRY(drl_device_sync(&m->dev));
+  double *upd_local = (double *)calloc((size_t)k * UPD_N, sizeof(double));
+  if (st == DRL_OK && !upd_local) st = DRL_FAIL(DRL_ERR_OOM, "out of memory for update statistics");
+  for (int j = 0; st == DRL_OK && j < k; ++j) {
+    upd_local[j * UPD_N + UPD_LOSS] = acc[j].loss;
+    upd_local[j * UPD_N + UPD_KL] = acc[j].kl;
+    upd_local[j * UPD_N + UPD_TOKENS] = (double)acc[j].tokens;
+    upd_local[j * UPD_N + UPD_CLIPPED] = (double)acc[j].clipped;
+  }
+  free(acc);
+  double u[UPD_N] = {0};
+  if (st == DRL_OK) st = drl_dp_sum_shards(dp, upd_local, UPD_N, u);
+  free(upd_local);
+  if (st == DRL_OK) st = drl_device_sync(&m->dev);
+  DRL_TRY(st);
   out->seconds_select = (t1 - t0) + (t3 - t2);
   out->seconds_old_policy = t2 - t1;
   out->seconds_update = drl_seconds() - t3;
-  out->loss = total_stats.loss / (g->ppo_epochs > 0 ? g->ppo_epochs : 1);
-  out->kl = total_stats.kl / (g->ppo_epochs > 0 ? g->ppo_epochs : 1);
-  out->clip_frac = total_stats.clip_frac;
+  out->loss = u[UPD_LOSS] / (g->ppo_epochs > 0 ? g->ppo_epochs : 1);
+  out->kl = u[UPD_KL] / (g->ppo_epochs > 0 ? g->ppo_epochs : 1);
+  out->clip_frac = u[UPD_TOKENS] > 0 ? u[UPD_CLIPPED] / u[UPD_TOKENS] : 0.0;
   return DRL_OK;
 }

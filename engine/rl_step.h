@@ -1,11 +1,17 @@
 /* One GRPO iteration on a batch of scored rollouts (DESIGN §7): advantages on the full groups, D3S / PODS sample
  * selection, the old-policy pass (log-probs and entropies under the training forward), D3S token selection, then
- * ppo_epochs x minibatches clipped-surrogate updates. Shared by the trainer and the public API. */
+ * ppo_epochs x minibatches clipped-surrogate updates. Shared by the trainer and the public API.
+ *
+ * Data parallel: the global batch is the concatenation of every shard's batch in shard order. Advantages and the
+ * sample selection are computed on every rank from all the rewards (gathered), the token threshold from all the
+ * candidate scores (gathered), and the loss normalisers and statistics are sums over shards, so the result is the
+ * same whatever the number of ranks the shards are spread over. */
 #ifndef DRL_RL_STEP_H
 #define DRL_RL_STEP_H
 
 #include <stdint.h>
 
+#include "distributed/dp.h"
 #include "engine/config.h"
 #include "models/transformer.h"
 
@@ -35,28 +41,38 @@ typedef struct drl_rl_stats {
   double seconds_select, seconds_old_policy, seconds_update;
 } drl_rl_stats;
 
-/* Scratch and the frozen reference for drl_rl_step; sized for rows x T at creation. */
-typedef struct drl_rl_state {
-  int rows_max, T_max;
-  float *adv, *old_lp, *ref_lp, *lp, *entropy, *dlogprob, *row_adv;
+/* One shard's scratch: its kept rows compacted, their log-probs, entropies and masks. */
+typedef struct drl_rl_shard {
+  int kept;                 /* rows kept by the sample level */
+  float *old_lp, *ref_lp, *lp, *entropy, *dlogprob, *row_adv;
   int32_t *tokens, *targets, *row_start;
-  uint8_t *keep, *valid, *token_mask;
-  float *ref_params; /* device copy of the initial parameters when grpo.kl_beta > 0, else NULL */
-  int *rows_idx;
+  uint8_t *valid, *token_mask;
+} drl_rl_shard;
+
+/* Scratch for this rank's shards and the frozen reference; sized for rows_max x T_max per shard at creation. */
+typedef struct drl_rl_state {
+  int shards, rows_max, T_max;
+  drl_rl_shard *shard;  /* [shards] */
+  float *ref_params;    /* device copy of the initial parameters when grpo.kl_beta > 0, else NULL */
 } drl_rl_state;
 
-/* Allocates the state for batches of up to rows_max x T_max; keeps a frozen copy of the model's current parameters
- * as the KL reference when cfg->grpo.kl_beta > 0. */
-drl_status drl_rl_state_create(drl_rl_state *s, const drl_config *cfg, const drl_transformer *model, int rows_max,
-                               int T_max);
+/* Allocates the state for `shards` local shards (drl_dp_local) of up to rows_max x T_max; keeps a frozen copy of the
+ * model's current parameters as the KL reference when cfg->grpo.kl_beta > 0. */
+drl_status drl_rl_state_create(drl_rl_state *s, const drl_config *cfg, const drl_transformer *model, int shards,
+                               int rows_max, int T_max);
 
 /* Frees the state. */
 void drl_rl_state_free(drl_rl_state *s, const drl_transformer *model);
 
-/* Trains on batch at iteration `iteration` (1-based) of `total` (the D3S schedule's progress); *optim_step counts
- * AdamW steps across phases and is advanced. */
+/* Trains on the batches of this rank's shards (batch[s->shards], in shard order) at iteration `iteration`
+ * (1-based) of `total` (the D3S schedule's progress); *optim_step counts AdamW steps across phases and is advanced.
+ * With dp, the selections, normalisers and gradients span every shard of the job (distributed/dp.h); dp NULL is one
+ * process with one shard. */
 drl_status drl_rl_step(drl_rl_state *s, drl_transformer *model, const drl_config *cfg, const drl_rl_batch *batch,
-                       int iteration, int total, int64_t *optim_step, drl_rl_stats *stats);
+                       drl_dp *dp, int iteration, int total, int64_t *optim_step, drl_rl_stats *stats);
+
+/* One optimizer step of the policy from its (reduced) gradient: AdamW with clipping, through dp when given. */
+drl_status drl_policy_step(drl_dp *dp, drl_transformer *model, const drl_optim_step *hp, float *grad_norm);
 
 #ifdef __cplusplus
 }

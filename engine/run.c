@@ -2,10 +2,12 @@
 #include "run.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "data/checkpoint.h"
 #include "data/tasks.h"
@@ -83,6 +85,19 @@ static drl_status to_host(const drl_device *dev, const float *src, int64_t n, fl
   return drl_copy_to_host(dev, *out, src, (size_t)n * sizeof(float));
 }
 
+static int run_rank(const drl_run *r) { return r->comm ? r->comm->rank : 0; }
+static int run_size(const drl_run *r) { return r->comm ? r->comm->size : 1; }
+
+/* A whole optimizer moment on the host of rank 0 (gathered from the ranks' parts under ZeRO; NULL elsewhere). */
+static drl_status moment_to_host(drl_run *r, const float *part, float **out) {
+  int64_t n = r->model.layout.total;
+  *out = NULL;
+  if (run_rank(r) != 0) return r->dp.zero ? drl_dp_gather_optim(&r->dp, &r->model.dev, n, part, NULL) : DRL_OK;
+  *out = (float *)malloc((size_t)(n ? n : 1) * sizeof(float));
+  if (!*out) return DRL_FAIL(DRL_ERR_OOM, "out of host memory copying %lld optimizer floats", (long long)n);
+  return drl_dp_gather_optim(&r->dp, &r->model.dev, n, part, *out);
+}
+
 drl_status drl_run_save(drl_run *r, const char *path, const char *phase, int step) {
   DRL_RANGE("checkpoint");
   drl_transformer *m = &r->model;
@@ -95,14 +110,21 @@ drl_status drl_run_save(drl_run *r, const char *path, const char *phase, int ste
   ck.seed = r->cfg->run.seed;
   ck.threads = drl_cpu_threads();
   ck.config_yaml = r->config_yaml;
-  drl_status st = to_host(&m->dev, m->params, m->layout.total, &ck.params);
-  if (st == DRL_OK) st = to_host(&m->dev, m->m, m->layout.total, &ck.m);
-  if (st == DRL_OK) st = to_host(&m->dev, m->v, m->layout.total, &ck.v);
-  if (st == DRL_OK) st = drl_checkpoint_write(path, &ck);
+  drl_status st = moment_to_host(r, m->m, &ck.m);
+  if (st == DRL_OK) st = moment_to_host(r, m->v, &ck.v);
+  if (st == DRL_OK && run_rank(r) == 0) st = to_host(&m->dev, m->params, m->layout.total, &ck.params);
+  if (st == DRL_OK && run_rank(r) == 0) st = drl_checkpoint_write(path, &ck);
   free(ck.params);
   free(ck.m);
   free(ck.v);
-  return st;
+  if (run_size(r) == 1) return st;
+  /* Every rank learns whether rank 0 wrote it, so they all stop together when it could not. */
+  int32_t code = st;
+  drl_status bst = drl_comm_bcast(r->comm, &code, sizeof code, 0);
+  if (st != DRL_OK || bst != DRL_OK) return st != DRL_OK ? st : bst;
+  if (code != DRL_OK)
+    return DRL_FAIL((drl_status)code, "rank 0 could not write the checkpoint %s (its message says why)", path);
+  return DRL_OK;
 }
 
 drl_status drl_run_resume(drl_run *r, const char *path, char *phase, size_t phase_cap, int *step) {
@@ -121,10 +143,12 @@ drl_status drl_run_resume(drl_run *r, const char *path, char *phase, size_t phas
             path, (long long)ck.threads, drl_cpu_threads());
   if (st == DRL_OK && strcmp(ck.config_yaml, r->config_yaml) != 0)
     drl_log(DRL_LOG_WARN, "resuming from %s, whose configuration differs from this run's", path);
+  drl_transformer *m = &r->model;
   size_t bytes = (size_t)ck.layout.total * sizeof(float);
-  if (st == DRL_OK) st = drl_copy_to_device(&r->dev, r->model.params, ck.params, bytes);
-  if (st == DRL_OK) st = drl_copy_to_device(&r->dev, r->model.m, ck.m, bytes);
-  if (st == DRL_OK) st = drl_copy_to_device(&r->dev, r->model.v, ck.v, bytes);
+  size_t part = (size_t)(m->optim_hi - m->optim_lo) * sizeof(float);
+  if (st == DRL_OK) st = drl_copy_to_device(&r->dev, m->params, ck.params, bytes);
+  if (st == DRL_OK) st = drl_copy_to_device(&r->dev, m->m, ck.m + m->optim_lo, part);
+  if (st == DRL_OK) st = drl_copy_to_device(&r->dev, m->v, ck.v + m->optim_lo, part);
   if (st == DRL_OK) st = drl_device_sync(&r->dev);
   snprintf(phase, phase_cap, "%s", ck.phase);
   *step = (int)ck.trainer_step;
@@ -138,19 +162,27 @@ drl_status drl_run_evaluate(drl_run *r, double *acc) {
     *acc = -1.0;
     return DRL_OK;
   }
-  return drl_eval_greedy(&r->model, &r->data, r->n_train, r->n_eval, r->max_answer, acc);
+  int R = run_size(r), me = run_rank(r);
+  if (R == 1) return drl_eval_greedy(&r->model, &r->data, r->n_train, r->n_eval, r->max_answer, acc);
+  int64_t a = r->n_eval * me / R, b = r->n_eval * (me + 1) / R;
+  double mean = 0.0, correct = 0.0;
+  DRL_TRY(drl_eval_greedy(&r->model, &r->data, r->n_train + a, b - a, r->max_answer, &mean));
+  correct = floor(mean * (double)(b - a) + 0.5); /* exact-match rewards are 0 or 1 */
+  DRL_TRY(drl_comm_sum_f64(r->comm, &correct, &correct, 1));
+  *acc = correct / (double)r->n_eval;
+  return DRL_OK;
 }
 
 /* The uid of the GRPO prompt stream among DRL_RNG_DATA streams. */
 #define GRPO_PROMPT_UID 17
 
 /* See run.h. Gathers the training prompts of iteration `step` (drawn by the Philox data stream) into tokens/offsets. */
-void drl_run_draw_prompts(const drl_run *r, uint32_t step, int n, int32_t *tokens, int64_t *offsets) {
+void drl_run_draw_prompts(const drl_run *r, uint32_t step, int64_t first, int n, int32_t *tokens, int64_t *offsets) {
   uint64_t seed = r->cfg->run.seed;
   uint32_t tag = drl_rng_tag(DRL_RNG_DATA, GRPO_PROMPT_UID, 0);
   offsets[0] = 0;
   for (int i = 0; i < n; ++i) {
-    int64_t e = (int64_t)(drl_rng_u64(seed, step, tag, (uint64_t)i) % (uint64_t)r->n_train);
+    int64_t e = (int64_t)(drl_rng_u64(seed, step, tag, (uint64_t)(first + i)) % (uint64_t)r->n_train);
     int64_t a = r->data.prompts.offsets[e], len = r->data.prompts.offsets[e + 1] - a;
     memcpy(tokens + offsets[i], r->data.prompts.tokens + a, (size_t)len * sizeof(int32_t));
     offsets[i + 1] = offsets[i] + len;
@@ -179,26 +211,51 @@ drl_status drl_run_load_weights(drl_run *r, const char *path) {
   return st;
 }
 
-drl_status drl_run_open(drl_run *r, const drl_config *cfg, int B_max) {
+/* The threads of this rank: run.threads, or the node's cores shared among its ranks. */
+static int rank_threads(const drl_config *cfg, const drl_comm *comm) {
+  if (cfg->run.threads > 0 || !comm || comm->local_size < 2) return cfg->run.threads;
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  int t = cores > 0 ? (int)(cores / comm->local_size) : 1;
+  return t > 0 ? t : 1;
+}
+
+/* Data parallelism over the job, and the policy's share of it: the ZeRO part of the optimizer state, the gradient
+ * hook that starts reductions during the backward. */
+static drl_status setup_dp(drl_run *r) {
+  const drl_config_dist *d = &r->cfg->dist;
+  drl_dp_options o = {d->shards, d->zero, d->deterministic, (int64_t)(d->bucket_mb * 1024.0 * 1024.0 / 4.0)};
+  DRL_TRY(drl_dp_create(&r->dp, r->comm, &r->dev, r->model.layout.total, &o));
+  int64_t lo, hi;
+  drl_dp_optim_range(&r->dp, r->model.layout.total, &lo, &hi);
+  if (lo != 0 || hi != r->model.layout.total) DRL_TRY(drl_transformer_shard_optimizer(&r->model, lo, hi));
+  if (r->dp.overlap) drl_transformer_set_grad_hook(&r->model, drl_dp_grads_ready, &r->dp);
+  return DRL_OK;
+}
+
+drl_status drl_run_open(drl_run *r, const drl_config *cfg, drl_comm *comm, int B_max) {
   memset(r, 0, sizeof *r);
   r->cfg = cfg;
+  r->comm = comm;
   drl_status st = DRL_OK;
   DRL_TRY_GOTO(drl_config_validate(cfg));
-  drl_cpu_set_threads(cfg->run.threads);
+  drl_cpu_set_threads(rank_threads(cfg, comm));
+  /* The ranks of a node take consecutive GPUs from run.device_index. */
   DRL_TRY_GOTO(drl_device_open(&r->dev, cfg->run.device == DRL_CFG_DEVICE_CUDA ? DRL_BACKEND_CUDA : DRL_BACKEND_CPU,
-                               cfg->run.device_index));
+                               cfg->run.device_index + (comm ? comm->local_rank : 0)));
   r->dev.allow_tf32 = cfg->optim.tf32;
   DRL_TRY_GOTO(drl_config_to_yaml(cfg, &r->config_yaml));
   DRL_TRY_GOTO(make_dir(cfg->run.out_dir));
   snprintf(r->ckpt_path, sizeof r->ckpt_path, "%s/ckpt.h5", cfg->run.out_dir);
   DRL_TRY_GOTO(load_data(r));
   DRL_TRY_GOTO(make_model(r, B_max));
+  DRL_TRY_GOTO(setup_dp(r));
 done:
   if (st != DRL_OK) drl_run_close(r);
   return st;
 }
 
 void drl_run_close(drl_run *r) {
+  drl_dp_free(&r->dp);
   drl_transformer_free(&r->model);
   drl_dataset_free(&r->data);
   free(r->config_yaml);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "data/dataset.h"
+#include "distributed/dp.h"
 #include "engine/config.h"
 #include "models/transformer.h"
 #include "samplers/rollout.h"
@@ -26,24 +27,30 @@ typedef struct drl_run {
   char ckpt_path[4096];   /* run.out_dir/ckpt.h5 */
   char *config_yaml;      /* the effective configuration, stored in checkpoints */
   int64_t optim_step;     /* AdamW steps so far, across phases (bias correction) */
+  drl_comm *comm;         /* the job; NULL: this process alone */
+  drl_dp dp;              /* data parallelism over the job's ranks and the shards of every batch */
 } drl_run;
 
-/* Validates cfg, pins the thread count, opens the device, creates run.out_dir, loads or generates the data (and
- * checks every example fits model.max_seq), and creates the policy with activations for B_max rows. */
-drl_status drl_run_open(drl_run *r, const drl_config *cfg, int B_max);
+/* Validates cfg, pins the thread count (with several ranks on a node, 0 threads means the node's cores divided among
+ * them), opens the device (a rank of a multi-rank job takes the GPU of its local rank), creates run.out_dir, loads or
+ * generates the data (and checks every example fits model.max_seq), creates the policy with activations for B_max
+ * rows, and sets up data parallelism over comm (NULL: one process; dist.shards still applies). */
+drl_status drl_run_open(drl_run *r, const drl_config *cfg, drl_comm *comm, int B_max);
 
 /* Frees everything; safe on a zeroed run. */
 void drl_run_close(drl_run *r);
 
-/* Writes the policy, the optimizer state and the position (phase, step within it) to a checkpoint at path. */
+/* Writes the policy, the optimizer state (gathered from the ranks under ZeRO) and the position (phase, step within
+ * it) to a checkpoint at path; rank 0 writes, and every rank returns its status. Collective. */
 drl_status drl_run_save(drl_run *r, const char *path, const char *phase, int step);
 
-/* Loads the checkpoint at path into the policy and the optimizer; *phase and *step say where it was written. */
+/* Loads the checkpoint at path into the policy and the optimizer (each rank its part under ZeRO: a checkpoint holds
+ * the whole state, so it resumes on any number of ranks); *phase and *step say where it was written. */
 drl_status drl_run_resume(drl_run *r, const char *path, char *phase, size_t phase_cap, int *step);
 
-/* Draws the n training prompts of RL iteration `step` (the Philox data stream: the same step, the same prompts) into
- * tokens (room for n x the longest prompt) and offsets (n + 1). */
-void drl_run_draw_prompts(const drl_run *r, uint32_t step, int n, int32_t *tokens, int64_t *offsets);
+/* Draws prompts [first, first + n) of RL iteration `step` (the Philox data stream: the same step, the same prompts)
+ * into tokens (room for n x the longest prompt) and offsets (n + 1). */
+void drl_run_draw_prompts(const drl_run *r, uint32_t step, int64_t first, int n, int32_t *tokens, int64_t *offsets);
 
 /* The task's reward (grpo.reward: exact or partial) of every rollout of b; prompts/offsets are the ones generated. */
 drl_status drl_run_score(const drl_run *r, const drl_rollout_batch *b, const int32_t *prompts, const int64_t *offsets,
@@ -52,7 +59,7 @@ drl_status drl_run_score(const drl_run *r, const drl_rollout_batch *b, const int
 /* Replaces the policy's weights by those of the checkpoint at path (same layout); the optimizer starts fresh. */
 drl_status drl_run_load_weights(drl_run *r, const char *path);
 
-/* Held-out exact-match accuracy by greedy decoding; -1 when data.n_eval is 0. */
+/* Held-out exact-match accuracy by greedy decoding (the ranks split the held-out set); -1 when data.n_eval is 0. */
 drl_status drl_run_evaluate(drl_run *r, double *accuracy);
 
 #ifdef __cplusplus

@@ -45,13 +45,29 @@ void drl_sft_batch_free(drl_sft_batch *b) {
   memset(b, 0, sizeof *b);
 }
 
-drl_status drl_sft_batch_fill(drl_sft_batch *b, const drl_dataset *ds, int64_t n_train, uint64_t seed, int step) {
+/* The example row r of step `step` draws. */
+static int64_t sft_example(uint64_t seed, int step, int64_t r, int64_t n_train) {
+  uint32_t tag = drl_rng_tag(DRL_RNG_DATA, SFT_DATA_UID, 0);
+  return (int64_t)(drl_rng_u64(seed, (uint32_t)step, tag, (uint64_t)r) % (uint64_t)n_train);
+}
+
+int64_t drl_sft_scored(const drl_dataset *ds, int64_t n_train, uint64_t seed, int step, int64_t first_row,
+                       int64_t rows) {
+  int64_t scored = 0;
+  for (int64_t r = first_row; n_train > 0 && r < first_row + rows; ++r) {
+    int64_t i = sft_example(seed, step, r, n_train);
+    scored += ds->answers.offsets[i + 1] - ds->answers.offsets[i];
+  }
+  return scored;
+}
+
+drl_status drl_sft_batch_fill(drl_sft_batch *b, const drl_dataset *ds, int64_t n_train, uint64_t seed, int step,
+                              int64_t first_row, int64_t normaliser) {
   if (n_train < 1) return DRL_FAIL(DRL_ERR_INVALID_ARG, "SFT: no training examples");
   int B = b->B, T = b->T;
-  uint32_t tag = drl_rng_tag(DRL_RNG_DATA, SFT_DATA_UID, 0);
   b->scored = 0;
   for (int r = 0; r < B; ++r) {
-    int64_t i = (int64_t)(drl_rng_u64(seed, (uint32_t)step, tag, (uint64_t)r) % (uint64_t)n_train);
+    int64_t i = sft_example(seed, step, first_row + r, n_train);
     const int32_t *p = ds->prompts.tokens + ds->prompts.offsets[i];
     const int32_t *a = ds->answers.tokens + ds->answers.offsets[i];
     int np = (int)(ds->prompts.offsets[i + 1] - ds->prompts.offsets[i]);
@@ -67,14 +83,19 @@ drl_status drl_sft_batch_fill(drl_sft_batch *b, const drl_dataset *ds, int64_t n
     }
     b->scored += na;
   }
-  float w = b->scored > 0 ? -1.0f / (float)b->scored : 0.0f;
+  b->normaliser = normaliser > 0 ? normaliser : b->scored;
+  float w = b->normaliser > 0 ? -1.0f / (float)b->normaliser : 0.0f;
   for (int64_t n = 0; n < (int64_t)B * T; ++n) b->dlogprob[n] = b->targets[n] >= 0 ? w : 0.0f;
   return DRL_OK;
 }
 
-double drl_sft_loss(const drl_sft_batch *b, const float *logprob) {
+double drl_sft_loss_sum(const drl_sft_batch *b, const float *logprob) {
   double s = 0.0;
   for (int64_t n = 0; n < (int64_t)b->B * b->T; ++n)
     if (b->targets[n] >= 0) s -= logprob[n];
-  return b->scored > 0 ? s / (double)b->scored : 0.0;
+  return s;
+}
+
+double drl_sft_loss(const drl_sft_batch *b, const float *logprob) {
+  return b->scored > 0 ? drl_sft_loss_sum(b, logprob) / (double)b->scored : 0.0;
 }

@@ -17,6 +17,7 @@ typedef struct drl_sft_batch {
   int32_t *tokens, *targets;
   float *dlogprob;
   int64_t scored; /* answer tokens in the batch */
+  int64_t normaliser; /* the gradient's denominator (answer tokens of the whole, possibly sharded, batch) */
 } drl_sft_batch;
 
 /* The longest prompt + answer among examples [first, first + n) of ds (answers required). */
@@ -28,9 +29,19 @@ drl_status drl_sft_batch_alloc(drl_sft_batch *batch, int B, int T);
 /* Frees a batch. */
 void drl_sft_batch_free(drl_sft_batch *batch);
 
-/* Fills the batch for optimizer step `step` with B examples drawn from [0, n_train) by the Philox data stream
- * (seed, step): the same step always gets the same examples, so a resumed run sees the data an uninterrupted one does. */
-drl_status drl_sft_batch_fill(drl_sft_batch *batch, const drl_dataset *ds, int64_t n_train, uint64_t seed, int step);
+/* Fills the batch with rows [first_row, first_row + B) of optimizer step `step`: row r is the example the Philox data
+ * stream (seed, step) draws from [0, n_train) at index r, so the same step always gets the same examples (a resumed
+ * run sees the data an uninterrupted one does, a data-parallel shard the rows a single process does). The gradient is
+ * that of the loss summed over the batch divided by `normaliser` answer tokens (0: this batch's own count). */
+drl_status drl_sft_batch_fill(drl_sft_batch *batch, const drl_dataset *ds, int64_t n_train, uint64_t seed, int step,
+                              int64_t first_row, int64_t normaliser);
+
+/* Answer tokens of rows [first_row, first_row + rows) of step `step` (the normaliser of a batch split into shards). */
+int64_t drl_sft_scored(const drl_dataset *ds, int64_t n_train, uint64_t seed, int step, int64_t first_row,
+                       int64_t rows);
+
+/* Summed cross-entropy of the batch's answer tokens from per-position log-probabilities. */
+double drl_sft_loss_sum(const drl_sft_batch *batch, const float *logprob);
 
 /* Mean cross-entropy of the batch from per-position log-probabilities. */
 double drl_sft_loss(const drl_sft_batch *batch, const float *logprob);

@@ -45,6 +45,7 @@ typedef struct trainer {
   drl_progress progress;
   double t0, tokens;    /* this phase's wall clock and trained tokens */
   int last_phase;       /* the current phase is the last of trainer.phases */
+  int writes;           /* this rank writes the metrics file (rank 0) */
 } trainer;
 
 static void row_init(double *row, drl_cfg_phase phase) {
@@ -66,7 +67,7 @@ static drl_status after_step(trainer *tr, drl_cfg_phase phase, int step, int ste
       drl_log(DRL_LOG_INFO, "%s step %d: held-out exact match %.3f", drl_cfg_phase_name(phase), step, acc);
     }
   }
-  DRL_TRY(drl_metrics_log(&tr->metrics, tr->phase_offset + step, row));
+  if (tr->writes) DRL_TRY(drl_metrics_log(&tr->metrics, tr->phase_offset + step, row));
   *stop = cfg->trainer.stop_after > 0 && sum->steps >= cfg->trainer.stop_after && !(step == steps && tr->last_phase);
   if ((cfg->trainer.ckpt_every > 0 && step % cfg->trainer.ckpt_every == 0) || step == steps || *stop)
     st = drl_run_save(&tr->run, tr->run.ckpt_path, drl_cfg_phase_name(phase), step);
@@ -81,6 +82,42 @@ static void phase_done(trainer *tr, drl_train_summary *sum) {
   sum->tokens_per_second = el > 0 ? tr->tokens / el : 0.0;
 }
 
+/* One SFT optimizer step: every local shard's rows forward and backward (the loss normalised by the answer tokens
+ * of the whole batch), the gradients summed over the job, one AdamW step. *loss_sum gets the batch's summed loss. */
+static drl_status sft_step(trainer *tr, drl_sft_batch *batch, float *logprob, int step, int steps, float *norm,
+                           double *loss_sum) {
+  const drl_config *cfg = tr->cfg;
+  drl_run *r = &tr->run;
+  drl_transformer *m = &r->model;
+  int k = drl_dp_local(&r->dp), first = drl_dp_first(&r->dp), Bs = batch->B;
+  int64_t normaliser = drl_sft_scored(&r->data, r->n_train, cfg->run.seed, step, 0, cfg->sft.batch_size);
+  double *local = (double *)malloc((size_t)k * sizeof(double));
+  drl_status st = local ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for shard losses");
+  for (int j = 0; st == DRL_OK && j < k; ++j) {
+    st = drl_sft_batch_fill(batch, &r->data, r->n_train, cfg->run.seed, step, (int64_t)(first + j) * Bs,
+                            normaliser);
+    if (st == DRL_OK)
+      st = drl_transformer_forward(m, batch->tokens, batch->targets, NULL, Bs, batch->T, 1.0f, logprob, NULL);
+    if (st == DRL_OK) st = drl_transformer_zero_grads(m);
+    drl_dp_arm(&r->dp, j == k - 1);
+    if (st == DRL_OK) st = drl_transformer_backward(m, batch->dlogprob);
+    if (st == DRL_OK) st = drl_dp_grads_push(&r->dp, m->grads);
+    if (st == DRL_OK) local[j] = drl_sft_loss_sum(batch, logprob);
+  }
+  if (st == DRL_OK) st = drl_dp_grads_reduce(&r->dp, m->grads);
+  if (st == DRL_OK) st = drl_dp_sum_shards(&r->dp, local, 1, loss_sum);
+  free(local);
+  DRL_TRY(st);
+  if (!isfinite(*loss_sum)) return DRL_FAIL(DRL_ERR_NUMERIC, "sft loss is %g at step %d", *loss_sum, step);
+  drl_optim_step hp = {drl_lr_at(&cfg->optim, step, steps), (float)cfg->optim.beta1, (float)cfg->optim.beta2,
+                       (float)cfg->optim.eps, (float)cfg->optim.weight_decay, (float)cfg->optim.grad_clip,
+                       (int)r->optim_step + 1};
+  DRL_TRY(drl_policy_step(&r->dp, m, &hp, norm));
+  r->optim_step++;
+  *loss_sum /= normaliser > 0 ? (double)normaliser : 1.0;
+  return DRL_OK;
+}
+
 static drl_status run_sft(trainer *tr, int start, drl_train_summary *sum) {
   const drl_config *cfg = tr->cfg;
   drl_run *r = &tr->run;
@@ -88,7 +125,7 @@ static drl_status run_sft(trainer *tr, int start, drl_train_summary *sum) {
   int T = 0; /* at most model.max_seq: drl_run_open checked */
   DRL_TRY(drl_sft_max_len(&r->data, 0, r->n_train, &T));
   drl_sft_batch batch;
-  DRL_TRY(drl_sft_batch_alloc(&batch, cfg->sft.batch_size, T));
+  DRL_TRY(drl_sft_batch_alloc(&batch, cfg->sft.batch_size / drl_dp_shards(&r->dp), T));
   float *logprob = (float *)malloc((size_t)batch.B * T * sizeof(float));
   drl_status st = logprob ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for log-probabilities");
   drl_progress_begin(&tr->progress, "sft", steps, start, cfg->run.log_every);
@@ -96,20 +133,11 @@ static drl_status run_sft(trainer *tr, int start, drl_train_summary *sum) {
   tr->tokens = 0;
   for (int step = start + 1; st == DRL_OK && step <= steps; ++step) {
     DRL_RANGE("sft_step");
-    drl_transformer *m = &r->model;
-    st = drl_sft_batch_fill(&batch, &r->data, r->n_train, cfg->run.seed, step);
-    if (st == DRL_OK) st = drl_transformer_forward(m, batch.tokens, batch.targets, NULL, batch.B, T, 1.0f, logprob, NULL);
-    if (st == DRL_OK) st = drl_transformer_zero_grads(m);
-    if (st == DRL_OK) st = drl_transformer_backward(m, batch.dlogprob);
-    double loss = st == DRL_OK ? drl_sft_loss(&batch, logprob) : 0.0;
-    if (st == DRL_OK && !isfinite(loss)) st = DRL_FAIL(DRL_ERR_NUMERIC, "sft loss is %g at step %d", loss, step);
-    float lr = drl_lr_at(&cfg->optim, step, steps), norm = 0.0f;
-    drl_optim_step hp = {lr, (float)cfg->optim.beta1, (float)cfg->optim.beta2, (float)cfg->optim.eps,
-                         (float)cfg->optim.weight_decay, (float)cfg->optim.grad_clip, (int)r->optim_step + 1};
-    if (st == DRL_OK) st = drl_transformer_step(m, &hp, &norm);
+    double loss = 0.0;
+    float norm = 0.0f, lr = drl_lr_at(&cfg->optim, step, steps);
+    st = sft_step(tr, &batch, logprob, step, steps, &norm, &loss);
     if (st != DRL_OK) break;
-    r->optim_step++;
-    tr->tokens += (double)batch.B * T;
+    tr->tokens += (double)cfg->sft.batch_size * T;
     sum->steps++;
     sum->final_loss = loss;
     double el = drl_seconds() - tr->t0, tps = el > 0 ? tr->tokens / el : 0.0;
@@ -122,7 +150,7 @@ static drl_status run_sft(trainer *tr, int start, drl_train_summary *sum) {
     row[M_LR] = lr;
     row[M_GRAD_NORM] = norm;
     row[M_TOKENS_PER_S] = tps;
-    row[M_LOSS_TOKENS] = (double)batch.scored;
+    row[M_LOSS_TOKENS] = (double)drl_sft_scored(&r->data, r->n_train, cfg->run.seed, step, 0, cfg->sft.batch_size);
     int stop = 0;
     st = after_step(tr, DRL_CFG_PHASE_SFT, step, steps, row, sum, &stop);
     if (stop) break;
@@ -137,7 +165,9 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
   const drl_config *cfg = tr->cfg;
   const drl_config_grpo *g = &cfg->grpo;
   drl_run *r = &tr->run;
-  int steps = g->steps, n = g->prompts_per_step, G = g->group_size, rows = n * G;
+  int steps = g->steps, G = g->group_size;
+  int k = drl_dp_local(&r->dp), first = drl_dp_first(&r->dp);
+  int ns = g->prompts_per_step / drl_dp_shards(&r->dp), rows = ns * G; /* one shard's prompts and rollouts */
   int64_t longest = r->max_prompt;
   int T = (int)longest + g->max_new_tokens;
   if (T > cfg->model.max_seq)
@@ -150,39 +180,50 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
   drl_rl_state rs;
   memset(&ro, 0, sizeof ro);
   memset(&rs, 0, sizeof rs);
-  int32_t *prompts = (int32_t *)malloc((size_t)n * (size_t)longest * sizeof(int32_t));
-  int64_t *offsets = (int64_t *)malloc((size_t)(n + 1) * sizeof(int64_t));
-  float *rewards = (float *)malloc((size_t)rows * sizeof(float));
-  drl_rollout_batch batch;
-  memset(&batch, 0, sizeof batch);
-  drl_status st = prompts && offsets && rewards ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for GRPO buffers");
+  int32_t *prompts = (int32_t *)malloc((size_t)ns * (size_t)longest * sizeof(int32_t));
+  int64_t *offsets = (int64_t *)malloc((size_t)(ns + 1) * sizeof(int64_t));
+  float *rewards = (float *)malloc((size_t)k * rows * sizeof(float));
+  drl_rollout_batch *batch = (drl_rollout_batch *)calloc((size_t)k, sizeof *batch);
+  drl_rl_batch *rb = (drl_rl_batch *)calloc((size_t)k, sizeof *rb);
+  drl_status st = prompts && offsets && rewards && batch && rb ? DRL_OK
+                                                               : DRL_FAIL(DRL_ERR_OOM, "out of memory for GRPO buffers");
   if (st == DRL_OK) st = drl_rollout_create(&ro, &r->model, rows, T);
-  if (st == DRL_OK) st = drl_rl_state_create(&rs, cfg, &r->model, rows, T);
+  if (st == DRL_OK) st = drl_rl_state_create(&rs, cfg, &r->model, k, rows, T);
   drl_progress_begin(&tr->progress, "grpo", steps, start, cfg->run.log_every);
   tr->t0 = drl_seconds();
   tr->tokens = 0;
   for (int it = start + 1; st == DRL_OK && it <= steps; ++it) {
     int64_t global = tr->phase_offset + it;
-    drl_run_draw_prompts(r, (uint32_t)global, n, prompts, offsets);
-    drl_rollout_params rp = {G, g->max_new_tokens, (float)g->temperature, g->top_k, (float)g->top_p,
-                             drl_vocab_eos(r->data.vocab), cfg->run.seed, (uint32_t)global, 0, 0};
-    {
-      DRL_RANGE("rollout");
-      st = drl_rollout_generate(&ro, &r->model, prompts, offsets, n, &rp, &batch);
+    /* Each local shard: its prompts of the iteration's draw, their rollouts (streams by global rollout index). */
+    for (int j = 0; st == DRL_OK && j < k; ++j) {
+      int64_t first_prompt = (int64_t)(first + j) * ns;
+      drl_run_draw_prompts(r, (uint32_t)global, first_prompt, ns, prompts, offsets);
+      drl_rollout_params rp = {G, g->max_new_tokens, (float)g->temperature, g->top_k, (float)g->top_p,
+                               drl_vocab_eos(r->data.vocab), cfg->run.seed, (uint32_t)global, 0,
+                               (uint64_t)first_prompt * G};
+      {
+        DRL_RANGE("rollout");
+        st = drl_rollout_generate(&ro, &r->model, prompts, offsets, ns, &rp, &batch[j]);
+      }
+      if (st == DRL_OK) st = drl_run_score(r, &batch[j], prompts, offsets, rewards + (size_t)j * rows);
+      drl_rl_batch b = {ns, G, batch[j].T, batch[j].tokens, batch[j].row_start, batch[j].mask,
+                        rewards + (size_t)j * rows};
+      rb[j] = b;
     }
-    if (st == DRL_OK) st = drl_run_score(r, &batch, prompts, offsets, rewards);
     drl_rl_stats rl;
-    drl_rl_batch rb = {n, G, batch.T, batch.tokens, batch.row_start, batch.mask, rewards};
-    if (st == DRL_OK) st = drl_rl_step(&rs, &r->model, cfg, &rb, it, steps, &r->optim_step, &rl);
+    if (st == DRL_OK) st = drl_rl_step(&rs, &r->model, cfg, rb, &r->dp, it, steps, &r->optim_step, &rl);
+    double generated = (double)ro.generated_tokens; /* this phase's, over the job */
+    if (st == DRL_OK && r->comm) st = drl_comm_sum_f64(r->comm, &generated, &generated, 1);
     if (st != DRL_OK) break;
     tr->tokens += (double)rl.kept_tokens;
     sum->steps++;
     sum->final_loss = rl.loss;
     double el = drl_seconds() - tr->t0;
     char text[200];
-    double gen_tps = el > 0 ? (double)ro.generated_tokens / el : 0.0;
+    double gen_tps = el > 0 ? generated / el : 0.0;
     snprintf(text, sizeof text, "reward %.3f loss %.4f kept %lld/%d rows %lld tok entropy %.3f gen tok/s %.0f",
-             rl.reward_mean, rl.loss, (long long)rl.kept_samples, rows, (long long)rl.kept_tokens, rl.entropy, gen_tps);
+             rl.reward_mean, rl.loss, (long long)rl.kept_samples, rows * drl_dp_shards(&r->dp),
+             (long long)rl.kept_tokens, rl.entropy, gen_tps);
     drl_progress_update(&tr->progress, it, text);
     double row[M_COUNT];
     row_init(row, DRL_CFG_PHASE_GRPO);
@@ -205,7 +246,9 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
     if (stop) break;
   }
   phase_done(tr, sum);
-  drl_rollout_batch_free(&batch);
+  for (int j = 0; batch && j < k; ++j) drl_rollout_batch_free(&batch[j]);
+  free(batch);
+  free(rb);
   drl_rl_state_free(&rs, &r->model);
   drl_rollout_free(&ro);
   free(prompts);
@@ -219,38 +262,66 @@ static int64_t phase_steps(const drl_config *cfg, drl_cfg_phase phase) {
   return phase == DRL_CFG_PHASE_SFT ? cfg->sft.steps : cfg->grpo.steps;
 }
 
-/* Rows the policy's activations must hold: an SFT batch, or a chunk of GRPO rollouts (larger minibatches are
- * accumulated chunk by chunk). */
-static int batch_rows(const drl_config *cfg) {
-  int rows = cfg->sft.batch_size;
+/* Shards of every global batch: dist.shards, or one per rank. */
+static int batch_shards(const drl_config *cfg, const drl_comm *comm) {
+  return cfg->dist.shards > 0 ? cfg->dist.shards : (comm ? comm->size : 1);
+}
+
+/* Rows the policy's activations must hold: a shard of an SFT batch, or a chunk of a shard's GRPO rollouts (larger
+ * minibatches are accumulated chunk by chunk). */
+static int batch_rows(const drl_config *cfg, int shards) {
+  int rows = cfg->sft.batch_size / shards;
   for (int p = 0; p < cfg->trainer.phases.count; ++p)
     if (cfg->trainer.phases.items[p] == DRL_CFG_PHASE_GRPO) {
-      int grpo = cfg->grpo.prompts_per_step * cfg->grpo.group_size;
+      int grpo = cfg->grpo.prompts_per_step / shards * cfg->grpo.group_size;
       grpo = grpo < 64 ? grpo : 64;
       rows = rows > grpo ? rows : grpo;
     }
-  return rows;
+  return rows > 0 ? rows : 1;
 }
 
-drl_status drl_train(const drl_config *cfg, drl_train_summary *sum) {
+/* Every shard gets whole rows of the phases it runs. */
+static drl_status check_shards(const drl_config *cfg, int shards) {
+  for (int p = 0; p < cfg->trainer.phases.count; ++p) {
+    drl_cfg_phase ph = cfg->trainer.phases.items[p];
+    if (ph == DRL_CFG_PHASE_SFT && cfg->sft.batch_size % shards != 0)
+      return DRL_FAIL(DRL_ERR_CONFIG, "sft.batch_size (%d) must be a multiple of the %d data-parallel shards",
+                      cfg->sft.batch_size, shards);
+    if (ph == DRL_CFG_PHASE_GRPO && cfg->grpo.prompts_per_step % shards != 0)
+      return DRL_FAIL(DRL_ERR_CONFIG, "grpo.prompts_per_step (%d) must be a multiple of the %d data-parallel shards",
+                      cfg->grpo.prompts_per_step, shards);
+  }
+  return DRL_OK;
+}
+
+drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *sum) {
   memset(sum, 0, sizeof *sum);
   sum->eval_before = sum->eval_after = sum->eval_after_sft = -1.0;
   trainer tr;
   memset(&tr, 0, sizeof tr);
   tr.cfg = cfg;
+  tr.writes = !comm || comm->rank == 0;
   drl_run *r = &tr.run;
   drl_status st = DRL_OK;
-  DRL_TRY_GOTO(drl_run_open(r, cfg, batch_rows(cfg)));
+  int shards = batch_shards(cfg, comm);
+  DRL_TRY_GOTO(check_shards(cfg, shards));
+  DRL_TRY_GOTO(drl_run_open(r, cfg, comm, batch_rows(cfg, shards)));
   char devname[256];
   drl_device_describe(&r->dev, devname, sizeof devname);
   drl_log(DRL_LOG_INFO, "dynrl: %s task, %lld train / %lld held-out examples, %lld parameters on %s",
           r->data.task, (long long)r->n_train, (long long)r->n_eval, (long long)r->model.layout.total, devname);
+  if (comm && comm->size > 1)
+    drl_log(DRL_LOG_INFO, "data parallel: %d ranks, %d shards per batch%s, optimizer state %.1f MiB per rank",
+            comm->size, shards, cfg->dist.zero ? ", ZeRO-1" : "",
+            2.0 * (double)(r->model.optim_hi - r->model.optim_lo) * sizeof(float) / (1024.0 * 1024.0));
 
   /* Where to start: a checkpoint names its phase and the step within it. */
   int resume_phase = -1, resume_step = 0;
-  FILE *ck_file = cfg->trainer.resume ? fopen(r->ckpt_path, "rb") : NULL;
-  if (ck_file) {
-    fclose(ck_file);
+  FILE *ck_file = cfg->trainer.resume && tr.writes ? fopen(r->ckpt_path, "rb") : NULL;
+  int32_t has_ckpt = ck_file != NULL;
+  if (ck_file) fclose(ck_file);
+  if (comm && comm->size > 1) DRL_TRY_GOTO(drl_comm_bcast(comm, &has_ckpt, sizeof has_ckpt, 0)); /* rank 0 decides */
+  if (has_ckpt) {
     char phase[DRL_PHASE_NAME_CAP];
     DRL_TRY_GOTO(drl_run_resume(r, r->ckpt_path, phase, sizeof phase, &resume_step));
     for (int p = 0; p < cfg->trainer.phases.count; ++p)
@@ -268,8 +339,9 @@ drl_status drl_train(const drl_config *cfg, drl_train_summary *sum) {
     offsets[p + 1] = offsets[p] + phase_steps(cfg, cfg->trainer.phases.items[p]);
   char metrics_path[4200];
   snprintf(metrics_path, sizeof metrics_path, "%s/metrics.h5", cfg->run.out_dir);
-  DRL_TRY_GOTO(drl_metrics_open(&tr.metrics, metrics_path, metric_names, M_COUNT,
-                                resume_phase >= 0 ? offsets[resume_phase] + resume_step : -1, 10));
+  if (tr.writes)
+    DRL_TRY_GOTO(drl_metrics_open(&tr.metrics, metrics_path, metric_names, M_COUNT,
+                                  resume_phase >= 0 ? offsets[resume_phase] + resume_step : -1, 10));
 
   if (resume_phase < 0 && cfg->trainer.init_from[0]) {
     DRL_TRY_GOTO(drl_run_load_weights(r, cfg->trainer.init_from));

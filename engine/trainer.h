@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "distributed/comm.h"
 #include "engine/config.h"
 
 #ifdef __cplusplus
@@ -24,8 +25,10 @@ typedef struct drl_train_summary {
 } drl_train_summary;
 
 /* Trains as cfg says: builds or loads the data, creates the model, resumes from run.out_dir/ckpt.h5 when
- * trainer.resume is set and the file exists, runs each phase, evaluates and checkpoints. */
-drl_status drl_train(const drl_config *cfg, drl_train_summary *summary);
+ * trainer.resume is set and the file exists, runs each phase, evaluates and checkpoints. With comm (the ranks of a
+ * job; NULL: this process alone) every rank calls it: the batches are split into shards over the ranks, rank 0
+ * writes the files and prints. */
+drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *summary);
 
 /* The learning rate at 1-based step of total steps: linear warmup, then cosine decay to min_lr_ratio * lr, or
  * constant. */

@@ -43,3 +43,20 @@ drl_status drl_adamw(const drl_device *dev, float *params, const float *grads, f
   DRL_DISPATCH_CUDA(dev, drl_adamw_cuda(dev, params, grads, m, v, n, hp));
   return adamw_cpu(params, grads, m, v, n, hp);
 }
+
+drl_status drl_adamw_layout(const drl_device *dev, const drl_layout *layout, float *params, const float *grads,
+                            float *m, float *v, int64_t lo, int64_t hi, drl_adamw_hparams hp) {
+  if (lo < 0 || lo > hi || hi > layout->total)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "drl_adamw_layout: range [%lld, %lld) outside %lld elements", (long long)lo,
+                    (long long)hi, (long long)layout->total);
+  float decay = hp.weight_decay;
+  for (int i = 0; i < layout->count; ++i) {
+    const drl_tensor_info *t = &layout->tensors[i];
+    int64_t a = t->offset > lo ? t->offset : lo, end = t->offset + t->shape[0] * t->shape[1];
+    int64_t b = end < hi ? end : hi;
+    if (a >= b) continue;
+    hp.weight_decay = t->decay ? decay : 0.0f;
+    DRL_TRY(drl_adamw(dev, params + a, grads + a, m + (a - lo), v + (a - lo), b - a, hp));
+  }
+  return DRL_OK;
+}

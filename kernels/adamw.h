@@ -6,6 +6,7 @@
 
 #include "device.h"
 #include "hd.h"
+#include "layout.h"
 #include "philox.h"
 
 #ifdef __cplusplus
@@ -23,6 +24,12 @@ typedef struct drl_adamw_hparams {
 drl_status drl_adamw(const drl_device *dev, float *params, const float *grads, float *m, float *v, int64_t n,
                      drl_adamw_hparams hp);
 
+/* drl_adamw over the elements [lo, hi) of a flat buffer laid out by layout, tensor by tensor, with weight decay only
+ * on tensors whose decay flag is set; m and v hold just those elements (m[0] is element lo), so a ZeRO shard of the
+ * optimizer state steps its part of the parameters. */
+drl_status drl_adamw_layout(const drl_device *dev, const drl_layout *layout, float *params, const float *grads,
+                            float *m, float *v, int64_t lo, int64_t hi, drl_adamw_hparams hp);
+
 drl_status drl_adamw_cuda(const drl_device *dev, float *params, const float *grads, float *m, float *v, int64_t n,
                           drl_adamw_hparams hp);
 
@@ -37,6 +44,9 @@ drl_adamw_coef drl_adamw_coefficients(drl_adamw_hparams hp);
 #ifdef __cplusplus
 }
 #endif
+
+/* The factor that clips a gradient of norm `norm` to at most `clip` (clip <= 0: no clipping). */
+static inline float drl_clip_scale(float norm, float clip) { return clip > 0.0f && norm > clip ? clip / norm : 1.0f; }
 
 /* Correctly rounded division; drl_fmul, drl_fadd and drl_fsqrt come from philox.h. */
 static inline DRL_HD float drl_adamw_fdiv(float a, float b) {

@@ -103,6 +103,17 @@ drl_status drl_device_sync(const drl_device *dev) {
   return DRL_OK;
 }
 
+drl_status drl_device_fork(const drl_device *base, drl_device *out) {
+  if (base->backend == DRL_BACKEND_CUDA) return drl_cuda_fork(base, out);
+  *out = *base;
+  return DRL_OK;
+}
+
+drl_status drl_device_wait(const drl_device *waiter, const drl_device *other) {
+  if (waiter->backend == DRL_BACKEND_CUDA) return drl_cuda_wait(waiter, other);
+  return DRL_OK;
+}
+
 #ifndef DRL_HAVE_CUDA
 /* Built without CUDA: every CUDA request is a clear error. */
 static drl_status no_cuda(void) {
@@ -134,6 +145,14 @@ drl_status drl_cuda_copy(const drl_device *dev, void *dst, const void *src, size
 }
 drl_status drl_cuda_sync(const drl_device *dev) {
   (void)dev;
+  return no_cuda();
+}
+drl_status drl_cuda_fork(const drl_device *base, drl_device *out) {
+  (void)base, (void)out;
+  return no_cuda();
+}
+drl_status drl_cuda_wait(const drl_device *waiter, const drl_device *other) {
+  (void)waiter, (void)other;
   return no_cuda();
 }
 #endif

@@ -51,6 +51,26 @@ extern "C" void drl_cuda_close(drl_device *dev) {
   dev->stream = NULL;
 }
 
+extern "C" drl_status drl_cuda_fork(const drl_device *base, drl_device *out) {
+  CUDA_CHECK(cudaSetDevice(base->index));
+  cudaStream_t stream;
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  *out = *base;
+  out->stream = stream;
+  out->cublas = NULL; /* a side stream runs no GEMMs */
+  return DRL_OK;
+}
+
+extern "C" drl_status drl_cuda_wait(const drl_device *waiter, const drl_device *other) {
+  cudaEvent_t ev;
+  CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  cudaError_t e = cudaEventRecord(ev, STREAM(other));
+  if (e == cudaSuccess) e = cudaStreamWaitEvent(STREAM(waiter), ev, 0);
+  cudaEventDestroy(ev); /* legal while pending: the wait keeps its own reference */
+  CUDA_CHECK(e);
+  return DRL_OK;
+}
+
 extern "C" void drl_cuda_describe(const drl_device *dev, char *buf, size_t cap) {
   cudaDeviceProp prop;
   if (cudaGetDeviceProperties(&prop, dev->index) == cudaSuccess)

@@ -75,6 +75,14 @@ drl_status drl_copy_on_device(const drl_device *dev, void *dst, const void *src,
 /* Waits until all work queued on the device's stream has finished, and reports any asynchronous error. */
 drl_status drl_device_sync(const drl_device *dev);
 
+/* A second stream on base's GPU (no cuBLAS handle): work queued there overlaps base's. On the CPU, a copy of base.
+ * Close it with drl_device_close. */
+drl_status drl_device_fork(const drl_device *base, drl_device *out);
+
+/* Work queued on waiter after this call starts only when the work queued on other so far has finished (an event on
+ * the GPU; nothing to do on the CPU, where work is done when queued). */
+drl_status drl_device_wait(const drl_device *waiter, const drl_device *other);
+
 /* The CUDA halves of the calls above; implemented in device.cu, or as DRL_ERR_UNSUPPORTED without CUDA. */
 int drl_cuda_count(void);
 drl_status drl_cuda_open(drl_device *dev, int index);
@@ -85,6 +93,8 @@ void drl_cuda_free(const drl_device *dev, void *ptr);
 drl_status drl_cuda_memset(const drl_device *dev, void *ptr, int value, size_t bytes);
 drl_status drl_cuda_copy(const drl_device *dev, void *dst, const void *src, size_t bytes, int kind);
 drl_status drl_cuda_sync(const drl_device *dev);
+drl_status drl_cuda_fork(const drl_device *base, drl_device *out);
+drl_status drl_cuda_wait(const drl_device *waiter, const drl_device *other);
 
 #ifdef __cplusplus
 }

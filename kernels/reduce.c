@@ -17,7 +17,7 @@ static double full_chunk(const float *x) {
   return drl_reduce_tree(acc);
 }
 
-static drl_status sum_squares_cpu(double *out, const float *x, int64_t n, double *partial) {
+static void partials_cpu(double *partial, const float *x, int64_t n) {
   int64_t chunks = num_chunks(n);
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < chunks; ++c) {
@@ -29,11 +29,15 @@ static drl_status sum_squares_cpu(double *out, const float *x, int64_t n, double
       partial[c] = drl_reduce_tree(acc);
     }
   }
-  double acc[DRL_REDUCE_LANES];
-  for (int l = 0; l < DRL_REDUCE_LANES; ++l) acc[l] = drl_sum_lane(partial, chunks, l);
-  *out = drl_reduce_tree(acc);
-  return DRL_OK;
 }
+
+double drl_reduce_partials(const double *partials, int64_t count) {
+  double acc[DRL_REDUCE_LANES];
+  for (int l = 0; l < DRL_REDUCE_LANES; ++l) acc[l] = drl_sum_lane(partials, count, l);
+  return drl_reduce_tree(acc);
+}
+
+int64_t drl_reduce_chunks(int64_t n) { return n > 0 ? num_chunks(n) : 0; }
 
 int64_t drl_reduce_scratch_bytes(const drl_device *dev, int64_t n) {
   (void)dev; /* the same on both backends: the chunk partials and the result */
@@ -50,5 +54,19 @@ drl_status drl_sum_squares(const drl_device *dev, double *out, const float *x, i
   }
   if (!x || !scratch) return DRL_FAIL(DRL_ERR_INVALID_ARG, "drl_sum_squares: NULL input or scratch");
   DRL_DISPATCH_CUDA(dev, drl_sum_squares_cuda(dev, out, x, n, scratch));
-  return sum_squares_cpu(out, x, n, (double *)scratch);
+  partials_cpu((double *)scratch, x, n);
+  *out = drl_reduce_partials((const double *)scratch, num_chunks(n));
+  return DRL_OK;
+}
+
+drl_status drl_sum_squares_partials(const drl_device *dev, double *partials, const float *x, int64_t n,
+                                    void *scratch) {
+  DRL_RANGE("sum_squares");
+  if (n < 0) return DRL_FAIL(DRL_ERR_INVALID_ARG, "drl_sum_squares_partials: negative size %lld", (long long)n);
+  if (n == 0) return DRL_OK;
+  if (!x || !partials || !scratch)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "drl_sum_squares_partials: NULL input, output or scratch");
+  DRL_DISPATCH_CUDA(dev, drl_sum_squares_partials_cuda(dev, partials, x, n, scratch));
+  partials_cpu(partials, x, n);
+  return DRL_OK;
 }

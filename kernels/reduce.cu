@@ -38,6 +38,18 @@ static __global__ void sum_partials_kernel(const double *partial, int64_t chunks
   if (threadIdx.x == 0) *result = v;
 }
 
+extern "C" drl_status drl_sum_squares_partials_cuda(const drl_device *dev, double *partials, const float *x,
+                                                    int64_t n, void *scratch) {
+  cudaStream_t stream = (cudaStream_t)dev->stream;
+  int64_t chunks = (n + DRL_REDUCE_CHUNK - 1) / DRL_REDUCE_CHUNK;
+  int blocks = (int)(chunks < 65535 * 16 ? chunks : 65535 * 16);
+  sumsq_chunks_kernel<<<blocks, DRL_REDUCE_LANES, 0, stream>>>(x, n, chunks, (double *)scratch);
+  CUDA_CHECK(cudaGetLastError());
+  CUDA_CHECK(cudaMemcpyAsync(partials, scratch, (size_t)chunks * sizeof(double), cudaMemcpyDeviceToHost, stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  return DRL_OK;
+}
+
 extern "C" drl_status drl_sum_squares_cuda(const drl_device *dev, double *out, const float *x, int64_t n,
                                            void *scratch) {
   cudaStream_t stream = (cudaStream_t)dev->stream;

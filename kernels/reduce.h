@@ -20,7 +20,21 @@ drl_status drl_sum_squares(const drl_device *dev, double *out, const float *x, i
 /* Scratch bytes drl_sum_squares needs on dev. */
 int64_t drl_reduce_scratch_bytes(const drl_device *dev, int64_t n);
 
+/* The first half of drl_sum_squares: partials (host, drl_reduce_chunks(n) doubles) = the per-chunk sums of squares
+ * of x[0, n). A buffer sharded at multiples of DRL_REDUCE_CHUNK gives each shard its slice of the whole buffer's
+ * partials, so gathering them and calling drl_reduce_partials reproduces drl_sum_squares of the whole bit for bit. */
+drl_status drl_sum_squares_partials(const drl_device *dev, double *partials, const float *x, int64_t n,
+                                    void *scratch);
+
+/* The second half: the fixed lane tree over count chunk partials (host). */
+double drl_reduce_partials(const double *partials, int64_t count);
+
+/* Chunks of DRL_REDUCE_CHUNK elements covering n. */
+int64_t drl_reduce_chunks(int64_t n);
+
 drl_status drl_sum_squares_cuda(const drl_device *dev, double *out, const float *x, int64_t n, void *scratch);
+drl_status drl_sum_squares_partials_cuda(const drl_device *dev, double *partials, const float *x, int64_t n,
+                                         void *scratch);
 
 #ifdef __cplusplus
 }

@@ -185,6 +185,7 @@ drl_status drl_transformer_create(drl_transformer *m, const drl_transformer_conf
   DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->grads, pbytes, "gradients"));
   DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->m, pbytes, "AdamW first moments"));
   DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->v, pbytes, "AdamW second moments"));
+  m->optim_hi = m->layout.total;
   size_t table = (size_t)c->max_seq * (size_t)(D / 2) * sizeof(float);
   DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->rope_cos, table, "RoPE cos table"));
   DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->rope_sin, table, "RoPE sin table"));
@@ -320,6 +321,12 @@ drl_status drl_transformer_forward(drl_transformer *m, const int32_t *tokens, co
   return DRL_OK;
 }
 
+/* Tells the gradient hook that grads[from, total) are final (the layout runs tok_emb, blocks, final_norm, lm_head, and
+ * the backward finishes them from the end; a tied LM head adds into tok_emb, which the embedding backward ends). */
+static drl_status grads_ready(drl_transformer *m, int64_t from) {
+  return m->grad_hook ? m->grad_hook(m->grad_hook_user, m->grads, from) : DRL_OK;
+}
+
 drl_status drl_transformer_backward(drl_transformer *m, const float *dlogprob) {
   DRL_RANGE("backward");
   if (m->B == 0) return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: backward without a forward");
@@ -341,6 +348,7 @@ drl_status drl_transformer_backward(drl_transformer *m, const float *dlogprob) {
   DRL_TRY(drl_memset(d, a->dres, 0, fRC));
   DRL_TRY(drl_rmsnorm_backward(d, a->dres, m->grads + fn->offset, a->dxn, a->res + (size_t)c->n_layers * R * C,
                                m->params + fn->offset, a->rstdf, R, C, a->scratch));
+  DRL_TRY(grads_ready(m, fn->offset));
   for (int l = c->n_layers - 1; l >= 0; --l) {
     DRL_RANGE("block");
     size_t rc = (size_t)l * R * C;
@@ -372,26 +380,46 @@ drl_status drl_transformer_backward(drl_transformer *m, const float *dlogprob) {
     DRL_TRY(drl_matmul_backward(d, a->dxn, G(m, l, P_WV), a->dv, xn1, P(m, l, P_WV), R, C, KVD));
     DRL_TRY(drl_rmsnorm_backward(d, a->dres, G(m, l, P_ATTN_NORM), a->dxn, res, P(m, l, P_ATTN_NORM), rstd1, R, C,
                                  a->scratch));
+    DRL_TRY(grads_ready(m, layer_tensor(m, l, 0)->offset));
   }
-  return drl_embedding_backward(d, m->grads, a->dres, a->tokens, R, C, c->vocab, a->emb_scratch);
+  DRL_TRY(drl_embedding_backward(d, m->grads, a->dres, a->tokens, R, C, c->vocab, a->emb_scratch));
+  return grads_ready(m, 0);
+}
+
+drl_status drl_transformer_shard_optimizer(drl_transformer *m, int64_t lo, int64_t hi) {
+  if (lo < 0 || lo > hi || hi > m->layout.total)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: optimizer range [%lld, %lld) outside %lld parameters",
+                    (long long)lo, (long long)hi, (long long)m->layout.total);
+  drl_free(&m->dev, m->m);
+  drl_free(&m->dev, m->v);
+  m->m = m->v = NULL;
+  m->optim_lo = m->optim_hi = 0;
+  size_t bytes = (size_t)(hi - lo) * sizeof(float);
+  DRL_TRY(drl_alloc(&m->dev, (void **)&m->m, bytes, "AdamW first moments (shard)"));
+  DRL_TRY(drl_alloc(&m->dev, (void **)&m->v, bytes, "AdamW second moments (shard)"));
+  m->optim_lo = lo;
+  m->optim_hi = hi;
+  return DRL_OK;
+}
+
+void drl_transformer_set_grad_hook(drl_transformer *m, drl_grad_ready_fn fn, void *user) {
+  m->grad_hook = fn;
+  m->grad_hook_user = fn ? user : NULL;
 }
 
 drl_status drl_transformer_step(drl_transformer *m, const drl_optim_step *hp, float *grad_norm) {
   DRL_RANGE("optimizer");
   const drl_device *d = &m->dev;
+  if (m->optim_lo != 0 || m->optim_hi != m->layout.total)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: the optimizer state is sharded; step with drl_dp_step");
   double sumsq = 0.0;
   DRL_TRY(drl_sum_squares(d, &sumsq, m->grads, m->layout.total, m->acts.scratch));
   float norm = (float)sqrt(sumsq);
   if (grad_norm) *grad_norm = norm;
   if (!isfinite(norm)) return DRL_FAIL(DRL_ERR_NUMERIC, "gradient norm is %g at step %d", (double)norm, hp->step);
-  float scale = hp->grad_clip > 0.0f && norm > hp->grad_clip ? hp->grad_clip / norm : 1.0f;
-  for (int i = 0; i < m->layout.count; ++i) {
-    const drl_tensor_info *t = &m->layout.tensors[i];
-    drl_adamw_hparams a = {hp->lr, hp->beta1, hp->beta2, hp->eps, t->decay ? hp->weight_decay : 0.0f, hp->step, scale};
-    int64_t o = t->offset;
-    DRL_TRY(drl_adamw(d, m->params + o, m->grads + o, m->m + o, m->v + o, t->shape[0] * t->shape[1], a));
-  }
-  return DRL_OK;
+  float scale = drl_clip_scale(norm, hp->grad_clip);
+  drl_adamw_hparams a = {hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->step, scale};
+  return drl_adamw_layout(d, &m->layout, m->params, m->grads, m->m, m->v, 0, m->layout.total, a);
 }
 
 drl_status drl_transformer_logits_at(drl_transformer *m, const int *t_of, float temperature, float *logits) {

@@ -47,11 +47,18 @@ typedef struct drl_transformer_acts {
   int32_t *tokens, *targets, *pos, *row_start; /* device copies of the batch */
 } drl_transformer_acts;
 
+/* Called by drl_transformer_backward as gradients become final: grads[from, layout.total) will not change again in
+ * this backward (blocks finish last to first, the token embedding last), so a data-parallel reduction of that range
+ * can start while the rest of the backward runs. An error ends the backward with it. */
+typedef drl_status (*drl_grad_ready_fn)(void *user, float *grads, int64_t from);
+
 typedef struct drl_transformer {
   drl_transformer_config cfg;
   drl_device dev;
   drl_layout layout;
-  float *params, *grads, *m, *v; /* on dev, layout.total each (m, v zero until the first step) */
+  float *params, *grads;         /* on dev, layout.total each */
+  float *m, *v;                  /* AdamW moments of elements [optim_lo, optim_hi) (zero until the first step) */
+  int64_t optim_lo, optim_hi;    /* [0, layout.total) unless sharded (ZeRO-1) */
   float *rope_cos, *rope_sin;    /* on dev, [max_seq, D/2] */
   drl_transformer_acts acts;
   void *act_block;               /* the one allocation behind acts */
@@ -61,6 +68,8 @@ typedef struct drl_transformer {
   int has_row_start;             /* and whether it had left padding */
   int lm_chunk_rows;
   int64_t scratch_floats;
+  drl_grad_ready_fn grad_hook;   /* see drl_transformer_set_grad_hook */
+  void *grad_hook_user;
 } drl_transformer;
 
 /* Checks a config (positive sizes, n_heads divides d_model, even head size, n_kv_heads divides n_heads). */
@@ -100,8 +109,14 @@ typedef struct drl_optim_step {
 
 /* One AdamW step over all parameters (weight decay on matrices only), with global-norm clipping; *grad_norm (host,
  * may be NULL) receives the norm before clipping. A non-finite norm is DRL_ERR_NUMERIC and leaves the weights as they
- * were. */
+ * were. A sharded optimizer steps through distributed/dp.h instead. */
 drl_status drl_transformer_step(drl_transformer *model, const drl_optim_step *hp, float *grad_norm);
+
+/* Keeps the AdamW moments of elements [lo, hi) only (ZeRO-1: each rank steps its part), freshly zeroed. */
+drl_status drl_transformer_shard_optimizer(drl_transformer *model, int64_t lo, int64_t hi);
+
+/* Installs (fn, user) as the model's gradient hook; fn NULL removes it. */
+void drl_transformer_set_grad_hook(drl_transformer *model, drl_grad_ready_fn fn, void *user);
 
 /* Logits [B, V] (host) at position t_of[b] of each row from the last forward, scaled by 1/temperature. */
 drl_status drl_transformer_logits_at(drl_transformer *model, const int *t_of, float temperature, float *logits);

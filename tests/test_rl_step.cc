@@ -40,7 +40,7 @@ double train(const char *sampling, bool token_level, int iterations, double *fir
   memset(&ro, 0, sizeof ro);
   EXPECT_EQ(drl_rollout_create(&ro, &m, n * G, 5), DRL_OK);
   drl_rl_state st;
-  EXPECT_EQ(drl_rl_state_create(&st, &cfg, &m, n * G, 5), DRL_OK);
+  EXPECT_EQ(drl_rl_state_create(&st, &cfg, &m, 1, n * G, 5), DRL_OK);
   drl_rollout_batch b;
   memset(&b, 0, sizeof b);
   std::vector<float> rewards(n * G);
@@ -52,7 +52,7 @@ double train(const char *sampling, bool token_level, int iterations, double *fir
     reward_first_token(b, 5, rewards);
     drl_rl_batch rb = {n, G, b.T, b.tokens, b.row_start, b.mask, rewards.data()};
     drl_rl_stats stats;
-    EXPECT_EQ(drl_rl_step(&st, &m, &cfg, &rb, it, iterations, &optim_step, &stats), DRL_OK) << last_error();
+    EXPECT_EQ(drl_rl_step(&st, &m, &cfg, &rb, nullptr, it, iterations, &optim_step, &stats), DRL_OK) << last_error();
     if (it == 1) *first = stats.reward_mean;
     last = stats.reward_mean;
   }

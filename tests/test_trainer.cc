@@ -99,7 +99,7 @@ TEST(SftBatch, ScoresExactlyTheAnswerTokens) {
   ASSERT_EQ(drl_sft_max_len(&ds, 0, 50, &T), DRL_OK);
   drl_sft_batch b;
   ASSERT_EQ(drl_sft_batch_alloc(&b, 6, T), DRL_OK);
-  ASSERT_EQ(drl_sft_batch_fill(&b, &ds, 50, 11, 1), DRL_OK);
+  ASSERT_EQ(drl_sft_batch_fill(&b, &ds, 50, 11, 1, 0, 0), DRL_OK);
   int64_t scored = 0;
   for (int r = 0; r < b.B; ++r) {
     const int32_t *tok = b.tokens + r * T, *tg = b.targets + r * T;
@@ -122,9 +122,9 @@ TEST(SftBatch, ScoresExactlyTheAnswerTokens) {
   EXPECT_NEAR(gsum, -1.0f, 1e-5f);
   // The same step draws the same examples; another step draws others.
   std::vector<int32_t> first(b.tokens, b.tokens + b.B * T);
-  ASSERT_EQ(drl_sft_batch_fill(&b, &ds, 50, 11, 1), DRL_OK);
+  ASSERT_EQ(drl_sft_batch_fill(&b, &ds, 50, 11, 1, 0, 0), DRL_OK);
   EXPECT_EQ(0, memcmp(first.data(), b.tokens, first.size() * 4));
-  ASSERT_EQ(drl_sft_batch_fill(&b, &ds, 50, 11, 2), DRL_OK);
+  ASSERT_EQ(drl_sft_batch_fill(&b, &ds, 50, 11, 2, 0, 0), DRL_OK);
   EXPECT_NE(0, memcmp(first.data(), b.tokens, first.size() * 4));
   drl_sft_batch_free(&b);
   drl_dataset_free(&ds);
@@ -135,24 +135,24 @@ TEST_F(Trainer, SftResumeIsBitExact) {
   drl_train_summary whole, part, rest;
   drl_config a = tiny_config(path("whole"));
   ASSERT_EQ(drl_config_set(&a, "trainer.phases=sft"), DRL_OK);
-  ASSERT_EQ(drl_train(&a, &whole), DRL_OK) << last_error();
+  ASSERT_EQ(drl_train(&a, nullptr, &whole), DRL_OK) << last_error();
   EXPECT_EQ(whole.steps, 12);
   drl_config b = tiny_config(path("split"));
   ASSERT_EQ(drl_config_set(&b, "trainer.phases=sft"), DRL_OK);
   b.trainer.stop_after = 5;
-  ASSERT_EQ(drl_train(&b, &part), DRL_OK) << last_error();
+  ASSERT_EQ(drl_train(&b, nullptr, &part), DRL_OK) << last_error();
   EXPECT_EQ(part.stopped_at, 5);
   EXPECT_EQ(part.steps, 5);
   b.trainer.stop_after = 0;
   b.trainer.resume = true;
-  ASSERT_EQ(drl_train(&b, &rest), DRL_OK) << last_error();
+  ASSERT_EQ(drl_train(&b, nullptr, &rest), DRL_OK) << last_error();
   EXPECT_EQ(rest.resumed_from, 5);
   EXPECT_EQ(rest.steps, 7);
   EXPECT_EQ(rest.final_loss, whole.final_loss);
   expect_same_runs(path("whole"), path("split"), 12, {"/metrics/loss", "/metrics/grad_norm", "/metrics/lr"});
   // A run with another seed does not resume from this checkpoint.
   b.run.seed = 99;
-  EXPECT_EQ(drl_train(&b, &rest), DRL_ERR_CONFIG);
+  EXPECT_EQ(drl_train(&b, nullptr, &rest), DRL_ERR_CONFIG);
   EXPECT_ERROR_HAS("run.seed");
 }
 
@@ -160,15 +160,15 @@ TEST_F(Trainer, SftResumeIsBitExact) {
 TEST_F(Trainer, GrpoResumeIsBitExact) {
   drl_train_summary whole, part, rest;
   drl_config a = tiny_config(path("whole"));
-  ASSERT_EQ(drl_train(&a, &whole), DRL_OK) << last_error();
+  ASSERT_EQ(drl_train(&a, nullptr, &whole), DRL_OK) << last_error();
   EXPECT_EQ(whole.steps, 18);
   drl_config b = tiny_config(path("split"));
   b.trainer.stop_after = 15;  // all 12 sft steps, then 3 of the 6 grpo iterations
-  ASSERT_EQ(drl_train(&b, &part), DRL_OK) << last_error();
+  ASSERT_EQ(drl_train(&b, nullptr, &part), DRL_OK) << last_error();
   EXPECT_EQ(part.stopped_at, 3);
   b.trainer.stop_after = 0;
   b.trainer.resume = true;
-  ASSERT_EQ(drl_train(&b, &rest), DRL_OK) << last_error();
+  ASSERT_EQ(drl_train(&b, nullptr, &rest), DRL_OK) << last_error();
   EXPECT_EQ(rest.resumed_from, 3);
   EXPECT_EQ(rest.steps, 3);
   EXPECT_EQ(rest.eval_after, whole.eval_after);
@@ -180,10 +180,10 @@ TEST_F(Trainer, ErrorsAreClear) {
   drl_train_summary s;
   drl_config c = tiny_config(path("e"));
   c.model.max_seq = 4;
-  EXPECT_EQ(drl_train(&c, &s), DRL_ERR_CONFIG);
+  EXPECT_EQ(drl_train(&c, nullptr, &s), DRL_ERR_CONFIG);
   EXPECT_ERROR_HAS("model.max_seq");
   c = tiny_config(path("e"));
   snprintf(c.data.path, sizeof c.data.path, "%s", path("missing.h5").c_str());
-  EXPECT_EQ(drl_train(&c, &s), DRL_ERR_IO);
+  EXPECT_EQ(drl_train(&c, nullptr, &s), DRL_ERR_IO);
   EXPECT_ERROR_HAS("missing.h5");
 }
