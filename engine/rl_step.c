@@ -405,3 +405,48 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
   out->clip_frac = u[UPD_TOKENS] > 0 ? u[UPD_CLIPPED] / u[UPD_TOKENS] : 0.0;
   return DRL_OK;
 }
+
+drl_status drl_rl_prepare(drl_rl_state *s, drl_transformer *m, const drl_config *cfg, const drl_rl_batch *b) {
+  const drl_config_grpo *g = &cfg->grpo;
+  int rows = b->n_groups * b->G;
+  if (rows > s->rows_max || b->T > s->T_max || b->T > m->T_max)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: batch of %d x %d exceeds the buffers (%d x %d)", rows, b->T,
+                    s->rows_max, s->T_max);
+  rl_global gl;
+  memset(&gl, 0, sizeof gl);
+  gl.rows = rows;
+  gl.rewards = (float *)b->rewards;
+  gl.adv = (float *)malloc((size_t)(rows ? rows : 1) * sizeof(float));
+  gl.keep = (uint8_t *)malloc((size_t)(rows ? rows : 1));
+  drl_status st = gl.adv && gl.keep ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for %d advantages", rows);
+  if (st == DRL_OK) st = drl_grpo_advantages(b->rewards, b->n_groups, b->G, g->dr_grpo, (float)g->adv_eps, gl.adv);
+  drl_rl_shard *h = &s->shard[0];
+  if (st == DRL_OK) {
+    memset(gl.keep, 1, (size_t)rows);
+    compact_rows(h, b, &gl, 0);
+    h->T = b->T;
+    memcpy(h->token_mask, h->valid, (size_t)h->kept * b->T);
+    st = forward_rows(m, h, 0, h->kept, b->T, (float)g->temperature, h->old_lp, NULL);
+  }
+  free(gl.adv);
+  free(gl.keep);
+  return st;
+}
+
+drl_status drl_rl_surrogate(drl_rl_state *s, drl_transformer *m, const drl_config *cfg, const float *params,
+                            double *loss) {
+  const drl_config_grpo *g = &cfg->grpo;
+  drl_rl_shard *h = &s->shard[0];
+  float *own = m->params;
+  m->params = (float *)params;
+  drl_status st = forward_rows(m, h, 0, h->kept, h->T, (float)g->temperature, h->lp, NULL);
+  m->params = own;
+  DRL_TRY(st);
+  drl_grpo_loss_cfg lc = {(float)g->clip_low, (float)g->clip_high, (float)g->dual_clip, 0.0f,
+                          (drl_loss_agg)g->loss_agg, g->max_new_tokens};
+  drl_grpo_stats gs;
+  DRL_TRY(drl_grpo_loss(&lc, h->kept, h->T, h->lp, h->old_lp, NULL, h->row_adv, h->token_mask, 0.0, h->dlogprob,
+                        &gs));
+  *loss = gs.loss;
+  return DRL_OK;
+}

@@ -44,6 +44,7 @@ typedef struct drl_rl_stats {
 /* One shard's scratch: its kept rows compacted, their log-probs, entropies and masks. */
 typedef struct drl_rl_shard {
   int kept;                 /* rows kept by the sample level */
+  int T;                    /* their length (drl_rl_prepare) */
   float *old_lp, *ref_lp, *lp, *entropy, *dlogprob, *row_adv;
   int32_t *tokens, *targets, *row_start;
   uint8_t *valid, *token_mask;
@@ -70,6 +71,16 @@ void drl_rl_state_free(drl_rl_state *s, const drl_transformer *model);
  * process with one shard. */
 drl_status drl_rl_step(drl_rl_state *s, drl_transformer *model, const drl_config *cfg, const drl_rl_batch *batch,
                        drl_dp *dp, int iteration, int total, int64_t *optim_step, drl_rl_stats *stats);
+
+/* For zeroth-order training on the GRPO surrogate: prepares shard 0 of s from batch (advantages over its groups,
+ * every response token in the loss, old log-probs under the model's current parameters), so that drl_rl_surrogate
+ * evaluates the loss at other parameters. */
+drl_status drl_rl_prepare(drl_rl_state *s, drl_transformer *model, const drl_config *cfg, const drl_rl_batch *batch);
+
+/* The clipped surrogate (grpo.loss_agg over the prepared tokens) under params (a device buffer of the model's
+ * layout), into *loss; the model's own parameters are left as they were. */
+drl_status drl_rl_surrogate(drl_rl_state *s, drl_transformer *model, const drl_config *cfg, const float *params,
+                            double *loss);
 
 /* One optimizer step of the policy from its (reduced) gradient: AdamW with clipping, through dp when given. */
 drl_status drl_policy_step(drl_dp *dp, drl_transformer *model, const drl_optim_step *hp, float *grad_norm);

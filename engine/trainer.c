@@ -9,10 +9,12 @@
 #include "data/metrics.h"
 #include "data/tasks.h"
 #include "data/vocab.h"
+#include "engine/fault.h"
 #include "engine/log.h"
 #include "engine/rl_step.h"
 #include "engine/run.h"
 #include "engine/sft.h"
+#include "engine/spsa.h"
 #include "kernels/nvtx.h"
 #include "kernels/philox.h"
 #include "samplers/rollout.h"
@@ -29,12 +31,13 @@ float drl_lr_at(const drl_config_optim *o, int step, int total) {
 /* One metrics row per optimizer step (sft) or iteration (grpo); a metric a phase does not produce is NaN. */
 enum {
   M_PHASE, M_LOSS, M_LR, M_GRAD_NORM, M_TOKENS_PER_S, M_EVAL_ACCURACY, M_REWARD_MEAN, M_REWARD_STD, M_KEPT_SAMPLES,
-  M_KEPT_TOKENS, M_LOSS_TOKENS, M_USEFULNESS, M_CLIP_FRAC, M_KL, M_ENTROPY, M_RESPONSE_LEN, M_COUNT
+  M_KEPT_TOKENS, M_LOSS_TOKENS, M_USEFULNESS, M_CLIP_FRAC, M_KL, M_ENTROPY, M_RESPONSE_LEN, M_PROJECTED_GRAD,
+  M_PAYLOAD_BYTES, M_COUNT
 };
 static const char *const metric_names[M_COUNT] = {
     "phase",       "loss",        "lr",           "grad_norm",   "tokens_per_s", "eval_accuracy",
     "reward_mean", "reward_std",  "kept_samples", "kept_tokens", "loss_tokens",  "usefulness",
-    "clip_frac",   "kl",          "entropy",      "response_len"};
+    "clip_frac",   "kl",          "entropy",      "response_len", "projected_grad", "payload_bytes"};
 
 /* The trainer's state on top of a run. */
 typedef struct trainer {
@@ -68,6 +71,7 @@ static drl_status after_step(trainer *tr, drl_cfg_phase phase, int step, int ste
     }
   }
   if (tr->writes) DRL_TRY(drl_metrics_log(&tr->metrics, tr->phase_offset + step, row));
+  drl_fault_point(tr->run.comm ? tr->run.comm->rank : 0, tr->phase_offset + step);
   *stop = cfg->trainer.stop_after > 0 && sum->steps >= cfg->trainer.stop_after && !(step == steps && tr->last_phase);
   if ((cfg->trainer.ckpt_every > 0 && step % cfg->trainer.ckpt_every == 0) || step == steps || *stop)
     st = drl_run_save(&tr->run, tr->run.ckpt_path, drl_cfg_phase_name(phase), step);
@@ -257,6 +261,153 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
   return st;
 }
 
+/* Zeroth-order training of a phase (optim.name: spsa). Contribution q's loss: sft, the cross-entropy of rows
+ * [q B, (q + 1) B) of the step's draw (B = sft.batch_size); grpo, the clipped surrogate on the rollouts of prompts
+ * [q P, (q + 1) P) of the step's draw (P = grpo.prompts_per_step), sampled once at the step's parameters. */
+typedef struct spsa_ctx {
+  trainer *tr;
+  drl_cfg_phase phase;
+  int64_t offset; /* global step of the phase's step 0 */
+  drl_sft_batch batch;
+  float *logprob;
+  drl_rollout ro;
+  drl_rollout_batch rb;
+  drl_rl_state rs;
+  int32_t *prompts;
+  int64_t *offsets;
+  float *rewards;
+  int prepared;
+  uint32_t prepared_step, prepared_q;
+  double reward_sum;
+  int64_t reward_rows;
+} spsa_ctx;
+
+static drl_status spsa_loss(void *user, const float *params, uint32_t step, uint32_t q, double *loss) {
+  spsa_ctx *c = (spsa_ctx *)user;
+  drl_run *r = &c->tr->run;
+  const drl_config *cfg = c->tr->cfg;
+  drl_transformer *m = &r->model;
+  if (c->phase == DRL_CFG_PHASE_SFT) {
+    DRL_TRY(drl_sft_batch_fill(&c->batch, &r->data, r->n_train, cfg->run.seed, (int)(step - c->offset),
+                               (int64_t)q * c->batch.B, 0));
+    float *own = m->params;
+    m->params = (float *)params;
+    drl_status st = drl_transformer_forward(m, c->batch.tokens, c->batch.targets, NULL, c->batch.B, c->batch.T, 1.0f,
+                                            c->logprob, NULL);
+    m->params = own;
+    *loss = drl_sft_loss(&c->batch, c->logprob);
+    return st;
+  }
+  const drl_config_grpo *g = &cfg->grpo;
+  if (!c->prepared || c->prepared_step != step || c->prepared_q != q) {
+    int n = g->prompts_per_step;
+    int64_t first = (int64_t)q * n;
+    drl_run_draw_prompts(r, step, first, n, c->prompts, c->offsets);
+    drl_rollout_params rp = {g->group_size, g->max_new_tokens, (float)g->temperature, g->top_k, (float)g->top_p,
+                             drl_vocab_eos(r->data.vocab), cfg->run.seed, step, 0, (uint64_t)first * g->group_size};
+    {
+      DRL_RANGE("rollout");
+      DRL_TRY(drl_rollout_generate(&c->ro, m, c->prompts, c->offsets, n, &rp, &c->rb));
+    }
+    DRL_TRY(drl_run_score(r, &c->rb, c->prompts, c->offsets, c->rewards));
+    drl_rl_batch b = {n, g->group_size, c->rb.T, c->rb.tokens, c->rb.row_start, c->rb.mask, c->rewards};
+    DRL_TRY(drl_rl_prepare(&c->rs, m, cfg, &b));
+    for (int i = 0; i < c->rb.rows; ++i) c->reward_sum += c->rewards[i];
+    c->reward_rows += c->rb.rows;
+    c->prepared = 1;
+    c->prepared_step = step;
+    c->prepared_q = q;
+  }
+  return drl_rl_surrogate(&c->rs, m, cfg, params, loss);
+}
+
+static drl_status run_spsa(trainer *tr, drl_cfg_phase phase, int start, drl_train_summary *sum) {
+  const drl_config *cfg = tr->cfg;
+  const drl_config_grpo *g = &cfg->grpo;
+  drl_run *r = &tr->run;
+  int steps = phase == DRL_CFG_PHASE_SFT ? cfg->sft.steps : g->steps;
+  const drl_config_spsa *sc = &cfg->spsa;
+  drl_spsa_config scfg = {cfg->run.seed, (float)sc->lr, (float)sc->eps, sc->samples, (drl_spsa_dist)sc->perturbation,
+                          (drl_spsa_codec)sc->codec, sc->hash_every};
+  spsa_ctx c;
+  memset(&c, 0, sizeof c);
+  c.tr = tr;
+  c.phase = phase;
+  c.offset = tr->phase_offset;
+  drl_spsa sp;
+  drl_status st = drl_spsa_create(&sp, &scfg, r->comm, &r->dev, r->model.layout.total);
+  int T = 0;
+  if (st == DRL_OK && phase == DRL_CFG_PHASE_SFT) {
+    st = drl_sft_max_len(&r->data, 0, r->n_train, &T);
+    if (st == DRL_OK) st = drl_sft_batch_alloc(&c.batch, cfg->sft.batch_size, T);
+    c.logprob = (float *)malloc((size_t)cfg->sft.batch_size * (size_t)(T ? T : 1) * sizeof(float));
+    if (st == DRL_OK && !c.logprob) st = DRL_FAIL(DRL_ERR_OOM, "out of memory for log-probabilities");
+  } else if (st == DRL_OK) {
+    int n = g->prompts_per_step, rows = n * g->group_size;
+    T = r->max_prompt + g->max_new_tokens;
+    if (T > cfg->model.max_seq)
+      st = DRL_FAIL(DRL_ERR_CONFIG, "prompts of %d tokens plus grpo.max_new_tokens = %d exceed model.max_seq = %d",
+                    r->max_prompt, g->max_new_tokens, cfg->model.max_seq);
+    c.prompts = (int32_t *)malloc((size_t)n * (size_t)r->max_prompt * sizeof(int32_t));
+    c.offsets = (int64_t *)malloc((size_t)(n + 1) * sizeof(int64_t));
+    c.rewards = (float *)malloc((size_t)rows * sizeof(float));
+    if (st == DRL_OK && (!c.prompts || !c.offsets || !c.rewards)) st = DRL_FAIL(DRL_ERR_OOM, "out of memory for GRPO");
+    if (st == DRL_OK) st = drl_rollout_create(&c.ro, &r->model, rows, T);
+    if (st == DRL_OK) st = drl_rl_state_create(&c.rs, cfg, &r->model, 1, rows, T);
+  }
+  drl_progress_begin(&tr->progress, phase == DRL_CFG_PHASE_SFT ? "sft (spsa)" : "grpo (spsa)", steps, start,
+                     cfg->run.log_every);
+  tr->t0 = drl_seconds();
+  tr->tokens = 0;
+  for (int it = start + 1; st == DRL_OK && it <= steps; ++it) {
+    drl_spsa_stats ss;
+    c.reward_sum = 0.0;
+    c.reward_rows = 0;
+    st = drl_spsa_step(&sp, r->model.params, (uint32_t)(tr->phase_offset + it), spsa_loss, &c, &ss);
+    if (st != DRL_OK) break;
+    sum->steps++;
+    sum->final_loss = ss.loss;
+    double per_rank = phase == DRL_CFG_PHASE_SFT ? (double)cfg->sft.batch_size * T : (double)c.reward_rows * T;
+    tr->tokens += 2.0 * sc->samples * per_rank * (r->comm ? r->comm->size : 1); /* forward passes of the job */
+    double el = drl_seconds() - tr->t0, tps = el > 0 ? tr->tokens / el : 0.0;
+    double reward = c.reward_rows ? c.reward_sum / (double)c.reward_rows : NAN;
+    char text[200];
+    if (phase == DRL_CFG_PHASE_SFT)
+      snprintf(text, sizeof text, "loss %.4f |g| %.3g bytes/step %lld tok/s %.0f", ss.loss, ss.grad_abs,
+               (long long)ss.payload_bytes, tps);
+    else
+      snprintf(text, sizeof text, "loss %.4f reward %.3f |g| %.3g bytes/step %lld tok/s %.0f", ss.loss, reward,
+               ss.grad_abs, (long long)ss.payload_bytes, tps);
+    drl_progress_update(&tr->progress, it, text);
+    double row[M_COUNT];
+    row_init(row, phase);
+    row[M_LOSS] = ss.loss;
+    row[M_LR] = sc->lr;
+    row[M_TOKENS_PER_S] = tps;
+    row[M_REWARD_MEAN] = reward;
+    row[M_PROJECTED_GRAD] = ss.grad_abs;
+    row[M_PAYLOAD_BYTES] = (double)ss.payload_bytes;
+    int stop = 0;
+    st = after_step(tr, phase, it, steps, row, sum, &stop);
+    if (stop) break;
+  }
+  phase_done(tr, sum);
+  if (st == DRL_OK)
+    drl_log(DRL_LOG_INFO, "spsa: this rank sent %llu payload bytes (%d per step) and %llu bytes of hash checks",
+            (unsigned long long)sp.payload_total, (int)(sp.cfg.samples * (sc->codec == DRL_CFG_CODEC_LOG8 ? 1 : 4)),
+            (unsigned long long)sp.hash_total);
+  drl_spsa_free(&sp);
+  drl_sft_batch_free(&c.batch);
+  free(c.logprob);
+  drl_rollout_batch_free(&c.rb);
+  drl_rl_state_free(&c.rs, &r->model);
+  drl_rollout_free(&c.ro);
+  free(c.prompts);
+  free(c.offsets);
+  free(c.rewards);
+  return st;
+}
+
 /* Steps (or iterations) a phase runs when uninterrupted. */
 static int64_t phase_steps(const drl_config *cfg, drl_cfg_phase phase) {
   return phase == DRL_CFG_PHASE_SFT ? cfg->sft.steps : cfg->grpo.steps;
@@ -265,6 +416,11 @@ static int64_t phase_steps(const drl_config *cfg, drl_cfg_phase phase) {
 /* Shards of every global batch: dist.shards, or one per rank. */
 static int batch_shards(const drl_config *cfg, const drl_comm *comm) {
   return cfg->dist.shards > 0 ? cfg->dist.shards : (comm ? comm->size : 1);
+}
+
+/* SPSA gives every contribution a whole batch of its own; AdamW splits each batch into the shards. */
+static int split_shards(const drl_config *cfg, const drl_comm *comm) {
+  return cfg->optim.name == DRL_CFG_OPTIM_SPSA ? 1 : batch_shards(cfg, comm);
 }
 
 /* Rows the policy's activations must hold: a shard of an SFT batch, or a chunk of a shard's GRPO rollouts (larger
@@ -303,7 +459,7 @@ drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *s
   tr.writes = !comm || comm->rank == 0;
   drl_run *r = &tr.run;
   drl_status st = DRL_OK;
-  int shards = batch_shards(cfg, comm);
+  int shards = split_shards(cfg, comm);
   DRL_TRY_GOTO(check_shards(cfg, shards));
   DRL_TRY_GOTO(drl_run_open(r, cfg, comm, batch_rows(cfg, shards)));
   char devname[256];
@@ -311,9 +467,9 @@ drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *s
   drl_log(DRL_LOG_INFO, "dynrl: %s task, %lld train / %lld held-out examples, %lld parameters on %s",
           r->data.task, (long long)r->n_train, (long long)r->n_eval, (long long)r->model.layout.total, devname);
   if (comm && comm->size > 1)
-    drl_log(DRL_LOG_INFO, "data parallel: %d ranks, %d shards per batch%s, optimizer state %.1f MiB per rank",
-            comm->size, shards, cfg->dist.zero ? ", ZeRO-1" : "",
-            2.0 * (double)(r->model.optim_hi - r->model.optim_lo) * sizeof(float) / (1024.0 * 1024.0));
+    drl_log(DRL_LOG_INFO, "data parallel: %d ranks, %d shards per batch%s, optimizer state %lld bytes per rank",
+            comm->size, batch_shards(cfg, comm), cfg->dist.zero ? ", ZeRO-1" : "",
+            (long long)(2 * (r->model.optim_hi - r->model.optim_lo) * (int64_t)sizeof(float)));
 
   /* Where to start: a checkpoint names its phase and the step within it. */
   int resume_phase = -1, resume_step = 0;
@@ -356,7 +512,9 @@ drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *s
     int start = p == resume_phase ? resume_step : 0;
     tr.phase_offset = offsets[p];
     tr.last_phase = p + 1 == cfg->trainer.phases.count;
-    if (phase == DRL_CFG_PHASE_SFT)
+    if (cfg->optim.name == DRL_CFG_OPTIM_SPSA)
+      DRL_TRY_GOTO(run_spsa(&tr, phase, start, sum));
+    else if (phase == DRL_CFG_PHASE_SFT)
       DRL_TRY_GOTO(run_sft(&tr, start, sum));
     else
       DRL_TRY_GOTO(run_grpo(&tr, start, sum));

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "run_compare.h"
 #include "test_util.h"
 
 extern "C" {
@@ -31,41 +32,6 @@ drl_config tiny_config(const std::string &out_dir) {
     EXPECT_EQ(drl_config_set(&c, kv), DRL_OK) << kv << ": " << drl_last_error();
   snprintf(c.run.out_dir, sizeof c.run.out_dir, "%s", out_dir.c_str());
   return c;
-}
-
-std::vector<double> read_series(const std::string &file, const char *name) {
-  drl_h5_file f;
-  EXPECT_EQ(drl_h5_open_read(file.c_str(), &f), DRL_OK) << last_error();
-  int64_t shape[1] = {0};
-  void *data = nullptr;
-  EXPECT_EQ(drl_h5_read_array(&f, name, DRL_H5_FLOAT64, 1, shape, 1 << 20, &data), DRL_OK) << last_error();
-  std::vector<double> v((double *)data, (double *)data + shape[0]);
-  free(data);
-  drl_h5_close(&f);
-  return v;
-}
-
-// Two run directories hold bit-identical final checkpoints (policy, AdamW moments, position) and metrics rows.
-void expect_same_runs(const std::string &a, const std::string &b, size_t rows, std::vector<const char *> series) {
-  drl_checkpoint x, y;
-  ASSERT_EQ(drl_checkpoint_read((a + "/ckpt.h5").c_str(), nullptr, &x), DRL_OK) << last_error();
-  ASSERT_EQ(drl_checkpoint_read((b + "/ckpt.h5").c_str(), &x.layout, &y), DRL_OK) << last_error();
-  EXPECT_STREQ(x.phase, y.phase);
-  EXPECT_EQ(x.trainer_step, y.trainer_step);
-  EXPECT_EQ(x.optim_step, y.optim_step);
-  size_t bytes = x.layout.total * sizeof(float);
-  EXPECT_EQ(0, memcmp(x.params, y.params, bytes));
-  EXPECT_EQ(0, memcmp(x.m, y.m, bytes));
-  EXPECT_EQ(0, memcmp(x.v, y.v, bytes));
-  drl_checkpoint_free(&x);
-  drl_checkpoint_free(&y);
-  for (const char *name : series) {
-    std::vector<double> ra = read_series(a + "/metrics.h5", name), rb = read_series(b + "/metrics.h5", name);
-    ASSERT_EQ(ra.size(), rows) << name;
-    ASSERT_EQ(rb.size(), rows) << name;
-    for (size_t i = 0; i < rows; ++i)
-      EXPECT_TRUE(ra[i] == rb[i] || (std::isnan(ra[i]) && std::isnan(rb[i]))) << name << " row " << i;
-  }
 }
 
 class Trainer : public TempDirTest {
