@@ -233,3 +233,49 @@ TEST(SumSquares, ScratchSizeAndErrors) {
   EXPECT_EQ(drl_sum_squares(&dev, &out, &x, 1, nullptr), DRL_ERR_INVALID_ARG);
   EXPECT_EQ(drl_sum_squares(&dev, &out, &x, -1, nullptr), DRL_ERR_INVALID_ARG);
 }
+
+// A buffer cut at multiples of the chunk: each part's partials are its slice of the whole's, and their combination
+// is the whole's sum of squares bit for bit (ZeRO-1's gradient norm).
+TEST(SumSquares, ShardedPartialsGiveTheWholeSum) {
+  drl_device dev = cpu_device();
+  const int64_t n = 5 * DRL_REDUCE_CHUNK + 77;
+  std::vector<float> x = random_normal((size_t)n, 3.0f, 91);
+  std::vector<double> partials(drl_reduce_chunks(n)), scratch(drl_reduce_chunks(n) + 1);
+  const int64_t cuts[] = {0, 2 * DRL_REDUCE_CHUNK, 3 * DRL_REDUCE_CHUNK, n};
+  for (int p = 0; p < 3; ++p)
+    ASSERT_EQ(drl_sum_squares_partials(&dev, partials.data() + cuts[p] / DRL_REDUCE_CHUNK, x.data() + cuts[p],
+                                       cuts[p + 1] - cuts[p], scratch.data()),
+              DRL_OK);
+  double got = drl_reduce_partials(partials.data(), (int64_t)partials.size()), want = sum_squares(x);
+  EXPECT_EQ(std::memcmp(&got, &want, sizeof got), 0) << got << " vs " << want;
+  EXPECT_EQ(drl_reduce_chunks(0), 0);
+  EXPECT_EQ(drl_reduce_chunks(DRL_REDUCE_CHUNK + 1), 2);
+}
+
+// AdamW over a range of a laid-out buffer equals the same elements of the whole step, with decay per tensor.
+TEST(AdamW, LayoutRangeEqualsTheWholeStepThere) {
+  drl_device dev = cpu_device();
+  drl_layout lay;
+  ASSERT_EQ(drl_layout_init(&lay, 3), DRL_OK);
+  ASSERT_EQ(drl_layout_add(&lay, "w", 40, 30, 1), DRL_OK);
+  ASSERT_EQ(drl_layout_add(&lay, "g", 50, 1, 0), DRL_OK);
+  ASSERT_EQ(drl_layout_add(&lay, "u", 20, 20, 1), DRL_OK);
+  const int64_t n = lay.total, lo = 1100, hi = 1500;  // crosses all three tensors' borders
+  std::vector<float> p = random_normal(n, 1.0f, 5), g = random_normal(n, 1.0f, 6), q = p;
+  std::vector<float> m(n, 0.f), v(n, 0.f), mr(hi - lo, 0.f), vr(hi - lo, 0.f);
+  drl_adamw_hparams hp = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.3f, 1, 1.0f};
+  ASSERT_EQ(drl_adamw_layout(&dev, &lay, p.data(), g.data(), m.data(), v.data(), 0, n, hp), DRL_OK);
+  ASSERT_EQ(drl_adamw_layout(&dev, &lay, q.data(), g.data(), mr.data(), vr.data(), lo, hi, hp), DRL_OK);
+  EXPECT_EQ(0, memcmp(p.data() + lo, q.data() + lo, (hi - lo) * sizeof(float)));
+  EXPECT_EQ(0, memcmp(m.data() + lo, mr.data(), (hi - lo) * sizeof(float)));
+  std::vector<float> orig = random_normal(n, 1.0f, 5);
+  EXPECT_EQ(0, memcmp(q.data(), orig.data(), lo * sizeof(float))) << "outside the range nothing moves";
+  // Weight decay reached the matrices and skipped the gain vector "g".
+  hp.weight_decay = 0.0f;
+  std::vector<float> p0 = orig, m0(n, 0.f), v0(n, 0.f);
+  ASSERT_EQ(drl_adamw_layout(&dev, &lay, p0.data(), g.data(), m0.data(), v0.data(), 0, n, hp), DRL_OK);
+  EXPECT_NE(p0[0], p[0]);
+  EXPECT_EQ(p0[1210], p[1210]);
+  EXPECT_EQ(drl_adamw_layout(&dev, &lay, p.data(), g.data(), m.data(), v.data(), 5, n + 1, hp), DRL_ERR_INVALID_ARG);
+  drl_layout_free(&lay);
+}
