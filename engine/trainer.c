@@ -32,12 +32,13 @@ float drl_lr_at(const drl_config_optim *o, int step, int total) {
 enum {
   M_PHASE, M_LOSS, M_LR, M_GRAD_NORM, M_TOKENS_PER_S, M_EVAL_ACCURACY, M_REWARD_MEAN, M_REWARD_STD, M_KEPT_SAMPLES,
   M_KEPT_TOKENS, M_LOSS_TOKENS, M_USEFULNESS, M_CLIP_FRAC, M_KL, M_ENTROPY, M_RESPONSE_LEN, M_PROJECTED_GRAD,
-  M_PAYLOAD_BYTES, M_COUNT
+  M_PAYLOAD_BYTES, M_STEP_SECONDS, M_COUNT
 };
 static const char *const metric_names[M_COUNT] = {
     "phase",       "loss",        "lr",           "grad_norm",   "tokens_per_s", "eval_accuracy",
     "reward_mean", "reward_std",  "kept_samples", "kept_tokens", "loss_tokens",  "usefulness",
-    "clip_frac",   "kl",          "entropy",      "response_len", "projected_grad", "payload_bytes"};
+    "clip_frac",   "kl",          "entropy",      "response_len", "projected_grad", "payload_bytes",
+    "step_seconds"};
 
 /* The trainer's state on top of a run. */
 typedef struct trainer {
@@ -137,7 +138,7 @@ static drl_status run_sft(trainer *tr, int start, drl_train_summary *sum) {
   tr->tokens = 0;
   for (int step = start + 1; st == DRL_OK && step <= steps; ++step) {
     DRL_RANGE("sft_step");
-    double loss = 0.0;
+    double loss = 0.0, t_step = drl_seconds();
     float norm = 0.0f, lr = drl_lr_at(&cfg->optim, step, steps);
     st = sft_step(tr, &batch, logprob, step, steps, &norm, &loss);
     if (st != DRL_OK) break;
@@ -155,6 +156,7 @@ static drl_status run_sft(trainer *tr, int start, drl_train_summary *sum) {
     row[M_GRAD_NORM] = norm;
     row[M_TOKENS_PER_S] = tps;
     row[M_LOSS_TOKENS] = (double)drl_sft_scored(&r->data, r->n_train, cfg->run.seed, step, 0, cfg->sft.batch_size);
+    row[M_STEP_SECONDS] = drl_seconds() - t_step;
     int stop = 0;
     st = after_step(tr, DRL_CFG_PHASE_SFT, step, steps, row, sum, &stop);
     if (stop) break;
@@ -198,6 +200,7 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
   tr->tokens = 0;
   for (int it = start + 1; st == DRL_OK && it <= steps; ++it) {
     int64_t global = tr->phase_offset + it;
+    double t_step = drl_seconds();
     /* Each local shard: its prompts of the iteration's draw, their rollouts (streams by global rollout index). */
     for (int j = 0; st == DRL_OK && j < k; ++j) {
       int64_t first_prompt = (int64_t)(first + j) * ns;
@@ -245,6 +248,7 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
     row[M_KL] = rl.kl;
     row[M_ENTROPY] = rl.entropy;
     row[M_RESPONSE_LEN] = rl.response_len;
+    row[M_STEP_SECONDS] = drl_seconds() - t_step;
     int stop = 0;
     st = after_step(tr, DRL_CFG_PHASE_GRPO, it, steps, row, sum, &stop);
     if (stop) break;
@@ -361,6 +365,7 @@ static drl_status run_spsa(trainer *tr, drl_cfg_phase phase, int start, drl_trai
   tr->tokens = 0;
   for (int it = start + 1; st == DRL_OK && it <= steps; ++it) {
     drl_spsa_stats ss;
+    double t_step = drl_seconds();
     c.reward_sum = 0.0;
     c.reward_rows = 0;
     st = drl_spsa_step(&sp, r->model.params, (uint32_t)(tr->phase_offset + it), spsa_loss, &c, &ss);
@@ -387,6 +392,7 @@ static drl_status run_spsa(trainer *tr, drl_cfg_phase phase, int start, drl_trai
     row[M_REWARD_MEAN] = reward;
     row[M_PROJECTED_GRAD] = ss.grad_abs;
     row[M_PAYLOAD_BYTES] = (double)ss.payload_bytes;
+    row[M_STEP_SECONDS] = drl_seconds() - t_step;
     int stop = 0;
     st = after_step(tr, phase, it, steps, row, sum, &stop);
     if (stop) break;

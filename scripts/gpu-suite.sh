@@ -16,7 +16,9 @@ if [ ! -d "$libdir" ] && [ -f "$bundle/lib.tar.xz" ]; then
   libdir=$(mktemp -d)/lib
   tar -C "$(dirname "$libdir")" -xJf "$bundle/lib.tar.xz"
 fi
-export LD_LIBRARY_PATH="$libdir:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+# NCCL: the toolkit's copy where there is one, else the one PyTorch's nvidia-nccl package installed.
+nccl=$(python3 -c 'import os, nvidia.nccl as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null || true)
+export LD_LIBRARY_PATH="$libdir:/usr/local/cuda/lib64:/usr/local/cuda/lib${nccl:+:$nccl}:${LD_LIBRARY_PATH:-}"
 
 say() { echo "$*" | tee -a "$log"; }
 passed=0

@@ -59,15 +59,6 @@ bool same_bits(const std::vector<float> &a, const std::vector<float> &b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-// Runs f with the given OpenMP thread count, restoring the previous one.
-template <class F>
-void with_threads(int t, F f) {
-  int prev = omp_get_max_threads();
-  omp_set_num_threads(t);
-  f();
-  omp_set_num_threads(prev);
-}
-
 // ---- double-precision references ----
 
 std::vector<double> ref_swiglu(const std::vector<double> &gate, const std::vector<double> &up) {

@@ -33,15 +33,6 @@ uint32_t bits(float f) {
   return u;
 }
 
-// Runs f with the given OpenMP thread count, restoring the previous one.
-template <class F>
-void with_threads(int t, F f) {
-  int prev = omp_get_max_threads();
-  omp_set_num_threads(t);
-  f();
-  omp_set_num_threads(prev);
-}
-
 // Floats of widely mixed magnitude and sign (normal times 2^[-12, 12]), so that the order of float additions shows in
 // the bits.
 std::vector<float> mixed_values(size_t n, uint32_t seed) {

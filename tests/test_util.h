@@ -2,6 +2,7 @@
 // device and seeded random vectors.
 #pragma once
 #include <gtest/gtest.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -16,6 +17,16 @@ extern "C" {
 }
 
 inline std::string last_error() { return drl_last_error(); }
+
+// Runs f with the given OpenMP thread count, restoring the previous one.
+template <class F>
+inline void with_threads(int t, F f) {
+  int prev = omp_get_max_threads();
+  omp_set_num_threads(t);
+  f();
+  omp_set_num_threads(prev);
+}
+
 
 #define EXPECT_ERROR_HAS(sub) EXPECT_NE(last_error().find(sub), std::string::npos) << "message: " << last_error()
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <stdint.h>
 
+#include <cstring>
 #include <vector>
 
 extern "C" {
@@ -65,3 +66,19 @@ inline drl_transformer_config gpu_model_config() {
   c.norm_eps = 1e-5f;
   return c;
 }
+
+// The index of the first element whose bits differ, or -1.
+inline int64_t first_diff(const std::vector<float> &a, const std::vector<float> &b) {
+  if (a.size() != b.size()) return 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) return (int64_t)i;
+  return -1;
+}
+
+#define EXPECT_SAME_BITS(gpu, cpu, what)                                                                 \
+  do {                                                                                                   \
+    auto g_ = (gpu);                                                                                     \
+    int64_t d_ = first_diff(g_, cpu);                                                                    \
+    EXPECT_EQ(d_, -1) << what << ": first differing element " << d_ << " gpu " << (d_ >= 0 ? g_[d_] : 0.0f) \
+                      << " cpu " << (d_ >= 0 ? (cpu)[d_] : 0.0f);                                        \
+  } while (0)

@@ -21,21 +21,6 @@ extern "C" {
 
 namespace {
 
-// The index of the first element whose bits differ, or -1.
-int64_t first_diff(const std::vector<float> &a, const std::vector<float> &b) {
-  if (a.size() != b.size()) return 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) return (int64_t)i;
-  return -1;
-}
-
-#define EXPECT_SAME_BITS(gpu, cpu, what)                                                                 \
-  do {                                                                                                   \
-    int64_t d_ = first_diff(gpu, cpu);                                                                   \
-    EXPECT_EQ(d_, -1) << what << ": first differing element " << d_ << " gpu "                          \
-                      << (d_ >= 0 ? (gpu)[d_] : 0.0f) << " cpu " << (d_ >= 0 ? (cpu)[d_] : 0.0f);        \
-  } while (0)
-
 // |gpu - cpu| <= abs_tol + rel_tol |cpu| everywhere; reports the worst element.
 void expect_close(const std::vector<float> &gpu, const std::vector<float> &cpu, double abs_tol, double rel_tol,
                   const char *what) {

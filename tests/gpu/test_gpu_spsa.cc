@@ -14,22 +14,6 @@ extern "C" {
 
 namespace {
 
-// The index of the first element whose bits differ, or -1.
-int64_t first_bit_diff(const std::vector<float> &a, const std::vector<float> &b) {
-  if (a.size() != b.size()) return 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) return (int64_t)i;
-  return -1;
-}
-
-#define EXPECT_BITS_EQ(gpu, cpu, what)                                                                   \
-  do {                                                                                                   \
-    auto g_ = (gpu);                                                                                     \
-    int64_t d_ = first_bit_diff(g_, cpu);                                                                \
-    EXPECT_EQ(d_, -1) << what << ": first differing element " << d_ << " gpu " << (d_ >= 0 ? g_[d_] : 0.0f) \
-                      << " cpu " << (d_ >= 0 ? (cpu)[d_] : 0.0f);                                        \
-  } while (0)
-
 std::vector<drl_spsa_contrib> contribs(int count, uint32_t seed) {
   std::mt19937 g(seed);
   std::uniform_int_distribution<uint32_t> q(0, DRL_SPSA_MAX_Q - 1);
@@ -51,11 +35,11 @@ TEST(GpuRankSum, BitIdenticalToCpu) {
     std::vector<float> cpu(n);
     ASSERT_EQ(drl_rank_sum_cpu(cpu.data(), in.data(), count, n), DRL_OK);
     ASSERT_EQ(drl_rank_sum(&gpu, dout.f(), din.f(), count, n), DRL_OK) << drl_last_error();
-    EXPECT_BITS_EQ(dout.get(), cpu, "rank_sum count " << count);
+    EXPECT_SAME_BITS(dout.get(), cpu, "rank_sum count " << count);
     // In place, into piece 0.
     ASSERT_EQ(drl_rank_sum(&gpu, din.f(), din.f(), count, n), DRL_OK) << drl_last_error();
     auto back = din.get();
-    EXPECT_BITS_EQ(std::vector<float>(back.begin(), back.begin() + n), cpu, "in-place rank_sum count " << count);
+    EXPECT_SAME_BITS(std::vector<float>(back.begin(), back.begin() + n), cpu, "in-place rank_sum count " << count);
   }
   drl_device_close(&gpu);
 }
@@ -73,9 +57,9 @@ TEST(GpuSpsa, PerturbBitIdenticalToCpu) {
       std::vector<float> cpu(n);
       ASSERT_EQ(drl_spsa_perturb_cpu(cpu.data(), theta.data(), n, offset, s, q, 1e-3f), DRL_OK);
       ASSERT_EQ(drl_spsa_perturb(&gpu, dout.f(), dtheta.f(), n, offset, s, q, 1e-3f), DRL_OK) << drl_last_error();
-      EXPECT_BITS_EQ(dout.get(), cpu, "perturb dist " << dist << " offset " << offset);
+      EXPECT_SAME_BITS(dout.get(), cpu, "perturb dist " << dist << " offset " << offset);
     }
-  EXPECT_BITS_EQ(dtheta.get(), theta, "theta must only be read");
+  EXPECT_SAME_BITS(dtheta.get(), theta, "theta must only be read");
   drl_device_close(&gpu);
 }
 
@@ -93,7 +77,7 @@ TEST(GpuSpsa, ApplyBitIdenticalToCpu) {
       auto cpu = theta;
       ASSERT_EQ(drl_spsa_apply_cpu(cpu.data(), n, offset, s, cs.data(), count), DRL_OK);
       ASSERT_EQ(drl_spsa_apply(&gpu, dtheta.f(), n, offset, s, cs.data(), count), DRL_OK) << drl_last_error();
-      EXPECT_BITS_EQ(dtheta.get(), cpu, "apply dist " << dist << " count " << count);
+      EXPECT_SAME_BITS(dtheta.get(), cpu, "apply dist " << dist << " count " << count);
     }
   drl_device_close(&gpu);
 }
