@@ -8,8 +8,8 @@
  * count, as the difference of a long and a short run, so setup and the final checkpoint cancel), the payload per rank
  * per step, and the optimizer state per rank.
  *
- * Options: --threads N (CPU threads per rank; default 1, as ranks share the cores), --steps N (timed run, default
- * 30), --csv FILE (appends "ranks,threads,mode,params,ms_per_step,bytes_per_step,payload_per_step,optim_bytes"). */
+ * Options: --device cpu|cuda (run.device; ranks of a node take consecutive GPUs), --threads N (CPU threads per rank;
+ * default 1, as ranks share the cores), --steps N (timed run, default 30), --csv FILE (appends "ranks,threads,mode,params,ms_per_step,bytes_per_step,payload_per_step,optim_bytes"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +56,8 @@ static double median_step(const char *dir, int skip) {
 }
 
 /* Trains `steps` SFT steps in mode; returns the bytes this rank sent. */
+static const char *device = "cpu";
+
 static uint64_t train(const char *mode, int steps, int threads, const char *dir, int64_t *params, int64_t *optim) {
   drl_config cfg;
   if (drl_config_load_default(&cfg) != DRL_OK) die("config");
@@ -69,6 +71,8 @@ static uint64_t train(const char *mode, int steps, int threads, const char *dir,
   snprintf(kv, sizeof kv, "run.threads=%d", threads);
   if (drl_config_set(&cfg, kv) != DRL_OK) die(kv);
   snprintf(kv, sizeof kv, "run.out_dir=%s", dir);
+  if (drl_config_set(&cfg, kv) != DRL_OK) die(kv);
+  snprintf(kv, sizeof kv, "run.device=%s", device);
   if (drl_config_set(&cfg, kv) != DRL_OK) die(kv);
   if (strcmp(mode, "adamw+zero") == 0 && drl_config_set(&cfg, "dist.zero=true") != DRL_OK) die("zero");
   if (strcmp(mode, "spsa") == 0 && drl_config_set(&cfg, "optim.name=spsa") != DRL_OK) die("spsa");
@@ -116,8 +120,10 @@ int main(int argc, char **argv) {
       steps = atoi(argv[++i]);
     else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc)
       csv = argv[++i];
+    else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc)
+      device = argv[++i];
     else {
-      fprintf(stderr, "usage: [mpirun -np R] bench_dist [--threads N] [--steps N] [--csv FILE]\n");
+      fprintf(stderr, "usage: [mpirun -np R] bench_dist [--device cpu|cuda] [--threads N] [--steps N] [--csv FILE]\n");
       return 2;
     }
   }

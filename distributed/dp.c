@@ -11,6 +11,11 @@
 static int ranks(const drl_dp *dp) { return dp->comm ? dp->comm->size : 1; }
 static int my_rank(const drl_dp *dp) { return dp->comm ? dp->comm->rank : 0; }
 static int is_pow2(int x) { return x > 0 && (x & (x - 1)) == 0; }
+static int bits_set(unsigned x) {
+  int c = 0;
+  for (; x; x &= x - 1) ++c;
+  return c;
+}
 
 int drl_dp_shards(const drl_dp *dp) { return dp ? dp->shards : 1; }
 int drl_dp_local(const drl_dp *dp) { return dp ? dp->local : 1; }
@@ -40,10 +45,11 @@ drl_status drl_dp_create(drl_dp *dp, drl_comm *comm, const drl_device *dev, int6
   dp->bounds = (int64_t *)malloc((size_t)(R + 1) * sizeof(int64_t));
   if (!dp->bounds) return DRL_FAIL(DRL_ERR_OOM, "out of memory for the data-parallel partition");
   drl_comm_even_bounds(n, R, DRL_REDUCE_CHUNK, dp->bounds);
-  /* The local shard tree holds at most log2(local) + 1 partial sums. */
+  /* After i pushes the shard tree holds one partial sum per 1 bit of i: at most the largest such count. */
   if (dp->local > 1) {
-    int cap = 1;
-    while ((1 << (cap - 1)) < dp->local) ++cap;
+    int cap = 0;
+    for (int i = 1; i <= dp->local; ++i)
+      if (bits_set((unsigned)i) > cap) cap = bits_set((unsigned)i);
     dp->stack = (float **)calloc((size_t)cap, sizeof(float *));
     dp->stack_leaves = (int *)calloc((size_t)cap, sizeof(int));
     if (!dp->stack || !dp->stack_leaves) st = DRL_FAIL(DRL_ERR_OOM, "out of memory for the shard sums");

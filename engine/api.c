@@ -40,6 +40,8 @@ drl_status drl_engine_create(const char *config_path, const char *const *overrid
   if (!e) return DRL_FAIL(DRL_ERR_OOM, "out of memory for an engine");
   drl_status st = config_path ? drl_config_load_file(&e->cfg, config_path) : drl_config_load_default(&e->cfg);
   for (int i = 0; st == DRL_OK && i < n_overrides; ++i) st = drl_config_set(&e->cfg, overrides[i]);
+  if (st == DRL_OK && e->cfg.optim.name != DRL_CFG_OPTIM_ADAMW)
+    st = DRL_FAIL(DRL_ERR_UNSUPPORTED, "the engine API trains with optim.name: adamw; spsa runs through dynrl train");
   const drl_config_grpo *g = &e->cfg.grpo;
   e->rows_max = g->prompts_per_step * g->group_size;
   int chunk = e->rows_max < 64 ? e->rows_max : 64;

@@ -96,6 +96,10 @@ TEST_F(Api, ErrorsAreStatusesWithMessages) {
   EXPECT_ERROR_HAS("model.d_modle");
   EXPECT_EQ(e, nullptr);
   EXPECT_EQ(drl_engine_create(path("missing.yaml").c_str(), nullptr, 0, &e), DRL_ERR_IO);
+  const char *spsa[] = {"optim.name=spsa"};
+  EXPECT_EQ(drl_engine_create(nullptr, spsa, 1, &e), DRL_ERR_UNSUPPORTED);
+  EXPECT_ERROR_HAS("dynrl train");
+  EXPECT_EQ(e, nullptr);
   e = make();
   int32_t ids[4] = {1, 10, 2, 11};
   int64_t offsets[6] = {0, 4, 4, 4, 4, 4};

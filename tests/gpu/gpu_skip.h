@@ -18,12 +18,16 @@ extern "C" {
   } while (0)
 
 // A device buffer of `bytes` bytes, freed on scope exit; from a host vector, a device copy of it. An empty buffer
-// still gets a (small) allocation, so p is never null after a successful constructor.
+// still gets a (small) allocation, so p is never null after a successful constructor. It keeps its own copy of the
+// device: tests close theirs before the buffers go out of scope, and drl_device_close zeroes the struct (a zeroed
+// device is the CPU, whose free() must never see a device pointer). The free goes to the default stream, which
+// outlives the closed device's own.
 struct DevBuf {
-  const drl_device *dev = nullptr;
+  drl_device owner;
+  const drl_device *dev = &owner;
   void *p = nullptr;
   size_t bytes = 0;
-  DevBuf(const drl_device *d, size_t n_bytes) : dev(d), bytes(n_bytes) {
+  DevBuf(const drl_device *d, size_t n_bytes) : owner(*d), bytes(n_bytes) {
     EXPECT_EQ(drl_alloc(dev, &p, bytes ? bytes : 4, "test buffer"), DRL_OK) << drl_last_error();
   }
   template <class T>
@@ -32,7 +36,11 @@ struct DevBuf {
       EXPECT_EQ(drl_copy_to_device(dev, p, host.data(), bytes), DRL_OK) << drl_last_error();
     }
   }
-  ~DevBuf() { drl_free(dev, p); }
+  ~DevBuf() {
+    drl_device f = owner;
+    f.stream = nullptr;
+    drl_free(&f, p);
+  }
   DevBuf(const DevBuf &) = delete;
   DevBuf &operator=(const DevBuf &) = delete;
   float *f() const { return (float *)p; }
