@@ -116,7 +116,7 @@ int main(int argc, char **argv) {
     t[PH_REWARD] = t2 - t1;
     drl_rl_batch rb = {n, G, batch.T, batch.tokens, batch.row_start, batch.mask, rewards};
     drl_rl_stats st;
-    CHECK(drl_rl_step(&rs, &run.model, &cfg, &rb, NULL, it, total, &run.optim_step, &st), "rl step");
+    CHECK(drl_rl_step(&rs, &run.model, &cfg, &rb, NULL, NULL, it, total, &run.optim_step, &st), "rl step");
     t[PH_ADV] = st.seconds_select;
     t[PH_OLD] = st.seconds_old_policy;
     t[PH_UPDATE] = st.seconds_update;

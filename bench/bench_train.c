@@ -271,8 +271,8 @@ int main(int argc, char **argv) {
   int cuda = args.backend == DRL_BACKEND_CUDA;
 
   size_spec sizes[2] = {
-      {"small", {13, 128, 4, 4, 4, 512, 16, 1, 10000.0f, 0.02f, 1e-5f}, 32, 16, 20},
-      {"medium", {13, 256, 6, 8, 8, 1024, 64, 1, 10000.0f, 0.02f, 1e-5f}, 16, 64, 8},
+      {"small", {13, 128, 4, 4, 4, 512, 16, 1, 10000.0f, 0.02f, 1e-5f, {0, 0, 0, 0, 0, 0, 0.0f}}, 32, 16, 20},
+      {"medium", {13, 256, 6, 8, 8, 1024, 64, 1, 10000.0f, 0.02f, 1e-5f, {0, 0, 0, 0, 0, 0, 0.0f}}, 16, 64, 8},
   };
   if (args.quick) warmup = warmup > 1 ? 1 : warmup;
   int reps = args.quick ? 1 : 3;

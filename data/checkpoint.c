@@ -61,6 +61,8 @@ drl_status drl_checkpoint_write(const char *path, const drl_checkpoint *ck) {
   DRL_TRY_GOTO(drl_h5_write_attr_int64(f, "/trainer", "step", ck->trainer_step));
   DRL_TRY_GOTO(drl_h5_write_attr_string(f, "/trainer", "phase", ck->phase));
   DRL_TRY_GOTO(drl_h5_write_attr_int64(f, "/trainer", "threads", ck->threads));
+  if (ck->moe_bias && ck->moe_bias_n > 0)
+    DRL_TRY_GOTO(drl_h5_write_array1d(f, "/moe/bias", DRL_H5_FLOAT32, ck->moe_bias_n, ck->moe_bias));
   DRL_TRY_GOTO(drl_h5_write_array1d(f, "/rng/seed", DRL_H5_UINT64, 1, &seed));
   DRL_TRY_GOTO(drl_h5_write_array1d(f, "/config", DRL_H5_UINT8, (int64_t)strlen(cfg), cfg));
   return drl_h5_writer_commit(&w);
@@ -75,6 +77,7 @@ void drl_checkpoint_free(drl_checkpoint *ck) {
   free(ck->m);
   free(ck->v);
   free(ck->config_yaml);
+  free(ck->moe_bias);
   memset(ck, 0, sizeof *ck);
 }
 
@@ -164,6 +167,15 @@ drl_status drl_checkpoint_read(const char *path, const drl_layout *expect, drl_c
     DRL_TRY_GOTO(drl_h5_read_array_into(&f, "/optim/m", DRL_H5_FLOAT32, 1, pshape, ck->m));
     DRL_TRY_GOTO(drl_h5_read_array_into(&f, "/optim/v", DRL_H5_FLOAT32, 1, pshape, ck->v));
     DRL_TRY_GOTO(drl_h5_read_attr_int64(&f, "/optim", "step", &ck->optim_step));
+  }
+  int has_bias = 0;
+  DRL_TRY_GOTO(drl_h5_exists(&f, "/moe/bias", &has_bias));
+  if (has_bias) {
+    int64_t bshape[1] = {0};
+    void *bias = NULL;
+    DRL_TRY_GOTO(drl_h5_read_array(&f, "/moe/bias", DRL_H5_FLOAT32, 1, bshape, (int64_t)1 << 24, &bias));
+    ck->moe_bias = (float *)bias;
+    ck->moe_bias_n = bshape[0];
   }
   DRL_TRY_GOTO(drl_h5_read_attr_int64(&f, "/trainer", "step", &ck->trainer_step));
   DRL_TRY_GOTO(drl_h5_read_attr_string(&f, "/trainer", "phase", ck->phase, sizeof ck->phase));

@@ -9,6 +9,7 @@
  *   /optim/m, /optim/v      float32 [total]      attribute step (int64) on /optim
  *   /trainer                attributes step (int64, iterations done in the current phase), phase (string),
  *                           threads (int64: CPU threads of the writer; OpenBLAS results depend on it)
+ *   /moe/bias               float32 [n_layers * experts]: the MoE balancing bias (MoE policies only)
  *   /rng/seed               uint64  [1]
  *   /config                 uint8   the effective YAML */
 #ifndef DRL_CHECKPOINT_H
@@ -27,7 +28,8 @@ extern "C" {
 #define DRL_PHASE_NAME_CAP 32
 
 /* Host-side contents of a checkpoint. The writer reads the pointers; the reader allocates them (params, m, v of
- * layout.total floats; config_yaml NUL-terminated) and drl_checkpoint_free releases them. */
+ * layout.total floats; config_yaml NUL-terminated; moe_bias when the file has one) and drl_checkpoint_free releases
+ * them. */
 typedef struct drl_checkpoint {
   drl_layout layout;
   float *params, *m, *v;
@@ -37,6 +39,8 @@ typedef struct drl_checkpoint {
   int64_t threads;
   uint64_t seed;
   char *config_yaml;
+  float *moe_bias;       /* [moe_bias_n], or NULL (dense policy) */
+  int64_t moe_bias_n;
 } drl_checkpoint;
 
 /* Writes ck to path atomically (temp file, fsync, rename). */

@@ -119,8 +119,8 @@ drl_status drl_engine_train(drl_engine *e, const float *rewards, drl_stats *stat
   const drl_rollout_batch *b = &e->batch;
   drl_rl_batch rb = {b->n_prompts, b->G, b->T, b->tokens, b->row_start, b->mask, rewards};
   drl_rl_stats s;
-  DRL_TRY(drl_rl_step(&e->rl, &e->run.model, &e->cfg, &rb, NULL, (int)e->iteration + 1, e->cfg.grpo.steps,
-                      &e->run.optim_step, &s));
+  DRL_TRY(drl_rl_step(&e->rl, &e->run.model, &e->cfg, &rb, NULL, &e->run.balance, (int)e->iteration + 1,
+                      e->cfg.grpo.steps, &e->run.optim_step, &s));
   e->iteration++;
   e->has_batch = 0;
   drl_stats out = {e->iteration, e->run.optim_step, s.reward_mean, s.reward_std, s.loss, s.grad_norm,

@@ -1181,6 +1181,12 @@ drl_status drl_config_validate(const drl_config *cfg) {
   if (m->n_heads % m->n_kv_heads != 0)
     return DRL_FAIL(DRL_ERR_CONFIG, "model.n_heads (%d) must be a multiple of model.n_kv_heads (%d)", m->n_heads,
                     m->n_kv_heads);
+  if (m->ffn == DRL_CFG_FFN_MOE && cfg->moe.top_k > cfg->moe.experts)
+    return DRL_FAIL(DRL_ERR_CONFIG, "moe.top_k (%d) must not exceed moe.experts (%d)", cfg->moe.top_k,
+                    cfg->moe.experts);
+  if (m->ffn == DRL_CFG_FFN_MOE && cfg->moe.d_expert == 0 && m->d_ff < cfg->moe.top_k)
+    return DRL_FAIL(DRL_ERR_CONFIG, "moe.d_expert = 0 means model.d_ff / moe.top_k, which is 0 for d_ff %d, top_k %d",
+                    m->d_ff, cfg->moe.top_k);
   const drl_config_d3s *d = &cfg->d3s;
   if (d->sampling != DRL_CFG_SAMPLING_NONE && (d->n_init > cfg->grpo.group_size || d->n_final > cfg->grpo.group_size))
     return DRL_FAIL(DRL_ERR_CONFIG, "d3s.n_init (%d) and d3s.n_final (%d) must not exceed grpo.group_size (%d)",

@@ -36,16 +36,20 @@ extern "C" {
 #define DRL_CFG_ENUM_token_scope(V) V(DRL_CFG_TOKENS_BATCH, "batch") V(DRL_CFG_TOKENS_SEQUENCE, "sequence")
 #define DRL_CFG_ENUM_perturbation(V) V(DRL_CFG_PERTURB_RADEMACHER, "rademacher") V(DRL_CFG_PERTURB_NORMAL, "normal")
 #define DRL_CFG_ENUM_codec(V) V(DRL_CFG_CODEC_LOG8, "log8") V(DRL_CFG_CODEC_FP32, "fp32")
+#define DRL_CFG_ENUM_balance(V) \
+  V(DRL_CFG_BALANCE_AUX_FREE, "aux_free") V(DRL_CFG_BALANCE_AUX_LOSS, "aux_loss") V(DRL_CFG_BALANCE_NONE, "none")
+#define DRL_CFG_ENUM_bias_rule(V) V(DRL_CFG_BIAS_SIGN, "sign") V(DRL_CFG_BIAS_PROPORTIONAL, "proportional")
 
 /* Every enumeration above, once: each gets `drl_cfg_<e>`, DRL_CFG_COUNT_<e> and a list type `drl_cfg_<e>_list`. */
 #define DRL_CFG_ENUMS(E) \
   E(device) E(log_level) E(ffn) E(task) E(optimizer) E(lr_schedule) E(phase) E(loss_agg) E(reward) E(sampling) \
-  E(scope) E(token_scope) E(perturbation) E(codec)
+  E(scope) E(token_scope) E(perturbation) E(codec) E(balance) E(bias_rule)
 
 /* ---- sections: S(name, help) ---- */
 #define DRL_CONFIG_SECTIONS(S)                                                        \
   S(run, "where and how the process runs")                                            \
   S(model, "transformer policy")                                                      \
+  S(moe, "mixture-of-experts FFN (model.ffn: moe) and its load balancing")           \
   S(data, "prompts: a dataset file or a built-in task")                               \
   S(optim, "optimizer and learning-rate schedule")                                    \
   S(trainer, "what runs, in which order, and how often it evaluates and checkpoints") \
@@ -87,6 +91,23 @@ extern "C" {
   X(model, rope_theta, REAL(1, 1e12), "10000.0", "RoPE base frequency")                                     \
   X(model, init_std, REAL(0, 1), "0.02", "standard deviation of the normal initialisation of weights")      \
   X(model, norm_eps, REAL_GT(0, 1), "1.0e-05", "epsilon inside RMSNorm")
+
+#define DRL_CONFIG_KEYS_moe(X)                                                                                   \
+  X(moe, experts, INT(1, 256), "8", "routed experts per MoE block (E)")                                         \
+  X(moe, top_k, INT(1, 256), "2", "experts each token is routed to (K)")                                        \
+  X(moe, d_expert, INT(0, 1048576), "0", "hidden width of an expert's SwiGLU; 0 = model.d_ff / top_k (the dense FFN's active size)") \
+  X(moe, shared_d_ff, INT(0, 1048576), "0", "hidden width of a shared expert every token also passes; 0 = none") \
+  X(moe, first_layer, INT(0, 1024), "0", "blocks before this one keep the dense FFN")                            \
+  X(moe, normalize, BOOL, "true", "gates are the selected sigmoid scores divided by their sum")                \
+  X(moe, route_scale, REAL_GT(0, 100), "1.0", "factor on the gates")                                             \
+  X(moe, balance, ENUM(balance), "aux_free", "load balancing: aux_free (a bias on the selection), aux_loss (Switch/GShard), none") \
+  X(moe, bias_rate, REAL(0, 1), "0.001", "aux_free: bias step u per optimizer step")                           \
+  X(moe, bias_rule, ENUM(bias_rule), "sign", "aux_free: b += u sign(mean - count), or proportional u (mean - count) / mean") \
+  X(moe, bias_center, BOOL, "false", "aux_free: keep every bias update zero-mean")                              \
+  X(moe, freeze_after, INT(0, 1000000000), "0", "aux_free: no bias updates after this optimizer step; 0 = never") \
+  X(moe, bias_decay, INT(0, 1000000000), "0", "aux_free: step u t0 / (t0 + t) at optimizer step t with t0 = this; 0 = constant u") \
+  X(moe, rl_bias_rate, REAL(0, 1), "0.0", "aux_free: bias step during grpo phases; 0 keeps the bias fixed in RL") \
+  X(moe, aux_alpha, REAL(0, 10), "0.001", "aux_loss: weight alpha of alpha E sum_i f_i P_i per MoE block")
 
 #define DRL_CONFIG_KEYS_data(X)                                                                                 \
   X(data, task, ENUM(task), "add", "built-in task: add (addition), sort (sort digits), keyfork (few decisive tokens)") \

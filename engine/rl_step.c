@@ -21,6 +21,7 @@ static void shard_free(drl_rl_shard *h) {
   free(h->row_start);
   free(h->valid);
   free(h->token_mask);
+  free(h->real);
   memset(h, 0, sizeof *h);
 }
 
@@ -37,8 +38,9 @@ static int shard_alloc(drl_rl_shard *h, int rows, int T) {
   h->row_start = (int32_t *)malloc(r * sizeof(int32_t));
   h->valid = (uint8_t *)malloc(n);
   h->token_mask = (uint8_t *)malloc(n);
+  h->real = (uint8_t *)malloc(n);
   return h->row_adv && h->old_lp && h->ref_lp && h->lp && h->entropy && h->dlogprob && h->tokens && h->targets &&
-         h->row_start && h->valid && h->token_mask;
+         h->row_start && h->valid && h->token_mask && h->real;
 }
 
 drl_status drl_rl_state_create(drl_rl_state *s, const drl_config *cfg, const drl_transformer *model, int shards,
@@ -159,12 +161,15 @@ static int64_t compact_rows(drl_rl_shard *h, const drl_rl_batch *b, const rl_glo
     if (!gl->keep[first + i]) continue;
     h->row_adv[k] = gl->adv[first + i];
     h->row_start[k] = b->row_start[i];
+    int end = b->row_start[i]; /* one past the last real token: the last generated one */
     for (int t = 0; t < T; ++t) {
       size_t src = (size_t)i * T + t, dst = (size_t)k * T + t;
       h->tokens[dst] = b->tokens[src];
       h->valid[dst] = b->mask[src] && t + 1 < T;
       h->targets[dst] = h->valid[dst] ? b->tokens[src + 1] : -1;
+      if (b->mask[src]) end = t + 2;
     }
+    for (int t = 0; t < T; ++t) h->real[(size_t)k * T + t] = t >= b->row_start[i] && t < end;
     ++k;
   }
   h->kept = k;
@@ -219,7 +224,8 @@ enum { SEL_RESP, SEL_CAND, SEL_KEPT_TOK, SEL_USEFUL, SEL_ENTROPY, SEL_DENOM, SEL
 enum { UPD_LOSS, UPD_KL, UPD_TOKENS, UPD_CLIPPED, UPD_N };
 
 drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cfg, const drl_rl_batch *b,
-                       drl_dp *dp, int iteration, int total, int64_t *optim_step, drl_rl_stats *out) {
+                       drl_dp *dp, drl_balance *balance, int iteration, int total, int64_t *optim_step,
+                       drl_rl_stats *out) {
   DRL_RANGE("grpo_iteration");
   memset(out, 0, sizeof *out);
   const drl_config_grpo *g = &cfg->grpo;
@@ -363,9 +369,10 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
                                h->row_adv + c, h->token_mask + off, denom, h->dlogprob + off, &gs);
           if (st != DRL_OK) break;
           drl_grpo_stats_merge(&acc[j], &gs);
+          st = drl_balance_forward(balance, m, h->real + off);
           /* The last backward of this rank's last shard may start the gradient reduction as layers finish. */
           drl_dp_arm(dp, j == k - 1 && c + B >= hi);
-          st = drl_transformer_backward(m, h->dlogprob + off);
+          if (st == DRL_OK) st = drl_transformer_backward(m, h->dlogprob + off);
         }
         if (st == DRL_OK) st = drl_dp_grads_push(dp, m->grads);
       }
@@ -380,6 +387,7 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
       float norm = 0.0f;
       if (st == DRL_OK) st = drl_policy_step(dp, m, &hp, &norm);
       if (st == DRL_OK) ++*optim_step;
+      if (st == DRL_OK) st = drl_balance_step(balance, m, *optim_step, 1);
       out->grad_norm = norm;
     }
   }

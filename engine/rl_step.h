@@ -13,6 +13,7 @@
 
 #include "distributed/dp.h"
 #include "engine/config.h"
+#include "engine/moe_balance.h"
 #include "models/transformer.h"
 
 #ifdef __cplusplus
@@ -48,6 +49,7 @@ typedef struct drl_rl_shard {
   float *old_lp, *ref_lp, *lp, *entropy, *dlogprob, *row_adv;
   int32_t *tokens, *targets, *row_start;
   uint8_t *valid, *token_mask;
+  uint8_t *real;            /* positions holding a prompt or response token (not padding): MoE statistics */
 } drl_rl_shard;
 
 /* Scratch for this rank's shards and the frozen reference; sized for rows_max x T_max per shard at creation. */
@@ -67,10 +69,12 @@ void drl_rl_state_free(drl_rl_state *s, const drl_transformer *model);
 
 /* Trains on the batches of this rank's shards (batch[s->shards], in shard order) at iteration `iteration`
  * (1-based) of `total` (the D3S schedule's progress); *optim_step counts AdamW steps across phases and is advanced.
+ * balance (NULL: none) counts the MoE routes of the update forwards and takes its step after each optimizer step.
  * With dp, the selections, normalisers and gradients span every shard of the job (distributed/dp.h); dp NULL is one
  * process with one shard. */
 drl_status drl_rl_step(drl_rl_state *s, drl_transformer *model, const drl_config *cfg, const drl_rl_batch *batch,
-                       drl_dp *dp, int iteration, int total, int64_t *optim_step, drl_rl_stats *stats);
+                       drl_dp *dp, drl_balance *balance, int iteration, int total, int64_t *optim_step,
+                       drl_rl_stats *stats);
 
 /* For zeroth-order training on the GRPO surrogate: prepares shard 0 of s from batch (advantages over its groups,
  * every response token in the loss, old log-probs under the model's current parameters), so that drl_rl_surrogate

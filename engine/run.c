@@ -73,8 +73,17 @@ static drl_status make_model(drl_run *r, int B_max) {
                                mc->tied_embeddings,
                                (float)mc->rope_theta,
                                (float)mc->init_std,
-                               (float)mc->norm_eps};
-  if (mc->ffn != DRL_CFG_FFN_DENSE) return DRL_FAIL(DRL_ERR_UNSUPPORTED, "model.ffn = moe is not available yet");
+                               (float)mc->norm_eps,
+                               {0, 0, 0, 0, 0, 0, 0.0f}};
+  if (mc->ffn == DRL_CFG_FFN_MOE) {
+    const drl_config_moe *e = &r->cfg->moe;
+    drl_moe_config moe = {e->experts, e->top_k,    e->d_expert ? e->d_expert : mc->d_ff / e->top_k,
+                          e->shared_d_ff, e->first_layer, e->normalize, (float)e->route_scale};
+    if (e->first_layer >= mc->n_layers)
+      return DRL_FAIL(DRL_ERR_CONFIG, "moe.first_layer (%d) leaves no MoE block among model.n_layers = %d",
+                      e->first_layer, mc->n_layers);
+    tc.moe = moe;
+  }
   return drl_transformer_create(&r->model, &tc, &r->dev, B_max, mc->max_seq, r->cfg->run.seed);
 }
 
@@ -110,6 +119,8 @@ drl_status drl_run_save(drl_run *r, const char *path, const char *phase, int ste
   ck.seed = r->cfg->run.seed;
   ck.threads = drl_cpu_threads();
   ck.config_yaml = r->config_yaml;
+  ck.moe_bias = r->balance.bias;
+  ck.moe_bias_n = (int64_t)r->balance.L * r->balance.E;
   drl_status st = moment_to_host(r, m->m, &ck.m);
   if (st == DRL_OK) st = moment_to_host(r, m->v, &ck.v);
   if (st == DRL_OK && run_rank(r) == 0) st = to_host(&m->dev, m->params, m->layout.total, &ck.params);
@@ -149,6 +160,11 @@ drl_status drl_run_resume(drl_run *r, const char *path, char *phase, size_t phas
   if (st == DRL_OK) st = drl_copy_to_device(&r->dev, m->params, ck.params, bytes);
   if (st == DRL_OK) st = drl_copy_to_device(&r->dev, m->m, ck.m + m->optim_lo, part);
   if (st == DRL_OK) st = drl_copy_to_device(&r->dev, m->v, ck.v + m->optim_lo, part);
+  int64_t nb = (int64_t)r->balance.L * r->balance.E;
+  if (st == DRL_OK && nb > 0 && ck.moe_bias_n != nb)
+    st = DRL_FAIL(DRL_ERR_FORMAT, "%s holds %lld MoE bias values, the policy has %lld", path,
+                  (long long)ck.moe_bias_n, (long long)nb);
+  if (st == DRL_OK && nb > 0) st = drl_balance_set_bias(&r->balance, m, ck.moe_bias);
   if (st == DRL_OK) st = drl_device_sync(&r->dev);
   snprintf(phase, phase_cap, "%s", ck.phase);
   *step = (int)ck.trainer_step;
@@ -202,6 +218,38 @@ drl_status drl_run_score(const drl_run *r, const drl_rollout_batch *b, const int
   return DRL_OK;
 }
 
+drl_status drl_run_heldout(drl_run *r, double *loss, double *counts) {
+  DRL_RANGE("heldout");
+  int R = run_size(r), me = run_rank(r);
+  int64_t a = r->n_train + r->n_eval * me / R, b = r->n_train + r->n_eval * (me + 1) / R;
+  int T = 0;
+  DRL_TRY(drl_sft_max_len(&r->data, 0, r->n_train + r->n_eval, &T));
+  drl_sft_batch batch;
+  DRL_TRY(drl_sft_batch_alloc(&batch, r->model.B_max, T));
+  float *lp = (float *)malloc((size_t)batch.B * T * sizeof(float));
+  drl_status st = lp ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for held-out log-probabilities");
+  double sums[2] = {0.0, 0.0}; /* summed cross-entropy, answer tokens */
+  for (int64_t e = a; st == DRL_OK && e < b; e += batch.B) {
+    int rows = (int)(b - e < batch.B ? b - e : batch.B);
+    st = drl_sft_batch_fill_examples(&batch, &r->data, e, rows);
+    if (st == DRL_OK)
+      st = drl_transformer_forward(&r->model, batch.tokens, batch.targets, NULL, rows, T, 1.0f, lp, NULL);
+    if (st == DRL_OK && counts) st = drl_transformer_moe_routes(&r->model, batch.real, counts, NULL);
+    if (st != DRL_OK) break;
+    sums[0] += drl_sft_loss_sum(&batch, lp);
+    sums[1] += (double)batch.scored;
+  }
+  free(lp);
+  drl_sft_batch_free(&batch);
+  DRL_TRY(st);
+  if (R > 1) {
+    DRL_TRY(drl_comm_sum_f64(r->comm, sums, sums, 2));
+    if (counts) DRL_TRY(drl_comm_sum_f64(r->comm, counts, counts, r->balance.L * r->balance.E));
+  }
+  *loss = sums[1] > 0 ? sums[0] / sums[1] : 0.0;
+  return DRL_OK;
+}
+
 drl_status drl_run_load_weights(drl_run *r, const char *path) {
   drl_checkpoint ck;
   DRL_TRY(drl_checkpoint_read(path, &r->model.layout, &ck));
@@ -249,12 +297,14 @@ drl_status drl_run_open(drl_run *r, const drl_config *cfg, drl_comm *comm, int B
   DRL_TRY_GOTO(load_data(r));
   DRL_TRY_GOTO(make_model(r, B_max));
   DRL_TRY_GOTO(setup_dp(r));
+  DRL_TRY_GOTO(drl_balance_init(&r->balance, cfg, &r->model, &r->dp));
 done:
   if (st != DRL_OK) drl_run_close(r);
   return st;
 }
 
 void drl_run_close(drl_run *r) {
+  drl_balance_free(&r->balance);
   drl_dp_free(&r->dp);
   drl_transformer_free(&r->model);
   drl_dataset_free(&r->data);

@@ -9,6 +9,7 @@
 #include "data/dataset.h"
 #include "distributed/dp.h"
 #include "engine/config.h"
+#include "engine/moe_balance.h"
 #include "models/transformer.h"
 #include "samplers/rollout.h"
 
@@ -29,6 +30,7 @@ typedef struct drl_run {
   int64_t optim_step;     /* AdamW steps so far, across phases (bias correction) */
   drl_comm *comm;         /* the job; NULL: this process alone */
   drl_dp dp;              /* data parallelism over the job's ranks and the shards of every batch */
+  drl_balance balance;    /* the MoE blocks' load balancing (inactive for a dense policy) */
 } drl_run;
 
 /* Validates cfg, pins the thread count (with several ranks on a node, 0 threads means the node's cores divided among
@@ -55,6 +57,11 @@ void drl_run_draw_prompts(const drl_run *r, uint32_t step, int64_t first, int n,
 /* The task's reward (grpo.reward: exact or partial) of every rollout of b; prompts/offsets are the ones generated. */
 drl_status drl_run_score(const drl_run *r, const drl_rollout_batch *b, const int32_t *prompts, const int64_t *offsets,
                          float *rewards);
+
+/* On the held-out examples (prompt + answer, teacher-forced): the mean cross-entropy of the answer tokens into *loss,
+ * and (counts not NULL, an MoE policy) the routes of their tokens per block and expert into counts [L E], summed over
+ * the ranks, which split the examples. Collective. */
+drl_status drl_run_heldout(drl_run *r, double *loss, double *counts);
 
 /* Replaces the policy's weights by those of the checkpoint at path (same layout); the optimizer starts fresh. */
 drl_status drl_run_load_weights(drl_run *r, const char *path);

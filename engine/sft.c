@@ -29,7 +29,8 @@ drl_status drl_sft_batch_alloc(drl_sft_batch *b, int B, int T) {
   b->tokens = (int32_t *)malloc(n * sizeof(int32_t));
   b->targets = (int32_t *)malloc(n * sizeof(int32_t));
   b->dlogprob = (float *)malloc(n * sizeof(float));
-  if (!b->tokens || !b->targets || !b->dlogprob) {
+  b->real = (uint8_t *)malloc(n);
+  if (!b->tokens || !b->targets || !b->dlogprob || !b->real) {
     drl_sft_batch_free(b);
     return DRL_FAIL(DRL_ERR_OOM, "out of memory for an SFT batch of %d x %d", B, T);
   }
@@ -42,6 +43,7 @@ void drl_sft_batch_free(drl_sft_batch *b) {
   free(b->tokens);
   free(b->targets);
   free(b->dlogprob);
+  free(b->real);
   memset(b, 0, sizeof *b);
 }
 
@@ -61,31 +63,65 @@ int64_t drl_sft_scored(const drl_dataset *ds, int64_t n_train, uint64_t seed, in
   return scored;
 }
 
+/* Row r of the batch = example i (prompt then answer, right-padded); returns its answer tokens or -1 if too long. */
+static int fill_row(drl_sft_batch *b, int r, const drl_dataset *ds, int64_t i) {
+  int T = b->T;
+  int32_t *tok = b->tokens + (size_t)r * T, *tg = b->targets + (size_t)r * T;
+  uint8_t *real = b->real + (size_t)r * T;
+  if (i < 0) { /* padding row */
+    for (int t = 0; t < T; ++t) tok[t] = 0, tg[t] = -1, real[t] = 0;
+    return 0;
+  }
+  const int32_t *p = ds->prompts.tokens + ds->prompts.offsets[i];
+  const int32_t *a = ds->answers.tokens + ds->answers.offsets[i];
+  int np = (int)(ds->prompts.offsets[i + 1] - ds->prompts.offsets[i]);
+  int na = (int)(ds->answers.offsets[i + 1] - ds->answers.offsets[i]);
+  if (np + na > T) return -1;
+  for (int t = 0; t < T; ++t) {
+    tok[t] = t < np ? p[t] : (t < np + na ? a[t - np] : 0);
+    /* position t predicts token t + 1; only answer tokens are scored */
+    tg[t] = (t + 1 >= np && t + 1 < np + na) ? a[t + 1 - np] : -1;
+    real[t] = t < np + na;
+  }
+  return na;
+}
+
+/* dlogprob of the mean cross-entropy over `normaliser` answer tokens (0: the batch's own). */
+static void set_gradient(drl_sft_batch *b, int64_t normaliser) {
+  b->normaliser = normaliser > 0 ? normaliser : b->scored;
+  float w = b->normaliser > 0 ? -1.0f / (float)b->normaliser : 0.0f;
+  for (int64_t n = 0; n < (int64_t)b->B * b->T; ++n) b->dlogprob[n] = b->targets[n] >= 0 ? w : 0.0f;
+}
+
 drl_status drl_sft_batch_fill(drl_sft_batch *b, const drl_dataset *ds, int64_t n_train, uint64_t seed, int step,
                               int64_t first_row, int64_t normaliser) {
   if (n_train < 1) return DRL_FAIL(DRL_ERR_INVALID_ARG, "SFT: no training examples");
-  int B = b->B, T = b->T;
   b->scored = 0;
-  for (int r = 0; r < B; ++r) {
+  for (int r = 0; r < b->B; ++r) {
     int64_t i = sft_example(seed, step, first_row + r, n_train);
-    const int32_t *p = ds->prompts.tokens + ds->prompts.offsets[i];
-    const int32_t *a = ds->answers.tokens + ds->answers.offsets[i];
-    int np = (int)(ds->prompts.offsets[i + 1] - ds->prompts.offsets[i]);
-    int na = (int)(ds->answers.offsets[i + 1] - ds->answers.offsets[i]);
-    if (np + na > T)
-      return DRL_FAIL(DRL_ERR_INVALID_ARG, "SFT: example %lld has %d tokens, more than the batch length %d",
-                      (long long)i, np + na, T);
-    int32_t *tok = b->tokens + (size_t)r * T, *tg = b->targets + (size_t)r * T;
-    for (int t = 0; t < T; ++t) {
-      tok[t] = t < np ? p[t] : (t < np + na ? a[t - np] : 0);
-      /* position t predicts token t + 1; only answer tokens are scored */
-      tg[t] = (t + 1 >= np && t + 1 < np + na) ? a[t + 1 - np] : -1;
-    }
+    int na = fill_row(b, r, ds, i);
+    if (na < 0)
+      return DRL_FAIL(DRL_ERR_INVALID_ARG, "SFT: example %lld is longer than the batch length %d", (long long)i,
+                      b->T);
     b->scored += na;
   }
-  b->normaliser = normaliser > 0 ? normaliser : b->scored;
-  float w = b->normaliser > 0 ? -1.0f / (float)b->normaliser : 0.0f;
-  for (int64_t n = 0; n < (int64_t)B * T; ++n) b->dlogprob[n] = b->targets[n] >= 0 ? w : 0.0f;
+  set_gradient(b, normaliser);
+  return DRL_OK;
+}
+
+drl_status drl_sft_batch_fill_examples(drl_sft_batch *b, const drl_dataset *ds, int64_t first, int rows) {
+  if (first < 0 || rows < 0 || rows > b->B || first + rows > ds->prompts.n || ds->answers.n != ds->prompts.n)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "SFT: examples [%lld, %lld) outside the dataset's %lld, or more than %d rows",
+                    (long long)first, (long long)(first + rows), (long long)ds->prompts.n, b->B);
+  b->scored = 0;
+  for (int r = 0; r < b->B; ++r) {
+    int na = fill_row(b, r, ds, r < rows ? first + r : -1);
+    if (na < 0)
+      return DRL_FAIL(DRL_ERR_INVALID_ARG, "SFT: example %lld is longer than the batch length %d",
+                      (long long)(first + r), b->T);
+    b->scored += na;
+  }
+  set_gradient(b, 0);
   return DRL_OK;
 }
 

@@ -15,6 +15,7 @@ extern "C" {
 typedef struct drl_sft_batch {
   int B, T;
   int32_t *tokens, *targets;
+  uint8_t *real;  /* positions holding an example's token (not padding) */
   float *dlogprob;
   int64_t scored; /* answer tokens in the batch */
   int64_t normaliser; /* the gradient's denominator (answer tokens of the whole, possibly sharded, batch) */
@@ -35,6 +36,10 @@ void drl_sft_batch_free(drl_sft_batch *batch);
  * that of the loss summed over the batch divided by `normaliser` answer tokens (0: this batch's own count). */
 drl_status drl_sft_batch_fill(drl_sft_batch *batch, const drl_dataset *ds, int64_t n_train, uint64_t seed, int step,
                               int64_t first_row, int64_t normaliser);
+
+/* Fills rows [0, rows) of the batch with examples [first, first + rows) of ds in order (the held-out set), the rest
+ * with padding; normalised by its own answer tokens. */
+drl_status drl_sft_batch_fill_examples(drl_sft_batch *batch, const drl_dataset *ds, int64_t first, int rows);
 
 /* Answer tokens of rows [first_row, first_row + rows) of step `step` (the normaliser of a batch split into shards). */
 int64_t drl_sft_scored(const drl_dataset *ds, int64_t n_train, uint64_t seed, int step, int64_t first_row,

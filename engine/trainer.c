@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L
 #include "trainer.h"
 
 #include <math.h>
@@ -32,13 +33,14 @@ float drl_lr_at(const drl_config_optim *o, int step, int total) {
 enum {
   M_PHASE, M_LOSS, M_LR, M_GRAD_NORM, M_TOKENS_PER_S, M_EVAL_ACCURACY, M_REWARD_MEAN, M_REWARD_STD, M_KEPT_SAMPLES,
   M_KEPT_TOKENS, M_LOSS_TOKENS, M_USEFULNESS, M_CLIP_FRAC, M_KL, M_ENTROPY, M_RESPONSE_LEN, M_PROJECTED_GRAD,
-  M_PAYLOAD_BYTES, M_STEP_SECONDS, M_COUNT
+  M_PAYLOAD_BYTES, M_STEP_SECONDS, M_HELDOUT_LOSS, M_MOE_MAXVIO_BATCH, M_MOE_MAXVIO_GLOBAL, M_MOE_AUX_LOSS,
+  M_COUNT
 };
 static const char *const metric_names[M_COUNT] = {
     "phase",       "loss",        "lr",           "grad_norm",   "tokens_per_s", "eval_accuracy",
     "reward_mean", "reward_std",  "kept_samples", "kept_tokens", "loss_tokens",  "usefulness",
     "clip_frac",   "kl",          "entropy",      "response_len", "projected_grad", "payload_bytes",
-    "step_seconds"};
+    "step_seconds", "heldout_loss", "moe_maxvio_batch", "moe_maxvio_global", "moe_aux_loss"};
 
 /* The trainer's state on top of a run. */
 typedef struct trainer {
@@ -50,11 +52,82 @@ typedef struct trainer {
   double t0, tokens;    /* this phase's wall clock and trained tokens */
   int last_phase;       /* the current phase is the last of trainer.phases */
   int writes;           /* this rank writes the metrics file (rank 0) */
+  /* The metrics row: the columns above, then per MoE block MaxVio_batch, MaxVio_global and each expert's load. */
+  double *row;
+  char **names;
+  int n_cols;
+  double *heldout_counts; /* [L E] scratch of the held-out MaxVio */
 } trainer;
 
-static void row_init(double *row, drl_cfg_phase phase) {
-  for (int i = 0; i < M_COUNT; ++i) row[i] = NAN;
+/* Column of block l's per-block series: kind 0 MaxVio_batch, 1 MaxVio_global, 2 + e the load of expert e. */
+static int moe_col(const trainer *tr, int l, int kind) {
+  return M_COUNT + l * (2 + tr->run.balance.E) + kind;
+}
+
+static drl_status metrics_columns(trainer *tr) {
+  const drl_balance *b = &tr->run.balance;
+  tr->n_cols = M_COUNT + b->L * (2 + b->E);
+  tr->row = (double *)malloc((size_t)tr->n_cols * sizeof(double));
+  tr->names = (char **)calloc((size_t)tr->n_cols, sizeof(char *));
+  tr->heldout_counts = (double *)calloc((size_t)(b->L * b->E > 0 ? b->L * b->E : 1), sizeof(double));
+  if (!tr->row || !tr->names || !tr->heldout_counts) return DRL_FAIL(DRL_ERR_OOM, "out of memory for metrics");
+  for (int i = 0; i < M_COUNT; ++i) tr->names[i] = (char *)metric_names[i];
+  for (int l = 0; l < b->L; ++l)
+    for (int k = 0; k < 2 + b->E; ++k) {
+      char name[64];
+      if (k < 2)
+        snprintf(name, sizeof name, "moe_maxvio_%s_l%d", k ? "global" : "batch", l);
+      else
+        snprintf(name, sizeof name, "moe_load_l%d_e%d", l, k - 2);
+      tr->names[moe_col(tr, l, k)] = strdup(name);
+      if (!tr->names[moe_col(tr, l, k)]) return DRL_FAIL(DRL_ERR_OOM, "out of memory for metric names");
+    }
+  return DRL_OK;
+}
+
+static void metrics_columns_free(trainer *tr) {
+  for (int i = M_COUNT; tr->names && i < tr->n_cols; ++i) free(tr->names[i]);
+  free(tr->names);
+  free(tr->row);
+  free(tr->heldout_counts);
+}
+
+/* A fresh row of phase (NaN everywhere else), with the MoE statistics of the last optimizer step. */
+static double *row_init(trainer *tr, drl_cfg_phase phase) {
+  double *row = tr->row;
+  for (int i = 0; i < tr->n_cols; ++i) row[i] = NAN;
   row[M_PHASE] = (double)phase;
+  drl_balance *b = &tr->run.balance;
+  if (drl_balance_active(b) && b->fresh) { /* iterations without an optimizer step report none */
+    b->fresh = 0;
+    double per_block[1024];
+    row[M_MOE_MAXVIO_BATCH] = b->maxvio_batch;
+    row[M_MOE_AUX_LOSS] = b->last_aux_loss;
+    drl_balance_maxvio(b, b->load, b->L <= 1024 ? per_block : NULL);
+    for (int l = 0; l < b->L && l < 1024; ++l) {
+      if (l < tr->cfg->moe.first_layer) continue;
+      row[moe_col(tr, l, 0)] = per_block[l];
+      for (int e = 0; e < b->E; ++e) row[moe_col(tr, l, 2 + e)] = b->load[(size_t)l * b->E + e];
+    }
+  }
+  return row;
+}
+
+/* Held-out loss and, for an MoE policy, MaxVio_global (the routes of every held-out token with the current bias). */
+static drl_status heldout_metrics(trainer *tr, double *row) {
+  drl_run *r = &tr->run;
+  if (r->n_eval == 0) return DRL_OK;
+  const drl_balance *b = &r->balance;
+  double loss = 0.0;
+  if (b->L > 0) memset(tr->heldout_counts, 0, (size_t)b->L * b->E * sizeof(double));
+  DRL_TRY(drl_run_heldout(r, &loss, b->L > 0 ? tr->heldout_counts : NULL));
+  row[M_HELDOUT_LOSS] = loss;
+  if (b->L > 0) {
+    double per_block[1024];
+    row[M_MOE_MAXVIO_GLOBAL] = drl_balance_maxvio(b, tr->heldout_counts, b->L <= 1024 ? per_block : NULL);
+    for (int l = tr->cfg->moe.first_layer; l < b->L && l < 1024; ++l) row[moe_col(tr, l, 1)] = per_block[l];
+  }
+  return DRL_OK;
 }
 
 /* After a step: evaluation, the metrics row, the checkpoint, trainer.stop_after. Sets *stop to end the phase. */
@@ -62,7 +135,8 @@ static drl_status after_step(trainer *tr, drl_cfg_phase phase, int step, int ste
                              drl_train_summary *sum, int *stop) {
   const drl_config *cfg = tr->cfg;
   drl_status st = DRL_OK;
-  if (cfg->trainer.eval_every > 0 && step % cfg->trainer.eval_every == 0 && step < steps) {
+  int eval_now = cfg->trainer.eval_every > 0 && step % cfg->trainer.eval_every == 0;
+  if (eval_now && step < steps) {
     double acc = 0;
     DRL_TRY(drl_run_evaluate(&tr->run, &acc));
     if (acc >= 0) {
@@ -71,6 +145,7 @@ static drl_status after_step(trainer *tr, drl_cfg_phase phase, int step, int ste
       drl_log(DRL_LOG_INFO, "%s step %d: held-out exact match %.3f", drl_cfg_phase_name(phase), step, acc);
     }
   }
+  if (eval_now || step == steps) DRL_TRY(heldout_metrics(tr, row));
   if (tr->writes) DRL_TRY(drl_metrics_log(&tr->metrics, tr->phase_offset + step, row));
   drl_fault_point(tr->run.comm ? tr->run.comm->rank : 0, tr->phase_offset + step);
   *stop = cfg->trainer.stop_after > 0 && sum->steps >= cfg->trainer.stop_after && !(step == steps && tr->last_phase);
@@ -103,6 +178,7 @@ static drl_status sft_step(trainer *tr, drl_sft_batch *batch, float *logprob, in
                             normaliser);
     if (st == DRL_OK)
       st = drl_transformer_forward(m, batch->tokens, batch->targets, NULL, Bs, batch->T, 1.0f, logprob, NULL);
+    if (st == DRL_OK) st = drl_balance_forward(&r->balance, m, batch->real);
     if (st == DRL_OK) st = drl_transformer_zero_grads(m);
     drl_dp_arm(&r->dp, j == k - 1);
     if (st == DRL_OK) st = drl_transformer_backward(m, batch->dlogprob);
@@ -119,6 +195,7 @@ static drl_status sft_step(trainer *tr, drl_sft_batch *batch, float *logprob, in
                        (int)r->optim_step + 1};
   DRL_TRY(drl_policy_step(&r->dp, m, &hp, norm));
   r->optim_step++;
+  DRL_TRY(drl_balance_step(&r->balance, m, r->optim_step, 0));
   *loss_sum /= normaliser > 0 ? (double)normaliser : 1.0;
   return DRL_OK;
 }
@@ -149,8 +226,7 @@ static drl_status run_sft(trainer *tr, int start, drl_train_summary *sum) {
     char text[160];
     snprintf(text, sizeof text, "loss %.4f lr %.2e gnorm %.3f tok/s %.0f", loss, (double)lr, (double)norm, tps);
     drl_progress_update(&tr->progress, step, text);
-    double row[M_COUNT];
-    row_init(row, DRL_CFG_PHASE_SFT);
+    double *row = row_init(tr, DRL_CFG_PHASE_SFT);
     row[M_LOSS] = loss;
     row[M_LR] = lr;
     row[M_GRAD_NORM] = norm;
@@ -218,7 +294,8 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
       rb[j] = b;
     }
     drl_rl_stats rl;
-    if (st == DRL_OK) st = drl_rl_step(&rs, &r->model, cfg, rb, &r->dp, it, steps, &r->optim_step, &rl);
+    if (st == DRL_OK)
+      st = drl_rl_step(&rs, &r->model, cfg, rb, &r->dp, &r->balance, it, steps, &r->optim_step, &rl);
     double generated = (double)ro.generated_tokens; /* this phase's, over the job */
     if (st == DRL_OK && r->comm) st = drl_comm_sum_f64(r->comm, &generated, &generated, 1);
     if (st != DRL_OK) break;
@@ -232,8 +309,7 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
              rl.reward_mean, rl.loss, (long long)rl.kept_samples, rows * drl_dp_shards(&r->dp),
              (long long)rl.kept_tokens, rl.entropy, gen_tps);
     drl_progress_update(&tr->progress, it, text);
-    double row[M_COUNT];
-    row_init(row, DRL_CFG_PHASE_GRPO);
+    double *row = row_init(tr, DRL_CFG_PHASE_GRPO);
     row[M_LOSS] = rl.loss;
     row[M_LR] = rl.lr;
     row[M_GRAD_NORM] = rl.grad_norm;
@@ -384,8 +460,7 @@ static drl_status run_spsa(trainer *tr, drl_cfg_phase phase, int start, drl_trai
       snprintf(text, sizeof text, "loss %.4f reward %.3f |g| %.3g bytes/step %lld tok/s %.0f", ss.loss, reward,
                ss.grad_abs, (long long)ss.payload_bytes, tps);
     drl_progress_update(&tr->progress, it, text);
-    double row[M_COUNT];
-    row_init(row, phase);
+    double *row = row_init(tr, phase);
     row[M_LOSS] = ss.loss;
     row[M_LR] = sc->lr;
     row[M_TOKENS_PER_S] = tps;
@@ -468,6 +543,7 @@ drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *s
   int shards = split_shards(cfg, comm);
   DRL_TRY_GOTO(check_shards(cfg, shards));
   DRL_TRY_GOTO(drl_run_open(r, cfg, comm, batch_rows(cfg, shards)));
+  DRL_TRY_GOTO(metrics_columns(&tr));
   char devname[256];
   drl_device_describe(&r->dev, devname, sizeof devname);
   drl_log(DRL_LOG_INFO, "dynrl: %s task, %lld train / %lld held-out examples, %lld parameters on %s",
@@ -502,7 +578,7 @@ drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *s
   char metrics_path[4200];
   snprintf(metrics_path, sizeof metrics_path, "%s/metrics.h5", cfg->run.out_dir);
   if (tr.writes)
-    DRL_TRY_GOTO(drl_metrics_open(&tr.metrics, metrics_path, metric_names, M_COUNT,
+    DRL_TRY_GOTO(drl_metrics_open(&tr.metrics, metrics_path, (const char *const *)tr.names, tr.n_cols,
                                   resume_phase >= 0 ? offsets[resume_phase] + resume_step : -1, 10));
 
   if (resume_phase < 0 && cfg->trainer.init_from[0]) {
@@ -539,6 +615,7 @@ drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *s
   if (sum->eval_after >= 0) drl_log(DRL_LOG_INFO, "held-out exact match after training: %.3f", sum->eval_after);
 done:
   drl_metrics_close(&tr.metrics);
+  metrics_columns_free(&tr);
   drl_run_close(r);
   return st;
 }

@@ -38,6 +38,10 @@ static void carve_device(drl_kv_cache *c, const drl_transformer_config *cf, drl_
   c->logits = (float *)drl_carve_take(d, B * (size_t)cf->vocab * f);
   c->scratch = (float *)drl_carve_take(d, (size_t)drl_attention_decode_scratch_floats(c->B_max, cf->n_heads, c->T_max) * f);
   c->idx = (int32_t *)drl_carve_take(d, (size_t)c->idx_cap * sizeof(int32_t));
+  if (cf->moe.experts > 0) {
+    size_t bytes = drl_moe_work_carve(&c->dev, &cf->moe, cf->d_model, c->B_max, NULL, &c->moe);
+    drl_moe_work_carve(&c->dev, &cf->moe, cf->d_model, c->B_max, drl_carve_take(d, bytes), &c->moe);
+  }
 }
 
 static void carve_host(drl_kv_cache *c, drl_carve *h) {
@@ -197,7 +201,7 @@ drl_status drl_kv_decode(drl_kv_cache *c, const drl_transformer *m, const int32_
   DRL_TRY(stage_decode(c, m, tokens, slots, N));
   const drl_device *d = &c->dev;
   const drl_transformer_config *cf = &m->cfg;
-  const int C = cf->d_model, F = cf->d_ff, H = cf->n_heads, KV = cf->n_kv_heads, D = head_dim(cf), HD = H * D;
+  const int C = cf->d_model, H = cf->n_heads, KV = cf->n_kv_heads, D = head_dim(cf), HD = H * D;
   const int kvd = c->kv_dim;
   DRL_TRY(drl_copy_to_device(d, c->idx, c->idx_host, (size_t)4 * N * sizeof(int32_t)));
   const int32_t *tok = c->idx, *slot = tok + N, *rope_pos = slot + N, *cache_pos = rope_pos + N;
@@ -218,11 +222,8 @@ drl_status drl_kv_decode(drl_kv_cache *c, const drl_transformer *m, const int32_
     DRL_TRY(drl_copy_on_device(d, c->x_mid, c->x, (size_t)N * C * sizeof(float)));
     DRL_TRY(drl_matmul_forward(d, c->x_mid, c->att_out, W(DRL_T_WO), N, HD, C, 1));
     DRL_TRY(drl_rmsnorm_forward(d, c->xn, c->rstd, c->x_mid, W(DRL_T_FFN_NORM), N, C, cf->norm_eps));
-    DRL_TRY(drl_matmul_forward(d, c->gate, c->xn, W(DRL_T_W_GATE), N, C, F, 0));
-    DRL_TRY(drl_matmul_forward(d, c->up, c->xn, W(DRL_T_W_UP), N, C, F, 0));
-    DRL_TRY(drl_swiglu_forward(d, c->h, c->gate, c->up, (int64_t)N * F));
     DRL_TRY(drl_copy_on_device(d, c->x, c->x_mid, (size_t)N * C * sizeof(float)));
-    DRL_TRY(drl_matmul_forward(d, c->x, c->h, W(DRL_T_W_DOWN), N, F, C, 1));
+    DRL_TRY(drl_transformer_ffn_forward(m, l, c->xn, c->x, N, c->gate, c->up, c->h, &c->moe));
 #undef W
   }
   DRL_TRY(drl_rmsnorm_forward(d, c->xn, c->rstd, c->x, drl_transformer_final_norm(m), N, C, cf->norm_eps));

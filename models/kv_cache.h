@@ -33,6 +33,7 @@ typedef struct drl_kv_cache {
   int64_t idx_cap;    /* int32 entries of idx and idx_host */
   int *t_of;          /* [B_max] host: positions handed to drl_transformer_logits_at */
   uint8_t *seen;      /* [B_max] host: duplicate-slot check */
+  drl_moe_work moe;   /* MoE blocks' decode workspace for B_max rows (when the model has MoE blocks) */
   void *block;        /* the device allocation behind every device pointer above */
   void *host_block;   /* the host allocation behind every host pointer above */
 } drl_kv_cache;

@@ -19,6 +19,7 @@
 #include "kernels/rng_fill.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
+#include "models/moe.h"
 
 /* Per-layer tensors, in layout order; the index into a layer's block of the offset table. */
 enum { P_ATTN_NORM, P_WQ, P_WK, P_WV, P_WO, P_FFN_NORM, P_W_GATE, P_W_UP, P_W_DOWN, P_PER_LAYER };
@@ -42,22 +43,48 @@ drl_status drl_transformer_config_check(const drl_transformer_config *c) {
                     c->n_heads);
   if (!(c->norm_eps > 0.0f) || !(c->rope_theta > 0.0f) || !(c->init_std >= 0.0f))
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: norm_eps and rope_theta must be > 0, init_std >= 0");
+  if (c->moe.experts > 0) DRL_TRY(drl_moe_config_check(&c->moe, c->d_model));
   return DRL_OK;
+}
+
+/* Per-block tensors of an MoE block after the shared first six (attn_norm .. ffn_norm). */
+enum { M_ROUTER = P_W_GATE, M_GATE, M_UP, M_DOWN, M_SHARED_GATE, M_SHARED_UP, M_SHARED_DOWN };
+
+static int is_moe_layer(const drl_transformer_config *c, int l) {
+  return c->moe.experts > 0 && l >= c->moe.first_layer;
+}
+
+/* Tensors of block l: 9 dense; an MoE block 6 + router + 3 expert stacks (+ 3 shared). */
+static int layer_tensors(const drl_transformer_config *c, int l) {
+  return is_moe_layer(c, l) ? M_DOWN + 1 + (c->moe.shared_d_ff > 0 ? 3 : 0) : P_PER_LAYER;
+}
+
+/* Index in the offset table of block l's first tensor (the token embedding is tensor 0). */
+static int layer_base(const drl_transformer_config *c, int l) {
+  int base = 1;
+  for (int j = 0; j < l; ++j) base += layer_tensors(c, j);
+  return base;
 }
 
 drl_status drl_transformer_layout(const drl_transformer_config *c, drl_layout *lay) {
   memset(lay, 0, sizeof *lay);
   DRL_TRY(drl_transformer_config_check(c));
-  DRL_TRY(drl_layout_init(lay, 3 + P_PER_LAYER * c->n_layers));
+  DRL_TRY(drl_layout_init(lay, layer_base(c, c->n_layers) + 2));
   int64_t C = c->d_model, F = c->d_ff, HD = c->d_model, KVD = (int64_t)c->n_kv_heads * HEAD_DIM(c);
+  int64_t E = c->moe.experts, Fe = c->moe.d_expert, Fs = c->moe.shared_d_ff;
   drl_status st = drl_layout_add(lay, "tok_emb", c->vocab, C, 1);
   for (int l = 0; st == DRL_OK && l < c->n_layers; ++l) {
     const int64_t shapes[P_PER_LAYER][2] = {{C, 1}, {HD, C}, {KVD, C}, {KVD, C}, {C, HD},
                                             {C, 1}, {F, C},  {F, C},   {C, F}};
-    for (int p = 0; st == DRL_OK && p < P_PER_LAYER; ++p) {
+    const char *const moe_names[] = {"router", "experts.w_gate", "experts.w_up", "experts.w_down",
+                                     "shared.w_gate", "shared.w_up", "shared.w_down"};
+    const int64_t moe_shapes[][2] = {{E, C}, {E * Fe, C}, {E * Fe, C}, {E * C, Fe}, {Fs, C}, {Fs, C}, {C, Fs}};
+    for (int p = 0; st == DRL_OK && p < layer_tensors(c, l); ++p) {
+      int moe = is_moe_layer(c, l) && p >= M_ROUTER;
       char name[DRL_TENSOR_NAME_CAP];
-      snprintf(name, sizeof name, "layers.%d.%s", l, layer_tensor_names[p]);
-      st = drl_layout_add(lay, name, shapes[p][0], shapes[p][1], shapes[p][1] > 1);
+      snprintf(name, sizeof name, "layers.%d.%s", l, moe ? moe_names[p - M_ROUTER] : layer_tensor_names[p]);
+      const int64_t *sh = moe ? moe_shapes[p - M_ROUTER] : shapes[p];
+      st = drl_layout_add(lay, name, sh[0], sh[1], sh[1] > 1);
     }
   }
   if (st == DRL_OK) st = drl_layout_add(lay, "final_norm", C, 1, 0);
@@ -66,18 +93,29 @@ drl_status drl_transformer_layout(const drl_transformer_config *c, drl_layout *l
   return st;
 }
 
-/* ---- parameter access: tensor i of layer l lives at table index 1 + l * P_PER_LAYER + i ---- */
+/* ---- parameter access: tensor p of block l lives at table index layer_base(l) + p ---- */
 
 static const drl_tensor_info *layer_tensor(const drl_transformer *m, int l, int p) {
-  return &m->layout.tensors[1 + l * P_PER_LAYER + p];
+  return &m->layout.tensors[layer_base(&m->cfg, l) + p];
 }
 static float *P(const drl_transformer *m, int l, int p) { return m->params + layer_tensor(m, l, p)->offset; }
 static float *G(const drl_transformer *m, int l, int p) { return m->grads + layer_tensor(m, l, p)->offset; }
 static const drl_tensor_info *final_norm_info(const drl_transformer *m) {
-  return &m->layout.tensors[1 + m->cfg.n_layers * P_PER_LAYER];
+  return &m->layout.tensors[layer_base(&m->cfg, m->cfg.n_layers)];
 }
 static int64_t lm_head_offset(const drl_transformer *m) {
   return m->cfg.tied_embeddings ? 0 : m->layout.tensors[m->layout.count - 1].offset;
+}
+
+/* Block l's MoE weights within buf (the parameters or the gradients). */
+static drl_moe_weights moe_weights(const drl_transformer *m, int l, float *buf) {
+  const drl_tensor_info *t = layer_tensor(m, l, 0);
+  int shared = m->cfg.moe.shared_d_ff > 0;
+  drl_moe_weights w = {buf + t[M_ROUTER].offset, buf + t[M_GATE].offset, buf + t[M_UP].offset,
+                       buf + t[M_DOWN].offset,   shared ? buf + t[M_SHARED_GATE].offset : NULL,
+                       shared ? buf + t[M_SHARED_UP].offset : NULL,
+                       shared ? buf + t[M_SHARED_DOWN].offset : NULL};
+  return w;
 }
 
 /* The internal accessors (transformer_internal.h) name the same per-layer order as P_*. */
@@ -135,6 +173,17 @@ static void carve_acts(const drl_transformer *m, drl_carve *c, drl_transformer_a
   a->targets = (int32_t *)drl_carve_take(c, R * sizeof(int32_t));
   a->pos = (int32_t *)drl_carve_take(c, R * sizeof(int32_t));
   a->row_start = (int32_t *)drl_carve_take(c, (size_t)m->B_max * sizeof(int32_t));
+  if (cf->moe.experts > 0) {
+    drl_moe_work probe;
+    drl_moe_grad_work gprobe;
+    size_t wb = drl_moe_work_carve(&m->dev, &cf->moe, (int)C, (int64_t)R, NULL, &probe);
+    for (int l = 0; l < cf->n_layers; ++l)
+      if (is_moe_layer(cf, l))
+        drl_moe_work_carve(&m->dev, &cf->moe, (int)C, (int64_t)R, drl_carve_take(c, wb), &a->moe[l]);
+    size_t gb = drl_moe_grad_work_carve(&cf->moe, (int)C, (int64_t)R, NULL, &gprobe);
+    drl_moe_grad_work_carve(&cf->moe, (int)C, (int64_t)R, drl_carve_take(c, gb), &a->moe_grad);
+    a->moe_mask = (uint8_t *)drl_carve_take(c, R);
+  }
 }
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -202,6 +251,14 @@ drl_status drl_transformer_create(drl_transformer *m, const drl_transformer_conf
     free(sin_h);
     if (st != DRL_OK) goto done;
   }
+  if (c->moe.experts > 0) {
+    size_t lb = (size_t)c->n_layers * (size_t)c->moe.experts * sizeof(float);
+    m->acts.moe = (drl_moe_work *)calloc((size_t)c->n_layers, sizeof(drl_moe_work));
+    if (!m->acts.moe) st = DRL_FAIL(DRL_ERR_OOM, "out of host memory for the MoE blocks");
+    if (st == DRL_OK) st = drl_alloc(dev, (void **)&m->moe_bias, lb, "MoE balancing bias");
+    if (st == DRL_OK) st = drl_alloc(dev, (void **)&m->moe_aux, lb, "MoE auxiliary-loss gradient");
+    if (st != DRL_OK) goto done;
+  }
   {
     drl_carve sizing = {NULL, 0};
     carve_acts(m, &sizing, &m->acts);
@@ -217,8 +274,9 @@ done:
 
 void drl_transformer_free(drl_transformer *m) {
   if (!m) return;
-  void *bufs[] = {m->params, m->grads, m->m, m->v, m->rope_cos, m->rope_sin, m->act_block};
+  void *bufs[] = {m->params, m->grads, m->m, m->v, m->rope_cos, m->rope_sin, m->act_block, m->moe_bias, m->moe_aux};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) drl_free(&m->dev, bufs[i]);
+  free(m->acts.moe);
   drl_layout_free(&m->layout);
   memset(m, 0, sizeof *m);
 }
@@ -281,6 +339,7 @@ drl_status drl_transformer_forward(drl_transformer *m, const int32_t *tokens, co
   int R = B * T, C = c->d_model, F = c->d_ff, H = c->n_heads, KV = c->n_kv_heads, D = HEAD_DIM(c);
   int HD = H * D, KVD = KV * D;
   const int32_t *rs = row_start ? a->row_start : NULL;
+  m->moe_has_aux = m->moe_has_mask = 0; /* an auxiliary loss is set for the forward it follows */
   DRL_TRY(drl_embedding_forward(d, a->res, a->tokens, m->params, R, C, c->vocab));
   for (int l = 0; l < c->n_layers; ++l) {
     DRL_RANGE("block");
@@ -300,11 +359,8 @@ drl_status drl_transformer_forward(drl_transformer *m, const int32_t *tokens, co
     DRL_TRY(drl_copy_on_device(d, res_mid, res, (size_t)R * C * sizeof(float)));
     DRL_TRY(drl_matmul_forward(d, res_mid, att_out, P(m, l, P_WO), R, HD, C, 1));
     DRL_TRY(drl_rmsnorm_forward(d, xn2, rstd2, res_mid, P(m, l, P_FFN_NORM), R, C, c->norm_eps));
-    DRL_TRY(drl_matmul_forward(d, gate, xn2, P(m, l, P_W_GATE), R, C, F, 0));
-    DRL_TRY(drl_matmul_forward(d, up, xn2, P(m, l, P_W_UP), R, C, F, 0));
-    DRL_TRY(drl_swiglu_forward(d, h, gate, up, (int64_t)R * F));
     DRL_TRY(drl_copy_on_device(d, res_next, res_mid, (size_t)R * C * sizeof(float)));
-    DRL_TRY(drl_matmul_forward(d, res_next, h, P(m, l, P_W_DOWN), R, F, C, 1));
+    DRL_TRY(drl_transformer_ffn_forward(m, l, xn2, res_next, R, gate, up, h, a->moe ? &a->moe[l] : NULL));
   }
   float *res_final = a->res + (size_t)c->n_layers * R * C;
   DRL_TRY(drl_rmsnorm_forward(d, a->xf, a->rstdf, res_final, m->params + final_norm_info(m)->offset, R, C,
@@ -357,14 +413,21 @@ drl_status drl_transformer_backward(drl_transformer *m, const float *dlogprob) {
     float *q = a->q + (size_t)l * R * HD, *k = a->k + (size_t)l * R * KVD, *v = a->v + (size_t)l * R * KVD;
     float *att = a->att + (size_t)l * B * H * T * T, *att_out = a->att_out + (size_t)l * R * HD;
     float *gate = a->gate + (size_t)l * R * F, *up = a->up + (size_t)l * R * F, *h = a->h + (size_t)l * R * F;
-    /* FFN: res_next = res_mid + swiglu(xn2 Wg^T, xn2 Wu^T) Wd^T; dres holds d(res_next). */
-    float *dh = a->dwide;
-    DRL_TRY(drl_memset(d, dh, 0, (size_t)R * F * sizeof(float)));
-    DRL_TRY(drl_matmul_backward(d, dh, G(m, l, P_W_DOWN), a->dres, h, P(m, l, P_W_DOWN), R, F, C));
-    DRL_TRY(drl_swiglu_backward(d, a->dgate, a->dup, dh, gate, up, (int64_t)R * F));
+    /* FFN: res_next = res_mid + swiglu(xn2 Wg^T, xn2 Wu^T) Wd^T (or the MoE); dres holds d(res_next). */
     DRL_TRY(drl_memset(d, a->dxn, 0, fRC));
-    DRL_TRY(drl_matmul_backward(d, a->dxn, G(m, l, P_W_GATE), a->dgate, xn2, P(m, l, P_W_GATE), R, C, F));
-    DRL_TRY(drl_matmul_backward(d, a->dxn, G(m, l, P_W_UP), a->dup, xn2, P(m, l, P_W_UP), R, C, F));
+    if (is_moe_layer(c, l)) {
+      drl_moe_weights w = moe_weights(m, l, m->params), gw = moe_weights(m, l, m->grads);
+      DRL_TRY(drl_moe_backward(d, &c->moe, C, &w, &gw, xn2, a->dres, a->dxn, R, &a->moe[l], &a->moe_grad,
+                               m->moe_has_aux ? m->moe_aux + (size_t)l * c->moe.experts : NULL,
+                               m->moe_has_mask ? a->moe_mask : NULL));
+    } else {
+      float *dh = a->dwide;
+      DRL_TRY(drl_memset(d, dh, 0, (size_t)R * F * sizeof(float)));
+      DRL_TRY(drl_matmul_backward(d, dh, G(m, l, P_W_DOWN), a->dres, h, P(m, l, P_W_DOWN), R, F, C));
+      DRL_TRY(drl_swiglu_backward(d, a->dgate, a->dup, dh, gate, up, (int64_t)R * F));
+      DRL_TRY(drl_matmul_backward(d, a->dxn, G(m, l, P_W_GATE), a->dgate, xn2, P(m, l, P_W_GATE), R, C, F));
+      DRL_TRY(drl_matmul_backward(d, a->dxn, G(m, l, P_W_UP), a->dup, xn2, P(m, l, P_W_UP), R, C, F));
+    }
     DRL_TRY(drl_rmsnorm_backward(d, a->dres, G(m, l, P_FFN_NORM), a->dxn, res_mid, P(m, l, P_FFN_NORM), rstd2, R, C,
                                  a->scratch));
     /* Attention: res_mid = res + attention(rope(xn1 Wq^T), rope(xn1 Wk^T), xn1 Wv^T) Wo^T; dres holds d(res_mid). */
@@ -420,6 +483,72 @@ drl_status drl_transformer_step(drl_transformer *m, const drl_optim_step *hp, fl
   float scale = drl_clip_scale(norm, hp->grad_clip);
   drl_adamw_hparams a = {hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->step, scale};
   return drl_adamw_layout(d, &m->layout, m->params, m->grads, m->m, m->v, 0, m->layout.total, a);
+}
+
+int drl_transformer_is_moe(const drl_transformer *m, int layer) { return is_moe_layer(&m->cfg, layer); }
+
+drl_status drl_transformer_ffn_forward(const drl_transformer *m, int l, const float *xn, float *out, int rows,
+                                       float *gate, float *up, float *h, drl_moe_work *work) {
+  const drl_device *d = &m->dev;
+  const drl_transformer_config *c = &m->cfg;
+  int C = c->d_model, F = c->d_ff;
+  if (is_moe_layer(c, l)) {
+    drl_moe_weights w = moe_weights(m, l, m->params);
+    return drl_moe_forward(d, &c->moe, C, &w, m->moe_bias + (size_t)l * c->moe.experts, xn, out, rows, work);
+  }
+  DRL_TRY(drl_matmul_forward(d, gate, xn, P(m, l, P_W_GATE), rows, C, F, 0));
+  DRL_TRY(drl_matmul_forward(d, up, xn, P(m, l, P_W_UP), rows, C, F, 0));
+  DRL_TRY(drl_swiglu_forward(d, h, gate, up, (int64_t)rows * F));
+  return drl_matmul_forward(d, out, h, P(m, l, P_W_DOWN), rows, F, C, 1);
+}
+
+drl_status drl_transformer_moe_routes(const drl_transformer *m, const uint8_t *real, double *counts,
+                                      double *score_sums) {
+  const drl_transformer_config *c = &m->cfg;
+  if (c->moe.experts == 0) return DRL_OK;
+  if (m->B == 0) return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: MoE routes without a forward");
+  int E = c->moe.experts, K = c->moe.top_k;
+  int64_t R = (int64_t)m->B * m->T;
+  int32_t *sel = (int32_t *)malloc((size_t)R * K * sizeof(int32_t));
+  float *scores = score_sums ? (float *)malloc((size_t)R * E * sizeof(float)) : NULL;
+  drl_status st = sel && (scores || !score_sums) ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for MoE routes");
+  for (int l = 0; st == DRL_OK && l < c->n_layers; ++l) {
+    if (!is_moe_layer(c, l)) continue;
+    const drl_moe_work *w = &m->acts.moe[l];
+    st = drl_copy_to_host(&m->dev, sel, w->sel, (size_t)R * K * sizeof(int32_t));
+    if (st == DRL_OK && scores) st = drl_copy_to_host(&m->dev, scores, w->scores, (size_t)R * E * sizeof(float));
+    for (int64_t n = 0; st == DRL_OK && n < R; ++n) {
+      if (real && !real[n]) continue;
+      for (int k = 0; k < K; ++k) counts[(size_t)l * E + sel[n * K + k]] += 1.0;
+      if (!scores) continue;
+      double sum = 0.0;
+      for (int e = 0; e < E; ++e) sum += scores[n * E + e];
+      for (int e = 0; e < E; ++e) score_sums[(size_t)l * E + e] += sum > 0 ? scores[n * E + e] / sum : 0.0;
+    }
+  }
+  free(sel);
+  free(scores);
+  return st;
+}
+
+drl_status drl_transformer_moe_set_bias(drl_transformer *m, const float *bias) {
+  const drl_transformer_config *c = &m->cfg;
+  if (c->moe.experts == 0) return DRL_OK;
+  DRL_TRY(drl_copy_to_device(&m->dev, m->moe_bias, bias, (size_t)c->n_layers * c->moe.experts * sizeof(float)));
+  return drl_device_sync(&m->dev);
+}
+
+drl_status drl_transformer_moe_set_aux(drl_transformer *m, const float *aux, const uint8_t *real) {
+  const drl_transformer_config *c = &m->cfg;
+  m->moe_has_aux = m->moe_has_mask = 0;
+  if (c->moe.experts == 0 || !aux) return DRL_OK;
+  if (m->B == 0) return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: an auxiliary loss without a forward");
+  DRL_TRY(drl_copy_to_device(&m->dev, m->moe_aux, aux, (size_t)c->n_layers * c->moe.experts * sizeof(float)));
+  if (real) DRL_TRY(drl_copy_to_device(&m->dev, m->acts.moe_mask, real, (size_t)m->B * m->T));
+  DRL_TRY(drl_device_sync(&m->dev)); /* the host arrays may go */
+  m->moe_has_aux = 1;
+  m->moe_has_mask = real != NULL;
+  return DRL_OK;
 }
 
 drl_status drl_transformer_logits_at(drl_transformer *m, const int *t_of, float temperature, float *logits) {

@@ -15,6 +15,7 @@
 
 #include "kernels/device.h"
 #include "kernels/layout.h"
+#include "models/moe.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -24,6 +25,7 @@ typedef struct drl_transformer_config {
   int vocab, d_model, n_layers, n_heads, n_kv_heads, d_ff, max_seq;
   int tied_embeddings;
   float rope_theta, init_std, norm_eps;
+  drl_moe_config moe; /* moe.experts > 0: blocks from moe.first_layer on have an MoE FFN instead of d_ff's SwiGLU */
 } drl_transformer_config;
 
 /* Saved activations of the last forward pass (device pointers into one buffer). Per-layer tensors are indexed
@@ -45,6 +47,9 @@ typedef struct drl_transformer_acts {
   float *scratch;   /* kernel scratch (attention, rmsnorm, lm head) */
   void *emb_scratch;
   int32_t *tokens, *targets, *pos, *row_start; /* device copies of the batch */
+  drl_moe_work *moe;          /* [L] host array: the saved pass of each MoE block (others unused) */
+  drl_moe_grad_work moe_grad; /* backward scratch shared by the MoE blocks */
+  uint8_t *moe_mask;          /* [rows]: the positions an auxiliary loss covers */
 } drl_transformer_acts;
 
 /* Called by drl_transformer_backward as gradients become final: grads[from, layout.total) will not change again in
@@ -70,6 +75,8 @@ typedef struct drl_transformer {
   int64_t scratch_floats;
   drl_grad_ready_fn grad_hook;   /* see drl_transformer_set_grad_hook */
   void *grad_hook_user;
+  float *moe_bias, *moe_aux;     /* on dev, [L, E]: the balancing bias, an auxiliary loss's dL/ds_hat (MoE only) */
+  int moe_has_aux, moe_has_mask; /* for the next backward */
 } drl_transformer;
 
 /* Checks a config (positive sizes, n_heads divides d_model, even head size, n_kv_heads divides n_heads). */
@@ -117,6 +124,19 @@ drl_status drl_transformer_shard_optimizer(drl_transformer *model, int64_t lo, i
 
 /* Installs (fn, user) as the model's gradient hook; fn NULL removes it. */
 void drl_transformer_set_grad_hook(drl_transformer *model, drl_grad_ready_fn fn, void *user);
+
+/* MoE: the routes of the last forward. counts[l E + e] += tokens of block l routed to expert e, and (score_sums not
+ * NULL) score_sums[l E + e] += the sum over those tokens of s_e / sum_j s_j (the auxiliary loss's P_e times T), over the
+ * positions with real[n] != 0 (host [B T]; NULL: all). Dense blocks add nothing. */
+drl_status drl_transformer_moe_routes(const drl_transformer *model, const uint8_t *real, double *counts,
+                                      double *score_sums);
+
+/* MoE: the balancing bias of every block (host [L E]; dense blocks' entries ignored), used from the next forward. */
+drl_status drl_transformer_moe_set_bias(drl_transformer *model, const float *bias);
+
+/* MoE: an auxiliary loss for the next backward: aux[l E + e] = its gradient with respect to each token's
+ * s_e / sum_j s_j in block l, at the positions with real[n] != 0 (NULL: all). aux NULL removes it. */
+drl_status drl_transformer_moe_set_aux(drl_transformer *model, const float *aux, const uint8_t *real);
 
 /* Logits [B, V] (host) at position t_of[b] of each row from the last forward, scaled by 1/temperature. */
 drl_status drl_transformer_logits_at(drl_transformer *model, const int *t_of, float temperature, float *logits);

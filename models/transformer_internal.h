@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "models/carve.h"
 #include "transformer.h"
 
 #ifdef __cplusplus
@@ -28,24 +29,19 @@ typedef enum drl_transformer_tensor {
 /* Device pointer to tensor `which` of block `layer` in the parameter buffer. */
 float *drl_transformer_layer_param(const drl_transformer *m, int layer, drl_transformer_tensor which);
 
+/* The FFN of block `layer` over rows tokens: out[rows, C] += FFN(xn). A dense block uses gate, up, h [rows, d_ff] as
+ * scratch, an MoE block `work` (sized for at least rows tokens). */
+drl_status drl_transformer_ffn_forward(const drl_transformer *m, int layer, const float *xn, float *out, int rows,
+                                       float *gate, float *up, float *h, drl_moe_work *work);
+
+/* Whether block `layer` has an MoE FFN. */
+int drl_transformer_is_moe(const drl_transformer *m, int layer);
+
 /* Device pointers to the token embedding [V, C], the final norm gain [C] and the LM head [V, C] (the embedding when
  * tied). */
 float *drl_transformer_tok_emb(const drl_transformer *m);
 float *drl_transformer_final_norm(const drl_transformer *m);
 float *drl_transformer_lm_head(const drl_transformer *m);
-
-/* Carving one device allocation into many buffers: a first pass with base NULL only sums the sizes (each rounded
- * to 256 bytes), a second pass over the allocation hands out the pointers. */
-typedef struct drl_carve {
-  char *base;
-  size_t used;
-} drl_carve;
-
-static inline void *drl_carve_take(drl_carve *c, size_t bytes) {
-  void *p = c->base ? c->base + c->used : NULL;
-  c->used += (bytes + 255) & ~(size_t)255;
-  return p;
-}
 
 #ifdef __cplusplus
 }

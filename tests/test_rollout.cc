@@ -21,7 +21,7 @@ extern "C" {
 namespace {
 
 drl_transformer_config small_config(int tied = 1) {
-  drl_transformer_config c;
+  drl_transformer_config c = {};
   c.vocab = 11;
   c.d_model = 32;
   c.n_layers = 2;
@@ -463,7 +463,7 @@ TEST(Rollout, RejectsBadArguments) {
 // A figure, not an assertion: generated tokens per second for the default model (d_model 128, 4 layers, 4 heads,
 // d_ff 512, vocab 13) with 8 prompts x 16 rollouts and 6 new tokens.
 TEST(Rollout, ThroughputDefaultModel) {
-  drl_transformer_config c;
+  drl_transformer_config c = {};
   c.vocab = 13;
   c.d_model = 128;
   c.n_layers = 4;

@@ -17,7 +17,7 @@ extern "C" {
 namespace {
 
 drl_transformer_config tiny(int tied = 1) {
-  drl_transformer_config c;
+  drl_transformer_config c = {};
   c.vocab = 7;
   c.d_model = 8;
   c.n_layers = 2;

@@ -60,7 +60,7 @@ extern "C" {
 
 // The policy the model-level GPU tests compare with the CPU: GQA, three blocks, a vocabulary that is not a power of 2.
 inline drl_transformer_config gpu_model_config() {
-  drl_transformer_config c;
+  drl_transformer_config c = {};
   c.vocab = 50;
   c.d_model = 128;
   c.n_layers = 3;
