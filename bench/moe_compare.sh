@@ -39,6 +39,7 @@ while [ $# -gt 0 ]; do
 done
 keep=1
 [ -n "$out" ] || { out=$(mktemp -d); keep=0; }
+mkdir -p "$out"
 trap '[ "$keep" = 1 ] || rm -rf "$out"' EXIT
 dynrl=$build/cli/dynrl
 
