@@ -18,7 +18,7 @@ drl_status drl_balance_init(drl_balance *b, const drl_config *cfg, const drl_tra
   b->K = m->cfg.moe.top_k;
   size_t n = (size_t)b->L * b->E;
   b->bias = (float *)calloc(n, sizeof(float));
-  b->counts = (double *)calloc(n, sizeof(double));
+  b->counts = (double *)calloc(n + 2, sizeof(double)); /* + the step's auxiliary loss and forwards, summed alike */
   b->fwd_counts = (double *)calloc(n, sizeof(double));
   b->fwd_scores = (double *)calloc(n, sizeof(double));
   b->aux = (float *)calloc(n, sizeof(float));
@@ -59,7 +59,7 @@ drl_status drl_balance_forward(void *user, drl_transformer *m, const uint8_t *re
   /* alpha E sum_i f_i P_i with f_i = c_i / (K T) and P_i = (1/T) sum_t s_hat[t,i]: each token's dL/ds_hat[t,i] is
    * alpha E f_i / T (the counts are constants, as in Switch and Megatron). */
   /* Each forward's loss counts 1/shards: the loss is the mean over a global batch's shards (one process, any ranks). */
-  double alpha = b->cfg->moe.aux_alpha / drl_dp_shards(b->dp);
+  double alpha = b->cfg->moe.aux_alpha / drl_dp_shards(b->dp), loss = 0.0;
   for (int l = 0; l < b->L; ++l) {
     double T = 0.0;
     for (int e = 0; e < b->E; ++e) T += b->fwd_counts[(size_t)l * b->E + e];
@@ -68,9 +68,10 @@ drl_status drl_balance_forward(void *user, drl_transformer *m, const uint8_t *re
       size_t i = (size_t)l * b->E + e;
       double f = T > 0 ? b->fwd_counts[i] / (b->K * T) : 0.0;
       b->aux[i] = T > 0 ? (float)(alpha * b->E * f / T) : 0.0f;
-      b->aux_loss += T > 0 ? alpha * b->E * f * (b->fwd_scores[i] / T) : 0.0;
+      loss += T > 0 ? alpha * b->E * f * (b->fwd_scores[i] / T) : 0.0;
     }
   }
+  b->aux_loss += loss; /* one term per forward, so the sum over the job's shards has one association */
   return drl_transformer_moe_set_aux(m, b->aux, real);
 }
 
@@ -92,9 +93,14 @@ drl_status drl_balance_step(drl_balance *b, drl_transformer *m, int64_t step, in
   if (!drl_balance_active(b)) return DRL_OK;
   DRL_RANGE("moe_balance");
   size_t n = (size_t)b->L * b->E;
-  /* The global batch: integer counts, so any summation order gives the same bits. */
+  /* The global batch: integer counts, so any summation order gives the same bits; the auxiliary loss is summed in
+   * rank order, which is shard order. */
+  b->counts[n] = b->aux_loss;
+  b->counts[n + 1] = b->forwards;
   if (b->dp && b->dp->comm && b->dp->comm->size > 1)
-    DRL_TRY(drl_comm_sum_f64(b->dp->comm, b->counts, b->counts, (int)n));
+    DRL_TRY(drl_comm_sum_f64(b->dp->comm, b->counts, b->counts, (int)n + 2));
+  b->aux_loss = b->counts[n];
+  b->forwards = (int)b->counts[n + 1];
   b->maxvio_batch = drl_balance_maxvio(b, b->counts, NULL);
   for (int l = 0; l < b->L; ++l) {
     double total = 0.0;

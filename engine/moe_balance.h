@@ -26,14 +26,14 @@ typedef struct drl_balance {
   drl_dp *dp;            /* the job's shards (NULL: one process) */
   int L, E, K;           /* blocks, experts, top-k; L = 0 without MoE blocks */
   float *bias;           /* host [L E]: every block's bias (dense blocks' rows stay 0) */
-  double *counts;        /* [L E] this optimizer step, this rank's forwards */
+  double *counts;        /* [L E + 2] this optimizer step, this rank's forwards (then the job's) */
   double *fwd_counts, *fwd_scores; /* [L E] scratch of one forward */
   float *aux;            /* [L E] scratch: the auxiliary loss's gradient */
   double aux_loss;       /* sum over this step's forwards of the auxiliary loss (all blocks) */
   int forwards;          /* forwards counted this step */
   double maxvio_batch;   /* of the last step, averaged over the MoE blocks */
   double *load;          /* [L E] of the last step: each expert's share of its block's routes */
-  double last_aux_loss;  /* of the last step, per forward */
+  double last_aux_loss;  /* of the last step: the job's auxiliary loss per forward */
   int fresh;             /* a step has happened since the trainer last reported these */
 } drl_balance;
 

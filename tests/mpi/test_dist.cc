@@ -119,6 +119,29 @@ TEST_F(Dist, OneByteSpsaOnFourRanksEqualsOneRankWithFourSamples) {
   for (double v : read_series(path("spsa4") + "/metrics.h5", "/metrics/loss")) EXPECT_TRUE(std::isfinite(v));
 }
 
+// An MoE policy: the bias steps on counts summed over the job, the auxiliary loss is per shard: both independent of
+// how the shards are spread.
+TEST_F(Dist, MoePolicyTwoRanksEqualOneProcessWithTwoShards) {
+  for (const char *balance : {"aux_free", "aux_loss"}) {
+    std::string moe = std::string("--quiet --set model.ffn=moe --set moe.experts=4 --set moe.bias_rate=0.01 ") +
+                      "--set moe.rl_bias_rate=0.01 --set moe.balance=" + balance;
+    Result a = train(2, std::string("moe2_") + balance, moe);
+    ASSERT_EQ(a.code, 0) << a.out;
+    Result b = train(0, std::string("moe1_") + balance, moe + " --set dist.shards=2");
+    ASSERT_EQ(b.code, 0) << b.out;
+    expect_same_runs(path(std::string("moe2_") + balance), path(std::string("moe1_") + balance), 10,
+                     {"/metrics/loss", "/metrics/moe_maxvio_batch", "/metrics/moe_aux_loss", "/metrics/phase"});
+    drl_checkpoint x, y;
+    ASSERT_EQ(drl_checkpoint_read((path(std::string("moe2_") + balance) + "/ckpt.h5").c_str(), nullptr, &x), DRL_OK);
+    ASSERT_EQ(drl_checkpoint_read((path(std::string("moe1_") + balance) + "/ckpt.h5").c_str(), &x.layout, &y),
+              DRL_OK);
+    ASSERT_EQ(x.moe_bias_n, y.moe_bias_n);
+    EXPECT_EQ(0, memcmp(x.moe_bias, y.moe_bias, x.moe_bias_n * sizeof(float))) << balance;
+    drl_checkpoint_free(&x);
+    drl_checkpoint_free(&y);
+  }
+}
+
 TEST_F(Dist, AHungRankEndsTheJobWithAMessage) {
   Result r = train(3, "hang", "--quiet --set trainer.phases=sft --set sft.batch_size=6 --set dist.timeout_s=2",
                    "DYNRL_FAULT=hang@1:3");
