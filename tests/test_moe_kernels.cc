@@ -110,17 +110,6 @@ std::vector<double> fd_grad(std::vector<double> x, const std::function<double(co
   return g;
 }
 
-// Every element within 1e-3 relative of the finite difference (floored at 1% of the largest).
-void expect_grad_close(const std::vector<float> &got, const std::vector<double> &fd, const char *what) {
-  ASSERT_EQ(got.size(), fd.size());
-  double scale = 0.0;
-  for (double v : fd) scale = std::max(scale, std::fabs(v));
-  ASSERT_GT(scale, 0.0) << what << ": finite differences are all zero; the test would prove nothing";
-  for (size_t i = 0; i < got.size(); ++i) {
-    double err = std::fabs((double)got[i] - fd[i]) / std::max(std::fabs(fd[i]), 1e-2 * scale);
-    EXPECT_LT(err, 1e-3) << what << "[" << i << "]: analytic " << got[i] << " vs finite difference " << fd[i];
-  }
-}
 
 // Logits whose sigmoid scores are well separated inside each row (a shuffled ladder with steps of 0.15 plus jitter),
 // so no rounding can reorder them.
