@@ -17,6 +17,7 @@ typedef struct cli_verb {
 extern const cli_verb cli_verb_train;
 extern const cli_verb cli_verb_config;
 extern const cli_verb cli_verb_data;
+extern const cli_verb cli_verb_sample;
 
 /* Prints "dynrl: error: <message>" with the library's last error and returns CLI_FAILED. */
 int cli_fail(const char *what);

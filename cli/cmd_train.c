@@ -99,6 +99,16 @@ static int run_train(int argc, char **argv) {
     return CLI_FAILED;
   }
   drl_comm_finalize(&comm);
+  if (sum.flow) {
+    drl_log(DRL_LOG_INFO, "done: %lld steps in %.1f s, final loss %.4f", (long long)sum.steps, sum.seconds,
+            sum.final_loss);
+    if (sum.eval_after >= 0 && sum.eval_after_sft >= 0)
+      drl_log(DRL_LOG_INFO, "eval reward: %.4f before, %.4f after flow_pretrain, %.4f after training",
+              sum.eval_before, sum.eval_after_sft, sum.eval_after);
+    else if (sum.eval_after >= 0)
+      drl_log(DRL_LOG_INFO, "eval reward: %.4f before, %.4f after", sum.eval_before, sum.eval_after);
+    return CLI_OK;
+  }
   drl_log(DRL_LOG_INFO, "done: %lld steps in %.1f s (%.0f tokens/s), final loss %.4f", (long long)sum.steps,
           sum.seconds, sum.tokens_per_second, sum.final_loss);
   if (sum.eval_after >= 0 && sum.eval_after_sft >= 0)

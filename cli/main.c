@@ -11,7 +11,7 @@
 
 #include "cli.h"
 
-static const cli_verb *const verbs[] = {&cli_verb_train, &cli_verb_config, &cli_verb_data};
+static const cli_verb *const verbs[] = {&cli_verb_train, &cli_verb_config, &cli_verb_data, &cli_verb_sample};
 #define N_VERBS (sizeof verbs / sizeof verbs[0])
 
 static const char *const main_usage =

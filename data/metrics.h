@@ -14,7 +14,7 @@
 extern "C" {
 #endif
 
-#define DRL_METRICS_MAX 64
+#define DRL_METRICS_MAX 1024
 #define DRL_METRIC_NAME_CAP 48
 
 typedef struct drl_metrics {

@@ -5,6 +5,7 @@
 
 #include "data/vocab.h"
 #include "engine/config.h"
+#include "engine/flow_trainer.h"
 #include "engine/rl_step.h"
 #include "engine/run.h"
 #include "kernels/status.h"
@@ -42,6 +43,10 @@ drl_status drl_engine_create(const char *config_path, const char *const *overrid
   for (int i = 0; st == DRL_OK && i < n_overrides; ++i) st = drl_config_set(&e->cfg, overrides[i]);
   if (st == DRL_OK && e->cfg.optim.name != DRL_CFG_OPTIM_ADAMW)
     st = DRL_FAIL(DRL_ERR_UNSUPPORTED, "the engine API trains with optim.name: adamw; spsa runs through dynrl train");
+  for (int p = 0; st == DRL_OK && p < e->cfg.trainer.phases.count; ++p)
+    if (drl_phase_is_flow(e->cfg.trainer.phases.items[p]))
+      st = DRL_FAIL(DRL_ERR_UNSUPPORTED, "the engine API drives the token policy; the flow phases (%s) run through "
+                    "dynrl train", drl_cfg_phase_name(e->cfg.trainer.phases.items[p]));
   const drl_config_grpo *g = &e->cfg.grpo;
   e->rows_max = g->prompts_per_step * g->group_size;
   int chunk = e->rows_max < 64 ? e->rows_max : 64;

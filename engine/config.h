@@ -26,7 +26,9 @@ extern "C" {
 #define DRL_CFG_ENUM_task(V) V(DRL_CFG_TASK_ADD, "add") V(DRL_CFG_TASK_SORT, "sort") V(DRL_CFG_TASK_KEYFORK, "keyfork")
 #define DRL_CFG_ENUM_optimizer(V) V(DRL_CFG_OPTIM_ADAMW, "adamw") V(DRL_CFG_OPTIM_SPSA, "spsa")
 #define DRL_CFG_ENUM_lr_schedule(V) V(DRL_CFG_LR_COSINE, "cosine") V(DRL_CFG_LR_CONSTANT, "constant")
-#define DRL_CFG_ENUM_phase(V) V(DRL_CFG_PHASE_SFT, "sft") V(DRL_CFG_PHASE_GRPO, "grpo")
+#define DRL_CFG_ENUM_phase(V) \
+  V(DRL_CFG_PHASE_SFT, "sft") V(DRL_CFG_PHASE_GRPO, "grpo") V(DRL_CFG_PHASE_FLOW_PRETRAIN, "flow_pretrain") \
+  V(DRL_CFG_PHASE_FLOW_GRPO, "flow_grpo")
 #define DRL_CFG_ENUM_loss_agg(V)                                                                   \
   V(DRL_CFG_AGG_TOKEN_MEAN, "token_mean") V(DRL_CFG_AGG_SEQ_MEAN_TOKEN_MEAN, "seq_mean_token_mean") \
   V(DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM, "seq_mean_token_sum") V(DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM_NORM, "seq_mean_token_sum_norm")
@@ -39,11 +41,16 @@ extern "C" {
 #define DRL_CFG_ENUM_balance(V) \
   V(DRL_CFG_BALANCE_AUX_FREE, "aux_free") V(DRL_CFG_BALANCE_AUX_LOSS, "aux_loss") V(DRL_CFG_BALANCE_NONE, "none")
 #define DRL_CFG_ENUM_bias_rule(V) V(DRL_CFG_BIAS_SIGN, "sign") V(DRL_CFG_BIAS_PROPORTIONAL, "proportional")
+#define DRL_CFG_ENUM_tree_sampling(V) V(DRL_CFG_TREE_TREE, "tree") V(DRL_CFG_TREE_INDEPENDENT, "independent")
+#define DRL_CFG_ENUM_tree_advantage(V) \
+  V(DRL_CFG_TADV_SUBTREE, "subtree") V(DRL_CFG_TADV_DEPTH, "depth") V(DRL_CFG_TADV_SIBLING, "sibling")
+#define DRL_CFG_ENUM_logprob(V) V(DRL_CFG_LOGPROB_MEAN, "mean") V(DRL_CFG_LOGPROB_SUM, "sum")
 
 /* Every enumeration above, once: each gets `drl_cfg_<e>`, DRL_CFG_COUNT_<e> and a list type `drl_cfg_<e>_list`. */
 #define DRL_CFG_ENUMS(E) \
   E(device) E(log_level) E(ffn) E(task) E(optimizer) E(lr_schedule) E(phase) E(loss_agg) E(reward) E(sampling) \
-  E(scope) E(token_scope) E(perturbation) E(codec) E(balance) E(bias_rule)
+  E(scope) E(token_scope) E(perturbation) E(codec) E(balance) E(bias_rule) E(tree_sampling) E(tree_advantage) \
+  E(logprob)
 
 /* ---- sections: S(name, help) ---- */
 #define DRL_CONFIG_SECTIONS(S)                                                        \
@@ -57,7 +64,9 @@ extern "C" {
   S(grpo, "group-relative policy optimisation")                                       \
   S(d3s, "dynamic dual-level down-sampling of rollouts and tokens (D3S), or PODS")    \
   S(dist, "data parallelism across the ranks of an mpirun / srun job")                \
-  S(spsa, "zeroth-order SPSA updates with shared seeds (optim.name: spsa)")
+  S(spsa, "zeroth-order SPSA updates with shared seeds (optim.name: spsa)")           \
+  S(flow, "the flow-matching policy and its flow2d task (phases flow_pretrain, flow_grpo)") \
+  S(tree, "tree-structured SDE sampling and GRPO for the flow policy (Dynamic-TreeRPO)")
 
 /* ---- keys: X(section, key, type, default written as YAML, one-line help) ----
  * Types (ranges inclusive unless named otherwise):
@@ -130,7 +139,7 @@ extern "C" {
   X(optim, tf32, BOOL, "false", "allow TF32 GEMMs on the GPU (faster, about 1e-3 relative error)")
 
 #define DRL_CONFIG_KEYS_trainer(X)                                                                          \
-  X(trainer, phases, LIST(phase), "[sft, grpo]", "phases run in this order: sft, grpo")                          \
+  X(trainer, phases, LIST(phase), "[sft, grpo]", "phases run in this order: sft, grpo (token policy) or flow_pretrain, flow_grpo (flow policy)")                          \
   X(trainer, eval_every, INT(0, 1000000000), "500", "evaluate every N steps; 0 = never")                   \
   X(trainer, ckpt_every, INT(0, 1000000000), "500", "write a checkpoint every N steps; 0 = never")         \
   X(trainer, resume, BOOL, "false", "continue from the checkpoint in out_dir")                             \
@@ -186,6 +195,48 @@ extern "C" {
   X(spsa, perturbation, ENUM(perturbation), "rademacher", "distribution of z: rademacher or normal")             \
   X(spsa, codec, ENUM(codec), "log8", "projected gradient on the wire: log8 (one byte) or fp32 (four bytes)")    \
   X(spsa, hash_every, INT(0, 1000000000), "50", "compare a hash of the parameters across ranks every N steps; 0 = never")
+
+#define DRL_CONFIG_KEYS_flow(X)                                                                                  \
+  X(flow, conditions, INT(1, 1024), "4", "flow2d: conditions (prompts), each a mixture with a reward region of its own") \
+  X(flow, modes, INT(1, 64), "3", "flow2d: Gaussian modes per condition, on a circle of radius 2")              \
+  X(flow, mode_std, REAL_GT(0, 10), "0.35", "flow2d: standard deviation of every mode")                         \
+  X(flow, reward_width, REAL_GT(0, 10), "0.5", "flow2d: reward exp(-d^2 / (2 w^2)), d the distance to the condition's target mode") \
+  X(flow, hidden, INT(1, 65536), "128", "width of the velocity MLP's hidden layers")                           \
+  X(flow, layers, INT(1, 64), "3", "hidden layers of the velocity MLP (SiLU)")                                  \
+  X(flow, cond_dim, INT(1, 4096), "16", "width of the condition embedding")                                    \
+  X(flow, time_features, INT(2, 4096), "16", "sin/cos features of the time (even)")                            \
+  X(flow, max_freq, REAL_GT(0, 1e6), "64.0", "highest frequency of the time features")                          \
+  X(flow, init_std, REAL(0, 10), "0.1", "standard deviation of the normal initialisation of weights")           \
+  X(flow, pretrain_steps, INT(0, 1000000000), "3000", "optimizer steps of flow matching (phase flow_pretrain)") \
+  X(flow, batch_size, INT(1, 1048576), "256", "points per flow-matching step")                                  \
+  X(flow, n_train, INT(1, 100000000), "20000", "flow2d training points (pretraining data)")
+
+#define DRL_CONFIG_KEYS_tree(X)                                                                                  \
+  X(tree, iterations, INT(0, 1000000000), "200", "iterations of the flow_grpo phase")                          \
+  X(tree, sampling, ENUM(tree_sampling), "tree", "tree (one root per condition, branching) or independent trajectories") \
+  X(tree, steps, INT(1, 4096), "10", "denoising steps T of the sampler")                                         \
+  X(tree, shift, REAL_GT(0, 100), "1.0", "time-grid shift s: t' = s t / (1 + (s - 1) t); 1 = uniform")          \
+  X(tree, noise, REAL(0, 100), "0.7", "SDE noise level a: sigma = a g(j) sqrt(t / (1 - t))")                      \
+  X(tree, noise_growth, REAL(0, 100), "1.0", "g(j) = 1 + noise_growth j / (depth - 1): more noise deeper in the tree") \
+  X(tree, depth, INT(1, 4096), "4", "SDE steps of the window (tree depth d)")                                    \
+  X(tree, branch, INT(1, 64), "2", "children per node (b): the tree has b^depth leaves per condition")          \
+  X(tree, group_size, INT(1, 65536), "16", "independent: trajectories per condition (the GRPO group)")            \
+  X(tree, shared_noise, BOOL, "false", "independent: a group's trajectories start from one noise (MixGRPO)")   \
+  X(tree, window_start, INT(0, 4096), "0", "first SDE step of the window (l)")                                  \
+  X(tree, window_every, INT(0, 1000000000), "15", "move the window one step later every N iterations; 0 = fixed") \
+  X(tree, conditions_per_iter, INT(1, 65536), "4", "conditions (trees or groups) per iteration")               \
+  X(tree, advantage, ENUM(tree_advantage), "subtree", "edge advantage: subtree (option A), depth (B), sibling (C)") \
+  X(tree, adv_clip, REAL_GT(0, 1e6), "5.0", "advantages are clamped to +- this")                                 \
+  X(tree, clip_low, REAL_GT(0, 1), "0.0001", "dynamic clip: epsilon for very negative advantages")              \
+  X(tree, clip_high, REAL_GT(0, 1), "0.001", "dynamic clip: epsilon for very positive advantages")              \
+  X(tree, clip_sensitivity, REAL(0, 1e6), "1.0", "dynamic clip: eps = low + (high - low) sigmoid(sensitivity A)") \
+  X(tree, sft_weight, REAL(0, 1e6), "0.1", "LayerTuning-RL: weight lambda of the regression toward the best leaf") \
+  X(tree, sft_wmax, REAL(0, 1e6), "2.0", "LayerTuning-RL: largest per-group weight")                            \
+  X(tree, logprob, ENUM(logprob), "mean", "transition log-probability: mean over dimensions (the flow-GRPO convention) or sum") \
+  X(tree, epochs, INT(1, 1000), "1", "updates per sampled batch; after the first the ratio moves and the clip acts") \
+  X(tree, lr, REAL(0, 10), "0.001", "learning rate of the flow_grpo phase (constant); 0 = optim.lr")            \
+  X(tree, eval_every, INT(0, 1000000000), "5", "evaluate every N flow_grpo iterations (trainer.eval_every: flow_pretrain)") \
+  X(tree, eval_samples, INT(1, 1048576), "256", "ODE samples per condition for the evaluation reward")
 
 /* ---- generated declarations (nothing below needs editing when a key is added) ---- */
 #define DRL_CFG_ENUMERATOR_(id, str) id,

@@ -280,20 +280,33 @@ static drl_status setup_dp(drl_run *r) {
   return DRL_OK;
 }
 
+drl_status drl_run_env_open(const drl_config *cfg, const drl_comm *comm, drl_device *dev, char **config_yaml,
+                            char *ckpt_path, size_t ckpt_cap) {
+  *config_yaml = NULL;
+  DRL_TRY(drl_config_validate(cfg));
+  drl_cpu_set_threads(rank_threads(cfg, comm));
+  /* The ranks of a node take consecutive GPUs from run.device_index. */
+  DRL_TRY(drl_device_open(dev, cfg->run.device == DRL_CFG_DEVICE_CUDA ? DRL_BACKEND_CUDA : DRL_BACKEND_CPU,
+                          cfg->run.device_index + (comm ? comm->local_rank : 0)));
+  dev->allow_tf32 = cfg->optim.tf32;
+  drl_status st = drl_config_to_yaml(cfg, config_yaml);
+  if (st == DRL_OK) st = make_dir(cfg->run.out_dir);
+  if (st == DRL_OK && snprintf(ckpt_path, ckpt_cap, "%s/ckpt.h5", cfg->run.out_dir) >= (int)ckpt_cap)
+    st = DRL_FAIL(DRL_ERR_CONFIG, "run.out_dir is too long: %s", cfg->run.out_dir);
+  if (st != DRL_OK) {
+    free(*config_yaml);
+    *config_yaml = NULL;
+    drl_device_close(dev);
+  }
+  return st;
+}
+
 drl_status drl_run_open(drl_run *r, const drl_config *cfg, drl_comm *comm, int B_max) {
   memset(r, 0, sizeof *r);
   r->cfg = cfg;
   r->comm = comm;
   drl_status st = DRL_OK;
-  DRL_TRY_GOTO(drl_config_validate(cfg));
-  drl_cpu_set_threads(rank_threads(cfg, comm));
-  /* The ranks of a node take consecutive GPUs from run.device_index. */
-  DRL_TRY_GOTO(drl_device_open(&r->dev, cfg->run.device == DRL_CFG_DEVICE_CUDA ? DRL_BACKEND_CUDA : DRL_BACKEND_CPU,
-                               cfg->run.device_index + (comm ? comm->local_rank : 0)));
-  r->dev.allow_tf32 = cfg->optim.tf32;
-  DRL_TRY_GOTO(drl_config_to_yaml(cfg, &r->config_yaml));
-  DRL_TRY_GOTO(make_dir(cfg->run.out_dir));
-  snprintf(r->ckpt_path, sizeof r->ckpt_path, "%s/ckpt.h5", cfg->run.out_dir);
+  DRL_TRY_GOTO(drl_run_env_open(cfg, comm, &r->dev, &r->config_yaml, r->ckpt_path, sizeof r->ckpt_path));
   DRL_TRY_GOTO(load_data(r));
   DRL_TRY_GOTO(make_model(r, B_max));
   DRL_TRY_GOTO(setup_dp(r));

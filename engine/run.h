@@ -33,6 +33,12 @@ typedef struct drl_run {
   drl_balance balance;    /* the MoE blocks' load balancing (inactive for a dense policy) */
 } drl_run;
 
+/* What every trainer opens first: validates cfg, pins the thread count (below), opens the device (below), renders the
+ * effective configuration into *config_yaml (the caller frees it), creates run.out_dir and writes the checkpoint path
+ * run.out_dir/ckpt.h5 into ckpt_path. On failure nothing stays open. */
+drl_status drl_run_env_open(const drl_config *cfg, const drl_comm *comm, drl_device *dev, char **config_yaml,
+                            char *ckpt_path, size_t ckpt_cap);
+
 /* Validates cfg, pins the thread count (with several ranks on a node, 0 threads means the node's cores divided among
  * them), opens the device (a rank of a multi-rank job takes the GPU of its local rank), creates run.out_dir, loads or
  * generates the data (and checks every example fits model.max_seq), creates the policy with activations for B_max

@@ -11,6 +11,7 @@
 #include "data/tasks.h"
 #include "data/vocab.h"
 #include "engine/fault.h"
+#include "engine/flow_trainer.h"
 #include "engine/log.h"
 #include "engine/rl_step.h"
 #include "engine/run.h"
@@ -532,6 +533,8 @@ static drl_status check_shards(const drl_config *cfg, int shards) {
 }
 
 drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *sum) {
+  for (int p = 0; p < cfg->trainer.phases.count; ++p)
+    if (drl_phase_is_flow(cfg->trainer.phases.items[p])) return drl_train_flow(cfg, comm, sum);
   memset(sum, 0, sizeof *sum);
   sum->eval_before = sum->eval_after = sum->eval_after_sft = -1.0;
   trainer tr;

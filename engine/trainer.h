@@ -22,6 +22,7 @@ typedef struct drl_train_summary {
   double tokens_per_second; /* training tokens (batch rows x length) per second */
   int resumed_from;         /* step the run resumed from, 0 for a fresh run */
   int stopped_at;           /* step at which trainer.stop_after ended this call (checkpointed), 0 otherwise */
+  int flow;                 /* the flow policy ran: the evaluations are mean ODE-sample rewards, not exact match */
 } drl_train_summary;
 
 /* Trains as cfg says: builds or loads the data, creates the model, resumes from run.out_dir/ckpt.h5 when

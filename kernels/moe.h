@@ -2,8 +2,8 @@
  *
  * Routing is top-K on sigmoid scores: the selection uses s + b, the gates the unbiased s (optionally renormalised over
  * the K chosen, times route_scale). Every float op of the shared math below is rounded once (drl_fadd / drl_fmul /
- * drl_fma / drl_moe_fdiv and the engine-owned drl_expf), so the CPU and the GPU route, gate and combine bit for bit
- * alike: a token goes to the same experts on both backends.
+ * drl_fma / drl_fdiv and the engine-owned drl_expf / drl_sigmoid_exact of exp.h), so the CPU and the GPU route,
+ * gate and combine bit for bit alike: a token goes to the same experts on both backends.
  *
  * Layouts: logits, scores [R, E]; sel, gates, dgates [R, K]; assignment a = r*K + k; packed rows p in expert order
  * (order[p] = a, slot[a] = p); expert e owns packed rows offsets[e] .. offsets[e+1]-1. */
@@ -14,7 +14,8 @@
 
 #include "device.h"
 #include "hd.h"
-#include "philox.h" /* drl_fadd, drl_fmul, drl_fma, drl_bits_float: explicitly rounded */
+#include "exp.h"    /* drl_expf, drl_sigmoid_exact, drl_fdiv: engine-owned, the same bits on both backends */
+#include "philox.h" /* drl_fadd, drl_fmul, drl_fma: explicitly rounded */
 
 #ifdef __cplusplus
 extern "C" {
@@ -105,14 +106,6 @@ drl_status drl_moe_combine_backward_cuda(const drl_device *dev, float *dy, float
 
 /* ---- the math shared by both implementations ---- */
 
-/* a / b correctly rounded (nvcc's plain / may be approximate under some flags; __fdiv_rn never is). */
-static inline DRL_HD float drl_moe_fdiv(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
 static inline DRL_HD double drl_moe_dadd(double a, double b) {
 #ifdef __CUDA_ARCH__
   return __dadd_rn(a, b);
@@ -127,39 +120,6 @@ static inline DRL_HD double drl_moe_dmul(double a, double b) {
   return a * b;
 #endif
 }
-
-/* Engine-owned e^x (Cephes expf polynomial, explicit fmaf, range reduction by ln2 split in hi/lo parts; x clamped to
- * [-87.3, 88.7]): the same bits on the CPU and the GPU, relative error < 2 ulp. The clamp keeps every result normal
- * and finite (e^-87.3 ~ 1.2e-38 > FLT_MIN, e^88.7 ~ 3.3e38 < FLT_MAX); NaN stays NaN. */
-static inline DRL_HD float drl_expf(float x) {
-  if (x != x) return x; /* the integer conversion below would turn NaN into a number */
-  x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-  /* n = floor(x log2e + 0.5) in [-126, 128]: truncation, then one down where it rounded a negative value up */
-  float t = drl_fma(x, 1.44269504088896341f, 0.5f);
-  int n = (int)t;
-  if ((float)n > t) n -= 1;
-  float fn = (float)n;
-  /* r = x - n ln2 in |r| <~ ln2/2, ln2 = 0.693359375 (exact in 9 bits, so n * C1 is exact) - 2.12194440e-4 */
-  float r = drl_fma(fn, -0.693359375f, x);
-  r = drl_fma(fn, 2.12194440e-4f, r);
-  float p = 1.9875691500e-4f;
-  p = drl_fma(p, r, 1.3981999507e-3f);
-  p = drl_fma(p, r, 8.3334519073e-3f);
-  p = drl_fma(p, r, 4.1665795894e-2f);
-  p = drl_fma(p, r, 1.6666665459e-1f);
-  p = drl_fma(p, r, 5.0000001201e-1f);
-  float y = drl_fadd(drl_fma(p, drl_fmul(r, r), r), 1.0f); /* e^r = 1 + r + r^2 p(r) */
-  if (n > 127) { /* 2^128 has no float: take one factor 2 into y (exact; the result stays below FLT_MAX) */
-    y = drl_fmul(y, 2.0f);
-    n -= 1;
-  }
-  return drl_fmul(y, drl_bits_float((uint32_t)(n + 127) << 23)); /* exact power-of-two scaling: the result is normal */
-}
-
-/* 1 / (1 + drl_expf(-z)), each op rounded once. Always in (0, 1] for finite or infinite z (drl_expf's clamp keeps the
- * denominator finite), so s (1 - s) and sums of scores never see 0 / 0. Named drl_moe_sigmoidf because swiglu.h
- * already owns drl_sigmoidf (libm expf, a few ulp apart between the backends) and a layer includes both. */
-static inline DRL_HD float drl_moe_sigmoidf(float z) { return drl_moe_fdiv(1.0f, drl_fadd(1.0f, drl_expf(-z))); }
 
 /* The selection score of expert e: s + b (just s without a bias, so bias NULL and zeros agree bit for bit). */
 static inline DRL_HD float drl_moe_select_score(const float *scores, const float *bias, int e) {
@@ -183,7 +143,7 @@ static inline DRL_HD float drl_moe_gate_denom(const float *scores, const int32_t
  * gates[0..K). */
 static inline DRL_HD void drl_moe_route_row(float *scores, int32_t *sel, float *gates, const float *logits,
                                             const float *bias, int E, int K, int normalize, float route_scale) {
-  for (int e = 0; e < E; ++e) scores[e] = drl_moe_sigmoidf(logits[e]);
+  for (int e = 0; e < E; ++e) scores[e] = drl_sigmoid_exact(logits[e]);
   int n = 0;
   for (int e = 0; e < E; ++e) {
     float x = drl_moe_select_score(scores, bias, e);
@@ -203,7 +163,7 @@ static inline DRL_HD void drl_moe_route_row(float *scores, int32_t *sel, float *
   float denom = normalize ? drl_moe_gate_denom(scores, sel, E, K) : 1.0f;
   for (int k = 0; k < K; ++k) {
     float g = scores[sel[k]];
-    if (normalize) g = drl_moe_fdiv(g, denom);
+    if (normalize) g = drl_fdiv(g, denom);
     gates[k] = drl_fmul(g, route_scale);
   }
 }
@@ -227,8 +187,8 @@ static inline DRL_HD void drl_moe_route_backward_row(float *dlogits, const float
       tot = drl_fadd(tot, scores[e]);
       dot = drl_fadd(dot, drl_fmul(aux[e], scores[e]));
     }
-    float mean = drl_moe_fdiv(dot, tot); /* sum_i aux[i] s_hat[i] */
-    for (int e = 0; e < E; ++e) dlogits[e] = drl_moe_fdiv(drl_fadd(aux[e], -mean), tot);
+    float mean = drl_fdiv(dot, tot); /* sum_i aux[i] s_hat[i] */
+    for (int e = 0; e < E; ++e) dlogits[e] = drl_fdiv(drl_fadd(aux[e], -mean), tot);
   } else {
     for (int e = 0; e < E; ++e) dlogits[e] = 0.0f;
   }
@@ -236,9 +196,9 @@ static inline DRL_HD void drl_moe_route_backward_row(float *dlogits, const float
     float denom = drl_moe_gate_denom(scores, sel, E, K);
     float q = 0.0f;
     for (int k = 0; k < K; ++k) q = drl_fadd(q, drl_fmul(dgates[k], scores[sel[k]]));
-    float qd = drl_moe_fdiv(q, denom);
+    float qd = drl_fdiv(q, denom);
     for (int k = 0; k < K; ++k) {
-      float d = drl_fmul(route_scale, drl_moe_fdiv(drl_fadd(dgates[k], -qd), denom));
+      float d = drl_fmul(route_scale, drl_fdiv(drl_fadd(dgates[k], -qd), denom));
       dlogits[sel[k]] = drl_fadd(dlogits[sel[k]], d);
     }
   } else {

@@ -134,7 +134,8 @@ static inline DRL_HD float drl_bits_float(uint32_t u) {
   return f;
 }
 
-/* Natural log for x in (0, 1] (Cephes logf polynomial, |error| < 2 ulp). */
+/* Natural log of a positive normal float (Cephes logf polynomial; within 1 ulp of the correctly rounded log for
+ * every such float, checked exhaustively). Sampling uses it on (0, 1], the SDE's log-density also above 1. */
 static inline DRL_HD float drl_rng_logf(float x) {
   uint32_t b = drl_float_bits(x);
   int e = (int)((b >> 23) & 0xFFu) - 126; /* x = m * 2^e, m in [0.5, 1) */

@@ -100,6 +100,10 @@ TEST_F(Api, ErrorsAreStatusesWithMessages) {
   EXPECT_EQ(drl_engine_create(nullptr, spsa, 1, &e), DRL_ERR_UNSUPPORTED);
   EXPECT_ERROR_HAS("dynrl train");
   EXPECT_EQ(e, nullptr);
+  const char *flow[] = {"trainer.phases=flow_pretrain,flow_grpo"};
+  EXPECT_EQ(drl_engine_create(nullptr, flow, 1, &e), DRL_ERR_UNSUPPORTED);
+  EXPECT_ERROR_HAS("flow phases (flow_pretrain)");
+  EXPECT_EQ(e, nullptr);
   e = make();
   int32_t ids[4] = {1, 10, 2, 11};
   int64_t offsets[6] = {0, 4, 4, 4, 4, 4};

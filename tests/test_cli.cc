@@ -53,7 +53,8 @@ TEST_F(Cli, VersionAndHelp) {
 TEST_F(Cli, WrongUsageExitsTwoWithUsage) {
   for (const char *args : {"", "frobnicate", "help frobnicate", "data", "data gen --task add", "data gen --n",
                            "data gen --task add --n x -o f.h5", "data info", "config", "config print a.yaml b.yaml",
-                           "config print --set"}) {
+                           "config print --set", "sample", "sample a.h5 b.h5", "sample a.h5 --n 0",
+                           "sample a.h5 --bogus"}) {
     CliRun r = run(args);
     EXPECT_EQ(r.code, 2) << "dynrl " << args << "\n" << r.out;
     EXPECT_TRUE(has(r.out, "usage:")) << "dynrl " << args << "\n" << r.out;
@@ -109,4 +110,24 @@ TEST_F(Cli, ConfigErrorsNameTheKey) {
   CliRun range = run("config print " + dir_ + "/bad.yaml");
   EXPECT_EQ(range.code, 1);
   EXPECT_TRUE(has(range.out, "model.n_layers")) << range.out;
+}
+
+// A flow policy end to end through the command: train (a short flow2d run), then sample to HDF5.
+TEST_F(Cli, TrainFlowThenSample) {
+  std::string sets = " --set trainer.phases=flow_pretrain,flow_grpo --set flow.pretrain_steps=20 --set flow.hidden=16"
+                     " --set tree.iterations=3 --set tree.eval_samples=8 --set run.threads=1 --set run.out_dir=" +
+                     path("run");
+  CliRun t = run("train" + sets);
+  ASSERT_EQ(t.code, 0) << t.out;
+  EXPECT_TRUE(has(t.out, "eval reward:")) << t.out;
+  EXPECT_TRUE(has(t.out, "after flow_pretrain")) << t.out;
+  CliRun s = run("sample " + path("run/ckpt.h5") + " -o " + path("s.h5") + " --n 16");
+  ASSERT_EQ(s.code, 0) << s.out;
+  EXPECT_TRUE(has(s.out, "wrote 16 samples per condition")) << s.out;
+  EXPECT_TRUE(std::filesystem::exists(path("s.h5")));
+  CliRun m = run("sample " + path("missing.h5"));
+  EXPECT_EQ(m.code, 1) << m.out;
+  EXPECT_TRUE(has(m.out, "missing.h5")) << m.out;
+  CliRun h = run("help sample");
+  EXPECT_TRUE(has(h.out, "usage: dynrl sample")) << h.out;
 }

@@ -367,7 +367,7 @@ TEST(Config, UnknownSectionListsSections) {
   std::string msg = load_error("modle:\n  d_model: 128\n");
   EXPECT_TRUE(Contains(msg, "test.yaml:1:"));
   EXPECT_TRUE(Contains(msg, "unknown section 'modle'"));
-  EXPECT_TRUE(Contains(msg, "run, model, moe, data, optim, trainer, sft, grpo, d3s, dist, spsa"));
+  EXPECT_TRUE(Contains(msg, "run, model, moe, data, optim, trainer, sft, grpo, d3s, dist, spsa, flow, tree"));
 }
 
 TEST(Config, WrongTypeNamesKeyAndExpectedType) {

@@ -128,7 +128,7 @@ std::vector<float> ladder_logits(int64_t R, int E, uint32_t seed) {
 
 }  // namespace
 
-// ---------------- drl_expf, drl_moe_sigmoidf ----------------
+// ---------------- drl_expf, drl_sigmoid_exact ----------------
 
 TEST(MoeExp, AccuracyAndMonotonicOnDenseSweeps) {
   // Every float of these intervals: both ends of the range, both sides of the first reduction boundaries (n = 0 <-> 1
@@ -177,13 +177,13 @@ TEST(MoeExp, ExactValuesClampAndNaN) {
 }
 
 TEST(MoeSigmoid, AccuracyMonotonicAndSaturation) {
-  EXPECT_EQ(drl_moe_sigmoidf(0.0f), 0.5f);
-  EXPECT_EQ(drl_moe_sigmoidf(-0.0f), 0.5f);
+  EXPECT_EQ(drl_sigmoid_exact(0.0f), 0.5f);
+  EXPECT_EQ(drl_sigmoid_exact(-0.0f), 0.5f);
   int64_t max_ulp = 0;
   float prev = 0.0f, worst = 0.0f;
   for (int i = -1000000; i <= 1000000; ++i) {  // [-100, 100] in steps of 1e-4
     float z = (float)i * 1e-4f;
-    float s = drl_moe_sigmoidf(z);
+    float s = drl_sigmoid_exact(z);
     ASSERT_GE(s, prev) << "sigmoid decreases at z = " << z;
     ASSERT_GT(s, 0.0f);
     ASSERT_LE(s, 1.0f);
@@ -193,29 +193,29 @@ TEST(MoeSigmoid, AccuracyMonotonicAndSaturation) {
     if (d > max_ulp) max_ulp = d, worst = z;
   }
   for (auto rg : {std::make_pair(-3.0f, -2.99f), std::make_pair(0.5f, 0.501f), std::make_pair(-60.0f, -59.99f)}) {
-    prev = drl_moe_sigmoidf(rg.first);
+    prev = drl_sigmoid_exact(rg.first);
     for (float z = rg.first; z <= rg.second; z = std::nextafterf(z, INFINITY)) {
-      float s = drl_moe_sigmoidf(z);
+      float s = drl_sigmoid_exact(z);
       ASSERT_GE(s, prev) << "sigmoid decreases at z = " << z;
       prev = s;
       int64_t d = ulp_diff(s, (float)sigmoid_d((double)z));
       if (d > max_ulp) max_ulp = d, worst = z;
     }
   }
-  std::printf("drl_moe_sigmoidf: max error %lld ulp vs the double sigmoid (worst z = %a)\n", (long long)max_ulp, worst);
+  std::printf("drl_sigmoid_exact: max error %lld ulp vs the double sigmoid (worst z = %a)\n", (long long)max_ulp, worst);
   EXPECT_LE(max_ulp, 3) << "at z = " << worst;
   // Saturation: exactly 1 once e^-z is below half an ulp of 1; tiny but positive and finite at the far left.
-  EXPECT_EQ(drl_moe_sigmoidf(17.0f), 1.0f);
-  EXPECT_EQ(drl_moe_sigmoidf(1e30f), 1.0f);
-  EXPECT_EQ(drl_moe_sigmoidf(INFINITY), 1.0f);
-  EXPECT_LT(drl_moe_sigmoidf(16.0f), 1.0f);
+  EXPECT_EQ(drl_sigmoid_exact(17.0f), 1.0f);
+  EXPECT_EQ(drl_sigmoid_exact(1e30f), 1.0f);
+  EXPECT_EQ(drl_sigmoid_exact(INFINITY), 1.0f);
+  EXPECT_LT(drl_sigmoid_exact(16.0f), 1.0f);
   for (float z : {-90.0f, -1000.0f, -INFINITY}) {
-    float s = drl_moe_sigmoidf(z);
+    float s = drl_sigmoid_exact(z);
     EXPECT_GT(s, 0.0f) << z;
     EXPECT_LT(s, 1e-38f) << z;
-    EXPECT_EQ(bits(s), bits(drl_moe_sigmoidf(-88.7f))) << z;  // the clamp of e^-z
+    EXPECT_EQ(bits(s), bits(drl_sigmoid_exact(-88.7f))) << z;  // the clamp of e^-z
   }
-  EXPECT_TRUE(std::isnan(drl_moe_sigmoidf(NAN)));
+  EXPECT_TRUE(std::isnan(drl_sigmoid_exact(NAN)));
 }
 
 // ---------------- route ----------------
@@ -236,7 +236,7 @@ TEST(MoeRoute, MatchesNaiveReference) {
           std::vector<double> sd(E);
           for (int e = 0; e < E; ++e) {
             float z = logits[r * E + e];
-            ASSERT_EQ(bits(o.scores[r * E + e]), bits(drl_moe_sigmoidf(z)));
+            ASSERT_EQ(bits(o.scores[r * E + e]), bits(drl_sigmoid_exact(z)));
             sd[e] = sigmoid_d(z);
           }
           auto want = ref_select(&o.scores[r * E], b, E, K);

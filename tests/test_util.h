@@ -75,15 +75,16 @@ class TempDirTest : public ::testing::Test {
   std::string path(const std::string &name) const { return dir_ + "/" + name; }
 };
 
-// Every element within 1e-3 relative of the finite difference (floored at 1% of the largest, so a component that
-// cancels to almost nothing is not judged on its float rounding alone).
-inline void expect_grad_close(const std::vector<float> &got, const std::vector<double> &fd, const char *what) {
+// Every element within tol (default 1e-3) relative of the finite difference (floored at 1% of the largest, so a
+// component that cancels to almost nothing is not judged on its float rounding alone).
+inline void expect_grad_close(const std::vector<float> &got, const std::vector<double> &fd, const char *what,
+                              double tol = 1e-3) {
   ASSERT_EQ(got.size(), fd.size());
   double scale = 0.0;
   for (double v : fd) scale = std::max(scale, std::fabs(v));
   ASSERT_GT(scale, 0.0) << what << ": finite differences are all zero; the test would prove nothing";
   for (size_t i = 0; i < got.size(); ++i) {
     double err = std::fabs((double)got[i] - fd[i]) / std::max(std::fabs(fd[i]), 1e-2 * scale);
-    EXPECT_LT(err, 1e-3) << what << "[" << i << "]: analytic " << got[i] << " vs finite difference " << fd[i];
+    EXPECT_LT(err, tol) << what << "[" << i << "]: analytic " << got[i] << " vs finite difference " << fd[i];
   }
 }

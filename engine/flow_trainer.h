@@ -1,0 +1,54 @@
+/* The trainer of the flow policy (DESIGN §5-§6): phase flow_pretrain (flow matching on the flow2d task), then phase
+ * flow_grpo (GRPO over SDE trees or independent trajectories, engine/flow_grpo). Checkpoints, metrics, evaluation,
+ * resume and trainer.stop_after work as for the token trainer; the evaluation is the mean reward of deterministic
+ * ODE samples (tree.eval_samples per condition). drl_train dispatches here when trainer.phases are flow phases. */
+#ifndef DRL_FLOW_TRAINER_H
+#define DRL_FLOW_TRAINER_H
+
+#include <stdint.h>
+
+#include "data/flow2d.h"
+#include "engine/config.h"
+#include "engine/trainer.h"
+#include "models/flow.h"
+#include "samplers/sde_tree.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Nonzero when phase belongs to the flow policy. */
+int drl_phase_is_flow(drl_cfg_phase phase);
+
+/* The flow2d task and the velocity network cfg describes. */
+void drl_flow_task_of(const drl_config *cfg, drl_flow2d *task);
+void drl_flow_config_of(const drl_config *cfg, drl_flow_config *fc);
+
+/* The window start of 1-based flow_grpo iteration it: tree.window_start + (it - 1) / tree.window_every (0: fixed),
+ * at most tree.steps - tree.depth. */
+int drl_flow_window_at(const drl_config *cfg, int it);
+
+/* The sampler parameters of iteration it (tree: one root per condition and tree.branch children per node;
+ * independent: tree.group_size roots and no branching). */
+drl_tree_params drl_flow_tree_params(const drl_config *cfg, int it);
+
+/* Network evaluations of flow_grpo iterations 1..it (sampling and tree.epochs training passes), by the formula of
+ * research D.2.6: what the sampler counts, so a resumed run continues the count. */
+int64_t drl_flow_nfe_through(const drl_config *cfg, int it);
+
+/* Runs the flow phases of cfg (every phase must be a flow phase; one process). */
+drl_status drl_train_flow(const drl_config *cfg, drl_comm *comm, drl_train_summary *summary);
+
+/* Loads the flow policy of the checkpoint at ckpt_path (with the configuration stored in it) and writes n ODE samples
+ * per condition, from the noise of seed, to out_path atomically:
+ *   /samples/x float32 [C n, 2], /samples/cond int32 [C n], /samples/reward float32 [C n]
+ *   /task/modes float32 [C, modes, 2], /task/target int32 [C]; root attributes reward_width, mode_std, mean_reward,
+ *   steps, phase, checkpoint.
+ * steps 0: the configuration's tree.steps. *mean_reward (may be NULL) receives the samples' mean reward. */
+drl_status drl_flow_sample_file(const char *ckpt_path, const char *out_path, int n, int steps, uint64_t seed,
+                                double *mean_reward);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DRL_FLOW_TRAINER_H */

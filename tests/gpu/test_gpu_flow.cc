@@ -1,0 +1,551 @@
+// The flow policy on the GPU against the CPU (whose kernels tests/test_flow_kernels.cc checks against references).
+// Kernels, BIT-IDENTICAL by construction (every float op of the shared per-element math is rounded once, e^x / log /
+// sin / cos are engine-owned, and every reduction runs in a fixed order): bias add and backward, SiLU forward and
+// backward, the time embedding, the SDE step (with log-probabilities, ODE and SDE rows mixed), the SDE log-probability
+// and its backward. The velocity network and the tree sampler go through GEMMs, which are cuBLAS on one side and
+// OpenBLAS on the other (different blocking and summation order), so those are compared with tolerances; only the
+// NFE count must be exact.
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gpu_skip.h"
+#include "../test_util.h"
+
+extern "C" {
+#include "kernels/bias.h"
+#include "kernels/sde.h"
+#include "kernels/silu.h"
+#include "kernels/time_embed.h"
+#include "models/flow.h"
+#include "samplers/sde_tree.h"
+}
+
+namespace {
+
+// Floats of widely mixed magnitude and sign (normal times 2^[-8, 8]): a different summation order shows in the bits.
+std::vector<float> mixed(size_t n, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_int_distribution<int> e(-8, 8);
+  std::vector<float> v(n);
+  for (float &x : v) x = std::ldexp(nd(g), e(g));
+  return v;
+}
+
+// max |a - b| over max |b| (the scale floored at 1e-12).
+double rel_err(const float *a, const float *b, int64_t n) {
+  double diff = 0, scale = 1e-12;
+  for (int64_t i = 0; i < n; ++i) {
+    diff = std::fmax(diff, std::fabs((double)a[i] - b[i]));
+    scale = std::fmax(scale, std::fabs((double)b[i]));
+  }
+  return diff / scale;
+}
+
+// SDE rows as the sampler makes them: steps of a T = 20, shift 3 grid (t = 1 included), sigma from the Flow-GRPO
+// formula with noise a in [0.3, 1.2] and growth in [1, 2], every ode_every-th row an ODE row (sigma 0).
+struct Rows {
+  std::vector<float> x, v, t, dt, sigma;
+  std::vector<uint64_t> noise;
+};
+
+Rows make_rows(int64_t rows, int D, uint32_t seed, int ode_every) {
+  Rows b;
+  b.x = random_normal((size_t)rows * D, 1.0f, seed);
+  b.v = random_normal((size_t)rows * D, 1.5f, seed + 1);
+  auto a = random_uniform((size_t)rows, seed + 2, 0.3f, 1.2f);
+  auto g = random_uniform((size_t)rows, seed + 3, 1.0f, 2.0f);
+  const int T = 20;
+  std::vector<float> grid(T + 1);
+  drl_time_grid(grid.data(), T, 3.0f);
+  b.t.resize(rows);
+  b.dt.resize(rows);
+  b.sigma.resize(rows);
+  b.noise.resize(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    int k = (int)(r % T);
+    b.t[r] = grid[k];
+    b.dt[r] = grid[k + 1] - grid[k];
+    b.sigma[r] = (ode_every > 0 && r % ode_every == 0) ? 0.0f : drl_sde_sigma(a[r], g[r], grid[k], grid[1]);
+    b.noise[r] = 77ull + 13ull * (uint64_t)((r * 101) % (rows + 3)) + ((uint64_t)1 << 34);
+  }
+  return b;
+}
+
+const drl_rng_stream kStream = {0xD1CEull, 11, drl_rng_tag(DRL_RNG_SDE, 21, 0)};
+
+drl_flow_config flow_config() {
+  drl_flow_config c = {};
+  c.dim = 2;
+  c.n_cond = 4;
+  c.cond_dim = 8;
+  c.time_features = 8;
+  c.hidden = 32;
+  c.layers = 2;
+  c.init_std = 0.3f;
+  c.max_freq = 16.0f;
+  return c;
+}
+
+}  // namespace
+
+// ---- kernels: bit for bit ----
+
+TEST(GpuFlow, BiasAddAndBackwardBitIdentical) {
+  drl_device gpu;
+  DRL_REQUIRE_GPU(gpu);
+  // Columns below, at and above the 32-column blocks, rows below, at and above the 128-row tiles, a long single column.
+  const std::pair<int64_t, int> shapes[] = {{1, 1}, {7, 3}, {128, 32}, {129, 33}, {1000, 65}, {4097, 256}, {100000, 2},
+                                            {3, 1000}};
+  uint32_t seed = 1;
+  for (auto [rows, cols] : shapes) {
+    auto y0 = random_uniform((size_t)rows * cols, seed++, -4.0f, 4.0f);
+    auto b = random_uniform((size_t)cols, seed++, -2.0f, 2.0f);
+    auto dy = mixed((size_t)rows * cols, seed++);
+    auto db0 = random_uniform((size_t)cols, seed++, -3.0f, 3.0f);  // nonzero: the backward adds into db
+    auto y = y0, db = db0;
+    ASSERT_EQ(drl_bias_add_cpu(y.data(), b.data(), rows, cols), DRL_OK);
+    ASSERT_EQ(drl_bias_backward_cpu(db.data(), dy.data(), rows, cols), DRL_OK);
+    DevBuf dy0(&gpu, y0), dbias(&gpu, b), ddy(&gpu, dy), ddb(&gpu, db0);
+    ASSERT_EQ(drl_bias_add(&gpu, dy0.f(), dbias.f(), rows, cols), DRL_OK) << drl_last_error();
+    ASSERT_EQ(drl_bias_backward(&gpu, ddb.f(), ddy.f(), rows, cols), DRL_OK) << drl_last_error();
+    EXPECT_SAME_BITS(dy0.get(), y, "bias add rows " << rows << " cols " << cols);
+    EXPECT_SAME_BITS(ddb.get(), db, "bias backward rows " << rows << " cols " << cols);
+  }
+  drl_device_close(&gpu);
+}
+
+TEST(GpuFlow, SiluForwardBackwardBitIdentical) {
+  drl_device gpu;
+  DRL_REQUIRE_GPU(gpu);
+  const int64_t n = (1 << 20) + 7;
+  auto x = random_uniform((size_t)n, 31, -12.0f, 12.0f);
+  // Finite extremes (NaN payloads may legitimately differ between the backends, so non-finite values are checked by
+  // class below, not by bits).
+  const float special[] = {0.0f, -0.0f, 100.0f, -100.0f, 87.3f, -87.3f, 88.7f, -88.7f, 1e30f, -1e30f, FLT_MAX,
+                           -FLT_MAX, FLT_MIN, -FLT_MIN, 1e-40f, -1e-40f, -1.2784645f};
+  for (size_t i = 0; i < sizeof special / sizeof special[0]; ++i) x[i * 1000] = special[i];
+  auto dout = random_uniform((size_t)n, 32, -2.0f, 2.0f);
+  std::vector<float> out(n), dx(n);
+  ASSERT_EQ(drl_silu_forward_cpu(out.data(), x.data(), n), DRL_OK);
+  ASSERT_EQ(drl_silu_backward_cpu(dx.data(), dout.data(), x.data(), n), DRL_OK);
+  DevBuf dxin(&gpu, x), ddout(&gpu, dout), dout_g(&gpu, (size_t)n * 4), ddx(&gpu, (size_t)n * 4);
+  ASSERT_EQ(drl_silu_forward(&gpu, dout_g.f(), dxin.f(), n), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_silu_backward(&gpu, ddx.f(), ddout.f(), dxin.f(), n), DRL_OK) << drl_last_error();
+  EXPECT_SAME_BITS(dout_g.get(), out, "silu forward");
+  EXPECT_SAME_BITS(ddx.get(), dx, "silu backward");
+  // In place on the GPU: the same bits.
+  ASSERT_EQ(drl_silu_forward(&gpu, dxin.f(), dxin.f(), n), DRL_OK);
+  EXPECT_SAME_BITS(dxin.get(), out, "silu forward in place");
+  // Non-finite inputs: the same class of result on both backends.
+  std::vector<float> bad = {std::numeric_limits<float>::quiet_NaN(), INFINITY, -INFINITY}, ones(3, 1.0f);
+  std::vector<float> fc(3), gc(3);
+  ASSERT_EQ(drl_silu_forward_cpu(fc.data(), bad.data(), 3), DRL_OK);
+  ASSERT_EQ(drl_silu_backward_cpu(gc.data(), ones.data(), bad.data(), 3), DRL_OK);
+  DevBuf dbad(&gpu, bad), dones(&gpu, ones), dfo(&gpu, 12), dgo(&gpu, 12);
+  ASSERT_EQ(drl_silu_forward(&gpu, dfo.f(), dbad.f(), 3), DRL_OK);
+  ASSERT_EQ(drl_silu_backward(&gpu, dgo.f(), dones.f(), dbad.f(), 3), DRL_OK);
+  auto fg = dfo.get(), gg = dgo.get();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(std::fpclassify(fg[i]), std::fpclassify(fc[i])) << "silu(" << bad[i] << ")";
+    if (!std::isnan(fc[i])) {
+      EXPECT_EQ(fg[i], fc[i]) << "silu(" << bad[i] << ")";
+    }
+    EXPECT_EQ(std::fpclassify(gg[i]), std::fpclassify(gc[i])) << "silu'(" << bad[i] << ")";
+  }
+  drl_device_close(&gpu);
+}
+
+TEST(GpuFlow, TimeEmbedBitIdentical) {
+  drl_device gpu;
+  DRL_REQUIRE_GPU(gpu);
+  for (auto [half, maxf] : std::vector<std::pair<int, double>>{{1, 16.0}, {4, 16.0}, {8, 1000.0}, {64, 1e4}}) {
+    const int64_t rows = 20000;
+    auto t = random_uniform((size_t)rows, 40 + half, -1.0f, 2.0f);
+    const float special[] = {0.0f, 1.0f, -0.0f, 1e-8f, -1e-8f, -0x1p-30f, 0.5f, 0x1p24f};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; ++i) t[i * 7] = special[i];
+    std::vector<float> freq(half);
+    drl_time_embed_freqs(freq.data(), half, maxf);
+    std::vector<float> out((size_t)rows * 2 * half);
+    ASSERT_EQ(drl_time_embed_cpu(out.data(), t.data(), freq.data(), rows, half), DRL_OK);
+    DevBuf dt(&gpu, t), df(&gpu, freq), dout(&gpu, out.size() * 4);
+    ASSERT_EQ(drl_time_embed(&gpu, dout.f(), dt.f(), df.f(), rows, half), DRL_OK) << drl_last_error();
+    EXPECT_SAME_BITS(dout.get(), out, "time embedding half " << half);
+  }
+  drl_device_close(&gpu);
+}
+
+TEST(GpuSde, StepBitIdentical) {
+  drl_device gpu;
+  DRL_REQUIRE_GPU(gpu);
+  for (int D : {1, 2, 3, 8})
+    for (int mean : {1, 0}) {
+      const int64_t rows = 30000 / D;
+      Rows b = make_rows(rows, D, 50 + D, 5);
+      std::vector<float> xn((size_t)rows * D), lp(rows);
+      ASSERT_EQ(drl_sde_step_cpu(xn.data(), lp.data(), b.x.data(), b.v.data(), b.t.data(), b.dt.data(),
+                                 b.sigma.data(), b.noise.data(), kStream, rows, D, mean),
+                DRL_OK);
+      DevBuf dx(&gpu, b.x), dv(&gpu, b.v), dtt(&gpu, b.t), ddt(&gpu, b.dt), ds(&gpu, b.sigma), dq(&gpu, b.noise),
+          dxn(&gpu, xn.size() * 4), dlp(&gpu, lp.size() * 4);
+      ASSERT_EQ(drl_sde_step(&gpu, dxn.f(), dlp.f(), dx.f(), dv.f(), dtt.f(), ddt.f(), ds.f(), (const uint64_t *)dq.p,
+                             kStream, rows, D, mean),
+                DRL_OK)
+          << drl_last_error();
+      EXPECT_SAME_BITS(dxn.get(), xn, "sde sample D " << D << " mean " << mean);
+      EXPECT_SAME_BITS(dlp.get(), lp, "sde step logp D " << D << " mean " << mean);
+      // Without log-probabilities, and in place (x_next == x): the same sample.
+      ASSERT_EQ(drl_sde_step(&gpu, dx.f(), nullptr, dx.f(), dv.f(), dtt.f(), ddt.f(), ds.f(), (const uint64_t *)dq.p,
+                             kStream, rows, D, mean),
+                DRL_OK)
+          << drl_last_error();
+      EXPECT_SAME_BITS(dx.get(), xn, "sde sample in place D " << D);
+    }
+  drl_device_close(&gpu);
+}
+
+TEST(GpuSde, LogprobAndBackwardBitIdentical) {
+  drl_device gpu;
+  DRL_REQUIRE_GPU(gpu);
+  for (int D : {1, 2, 5})
+    for (int mean : {1, 0}) {
+      const int64_t rows = 20000 / D;
+      Rows b = make_rows(rows, D, 70 + D, 7);
+      std::vector<float> xn((size_t)rows * D), lp_step(rows);
+      ASSERT_EQ(drl_sde_step_cpu(xn.data(), lp_step.data(), b.x.data(), b.v.data(), b.t.data(), b.dt.data(),
+                                 b.sigma.data(), b.noise.data(), kStream, rows, D, mean),
+                DRL_OK);
+      // Evaluate under a moved policy, so the residuals are not only the sampled noise.
+      auto v2 = b.v;
+      auto shift = random_uniform(v2.size(), 71 + D, -0.3f, 0.3f);
+      for (size_t i = 0; i < v2.size(); ++i) v2[i] += shift[i];
+      auto dlogp = random_uniform((size_t)rows, 72 + D, -2.0f, 2.0f);
+      auto dv0 = random_uniform(v2.size(), 73 + D, -1.0f, 1.0f);  // nonzero: the backward adds into dv
+      std::vector<float> lp(rows), dv = dv0;
+      ASSERT_EQ(drl_sde_logprob_cpu(lp.data(), xn.data(), b.x.data(), v2.data(), b.t.data(), b.dt.data(),
+                                    b.sigma.data(), rows, D, mean),
+                DRL_OK);
+      ASSERT_EQ(drl_sde_logprob_backward_cpu(dv.data(), dlogp.data(), xn.data(), b.x.data(), v2.data(), b.t.data(),
+                                             b.dt.data(), b.sigma.data(), rows, D, mean),
+                DRL_OK);
+      DevBuf dxn(&gpu, xn), dx(&gpu, b.x), dv1(&gpu, b.v), dv2(&gpu, v2), dtt(&gpu, b.t), ddt(&gpu, b.dt),
+          ds(&gpu, b.sigma), ddl(&gpu, dlogp), ddv(&gpu, dv0), dlp(&gpu, lp.size() * 4);
+      ASSERT_EQ(drl_sde_logprob(&gpu, dlp.f(), dxn.f(), dx.f(), dv2.f(), dtt.f(), ddt.f(), ds.f(), rows, D, mean),
+                DRL_OK)
+          << drl_last_error();
+      EXPECT_SAME_BITS(dlp.get(), lp, "sde logprob D " << D << " mean " << mean);
+      ASSERT_EQ(drl_sde_logprob_backward(&gpu, ddv.f(), ddl.f(), dxn.f(), dx.f(), dv2.f(), dtt.f(), ddt.f(), ds.f(),
+                                         rows, D, mean),
+                DRL_OK)
+          << drl_last_error();
+      EXPECT_SAME_BITS(ddv.get(), dv, "sde logprob backward D " << D << " mean " << mean);
+      // The GPU's training-side log-probability of the CPU's sample under the sampling velocity is the step's: the
+      // on-policy ratio is exactly 1 across the backends too.
+      ASSERT_EQ(drl_sde_logprob(&gpu, dlp.f(), dxn.f(), dx.f(), dv1.f(), dtt.f(), ddt.f(), ds.f(), rows, D, mean),
+                DRL_OK);
+      EXPECT_SAME_BITS(dlp.get(), lp_step, "on-policy logprob D " << D << " mean " << mean);
+    }
+  drl_device_close(&gpu);
+}
+
+// ---- the velocity network and the tree sampler: GEMMs differ (cuBLAS vs OpenBLAS), so tolerances ----
+
+TEST(GpuFlow, VelocityNetworkMatchesCpu) {
+  drl_device gpu;
+  DRL_REQUIRE_GPU(gpu);
+  drl_device cpu = cpu_device();
+  const drl_flow_config c = flow_config();
+  const int rows = 300;
+  drl_flow mc, mg;
+  ASSERT_EQ(drl_flow_create(&mc, &c, &cpu, rows, 1234), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_flow_create(&mg, &c, &gpu, rows, 1234), DRL_OK) << drl_last_error();
+  const int64_t n = mc.layout.total;
+  std::vector<float> host(n);
+  ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.params, n * 4), DRL_OK);
+  EXPECT_EQ(0, std::memcmp(host.data(), mc.params, n * 4)) << "the same Philox init on both devices";
+
+  auto x = random_normal((size_t)rows * c.dim, 1.0f, 81);
+  auto t = random_uniform((size_t)rows, 82, 0.0f, 1.0f);
+  t[0] = 1.0f;
+  t[1] = 0.0f;
+  std::vector<int32_t> cond(rows);
+  for (int r = 0; r < rows; ++r) cond[r] = (r * 7 + r / 5) % c.n_cond;
+  auto dv = random_normal((size_t)rows * c.dim, 1.0f, 83);
+  std::vector<float> vc((size_t)rows * c.dim);
+  ASSERT_EQ(drl_flow_forward(&mc, x.data(), t.data(), cond.data(), rows, vc.data()), DRL_OK) << drl_last_error();
+  DevBuf dx(&gpu, x), dt(&gpu, t), dc(&gpu, cond), ddv(&gpu, dv), dvg(&gpu, vc.size() * 4);
+  ASSERT_EQ(drl_flow_forward(&mg, dx.f(), dt.f(), dc.i(), rows, dvg.f()), DRL_OK) << drl_last_error();
+  // cuBLAS and OpenBLAS sum the GEMMs in different orders: agreement to 1e-4 of the largest value, not bit for bit.
+  auto vg = dvg.get();
+  EXPECT_LT(rel_err(vg.data(), vc.data(), (int64_t)vc.size()), 1e-4) << "velocity";
+  double vmax = 0;
+  for (float e : vc) vmax = std::fmax(vmax, std::fabs(e));
+  EXPECT_GT(vmax, 1e-2) << "a velocity this small would make the comparison vacuous";
+
+  // Gradients of L = sum dv . v, twice (the second backward adds onto the first: 2x the single one).
+  ASSERT_EQ(drl_flow_zero_grads(&mc), DRL_OK);
+  ASSERT_EQ(drl_flow_zero_grads(&mg), DRL_OK);
+  ASSERT_EQ(drl_flow_backward(&mc, dv.data()), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_flow_backward(&mg, ddv.f()), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.grads, n * 4), DRL_OK);
+  for (int k = 0; k < mc.layout.count; ++k) {
+    const drl_tensor_info &ti = mc.layout.tensors[k];
+    const int64_t len = ti.shape[0] * ti.shape[1];
+    double gmax = 0;
+    for (int64_t i = 0; i < len; ++i) gmax = std::fmax(gmax, std::fabs(mc.grads[ti.offset + i]));
+    EXPECT_GT(gmax, 0.0) << "gradient of " << ti.name << " is all zero: the comparison would prove nothing";
+    EXPECT_LT(rel_err(host.data() + ti.offset, mc.grads + ti.offset, len), 1e-4) << "gradient of " << ti.name;
+  }
+  std::vector<float> once(mc.grads, mc.grads + n);
+  ASSERT_EQ(drl_flow_backward(&mc, dv.data()), DRL_OK);
+  ASSERT_EQ(drl_flow_backward(&mg, ddv.f()), DRL_OK);
+  ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.grads, n * 4), DRL_OK);
+  for (int64_t i = 0; i < n; ++i) once[i] *= 2.0f;
+  EXPECT_LT(rel_err(mc.grads, once.data(), n), 1e-6) << "the CPU backward accumulates";
+  EXPECT_LT(rel_err(host.data(), once.data(), n), 1e-4) << "the GPU backward accumulates";
+  drl_flow_free(&mc);
+  drl_flow_free(&mg);
+  ASSERT_EQ(drl_device_sync(&gpu), DRL_OK);
+  drl_device_close(&gpu);
+}
+
+TEST(GpuFlow, TreeSamplerMatchesCpu) {
+  drl_device gpu;
+  DRL_REQUIRE_GPU(gpu);
+  drl_device cpu = cpu_device();
+  const drl_flow_config c = flow_config();
+  drl_tree_params p = {};
+  p.steps = 10;
+  p.shift = 3.0f;
+  p.noise = 0.7f;
+  p.growth = 0.5f;
+  p.depth = 3;
+  p.branch = 2;
+  p.window = 2;
+  p.roots = 2;
+  p.mean_over_dims = 1;
+  p.seed = 99;
+  p.iteration = 0;
+  ASSERT_EQ(drl_tree_params_check(&p), DRL_OK) << drl_last_error();
+  const int groups = 3;
+  const int rows = (int)drl_tree_rows_needed(&p, groups);
+  drl_flow mc, mg;
+  ASSERT_EQ(drl_flow_create(&mc, &c, &cpu, rows, 555), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_flow_create(&mg, &c, &gpu, rows, 777), DRL_OK) << drl_last_error();
+  // The CPU model's parameters into the GPU model (another seed first, so the copy is what makes them equal).
+  ASSERT_EQ(drl_copy_to_device(&gpu, mg.params, mc.params, (size_t)mc.layout.total * 4), DRL_OK);
+  ASSERT_EQ(drl_device_sync(&gpu), DRL_OK);
+  drl_tree tc, tg;
+  ASSERT_EQ(drl_tree_create(&tc, &p, groups, c.dim, &cpu), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_tree_create(&tg, &p, groups, c.dim, &gpu), DRL_OK) << drl_last_error();
+  const int32_t cond[groups] = {0, 3, 1};
+  for (uint32_t iteration : {5u, 6u}) {
+    ASSERT_EQ(drl_tree_sample(&tc, &mc, cond, iteration), DRL_OK) << drl_last_error();
+    ASSERT_EQ(drl_tree_sample(&tg, &mg, cond, iteration), DRL_OK) << drl_last_error();
+    ASSERT_EQ(tc.nodes, tg.nodes);
+    ASSERT_EQ(tc.leaves, tg.leaves);
+    EXPECT_EQ(tg.nfe, tc.nfe) << "iteration " << iteration;
+    EXPECT_EQ(tc.nfe, (int64_t)groups * p.roots * drl_tree_sample_nfe(&p)) << "iteration " << iteration;
+    // The same noise on both devices: the trees differ only by the GEMMs' rounding, carried through the steps.
+    for (int i = 0; i < tc.leaves * c.dim; ++i)
+      EXPECT_NEAR(tg.leaf_x[i], tc.leaf_x[i], 1e-3 * std::fmax(1.0f, std::fabs(tc.leaf_x[i])))
+          << "leaf_x[" << i << "] iteration " << iteration;
+    for (int i = 0; i < tc.nodes * c.dim; ++i)
+      EXPECT_NEAR(tg.x[i], tc.x[i], 1e-3 * std::fmax(1.0f, std::fabs(tc.x[i]))) << "x[" << i << "]";
+    for (int i = 0; i < tc.nodes; ++i)
+      EXPECT_NEAR(tg.logp_old[i], tc.logp_old[i], 1e-3 * std::fmax(1.0f, std::fabs(tc.logp_old[i])))
+          << "logp_old[" << i << "] iteration " << iteration;
+    for (int j = 0; j < p.depth; ++j) {
+      EXPECT_EQ(tg.t[j], tc.t[j]);
+      EXPECT_EQ(tg.sigma[j], tc.sigma[j]);
+    }
+    // Siblings (children q, q + 1 of one parent) differ: the comparison is of real SDE samples, not of ODE copies.
+    int differ = 0;
+    for (int q = tc.layer_first[1]; q + 1 < tc.layer_first[2]; q += p.branch)
+      differ += tc.x[(size_t)q * c.dim] != tc.x[(size_t)(q + 1) * c.dim];
+    EXPECT_EQ(differ, (tc.layer_first[2] - tc.layer_first[1]) / p.branch);
+  }
+  drl_tree_free(&tc);
+  drl_tree_free(&tg);
+  drl_flow_free(&mc);
+  drl_flow_free(&mg);
+  ASSERT_EQ(drl_device_sync(&gpu), DRL_OK);
+  drl_device_close(&gpu);
+}
+
+// ================================================================ at the sizes of a training step (own helpers)
+// 65536 rows; hidden 256 for bias and SiLU (plus D = 2 and a partial column block for the bias); the SDE at D = 2 and
+// 64 (one thread per row walks 64 dims with 64 Philox draws: the shape of an 8x8 image policy), mean and sum, ODE rows
+// mixed in, in place too; SiLU and the time embedding with their special values (the clamp of e^x, -0, NaN times).
+namespace flow_gpu_at_scale {
+namespace {
+
+const int64_t kRows = 65536;
+const int kHidden = 256;
+
+// Gradients of widely mixed magnitude (normal times 2^[-12, 12]), so the order of the bias backward's double sum
+// shows in the bits.
+std::vector<float> mixed(size_t n, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_int_distribution<int> e(-12, 12);
+  std::vector<float> v(n);
+  for (float &x : v) x = std::ldexp(nd(g), e(g));
+  return v;
+}
+
+// Pre-activations of a hidden layer, with the tails and special values a kernel must treat alike on both backends.
+std::vector<float> activations(size_t n, uint32_t seed) {
+  auto v = random_normal(n, 4.0f, seed);
+  const float special[] = {0.0f, -0.0f, -87.0f, -88.7f, -90.0f, -1e30f, 17.0f, 90.0f, 1e30f, 1e-30f, -1e-30f, -1.278f};
+  for (size_t i = 0; i < sizeof special / sizeof *special && i < n; ++i) v[i * 7919 % n] = special[i];
+  return v;
+}
+
+// One tree layer's worth of SDE rows: t and dt from a shift-3 grid, sigma from the Flow-GRPO schedule with depth
+// factors, every 9th row an ODE row, scattered 64-bit noise indices.
+struct SdeRows {
+  int64_t rows;
+  int D;
+  std::vector<float> x, v, t, dt, sigma, dlogp;
+  std::vector<uint64_t> idx;
+};
+
+SdeRows sde_rows(int64_t rows, int D, uint32_t seed) {
+  SdeRows b;
+  b.rows = rows, b.D = D;
+  b.x = random_normal((size_t)rows * D, 1.5f, seed);
+  b.v = random_normal((size_t)rows * D, 2.0f, seed + 1);
+  b.dlogp = random_uniform(rows, seed + 2, -1.0f, 1.0f);
+  const int T = 25;
+  std::vector<float> grid(T + 1);
+  drl_time_grid(grid.data(), T, 3.0f);
+  b.t.resize(rows), b.dt.resize(rows), b.sigma.resize(rows), b.idx.resize(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    int k = (int)(r % T);
+    b.t[r] = grid[k];
+    b.dt[r] = grid[k + 1] - grid[k];
+    b.sigma[r] = r % 9 == 4 ? 0.0f : drl_sde_sigma(0.7f, 1.0f + (float)(r % 4) / 3.0f, grid[k], grid[1]);
+    b.idx[r] = (uint64_t)r * 0x9E3779B97F4A7C15ull >> 20;
+  }
+  return b;
+}
+
+}  // namespace
+
+TEST(GpuFlowAtScale, BiasAddAndBackwardBitIdenticalToCpu) {
+  drl_device gpu;
+  DRL_REQUIRE_GPU(gpu);
+  drl_device cpu = cpu_device();
+  for (int cols : {kHidden, 2, 67}) {  // the hidden layer, the output layer (D = 2), and a partial column block
+    auto y = random_uniform((size_t)kRows * cols, 1 + cols), b = random_uniform(cols, 2 + cols);
+    auto dy = mixed((size_t)kRows * cols, 3 + cols), db = random_uniform(cols, 4 + cols);
+    DevBuf y_d(&gpu, y), b_d(&gpu, b), g_d(&gpu, dy), db_d(&gpu, db);
+    ASSERT_EQ(drl_bias_add(&gpu, y_d.f(), b_d.f(), kRows, cols), DRL_OK) << drl_last_error();
+    ASSERT_EQ(drl_bias_backward(&gpu, db_d.f(), g_d.f(), kRows, cols), DRL_OK) << drl_last_error();
+    ASSERT_EQ(drl_bias_add(&cpu, y.data(), b.data(), kRows, cols), DRL_OK);
+    ASSERT_EQ(drl_bias_backward(&cpu, db.data(), dy.data(), kRows, cols), DRL_OK);
+    EXPECT_SAME_BITS(y_d.get(), y, "bias add, cols " << cols);
+    EXPECT_SAME_BITS(db_d.get(), db, "bias backward, cols " << cols);
+  }
+  drl_device_close(&gpu);
+}
+
+TEST(GpuFlowAtScale, SiluForwardBackwardBitIdenticalToCpu) {
+  drl_device gpu;
+  DRL_REQUIRE_GPU(gpu);
+  drl_device cpu = cpu_device();
+  const int64_t n = kRows * kHidden;
+  auto x = activations((size_t)n, 10), dout = random_normal((size_t)n, 1.0f, 11);
+  DevBuf x_d(&gpu, x), dout_d(&gpu, dout), out_d(&gpu, (size_t)n * 4), dx_d(&gpu, (size_t)n * 4);
+  ASSERT_EQ(drl_silu_forward(&gpu, out_d.f(), x_d.f(), n), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_silu_backward(&gpu, dx_d.f(), dout_d.f(), x_d.f(), n), DRL_OK) << drl_last_error();
+  std::vector<float> out(n), dx(n);
+  ASSERT_EQ(drl_silu_forward(&cpu, out.data(), x.data(), n), DRL_OK);
+  ASSERT_EQ(drl_silu_backward(&cpu, dx.data(), dout.data(), x.data(), n), DRL_OK);
+  EXPECT_SAME_BITS(out_d.get(), out, "silu forward");
+  EXPECT_SAME_BITS(dx_d.get(), dx, "silu backward");
+  // In place on the GPU (out = x, dx = dout) gives the same bits.
+  ASSERT_EQ(drl_silu_backward(&gpu, dout_d.f(), dout_d.f(), x_d.f(), n), DRL_OK);
+  ASSERT_EQ(drl_silu_forward(&gpu, x_d.f(), x_d.f(), n), DRL_OK);
+  EXPECT_SAME_BITS(x_d.get(), out, "silu forward in place");
+  EXPECT_SAME_BITS(dout_d.get(), dx, "silu backward in place");
+  drl_device_close(&gpu);
+}
+
+TEST(GpuFlowAtScale, TimeEmbedBitIdenticalToCpu) {
+  drl_device gpu;
+  DRL_REQUIRE_GPU(gpu);
+  drl_device cpu = cpu_device();
+  for (int half : {8, 64}) {
+    std::vector<float> freq(half);
+    drl_time_embed_freqs(freq.data(), half, 1000.0);
+    auto t = random_uniform(kRows, 20 + half, 0.0f, 1.0f);
+    const float special[] = {0.0f, 1.0f, 0.5f, 0.125f - 0x1p-27f, -0x1p-30f, -0.3f, 1e-7f, 5e5f, NAN};
+    for (size_t i = 0; i < sizeof special / sizeof *special; ++i) t[i * 101] = special[i];
+    DevBuf t_d(&gpu, t), f_d(&gpu, freq), out_d(&gpu, (size_t)kRows * 2 * half * 4);
+    ASSERT_EQ(drl_time_embed(&gpu, out_d.f(), t_d.f(), f_d.f(), kRows, half), DRL_OK) << drl_last_error();
+    std::vector<float> out((size_t)kRows * 2 * half);
+    ASSERT_EQ(drl_time_embed(&cpu, out.data(), t.data(), freq.data(), kRows, half), DRL_OK);
+    EXPECT_SAME_BITS(out_d.get(), out, "time embed, half " << half);
+  }
+  drl_device_close(&gpu);
+}
+
+TEST(GpuFlowAtScale, SdeStepLogprobAndBackwardBitIdenticalToCpu) {
+  drl_device gpu;
+  DRL_REQUIRE_GPU(gpu);
+  drl_device cpu = cpu_device();
+  const drl_rng_stream s = {0xC0FFEEull, 17, drl_rng_tag(DRL_RNG_SDE, 3, 1)};
+  for (int D : {2, 64})
+    for (int mean : {1, 0}) {
+      SdeRows b = sde_rows(kRows, D, 30 + D);
+      const size_t n = (size_t)kRows * D;
+      DevBuf x_d(&gpu, b.x), v_d(&gpu, b.v), t_d(&gpu, b.t), dt_d(&gpu, b.dt), sg_d(&gpu, b.sigma), idx_d(&gpu, b.idx),
+          dl_d(&gpu, b.dlogp), xn_d(&gpu, n * 4), lp_d(&gpu, (size_t)kRows * 4), lp2_d(&gpu, (size_t)kRows * 4);
+      ASSERT_EQ(drl_sde_step(&gpu, xn_d.f(), lp_d.f(), x_d.f(), v_d.f(), t_d.f(), dt_d.f(), sg_d.f(),
+                             (const uint64_t *)idx_d.p, s, kRows, D, mean),
+                DRL_OK)
+          << drl_last_error();
+      ASSERT_EQ(drl_sde_logprob(&gpu, lp2_d.f(), xn_d.f(), x_d.f(), v_d.f(), t_d.f(), dt_d.f(), sg_d.f(), kRows, D,
+                                mean),
+                DRL_OK)
+          << drl_last_error();
+      auto dv0 = random_uniform(n, 40 + D);
+      DevBuf dv_d(&gpu, dv0);
+      ASSERT_EQ(drl_sde_logprob_backward(&gpu, dv_d.f(), dl_d.f(), xn_d.f(), x_d.f(), v_d.f(), t_d.f(), dt_d.f(),
+                                         sg_d.f(), kRows, D, mean),
+                DRL_OK)
+          << drl_last_error();
+
+      std::vector<float> xn(n), lp(kRows), lp2(kRows), dv = dv0;
+      ASSERT_EQ(drl_sde_step(&cpu, xn.data(), lp.data(), b.x.data(), b.v.data(), b.t.data(), b.dt.data(),
+                             b.sigma.data(), b.idx.data(), s, kRows, D, mean),
+                DRL_OK);
+      ASSERT_EQ(drl_sde_logprob(&cpu, lp2.data(), xn.data(), b.x.data(), b.v.data(), b.t.data(), b.dt.data(),
+                                b.sigma.data(), kRows, D, mean),
+                DRL_OK);
+      ASSERT_EQ(drl_sde_logprob_backward(&cpu, dv.data(), b.dlogp.data(), xn.data(), b.x.data(), b.v.data(),
+                                         b.t.data(), b.dt.data(), b.sigma.data(), kRows, D, mean),
+                DRL_OK);
+      EXPECT_SAME_BITS(xn_d.get(), xn, "sde x_next, D " << D << " mean " << mean);
+      EXPECT_SAME_BITS(lp_d.get(), lp, "sde step logp, D " << D << " mean " << mean);
+      EXPECT_SAME_BITS(lp2_d.get(), lp2, "sde logprob, D " << D << " mean " << mean);
+      EXPECT_SAME_BITS(lp2_d.get(), lp, "sde logprob vs the step's logp (GPU), D " << D);
+      EXPECT_SAME_BITS(dv_d.get(), dv, "sde logprob backward, D " << D << " mean " << mean);
+
+      // In place (x_next = x) on the GPU: the same sample and log-probability.
+      ASSERT_EQ(drl_sde_step(&gpu, x_d.f(), lp2_d.f(), x_d.f(), v_d.f(), t_d.f(), dt_d.f(), sg_d.f(),
+                             (const uint64_t *)idx_d.p, s, kRows, D, mean),
+                DRL_OK);
+      EXPECT_SAME_BITS(x_d.get(), xn, "sde x_next in place, D " << D);
+      EXPECT_SAME_BITS(lp2_d.get(), lp, "sde logp in place, D " << D);
+    }
+  drl_device_close(&gpu);
+}
+}  // namespace flow_gpu_at_scale
