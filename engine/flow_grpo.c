@@ -32,7 +32,7 @@ static void mean_std(const double *v, int64_t n, double *mean, double *std) {
 }
 
 void drl_tree_advantages(const drl_tree *t, const double *value, const drl_flow_grpo_cfg *c, float *adv) {
-  int d = t->p.depth, b = t->p.branch;
+  int d = t->p.depth;
   memset(adv, 0, (size_t)t->nodes * sizeof(float));
   int64_t leaves_g = per_group(t, d);
   for (int g = 0; g < t->groups; ++g) {
@@ -44,7 +44,7 @@ void drl_tree_advantages(const drl_tree *t, const double *value, const drl_flow_
       double dm = 0.0, ds = 0.0;
       if (c->advantage == DRL_TREE_ADV_DEPTH) mean_std(vj, n, &dm, &ds);
       for (int64_t q = 0; q < n; ++q) {
-        int64_t node = t->layer_first[j] + g * n + q, parent = t->layer_first[j - 1] + (g * n + q) / b;
+        int64_t node = t->layer_first[j] + g * n + q, parent = t->parent[node];
         double a;
         if (c->advantage == DRL_TREE_ADV_DEPTH)
           a = ds < 1e-6 ? 0.0 : (vj[q] - dm) / (ds + 1e-8);
@@ -81,8 +81,9 @@ drl_status drl_flow_grpo_step(drl_tree *t, drl_flow *model, const drl_flow_grpo_
   float *v = (float *)malloc((size_t)t->leaves * D * sizeof(float));
   float *dv = (float *)malloc((size_t)t->leaves * D * sizeof(float));
   double *gstat = (double *)malloc((size_t)t->groups * 3 * sizeof(double)); /* mean, std, best leaf */
-  drl_status st = value && adv && logp && dlogp && v && dv && gstat ? DRL_OK
-                                                                     : DRL_FAIL(DRL_ERR_OOM, "out of memory for flow GRPO");
+  drl_status st = value && adv && logp && dlogp && v && dv && gstat
+                      ? DRL_OK
+                      : DRL_FAIL(DRL_ERR_OOM, "out of memory for flow GRPO");
   if (st != DRL_OK) goto done;
   drl_tree_values(t, value);
   drl_tree_advantages(t, value, c, adv);

@@ -9,7 +9,8 @@
  *   eps_e = clip_low + (clip_high - clip_low) sigmoid(sensitivity A_e),
  *   L_e = max(-A rho, -A clamp(rho, 1 - eps_e, 1 + eps_e)),  rho = exp(logp - logp_old),
  * averaged over the edges, plus LayerTuning-RL: sft_weight times the mean over each window layer's nodes of
- *   w_g mean_dims |v_theta(x_n, t_n) - (x_n - x0*_g) / t_n|^2,   w_g = clamp((max R - mean R) / (std R + eps), 0, sft_wmax),
+ *   w_g mean_dims |v_theta(x_n, t_n) - (x_n - x0*_g) / t_n|^2,
+ *   w_g = clamp((max R - mean R) / (std R + eps), 0, sft_wmax),
  * x0*_g the group's best leaf: a regression toward the velocity that would carry the node to the best sample. */
 #ifndef DRL_FLOW_GRPO_H
 #define DRL_FLOW_GRPO_H

@@ -146,7 +146,8 @@ static drl_status check_flow_config(const drl_config *cfg, const drl_comm *comm)
     return DRL_FAIL(DRL_ERR_CONFIG, "the flow phases run on one process; this job has %d ranks", comm->size);
   if (cfg->optim.name != DRL_CFG_OPTIM_ADAMW) return DRL_FAIL(DRL_ERR_CONFIG, "the flow phases need optim.name: adamw");
   if (cfg->flow.time_features % 2 != 0)
-    return DRL_FAIL(DRL_ERR_CONFIG, "flow.time_features (%d) must be even (sin and cos pairs)", cfg->flow.time_features);
+    return DRL_FAIL(DRL_ERR_CONFIG, "flow.time_features (%d) must be even (sin and cos pairs)",
+                    cfg->flow.time_features);
   if (t->window_start + t->depth > t->steps)
     return DRL_FAIL(DRL_ERR_CONFIG, "tree.window_start (%d) + tree.depth (%d) must be at most tree.steps (%d)",
                     t->window_start, t->depth, t->steps);
@@ -252,7 +253,8 @@ static drl_status evaluate(flow_run *f, double *reward) {
   if (st == DRL_OK)
     st = drl_flow_sample_ode(&f->model, cond, C, n, cfg->tree.steps, (float)cfg->tree.shift, cfg->run.seed, x);
   double s = 0.0;
-  for (int64_t i = 0; st == DRL_OK && i < (int64_t)C * n; ++i) s += drl_flow2d_reward(&f->task, x + 2 * i, (int)(i / n));
+  for (int64_t i = 0; st == DRL_OK && i < (int64_t)C * n; ++i)
+    s += drl_flow2d_reward(&f->task, x + 2 * i, (int)(i / n));
   *reward = s / ((double)C * n);
   free(cond);
   free(x);
@@ -388,7 +390,8 @@ static drl_status run_grpo(flow_run *f, int start, drl_train_summary *sum) {
     st = drl_tree_sample(&tree, &f->model, cond, gstep);
     if (st != DRL_OK) break;
     int64_t per = tree.leaves / G;
-    for (int q = 0; q < tree.leaves; ++q) tree.reward[q] = drl_flow2d_reward(&f->task, tree.leaf_x + 2 * q, cond[q / per]);
+    for (int q = 0; q < tree.leaves; ++q)
+      tree.reward[q] = drl_flow2d_reward(&f->task, tree.leaf_x + 2 * q, cond[q / per]);
     drl_flow_grpo_stats gs;
     int64_t nfe = tree.nfe;
     for (int e = 0; st == DRL_OK && e < tc->epochs; ++e) { /* the statistics of the last update */

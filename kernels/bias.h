@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "device.h"
+#include "exp.h" /* drl_dadd */
 #include "hd.h"
 #include "philox.h" /* drl_fadd: explicitly rounded */
 
@@ -34,13 +35,7 @@ drl_status drl_bias_backward_cuda(const drl_device *dev, float *db, const float 
 
 /* One column's running sum plus dy[r, c], in double (exact while the terms span < 29 binades; rounded otherwise, in
  * the same order on both backends). */
-static inline DRL_HD double drl_bias_acc(double acc, float dy) {
-#ifdef __CUDA_ARCH__
-  return __dadd_rn(acc, (double)dy);
-#else
-  return acc + (double)dy;
-#endif
-}
+static inline DRL_HD double drl_bias_acc(double acc, float dy) { return drl_dadd(acc, (double)dy); }
 
 /* The column total added to db: rounded to float once, then one float add. */
 static inline DRL_HD float drl_bias_finish(float db, double acc) { return drl_fadd(db, (float)acc); }

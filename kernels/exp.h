@@ -1,4 +1,4 @@
-/* Engine-owned exponential and sigmoid: the same bits on CPU and GPU.
+/* Engine-owned exponential and sigmoid, and correctly rounded division and double ops: the same bits on CPU and GPU.
  *
  * libm's expf and CUDA's expf / __expf differ by an ulp or two, so any op whose CPU and GPU results must agree bit
  * for bit (the MoE router, SiLU in the flow network) uses these instead. Every float op is rounded once (drl_fadd,
@@ -15,6 +15,30 @@
 static inline DRL_HD float drl_fdiv(float a, float b) {
 #ifdef __CUDA_ARCH__
   return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+
+/* Correctly rounded double ops: nvcc would otherwise fuse a multiply and an add into one DFMA (one rounding, not two)
+ * and the GPU's bits would drift from the CPU's (host code is built with -ffp-contract=off). */
+static inline DRL_HD double drl_dadd(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+static inline DRL_HD double drl_dmul(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+static inline DRL_HD double drl_ddiv(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __ddiv_rn(a, b);
 #else
   return a / b;
 #endif

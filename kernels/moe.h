@@ -14,7 +14,7 @@
 
 #include "device.h"
 #include "hd.h"
-#include "exp.h"    /* drl_expf, drl_sigmoid_exact, drl_fdiv: engine-owned, the same bits on both backends */
+#include "exp.h"    /* drl_expf, drl_sigmoid_exact, drl_fdiv, drl_dadd, drl_dmul: the same bits on both backends */
 #include "philox.h" /* drl_fadd, drl_fmul, drl_fma: explicitly rounded */
 
 #ifdef __cplusplus
@@ -105,21 +105,6 @@ drl_status drl_moe_combine_backward_cuda(const drl_device *dev, float *dy, float
 #endif
 
 /* ---- the math shared by both implementations ---- */
-
-static inline DRL_HD double drl_moe_dadd(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-static inline DRL_HD double drl_moe_dmul(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
 
 /* The selection score of expert e: s + b (just s without a bias, so bias NULL and zeros agree bit for bit). */
 static inline DRL_HD float drl_moe_select_score(const float *scores, const float *bias, int e) {
@@ -229,7 +214,7 @@ static inline DRL_HD float drl_moe_combine_elem(float out, const float *y, const
  * double, so only the adds round), then rounded to float. */
 static inline DRL_HD float drl_moe_dw_elem(const float *dout, const float *y, int C) {
   double acc = 0.0;
-  for (int c = 0; c < C; ++c) acc = drl_moe_dadd(acc, drl_moe_dmul((double)dout[c], (double)y[c]));
+  for (int c = 0; c < C; ++c) acc = drl_dadd(acc, drl_dmul((double)dout[c], (double)y[c]));
   return (float)acc;
 }
 

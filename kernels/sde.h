@@ -8,7 +8,7 @@
  * code base) averaged over them.
  *
  * Sampling and evaluation share one row function (drl_sde_row), and every op is rounded once (float: drl_fadd /
- * drl_fmul / drl_fdiv / drl_fsqrt; double: drl_sde_dadd / dmul / ddiv; log: drl_rng_logf), so the log-probability the
+ * drl_fmul / drl_fdiv / drl_fsqrt; double: drl_dadd / dmul / ddiv; log: drl_rng_logf), so the log-probability the
  * trainer evaluates for a sampled x_next is bit-identical to the one the sampler returned (an on-policy ratio of
  * exactly 1), on the CPU and on the GPU alike. Layouts: x, v, x_next, dv [rows, D]; t, dt, sigma, logp, dlogp,
  * noise_index [rows]. */
@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "device.h"
-#include "exp.h"      /* drl_fdiv */
+#include "exp.h"      /* drl_fdiv, drl_dadd, drl_dmul, drl_ddiv */
 #include "hd.h"
 #include "philox.h"   /* drl_fadd, drl_fmul, drl_fsqrt, drl_rng_logf, drl_rng_normal */
 #include "rng_fill.h" /* drl_rng_stream */
@@ -82,30 +82,6 @@ drl_status drl_sde_logprob_backward_cuda(const drl_device *dev, float *dv, const
 /* log(2 pi) / 2 to double precision. */
 #define DRL_SDE_HALF_LOG_2PI 0.91893853320467274178
 
-/* Correctly rounded double ops: nvcc would otherwise fuse a multiply and an add into one DFMA (one rounding, not two)
- * and the GPU's bits would drift from the CPU's (host code is built with -ffp-contract=off). */
-static inline DRL_HD double drl_sde_dadd(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-static inline DRL_HD double drl_sde_dmul(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-static inline DRL_HD double drl_sde_ddiv(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __ddiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-
 /* sigma of the Flow-GRPO step: a * g * sqrt(t / (1 - min(t, t_cap))) (t_cap < 1 keeps t = 1 finite). */
 static inline DRL_HD float drl_sde_sigma(float a, float g, float t, float t_cap) {
   float tc = t < t_cap ? t : t_cap;
@@ -135,11 +111,11 @@ static inline DRL_HD float drl_sde_std(float sigma, float dt) { return drl_fmul(
  * for (0, 1], is Cephes' logf on the exponent and mantissa fields and is within 1 ulp of the correctly rounded log for
  * every positive normal float (checked exhaustively). */
 static inline DRL_HD float drl_sde_logp_finish(double sumsq, float sd, int D, int mean_over_dims) {
-  double var = drl_sde_dmul((double)sd, (double)sd);
-  double quad = drl_sde_ddiv(sumsq, drl_sde_dadd(var, var));
-  double norm = drl_sde_dmul((double)D, drl_sde_dadd((double)drl_rng_logf(sd), DRL_SDE_HALF_LOG_2PI));
-  double lp = drl_sde_dadd(-quad, -norm);
-  if (mean_over_dims) lp = drl_sde_ddiv(lp, (double)D);
+  double var = drl_dmul((double)sd, (double)sd);
+  double quad = drl_ddiv(sumsq, drl_dadd(var, var));
+  double norm = drl_dmul((double)D, drl_dadd((double)drl_rng_logf(sd), DRL_SDE_HALF_LOG_2PI));
+  double lp = drl_dadd(-quad, -norm);
+  if (mean_over_dims) lp = drl_ddiv(lp, (double)D);
   return (float)lp;
 }
 
@@ -166,8 +142,8 @@ static inline DRL_HD float drl_sde_row(float *x_next, const float *x, const floa
     } else {
       y = x_next[d];
     }
-    double e = drl_sde_dadd((double)y, -(double)mean); /* exact unless y and mean are 2^29 apart */
-    sumsq = drl_sde_dadd(sumsq, drl_sde_dmul(e, e));
+    double e = drl_dadd((double)y, -(double)mean); /* exact unless y and mean are 2^29 apart */
+    sumsq = drl_dadd(sumsq, drl_dmul(e, e));
   }
   return drl_sde_logp_finish(sumsq, sd, D, mean_over_dims);
 }
@@ -183,19 +159,19 @@ static inline DRL_HD float drl_sde_logprob_row(const float *x_next, const float 
 static inline DRL_HD double drl_sde_backward_scale(float dlogp, float t, float dt, float sigma, int D,
                                                    int mean_over_dims) {
   float sd = drl_sde_std(sigma, dt);
-  double var = drl_sde_dmul((double)sd, (double)sd);
-  double dmean_dv = drl_sde_dmul(
-      drl_sde_dadd(1.0, drl_sde_dmul((double)drl_sde_score_coef(t, sigma), (double)drl_fadd(1.0f, -t))), (double)dt);
-  double scale = drl_sde_ddiv(drl_sde_dmul((double)dlogp, dmean_dv), var);
-  return mean_over_dims ? drl_sde_ddiv(scale, (double)D) : scale;
+  double var = drl_dmul((double)sd, (double)sd);
+  double dmean_dv = drl_dmul(
+      drl_dadd(1.0, drl_dmul((double)drl_sde_score_coef(t, sigma), (double)drl_fadd(1.0f, -t))), (double)dt);
+  double scale = drl_ddiv(drl_dmul((double)dlogp, dmean_dv), var);
+  return mean_over_dims ? drl_ddiv(scale, (double)D) : scale;
 }
 
 /* dv + scale (x_next - mean) for one element of an SDE row (the product rounded to float once, then one float add). */
 static inline DRL_HD float drl_sde_backward_elem(float dv, double scale, float x_next, float x, float v, float t,
                                                  float dt, float sigma) {
   float mean = drl_sde_mean_elem(x, v, t, dt, sigma);
-  double e = drl_sde_dadd((double)x_next, -(double)mean);
-  return drl_fadd(dv, (float)drl_sde_dmul(scale, e));
+  double e = drl_dadd((double)x_next, -(double)mean);
+  return drl_fadd(dv, (float)drl_dmul(scale, e));
 }
 
 #endif /* DRL_SDE_H */

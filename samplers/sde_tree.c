@@ -86,6 +86,7 @@ drl_status drl_tree_create(drl_tree *t, const drl_tree_params *p, int groups, in
   t->leaves = (int)drl_tree_layer_size(p, groups, p->depth);
   t->rows_max = t->leaves;
   t->cond = (int32_t *)calloc((size_t)groups, sizeof(int32_t));
+  t->parent = (int32_t *)malloc((size_t)n * sizeof(int32_t));
   t->t = (float *)calloc((size_t)p->depth, sizeof(float));
   t->dt = (float *)calloc((size_t)p->depth, sizeof(float));
   t->sigma = (float *)calloc((size_t)p->depth, sizeof(float));
@@ -93,9 +94,12 @@ drl_status drl_tree_create(drl_tree *t, const drl_tree_params *p, int groups, in
   t->logp_old = (float *)calloc((size_t)n, sizeof(float));
   t->leaf_x = (float *)calloc((size_t)t->leaves * D, sizeof(float));
   t->reward = (float *)calloc((size_t)t->leaves, sizeof(float));
-  drl_status st = t->cond && t->t && t->dt && t->sigma && t->x && t->logp_old && t->leaf_x && t->reward
+  drl_status st = t->cond && t->parent && t->t && t->dt && t->sigma && t->x && t->logp_old && t->leaf_x && t->reward
                       ? DRL_OK
                       : DRL_FAIL(DRL_ERR_OOM, "out of memory for a tree of %lld nodes", (long long)n);
+  for (int j = 0; st == DRL_OK && j <= p->depth; ++j)
+    for (int q = t->layer_first[j]; q < t->layer_first[j + 1]; ++q)
+      t->parent[q] = j == 0 ? -1 : t->layer_first[j - 1] + (q - t->layer_first[j]) / p->branch;
   if (st == DRL_OK) st = drl_alloc(dev, &t->block, carve_device(t, NULL), "tree sampler");
   if (st == DRL_OK) {
     carve_device(t, t->block);
@@ -116,6 +120,7 @@ void drl_tree_free(drl_tree *t) {
   if (!t) return;
   free(t->layer_first);
   free(t->cond);
+  free(t->parent);
   free(t->t);
   free(t->dt);
   free(t->sigma);
@@ -136,7 +141,8 @@ static drl_status set_rows(drl_tree *t, int64_t n, float tk, float dtk, float si
   drl_status st = drl_copy_to_device(&t->dev, t->d_t, h, (size_t)n * sizeof(float));
   if (st == DRL_OK) st = drl_copy_to_device(&t->dev, t->d_dt, h + n, (size_t)n * sizeof(float));
   if (st == DRL_OK) st = drl_copy_to_device(&t->dev, t->d_sigma, h + 2 * n, (size_t)n * sizeof(float));
-  if (st == DRL_OK && cond_of_row) st = drl_copy_to_device(&t->dev, t->d_cond, cond_of_row, (size_t)n * sizeof(int32_t));
+  if (st == DRL_OK && cond_of_row)
+    st = drl_copy_to_device(&t->dev, t->d_cond, cond_of_row, (size_t)n * sizeof(int32_t));
   if (st == DRL_OK && noise) st = drl_copy_to_device(&t->dev, t->d_noise, noise, (size_t)n * sizeof(uint64_t));
   if (st == DRL_OK) st = drl_device_sync(&t->dev);
   free(h);
@@ -245,7 +251,8 @@ drl_status drl_tree_edge_logprob(drl_tree *t, drl_flow *model, int j, float *log
   if (st == DRL_OK) st = drl_flow_forward(model, t->d_x, t->d_t, t->d_cond, (int)rows, t->d_v);
   if (st == DRL_OK && v_host) st = drl_copy_to_host(&t->dev, v_host, t->d_v, (size_t)rows * D * sizeof(float));
   if (st == DRL_OK) st = set_rows(t, children, t->t[j], t->dt[j], t->sigma[j], NULL, NULL);
-  if (st == DRL_OK) st = drl_copy_to_device(&t->dev, t->d_next, t->x + cfirst * D, (size_t)children * D * sizeof(float));
+  if (st == DRL_OK)
+    st = drl_copy_to_device(&t->dev, t->d_next, t->x + cfirst * D, (size_t)children * D * sizeof(float));
   if (st == DRL_OK) st = drl_moe_gather(&t->dev, t->d_xr, t->d_x, t->d_rep, rows, p->branch, D);
   if (st == DRL_OK) st = drl_moe_gather(&t->dev, t->d_vr, t->d_v, t->d_rep, rows, p->branch, D);
   if (st == DRL_OK)
@@ -259,8 +266,8 @@ drl_status drl_tree_edge_backward(drl_tree *t, drl_flow *model, int j, const flo
   const drl_tree_params *p = &t->p;
   int D = t->D;
   int64_t rows = drl_tree_layer_size(p, t->groups, j), children = rows * p->branch;
-  /* d_logp <- dlogp; d_xr keeps the repeated parents and d_vr their velocities from drl_tree_edge_logprob; the
-   * children's gradients go to d_next's rows ... reuse: dv_rep in d_x after the parents are no longer needed. */
+  /* d_xr, d_vr and d_next still hold the repeated parents, their velocities and the children from
+   * drl_tree_edge_logprob; the parents themselves (d_x) are no longer needed, so d_x takes the children's dv. */
   float *dv_rep = t->d_x, *dv = t->d_v;
   DRL_TRY(drl_copy_to_device(&t->dev, t->d_logp, dlogp, (size_t)children * sizeof(float)));
   DRL_TRY(drl_memset(&t->dev, dv_rep, 0, (size_t)children * D * sizeof(float)));

@@ -43,7 +43,8 @@ typedef struct drl_tree {
   int groups, D, nodes, leaves;
   int *layer_first;      /* [depth + 2]: first node of each layer; layer_first[depth + 1] = nodes */
   int32_t *cond;         /* host [groups]: the groups' conditions */
-  float *t, *dt, *sigma; /* host [depth]: the window steps' time, step and noise */
+  int32_t *parent;       /* host [nodes]: the parent of every node of layers >= 1 (-1 for the roots) */
+  float *t, *dt, *sigma; /* host [depth]: the window steps' time, step and noise (sigma[j]: every edge into layer j+1) */
   float *x;              /* host [nodes, D]: every node's state */
   float *logp_old;       /* host [nodes]: log-probability of a node (layer >= 1) given its parent */
   float *leaf_x;         /* host [leaves, D]: the leaves at t = 0 */

@@ -54,6 +54,22 @@ double dot(const float *a, const float *b, size_t n) {
   return s;
 }
 
+// Central differences of loss() over every parameter of m (step h).
+template <class F>
+std::vector<double> finite_differences(drl_flow *m, F loss, float h) {
+  std::vector<double> fd(m->layout.total);
+  for (int64_t i = 0; i < m->layout.total; ++i) {
+    float keep = m->params[i];
+    m->params[i] = keep + h;
+    double up = loss();
+    m->params[i] = keep - h;
+    double down = loss();
+    m->params[i] = keep;
+    fd[i] = (up - down) / (2.0 * h);
+  }
+  return fd;
+}
+
 // A sampled forest on the CPU with a small random network (groups conditions 0, 1, ...).
 struct Forest {
   Flow f;
@@ -111,20 +127,8 @@ TEST(FlowModel, GradientMatchesFiniteDifferences) {
   ASSERT_EQ(drl_flow_zero_grads(&f.m), DRL_OK);
   loss();
   ASSERT_EQ(drl_flow_backward(&f.m, dv.data()), DRL_OK) << last_error();
-  int64_t n = f.m.layout.total;
-  std::vector<float> got(f.m.grads, f.m.grads + n);
-  std::vector<double> fd(n);
-  for (int64_t i = 0; i < n; ++i) {
-    float keep = f.m.params[i];
-    const float h = 1e-2f;
-    f.m.params[i] = keep + h;
-    double up = loss();
-    f.m.params[i] = keep - h;
-    double down = loss();
-    f.m.params[i] = keep;
-    fd[i] = (up - down) / (2.0 * h);
-  }
-  expect_grad_close(got, fd, "flow parameters");
+  std::vector<float> got(f.m.grads, f.m.grads + f.m.layout.total);
+  expect_grad_close(got, finite_differences(&f.m, loss, 1e-2f), "flow parameters");
 }
 
 // ---------------- samplers/sde_tree ----------------
@@ -192,6 +196,8 @@ TEST(SdeTree, ChildrenAreSdeStepsWithTheLayerSigma) {
       }
       EXPECT_NEAR(t.logp_old[t.layer_first[j + 1] + q], lp / 2, 1e-4 * (1 + std::fabs(lp))) << "layer " << j;
     }
+    for (int64_t q = 0; q < rows * p.branch; ++q)
+      EXPECT_EQ(t.parent[t.layer_first[j + 1] + q], t.layer_first[j] + q / p.branch);
     // Siblings share a parent but not their noise.
     EXPECT_NE(t.x[t.layer_first[j + 1] * 2], t.x[(t.layer_first[j + 1] + 1) * 2]);
   }
@@ -259,19 +265,8 @@ TEST(SdeTree, EdgeBackwardMatchesFiniteDifferences) {
     ASSERT_EQ(drl_flow_zero_grads(&f.m), DRL_OK);
     loss();
     ASSERT_EQ(drl_tree_edge_backward(&F.tree, &f.m, j, w.data(), u.data()), DRL_OK) << last_error();
-    int64_t n = f.m.layout.total;
-    std::vector<float> got(f.m.grads, f.m.grads + n);
-    std::vector<double> fd(n);
-    for (int64_t i = 0; i < n; ++i) {
-      float keep = f.m.params[i];
-      const float h = 1e-2f;
-      f.m.params[i] = keep + h;
-      double up = loss();
-      f.m.params[i] = keep - h;
-      double down = loss();
-      f.m.params[i] = keep;
-      fd[i] = (up - down) / (2.0 * h);
-    }
+    std::vector<float> got(f.m.grads, f.m.grads + f.m.layout.total);
+    std::vector<double> fd = finite_differences(&f.m, loss, 1e-2f);
     // The float log-densities carry (x' - mu)^2 / var terms of a few units, so the differences' rounding is
     // ~1e-3 relative here; an error in the chain (the sibling sum, the mean's coefficients) is of order 1.
     expect_grad_close(got, fd, j == 0 ? "window layer 0" : "window layer 1", 5e-3);
