@@ -1,10 +1,15 @@
 // The flow policy on the GPU against the CPU (whose kernels tests/test_flow_kernels.cc checks against references).
 // Kernels, BIT-IDENTICAL by construction (every float op of the shared per-element math is rounded once, e^x / log /
-// sin / cos are engine-owned, and every reduction runs in a fixed order): bias add and backward, SiLU forward and
-// backward, the time embedding, the SDE step (with log-probabilities, ODE and SDE rows mixed), the SDE log-probability
-// and its backward. The velocity network and the tree sampler go through GEMMs, which are cuBLAS on one side and
-// OpenBLAS on the other (different blocking and summation order), so those are compared with tolerances; only the
-// NFE count must be exact.
+// sin / cos are engine-owned, and every reduction runs in a fixed order), each in one test over edge shapes (1 row or
+// column, sizes just off the CUDA blocks and tiles, tails that are no multiple of a block) and the sizes of a training
+// step (65536 rows; hidden 256; the SDE at D = 2 and 64, where one thread per row walks 64 dims with 64 Philox draws:
+// the shape of an 8x8 image policy): bias add and backward, SiLU forward and backward (with the clamp of e^x and other
+// special values), the time embedding (negative, huge and NaN times), the SDE step (with log-probabilities, ODE and SDE
+// rows mixed, mean and sum over dims, in place), the SDE log-probability and its backward, and the on-policy ratio of
+// exactly 1 across the backends. NaN payloads may legitimately differ between the backends (CUDA returns its canonical
+// NaN), so NaN results are compared by class, everything else by bits. The velocity network and the tree sampler go
+// through GEMMs, which are cuBLAS on one side and OpenBLAS on the other (different blocking and summation order), so
+// those are compared with tolerances; only the NFE count must be exact.
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -27,14 +32,39 @@ extern "C" {
 
 namespace {
 
-// Floats of widely mixed magnitude and sign (normal times 2^[-8, 8]): a different summation order shows in the bits.
+// Rows of a training step and the hidden width of the velocity network at scale.
+const int64_t kRows = 65536;
+const int kHidden = 256;
+
+// Floats of widely mixed magnitude and sign (normal times 2^[-12, 12]): a different summation order shows in the bits.
 std::vector<float> mixed(size_t n, uint32_t seed) {
   std::mt19937 g(seed);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::uniform_int_distribution<int> e(-8, 8);
+  std::uniform_int_distribution<int> e(-12, 12);
   std::vector<float> v(n);
   for (float &x : v) x = std::ldexp(nd(g), e(g));
   return v;
+}
+
+// Pre-activations of a hidden layer, with the tails and special values a kernel must treat alike on both backends:
+// the clamp of e^x (|x| around 87.3 and 88.7 and beyond), +-0, subnormals, the extremes, SiLU's minimum at -1.278.
+std::vector<float> activations(size_t n, uint32_t seed) {
+  auto v = random_normal(n, 4.0f, seed);
+  const float special[] = {0.0f,    -0.0f,    100.0f,  -100.0f, 87.3f,  -87.3f,  88.7f,   -88.7f,     -87.0f,
+                           -90.0f,  17.0f,    90.0f,   1e30f,   -1e30f, FLT_MAX, -FLT_MAX, FLT_MIN,   -FLT_MIN,
+                           1e-30f,  -1e-30f,  1e-40f,  -1e-40f, -1.278f, -1.2784645f};
+  for (size_t i = 0; i < sizeof special / sizeof *special && i < n; ++i) v[i * 7919 % n] = special[i];
+  return v;
+}
+
+// The index of the first element where gpu and cpu differ, NaN matching NaN whatever its payload; -1 if none.
+int64_t first_diff_nan_as_class(const std::vector<float> &gpu, const std::vector<float> &cpu) {
+  if (gpu.size() != cpu.size()) return 0;
+  for (size_t i = 0; i < gpu.size(); ++i) {
+    if (std::isnan(gpu[i]) && std::isnan(cpu[i])) continue;
+    if (std::memcmp(&gpu[i], &cpu[i], sizeof(float)) != 0) return (int64_t)i;
+  }
+  return -1;
 }
 
 // max |a - b| over max |b| (the scale floored at 1e-12).
@@ -48,9 +78,10 @@ double rel_err(const float *a, const float *b, int64_t n) {
 }
 
 // SDE rows as the sampler makes them: steps of a T = 20, shift 3 grid (t = 1 included), sigma from the Flow-GRPO
-// formula with noise a in [0.3, 1.2] and growth in [1, 2], every ode_every-th row an ODE row (sigma 0).
+// formula with noise a in [0.3, 1.2] and growth in [1, 2], every ode_every-th row an ODE row (sigma 0), scattered
+// noise indices above 2^34, and an upstream gradient per row.
 struct Rows {
-  std::vector<float> x, v, t, dt, sigma;
+  std::vector<float> x, v, t, dt, sigma, dlogp;
   std::vector<uint64_t> noise;
 };
 
@@ -58,6 +89,7 @@ Rows make_rows(int64_t rows, int D, uint32_t seed, int ode_every) {
   Rows b;
   b.x = random_normal((size_t)rows * D, 1.0f, seed);
   b.v = random_normal((size_t)rows * D, 1.5f, seed + 1);
+  b.dlogp = random_uniform((size_t)rows, seed + 4, -2.0f, 2.0f);
   auto a = random_uniform((size_t)rows, seed + 2, 0.3f, 1.2f);
   auto g = random_uniform((size_t)rows, seed + 3, 1.0f, 2.0f);
   const int T = 20;
@@ -77,6 +109,10 @@ Rows make_rows(int64_t rows, int D, uint32_t seed, int ode_every) {
   return b;
 }
 
+// The SDE shapes: (D, rows) with row counts off the 128-thread blocks, and the training step's (D = 2 and 64 at 65536
+// rows).
+const std::pair<int, int64_t> kSdeShapes[] = {{1, 30001}, {2, kRows}, {3, 10000}, {5, 4001}, {8, 3750}, {64, kRows}};
+
 const drl_rng_stream kStream = {0xD1CEull, 11, drl_rng_tag(DRL_RNG_SDE, 21, 0)};
 
 drl_flow_config flow_config() {
@@ -94,28 +130,29 @@ drl_flow_config flow_config() {
 
 }  // namespace
 
-// ---- kernels: bit for bit ----
+// ================================================================ kernels: bit for bit
 
 TEST(GpuFlow, BiasAddAndBackwardBitIdentical) {
   drl_device gpu;
   DRL_REQUIRE_GPU(gpu);
-  // Columns below, at and above the 32-column blocks, rows below, at and above the 128-row tiles, a long single column.
-  const std::pair<int64_t, int> shapes[] = {{1, 1}, {7, 3}, {128, 32}, {129, 33}, {1000, 65}, {4097, 256}, {100000, 2},
-                                            {3, 1000}};
+  drl_device cpu = cpu_device();
+  // Columns below, at and above the 32-column blocks, rows below, at and above the 128-row tiles, a long tail of rows
+  // (100000 = 781 tiles + 32), a wide short matrix; then the training step's hidden layer and a partial column block.
+  const std::pair<int64_t, int> shapes[] = {{1, 1},      {7, 3},     {128, 32},    {129, 33},   {1000, 65},
+                                            {4097, 256}, {3, 1000},  {100000, 2},  {kRows, 67}, {kRows, kHidden}};
   uint32_t seed = 1;
   for (auto [rows, cols] : shapes) {
-    auto y0 = random_uniform((size_t)rows * cols, seed++, -4.0f, 4.0f);
+    auto y = random_uniform((size_t)rows * cols, seed++, -4.0f, 4.0f);
     auto b = random_uniform((size_t)cols, seed++, -2.0f, 2.0f);
     auto dy = mixed((size_t)rows * cols, seed++);
-    auto db0 = random_uniform((size_t)cols, seed++, -3.0f, 3.0f);  // nonzero: the backward adds into db
-    auto y = y0, db = db0;
-    ASSERT_EQ(drl_bias_add_cpu(y.data(), b.data(), rows, cols), DRL_OK);
-    ASSERT_EQ(drl_bias_backward_cpu(db.data(), dy.data(), rows, cols), DRL_OK);
-    DevBuf dy0(&gpu, y0), dbias(&gpu, b), ddy(&gpu, dy), ddb(&gpu, db0);
-    ASSERT_EQ(drl_bias_add(&gpu, dy0.f(), dbias.f(), rows, cols), DRL_OK) << drl_last_error();
-    ASSERT_EQ(drl_bias_backward(&gpu, ddb.f(), ddy.f(), rows, cols), DRL_OK) << drl_last_error();
-    EXPECT_SAME_BITS(dy0.get(), y, "bias add rows " << rows << " cols " << cols);
-    EXPECT_SAME_BITS(ddb.get(), db, "bias backward rows " << rows << " cols " << cols);
+    auto db = random_uniform((size_t)cols, seed++, -3.0f, 3.0f);  // nonzero: the backward adds into db
+    DevBuf y_d(&gpu, y), b_d(&gpu, b), dy_d(&gpu, dy), db_d(&gpu, db);
+    ASSERT_EQ(drl_bias_add(&gpu, y_d.f(), b_d.f(), rows, cols), DRL_OK) << drl_last_error();
+    ASSERT_EQ(drl_bias_backward(&gpu, db_d.f(), dy_d.f(), rows, cols), DRL_OK) << drl_last_error();
+    ASSERT_EQ(drl_bias_add(&cpu, y.data(), b.data(), rows, cols), DRL_OK);
+    ASSERT_EQ(drl_bias_backward(&cpu, db.data(), dy.data(), rows, cols), DRL_OK);
+    EXPECT_SAME_BITS(y_d.get(), y, "bias add rows " << rows << " cols " << cols);
+    EXPECT_SAME_BITS(db_d.get(), db, "bias backward rows " << rows << " cols " << cols);
   }
   drl_device_close(&gpu);
 }
@@ -123,34 +160,31 @@ TEST(GpuFlow, BiasAddAndBackwardBitIdentical) {
 TEST(GpuFlow, SiluForwardBackwardBitIdentical) {
   drl_device gpu;
   DRL_REQUIRE_GPU(gpu);
-  const int64_t n = (1 << 20) + 7;
-  auto x = random_uniform((size_t)n, 31, -12.0f, 12.0f);
-  // Finite extremes (NaN payloads may legitimately differ between the backends, so non-finite values are checked by
-  // class below, not by bits).
-  const float special[] = {0.0f, -0.0f, 100.0f, -100.0f, 87.3f, -87.3f, 88.7f, -88.7f, 1e30f, -1e30f, FLT_MAX,
-                           -FLT_MAX, FLT_MIN, -FLT_MIN, 1e-40f, -1e-40f, -1.2784645f};
-  for (size_t i = 0; i < sizeof special / sizeof special[0]; ++i) x[i * 1000] = special[i];
-  auto dout = random_uniform((size_t)n, 32, -2.0f, 2.0f);
+  drl_device cpu = cpu_device();
+  const int64_t n = kRows * kHidden + 7;  // a training step's hidden layer, plus a tail off every block size
+  auto x = activations((size_t)n, 10), dout = random_normal((size_t)n, 1.0f, 11);
   std::vector<float> out(n), dx(n);
-  ASSERT_EQ(drl_silu_forward_cpu(out.data(), x.data(), n), DRL_OK);
-  ASSERT_EQ(drl_silu_backward_cpu(dx.data(), dout.data(), x.data(), n), DRL_OK);
-  DevBuf dxin(&gpu, x), ddout(&gpu, dout), dout_g(&gpu, (size_t)n * 4), ddx(&gpu, (size_t)n * 4);
-  ASSERT_EQ(drl_silu_forward(&gpu, dout_g.f(), dxin.f(), n), DRL_OK) << drl_last_error();
-  ASSERT_EQ(drl_silu_backward(&gpu, ddx.f(), ddout.f(), dxin.f(), n), DRL_OK) << drl_last_error();
-  EXPECT_SAME_BITS(dout_g.get(), out, "silu forward");
-  EXPECT_SAME_BITS(ddx.get(), dx, "silu backward");
-  // In place on the GPU: the same bits.
-  ASSERT_EQ(drl_silu_forward(&gpu, dxin.f(), dxin.f(), n), DRL_OK);
-  EXPECT_SAME_BITS(dxin.get(), out, "silu forward in place");
-  // Non-finite inputs: the same class of result on both backends.
+  ASSERT_EQ(drl_silu_forward(&cpu, out.data(), x.data(), n), DRL_OK);
+  ASSERT_EQ(drl_silu_backward(&cpu, dx.data(), dout.data(), x.data(), n), DRL_OK);
+  DevBuf x_d(&gpu, x), dout_d(&gpu, dout), out_d(&gpu, (size_t)n * 4), dx_d(&gpu, (size_t)n * 4);
+  ASSERT_EQ(drl_silu_forward(&gpu, out_d.f(), x_d.f(), n), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_silu_backward(&gpu, dx_d.f(), dout_d.f(), x_d.f(), n), DRL_OK) << drl_last_error();
+  EXPECT_SAME_BITS(out_d.get(), out, "silu forward");
+  EXPECT_SAME_BITS(dx_d.get(), dx, "silu backward");
+  // In place on the GPU (dx = dout, then out = x): the same bits.
+  ASSERT_EQ(drl_silu_backward(&gpu, dout_d.f(), dout_d.f(), x_d.f(), n), DRL_OK);
+  ASSERT_EQ(drl_silu_forward(&gpu, x_d.f(), x_d.f(), n), DRL_OK);
+  EXPECT_SAME_BITS(x_d.get(), out, "silu forward in place");
+  EXPECT_SAME_BITS(dout_d.get(), dx, "silu backward in place");
+  // Non-finite inputs: the same class of result on both backends (and the same value unless NaN).
   std::vector<float> bad = {std::numeric_limits<float>::quiet_NaN(), INFINITY, -INFINITY}, ones(3, 1.0f);
   std::vector<float> fc(3), gc(3);
-  ASSERT_EQ(drl_silu_forward_cpu(fc.data(), bad.data(), 3), DRL_OK);
-  ASSERT_EQ(drl_silu_backward_cpu(gc.data(), ones.data(), bad.data(), 3), DRL_OK);
-  DevBuf dbad(&gpu, bad), dones(&gpu, ones), dfo(&gpu, 12), dgo(&gpu, 12);
-  ASSERT_EQ(drl_silu_forward(&gpu, dfo.f(), dbad.f(), 3), DRL_OK);
-  ASSERT_EQ(drl_silu_backward(&gpu, dgo.f(), dones.f(), dbad.f(), 3), DRL_OK);
-  auto fg = dfo.get(), gg = dgo.get();
+  ASSERT_EQ(drl_silu_forward(&cpu, fc.data(), bad.data(), 3), DRL_OK);
+  ASSERT_EQ(drl_silu_backward(&cpu, gc.data(), ones.data(), bad.data(), 3), DRL_OK);
+  DevBuf bad_d(&gpu, bad), ones_d(&gpu, ones), fo_d(&gpu, 12), go_d(&gpu, 12);
+  ASSERT_EQ(drl_silu_forward(&gpu, fo_d.f(), bad_d.f(), 3), DRL_OK);
+  ASSERT_EQ(drl_silu_backward(&gpu, go_d.f(), ones_d.f(), bad_d.f(), 3), DRL_OK);
+  auto fg = fo_d.get(), gg = go_d.get();
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(std::fpclassify(fg[i]), std::fpclassify(fc[i])) << "silu(" << bad[i] << ")";
     if (!std::isnan(fc[i])) {
@@ -164,18 +198,28 @@ TEST(GpuFlow, SiluForwardBackwardBitIdentical) {
 TEST(GpuFlow, TimeEmbedBitIdentical) {
   drl_device gpu;
   DRL_REQUIRE_GPU(gpu);
+  drl_device cpu = cpu_device();
   for (auto [half, maxf] : std::vector<std::pair<int, double>>{{1, 16.0}, {4, 16.0}, {8, 1000.0}, {64, 1e4}}) {
-    const int64_t rows = 20000;
-    auto t = random_uniform((size_t)rows, 40 + half, -1.0f, 2.0f);
-    const float special[] = {0.0f, 1.0f, -0.0f, 1e-8f, -1e-8f, -0x1p-30f, 0.5f, 0x1p24f};
-    for (size_t i = 0; i < sizeof special / sizeof special[0]; ++i) t[i * 7] = special[i];
     std::vector<float> freq(half);
     drl_time_embed_freqs(freq.data(), half, maxf);
-    std::vector<float> out((size_t)rows * 2 * half);
-    ASSERT_EQ(drl_time_embed_cpu(out.data(), t.data(), freq.data(), rows, half), DRL_OK);
-    DevBuf dt(&gpu, t), df(&gpu, freq), dout(&gpu, out.size() * 4);
-    ASSERT_EQ(drl_time_embed(&gpu, dout.f(), dt.f(), df.f(), rows, half), DRL_OK) << drl_last_error();
-    EXPECT_SAME_BITS(dout.get(), out, "time embedding half " << half);
+    auto t = random_uniform((size_t)kRows, 40 + half, -1.0f, 2.0f);
+    // +-0, tiny and negative times (the fraction of a negative product rounds to 1), the one inexact reduction of
+    // drl_rng_sincos2pi, no fraction bits left (2^24, 5e5 times large frequencies), NaN.
+    const float special[] = {0.0f,  -0.0f, 1.0f,  0.5f, 1e-8f, -1e-8f,  1e-7f, -0x1p-30f, -0.3f, 0.125f - 0x1p-27f,
+                             0x1p24f, 5e5f, NAN};
+    for (size_t i = 0; i < sizeof special / sizeof *special; ++i) t[i * 101] = special[i];
+    DevBuf t_d(&gpu, t), f_d(&gpu, freq), out_d(&gpu, (size_t)kRows * 2 * half * 4);
+    ASSERT_EQ(drl_time_embed(&gpu, out_d.f(), t_d.f(), f_d.f(), kRows, half), DRL_OK) << drl_last_error();
+    std::vector<float> out((size_t)kRows * 2 * half);
+    ASSERT_EQ(drl_time_embed(&cpu, out.data(), t.data(), freq.data(), kRows, half), DRL_OK);
+    auto got = out_d.get();
+    int64_t d = first_diff_nan_as_class(got, out);
+    EXPECT_EQ(d, -1) << "time embed half " << half << ": first differing element " << d << " gpu "
+                     << (d >= 0 ? got[d] : 0.0f) << " cpu " << (d >= 0 ? out[d] : 0.0f);
+    const size_t nan_row = (sizeof special / sizeof *special - 1) * 101;
+    for (int k = 0; k < 2 * half; ++k) {
+      EXPECT_TRUE(std::isnan(got[nan_row * 2 * half + k])) << "a NaN time gives NaN features, half " << half;
+    }
   }
   drl_device_close(&gpu);
 }
@@ -183,13 +227,13 @@ TEST(GpuFlow, TimeEmbedBitIdentical) {
 TEST(GpuSde, StepBitIdentical) {
   drl_device gpu;
   DRL_REQUIRE_GPU(gpu);
-  for (int D : {1, 2, 3, 8})
+  drl_device cpu = cpu_device();
+  for (auto [D, rows] : kSdeShapes)
     for (int mean : {1, 0}) {
-      const int64_t rows = 30000 / D;
       Rows b = make_rows(rows, D, 50 + D, 5);
       std::vector<float> xn((size_t)rows * D), lp(rows);
-      ASSERT_EQ(drl_sde_step_cpu(xn.data(), lp.data(), b.x.data(), b.v.data(), b.t.data(), b.dt.data(),
-                                 b.sigma.data(), b.noise.data(), kStream, rows, D, mean),
+      ASSERT_EQ(drl_sde_step(&cpu, xn.data(), lp.data(), b.x.data(), b.v.data(), b.t.data(), b.dt.data(),
+                             b.sigma.data(), b.noise.data(), kStream, rows, D, mean),
                 DRL_OK);
       DevBuf dx(&gpu, b.x), dv(&gpu, b.v), dtt(&gpu, b.t), ddt(&gpu, b.dt), ds(&gpu, b.sigma), dq(&gpu, b.noise),
           dxn(&gpu, xn.size() * 4), dlp(&gpu, lp.size() * 4);
@@ -197,14 +241,21 @@ TEST(GpuSde, StepBitIdentical) {
                              kStream, rows, D, mean),
                 DRL_OK)
           << drl_last_error();
-      EXPECT_SAME_BITS(dxn.get(), xn, "sde sample D " << D << " mean " << mean);
-      EXPECT_SAME_BITS(dlp.get(), lp, "sde step logp D " << D << " mean " << mean);
-      // Without log-probabilities, and in place (x_next == x): the same sample.
-      ASSERT_EQ(drl_sde_step(&gpu, dx.f(), nullptr, dx.f(), dv.f(), dtt.f(), ddt.f(), ds.f(), (const uint64_t *)dq.p,
+      EXPECT_SAME_BITS(dxn.get(), xn, "sde sample D " << D << " rows " << rows << " mean " << mean);
+      EXPECT_SAME_BITS(dlp.get(), lp, "sde step logp D " << D << " rows " << rows << " mean " << mean);
+      // In place (x_next == x) with log-probabilities, and in place of v (x_next == v) without: the same bits.
+      DevBuf dlp2(&gpu, lp.size() * 4), dx2(&gpu, b.x);
+      ASSERT_EQ(drl_sde_step(&gpu, dx.f(), dlp2.f(), dx.f(), dv.f(), dtt.f(), ddt.f(), ds.f(), (const uint64_t *)dq.p,
                              kStream, rows, D, mean),
                 DRL_OK)
           << drl_last_error();
-      EXPECT_SAME_BITS(dx.get(), xn, "sde sample in place D " << D);
+      EXPECT_SAME_BITS(dx.get(), xn, "sde sample in place of x, D " << D << " mean " << mean);
+      EXPECT_SAME_BITS(dlp2.get(), lp, "sde step logp in place of x, D " << D << " mean " << mean);
+      ASSERT_EQ(drl_sde_step(&gpu, dv.f(), nullptr, dx2.f(), dv.f(), dtt.f(), ddt.f(), ds.f(), (const uint64_t *)dq.p,
+                             kStream, rows, D, mean),
+                DRL_OK)
+          << drl_last_error();
+      EXPECT_SAME_BITS(dv.get(), xn, "sde sample in place of v without logp, D " << D << " mean " << mean);
     }
   drl_device_close(&gpu);
 }
@@ -212,48 +263,48 @@ TEST(GpuSde, StepBitIdentical) {
 TEST(GpuSde, LogprobAndBackwardBitIdentical) {
   drl_device gpu;
   DRL_REQUIRE_GPU(gpu);
-  for (int D : {1, 2, 5})
+  drl_device cpu = cpu_device();
+  for (auto [D, rows] : kSdeShapes)
     for (int mean : {1, 0}) {
-      const int64_t rows = 20000 / D;
       Rows b = make_rows(rows, D, 70 + D, 7);
       std::vector<float> xn((size_t)rows * D), lp_step(rows);
-      ASSERT_EQ(drl_sde_step_cpu(xn.data(), lp_step.data(), b.x.data(), b.v.data(), b.t.data(), b.dt.data(),
-                                 b.sigma.data(), b.noise.data(), kStream, rows, D, mean),
+      ASSERT_EQ(drl_sde_step(&cpu, xn.data(), lp_step.data(), b.x.data(), b.v.data(), b.t.data(), b.dt.data(),
+                             b.sigma.data(), b.noise.data(), kStream, rows, D, mean),
                 DRL_OK);
       // Evaluate under a moved policy, so the residuals are not only the sampled noise.
       auto v2 = b.v;
       auto shift = random_uniform(v2.size(), 71 + D, -0.3f, 0.3f);
       for (size_t i = 0; i < v2.size(); ++i) v2[i] += shift[i];
-      auto dlogp = random_uniform((size_t)rows, 72 + D, -2.0f, 2.0f);
       auto dv0 = random_uniform(v2.size(), 73 + D, -1.0f, 1.0f);  // nonzero: the backward adds into dv
       std::vector<float> lp(rows), dv = dv0;
-      ASSERT_EQ(drl_sde_logprob_cpu(lp.data(), xn.data(), b.x.data(), v2.data(), b.t.data(), b.dt.data(),
-                                    b.sigma.data(), rows, D, mean),
+      ASSERT_EQ(drl_sde_logprob(&cpu, lp.data(), xn.data(), b.x.data(), v2.data(), b.t.data(), b.dt.data(),
+                                b.sigma.data(), rows, D, mean),
                 DRL_OK);
-      ASSERT_EQ(drl_sde_logprob_backward_cpu(dv.data(), dlogp.data(), xn.data(), b.x.data(), v2.data(), b.t.data(),
-                                             b.dt.data(), b.sigma.data(), rows, D, mean),
+      ASSERT_EQ(drl_sde_logprob_backward(&cpu, dv.data(), b.dlogp.data(), xn.data(), b.x.data(), v2.data(),
+                                         b.t.data(), b.dt.data(), b.sigma.data(), rows, D, mean),
                 DRL_OK);
       DevBuf dxn(&gpu, xn), dx(&gpu, b.x), dv1(&gpu, b.v), dv2(&gpu, v2), dtt(&gpu, b.t), ddt(&gpu, b.dt),
-          ds(&gpu, b.sigma), ddl(&gpu, dlogp), ddv(&gpu, dv0), dlp(&gpu, lp.size() * 4);
+          ds(&gpu, b.sigma), ddl(&gpu, b.dlogp), ddv(&gpu, dv0), dlp(&gpu, lp.size() * 4);
       ASSERT_EQ(drl_sde_logprob(&gpu, dlp.f(), dxn.f(), dx.f(), dv2.f(), dtt.f(), ddt.f(), ds.f(), rows, D, mean),
                 DRL_OK)
           << drl_last_error();
-      EXPECT_SAME_BITS(dlp.get(), lp, "sde logprob D " << D << " mean " << mean);
+      EXPECT_SAME_BITS(dlp.get(), lp, "sde logprob D " << D << " rows " << rows << " mean " << mean);
       ASSERT_EQ(drl_sde_logprob_backward(&gpu, ddv.f(), ddl.f(), dxn.f(), dx.f(), dv2.f(), dtt.f(), ddt.f(), ds.f(),
                                          rows, D, mean),
                 DRL_OK)
           << drl_last_error();
-      EXPECT_SAME_BITS(ddv.get(), dv, "sde logprob backward D " << D << " mean " << mean);
+      EXPECT_SAME_BITS(ddv.get(), dv, "sde logprob backward D " << D << " rows " << rows << " mean " << mean);
       // The GPU's training-side log-probability of the CPU's sample under the sampling velocity is the step's: the
       // on-policy ratio is exactly 1 across the backends too.
       ASSERT_EQ(drl_sde_logprob(&gpu, dlp.f(), dxn.f(), dx.f(), dv1.f(), dtt.f(), ddt.f(), ds.f(), rows, D, mean),
                 DRL_OK);
-      EXPECT_SAME_BITS(dlp.get(), lp_step, "on-policy logprob D " << D << " mean " << mean);
+      EXPECT_SAME_BITS(dlp.get(), lp_step, "on-policy logprob D " << D << " rows " << rows << " mean " << mean);
     }
   drl_device_close(&gpu);
 }
 
-// ---- the velocity network and the tree sampler: GEMMs differ (cuBLAS vs OpenBLAS), so tolerances ----
+// ================================================================ the velocity network and the tree sampler
+// GEMMs differ (cuBLAS vs OpenBLAS), so tolerances.
 
 TEST(GpuFlow, VelocityNetworkMatchesCpu) {
   drl_device gpu;
@@ -377,175 +428,3 @@ TEST(GpuFlow, TreeSamplerMatchesCpu) {
   ASSERT_EQ(drl_device_sync(&gpu), DRL_OK);
   drl_device_close(&gpu);
 }
-
-// ================================================================ at the sizes of a training step (own helpers)
-// 65536 rows; hidden 256 for bias and SiLU (plus D = 2 and a partial column block for the bias); the SDE at D = 2 and
-// 64 (one thread per row walks 64 dims with 64 Philox draws: the shape of an 8x8 image policy), mean and sum, ODE rows
-// mixed in, in place too; SiLU and the time embedding with their special values (the clamp of e^x, -0, NaN times).
-namespace flow_gpu_at_scale {
-namespace {
-
-const int64_t kRows = 65536;
-const int kHidden = 256;
-
-// Gradients of widely mixed magnitude (normal times 2^[-12, 12]), so the order of the bias backward's double sum
-// shows in the bits.
-std::vector<float> mixed(size_t n, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::uniform_int_distribution<int> e(-12, 12);
-  std::vector<float> v(n);
-  for (float &x : v) x = std::ldexp(nd(g), e(g));
-  return v;
-}
-
-// Pre-activations of a hidden layer, with the tails and special values a kernel must treat alike on both backends.
-std::vector<float> activations(size_t n, uint32_t seed) {
-  auto v = random_normal(n, 4.0f, seed);
-  const float special[] = {0.0f, -0.0f, -87.0f, -88.7f, -90.0f, -1e30f, 17.0f, 90.0f, 1e30f, 1e-30f, -1e-30f, -1.278f};
-  for (size_t i = 0; i < sizeof special / sizeof *special && i < n; ++i) v[i * 7919 % n] = special[i];
-  return v;
-}
-
-// One tree layer's worth of SDE rows: t and dt from a shift-3 grid, sigma from the Flow-GRPO schedule with depth
-// factors, every 9th row an ODE row, scattered 64-bit noise indices.
-struct SdeRows {
-  int64_t rows;
-  int D;
-  std::vector<float> x, v, t, dt, sigma, dlogp;
-  std::vector<uint64_t> idx;
-};
-
-SdeRows sde_rows(int64_t rows, int D, uint32_t seed) {
-  SdeRows b;
-  b.rows = rows, b.D = D;
-  b.x = random_normal((size_t)rows * D, 1.5f, seed);
-  b.v = random_normal((size_t)rows * D, 2.0f, seed + 1);
-  b.dlogp = random_uniform(rows, seed + 2, -1.0f, 1.0f);
-  const int T = 25;
-  std::vector<float> grid(T + 1);
-  drl_time_grid(grid.data(), T, 3.0f);
-  b.t.resize(rows), b.dt.resize(rows), b.sigma.resize(rows), b.idx.resize(rows);
-  for (int64_t r = 0; r < rows; ++r) {
-    int k = (int)(r % T);
-    b.t[r] = grid[k];
-    b.dt[r] = grid[k + 1] - grid[k];
-    b.sigma[r] = r % 9 == 4 ? 0.0f : drl_sde_sigma(0.7f, 1.0f + (float)(r % 4) / 3.0f, grid[k], grid[1]);
-    b.idx[r] = (uint64_t)r * 0x9E3779B97F4A7C15ull >> 20;
-  }
-  return b;
-}
-
-}  // namespace
-
-TEST(GpuFlowAtScale, BiasAddAndBackwardBitIdenticalToCpu) {
-  drl_device gpu;
-  DRL_REQUIRE_GPU(gpu);
-  drl_device cpu = cpu_device();
-  for (int cols : {kHidden, 2, 67}) {  // the hidden layer, the output layer (D = 2), and a partial column block
-    auto y = random_uniform((size_t)kRows * cols, 1 + cols), b = random_uniform(cols, 2 + cols);
-    auto dy = mixed((size_t)kRows * cols, 3 + cols), db = random_uniform(cols, 4 + cols);
-    DevBuf y_d(&gpu, y), b_d(&gpu, b), g_d(&gpu, dy), db_d(&gpu, db);
-    ASSERT_EQ(drl_bias_add(&gpu, y_d.f(), b_d.f(), kRows, cols), DRL_OK) << drl_last_error();
-    ASSERT_EQ(drl_bias_backward(&gpu, db_d.f(), g_d.f(), kRows, cols), DRL_OK) << drl_last_error();
-    ASSERT_EQ(drl_bias_add(&cpu, y.data(), b.data(), kRows, cols), DRL_OK);
-    ASSERT_EQ(drl_bias_backward(&cpu, db.data(), dy.data(), kRows, cols), DRL_OK);
-    EXPECT_SAME_BITS(y_d.get(), y, "bias add, cols " << cols);
-    EXPECT_SAME_BITS(db_d.get(), db, "bias backward, cols " << cols);
-  }
-  drl_device_close(&gpu);
-}
-
-TEST(GpuFlowAtScale, SiluForwardBackwardBitIdenticalToCpu) {
-  drl_device gpu;
-  DRL_REQUIRE_GPU(gpu);
-  drl_device cpu = cpu_device();
-  const int64_t n = kRows * kHidden;
-  auto x = activations((size_t)n, 10), dout = random_normal((size_t)n, 1.0f, 11);
-  DevBuf x_d(&gpu, x), dout_d(&gpu, dout), out_d(&gpu, (size_t)n * 4), dx_d(&gpu, (size_t)n * 4);
-  ASSERT_EQ(drl_silu_forward(&gpu, out_d.f(), x_d.f(), n), DRL_OK) << drl_last_error();
-  ASSERT_EQ(drl_silu_backward(&gpu, dx_d.f(), dout_d.f(), x_d.f(), n), DRL_OK) << drl_last_error();
-  std::vector<float> out(n), dx(n);
-  ASSERT_EQ(drl_silu_forward(&cpu, out.data(), x.data(), n), DRL_OK);
-  ASSERT_EQ(drl_silu_backward(&cpu, dx.data(), dout.data(), x.data(), n), DRL_OK);
-  EXPECT_SAME_BITS(out_d.get(), out, "silu forward");
-  EXPECT_SAME_BITS(dx_d.get(), dx, "silu backward");
-  // In place on the GPU (out = x, dx = dout) gives the same bits.
-  ASSERT_EQ(drl_silu_backward(&gpu, dout_d.f(), dout_d.f(), x_d.f(), n), DRL_OK);
-  ASSERT_EQ(drl_silu_forward(&gpu, x_d.f(), x_d.f(), n), DRL_OK);
-  EXPECT_SAME_BITS(x_d.get(), out, "silu forward in place");
-  EXPECT_SAME_BITS(dout_d.get(), dx, "silu backward in place");
-  drl_device_close(&gpu);
-}
-
-TEST(GpuFlowAtScale, TimeEmbedBitIdenticalToCpu) {
-  drl_device gpu;
-  DRL_REQUIRE_GPU(gpu);
-  drl_device cpu = cpu_device();
-  for (int half : {8, 64}) {
-    std::vector<float> freq(half);
-    drl_time_embed_freqs(freq.data(), half, 1000.0);
-    auto t = random_uniform(kRows, 20 + half, 0.0f, 1.0f);
-    const float special[] = {0.0f, 1.0f, 0.5f, 0.125f - 0x1p-27f, -0x1p-30f, -0.3f, 1e-7f, 5e5f, NAN};
-    for (size_t i = 0; i < sizeof special / sizeof *special; ++i) t[i * 101] = special[i];
-    DevBuf t_d(&gpu, t), f_d(&gpu, freq), out_d(&gpu, (size_t)kRows * 2 * half * 4);
-    ASSERT_EQ(drl_time_embed(&gpu, out_d.f(), t_d.f(), f_d.f(), kRows, half), DRL_OK) << drl_last_error();
-    std::vector<float> out((size_t)kRows * 2 * half);
-    ASSERT_EQ(drl_time_embed(&cpu, out.data(), t.data(), freq.data(), kRows, half), DRL_OK);
-    EXPECT_SAME_BITS(out_d.get(), out, "time embed, half " << half);
-  }
-  drl_device_close(&gpu);
-}
-
-TEST(GpuFlowAtScale, SdeStepLogprobAndBackwardBitIdenticalToCpu) {
-  drl_device gpu;
-  DRL_REQUIRE_GPU(gpu);
-  drl_device cpu = cpu_device();
-  const drl_rng_stream s = {0xC0FFEEull, 17, drl_rng_tag(DRL_RNG_SDE, 3, 1)};
-  for (int D : {2, 64})
-    for (int mean : {1, 0}) {
-      SdeRows b = sde_rows(kRows, D, 30 + D);
-      const size_t n = (size_t)kRows * D;
-      DevBuf x_d(&gpu, b.x), v_d(&gpu, b.v), t_d(&gpu, b.t), dt_d(&gpu, b.dt), sg_d(&gpu, b.sigma), idx_d(&gpu, b.idx),
-          dl_d(&gpu, b.dlogp), xn_d(&gpu, n * 4), lp_d(&gpu, (size_t)kRows * 4), lp2_d(&gpu, (size_t)kRows * 4);
-      ASSERT_EQ(drl_sde_step(&gpu, xn_d.f(), lp_d.f(), x_d.f(), v_d.f(), t_d.f(), dt_d.f(), sg_d.f(),
-                             (const uint64_t *)idx_d.p, s, kRows, D, mean),
-                DRL_OK)
-          << drl_last_error();
-      ASSERT_EQ(drl_sde_logprob(&gpu, lp2_d.f(), xn_d.f(), x_d.f(), v_d.f(), t_d.f(), dt_d.f(), sg_d.f(), kRows, D,
-                                mean),
-                DRL_OK)
-          << drl_last_error();
-      auto dv0 = random_uniform(n, 40 + D);
-      DevBuf dv_d(&gpu, dv0);
-      ASSERT_EQ(drl_sde_logprob_backward(&gpu, dv_d.f(), dl_d.f(), xn_d.f(), x_d.f(), v_d.f(), t_d.f(), dt_d.f(),
-                                         sg_d.f(), kRows, D, mean),
-                DRL_OK)
-          << drl_last_error();
-
-      std::vector<float> xn(n), lp(kRows), lp2(kRows), dv = dv0;
-      ASSERT_EQ(drl_sde_step(&cpu, xn.data(), lp.data(), b.x.data(), b.v.data(), b.t.data(), b.dt.data(),
-                             b.sigma.data(), b.idx.data(), s, kRows, D, mean),
-                DRL_OK);
-      ASSERT_EQ(drl_sde_logprob(&cpu, lp2.data(), xn.data(), b.x.data(), b.v.data(), b.t.data(), b.dt.data(),
-                                b.sigma.data(), kRows, D, mean),
-                DRL_OK);
-      ASSERT_EQ(drl_sde_logprob_backward(&cpu, dv.data(), b.dlogp.data(), xn.data(), b.x.data(), b.v.data(),
-                                         b.t.data(), b.dt.data(), b.sigma.data(), kRows, D, mean),
-                DRL_OK);
-      EXPECT_SAME_BITS(xn_d.get(), xn, "sde x_next, D " << D << " mean " << mean);
-      EXPECT_SAME_BITS(lp_d.get(), lp, "sde step logp, D " << D << " mean " << mean);
-      EXPECT_SAME_BITS(lp2_d.get(), lp2, "sde logprob, D " << D << " mean " << mean);
-      EXPECT_SAME_BITS(lp2_d.get(), lp, "sde logprob vs the step's logp (GPU), D " << D);
-      EXPECT_SAME_BITS(dv_d.get(), dv, "sde logprob backward, D " << D << " mean " << mean);
-
-      // In place (x_next = x) on the GPU: the same sample and log-probability.
-      ASSERT_EQ(drl_sde_step(&gpu, x_d.f(), lp2_d.f(), x_d.f(), v_d.f(), t_d.f(), dt_d.f(), sg_d.f(),
-                             (const uint64_t *)idx_d.p, s, kRows, D, mean),
-                DRL_OK);
-      EXPECT_SAME_BITS(x_d.get(), xn, "sde x_next in place, D " << D);
-      EXPECT_SAME_BITS(lp2_d.get(), lp, "sde logp in place, D " << D);
-    }
-  drl_device_close(&gpu);
-}
-}  // namespace flow_gpu_at_scale
