@@ -9,7 +9,7 @@
 #include "data/checkpoint.h"
 #include "data/h5.h"
 #include "data/metrics.h"
-#include "engine/fault.h"
+#include "kernels/fault.h"
 #include "engine/flow_grpo.h"
 #include "engine/log.h"
 #include "engine/run.h"

@@ -10,7 +10,7 @@
 #include "data/metrics.h"
 #include "data/tasks.h"
 #include "data/vocab.h"
-#include "engine/fault.h"
+#include "kernels/fault.h"
 #include "engine/flow_trainer.h"
 #include "engine/log.h"
 #include "engine/rl_step.h"
