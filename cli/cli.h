@@ -4,14 +4,33 @@
 
 #include <dynrl.h>
 
+#include "engine/config.h"
+
 /* Exit codes: 0 success, 1 a failed operation (message printed), 2 wrong usage (usage printed). */
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
+
+#define CLI_MAX_SETS 256
+
+/* A verb's command line, parsed and range-checked before anything is loaded, written or run (so the parsing can be
+ * tested on its own). Strings point into argv. */
+typedef struct cli_args {
+  const char *sub;                 /* config: "print" or "keys"; data: "gen" or "info"; otherwise NULL */
+  const char *file;                /* train, config print: CFG.yaml or NULL; data info: FILE.h5; sample: CKPT.h5 */
+  const char *sets[CLI_MAX_SETS];  /* train, config print: the overrides "section.key=value", in order */
+  int n_sets;
+  char log_level[64];              /* train: --log-level LEVEL as the override "run.log_level=LEVEL" */
+  const char *task, *out;          /* data gen: --task and -o; sample: -o */
+  long long n, seed, size, steps;  /* data gen: --n --seed --size; sample: --n --steps --seed */
+} cli_args;
 
 typedef struct cli_verb {
   const char *name;
   const char *summary;  /* one line for `dynrl help` */
   const char *usage;    /* full usage text for `dynrl help VERB` and usage errors */
-  int (*run)(int argc, char **argv); /* argv[0] is the verb */
+  /* Parses argv (argv[0] is the verb) into *args without touching a file; returns CLI_OK, or CLI_USAGE with the
+   * problem and the usage printed. */
+  int (*parse)(int argc, char **argv, cli_args *args);
+  int (*run)(int argc, char **argv); /* parse, then do it */
 } cli_verb;
 
 extern const cli_verb cli_verb_train;
@@ -31,6 +50,10 @@ int cli_option(int argc, char **argv, int *i, const char *name, const char **val
 
 /* Parses a whole decimal integer within [lo, hi]; returns 0 on success. */
 int cli_parse_i64(const char *text, long long lo, long long hi, long long *out);
+
+/* The configuration args name: the embedded defaults or args->file, then each of args->sets in order, then the
+ * rules between keys. Returns CLI_OK, or CLI_FAILED with the message printed (cfg is then freed). */
+int cli_load_config(const cli_args *args, drl_config *cfg);
 
 /* Creates the directories leading to path (like mkdir -p of its parent); prints the problem and returns non-zero. */
 int cli_make_parent_dirs(const char *path);

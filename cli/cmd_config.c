@@ -22,40 +22,41 @@ static int print_keys(void) {
   return CLI_OK;
 }
 
-static int run_config(int argc, char **argv) {
-  if (argc == 2 && strcmp(argv[1], "keys") == 0) return print_keys();
+static int parse_config(int argc, char **argv, cli_args *a) {
+  memset(a, 0, sizeof *a);
+  if (argc == 2 && strcmp(argv[1], "keys") == 0) {
+    a->sub = argv[1];
+    return CLI_OK;
+  }
   if (argc < 2 || strcmp(argv[1], "print") != 0)
     return cli_usage_error(&cli_verb_config, argc < 2 ? "missing sub-command%s" : "unknown sub-command '%s'",
                            argc < 2 ? "" : argv[1]);
-  const char *file = NULL;
+  a->sub = argv[1];
   for (int i = 2; i < argc; ++i) {
     const char *value;
     int got = cli_option(argc, argv, &i, "--set", &value);
     if (got < 0) return cli_usage_error(&cli_verb_config, "--set needs SECTION.KEY=VALUE");
-    if (got) continue;
-    if (argv[i][0] == '-') return cli_usage_error(&cli_verb_config, "unknown option '%s'", argv[i]);
-    if (file) return cli_usage_error(&cli_verb_config, "more than one config file ('%s', '%s')", file, argv[i]);
-    file = argv[i];
-  }
-
-  drl_config cfg;
-  drl_status st = file ? drl_config_load_file(&cfg, file) : drl_config_load_default(&cfg);
-  if (st != DRL_OK) return cli_fail(file ? file : "embedded default config");
-  for (int i = 2; i < argc; ++i) {
-    const char *value;
-    if (cli_option(argc, argv, &i, "--set", &value) != 1) continue;
-    if (drl_config_set(&cfg, value) != DRL_OK) {
-      drl_config_free(&cfg);
-      return cli_fail("--set");
+    if (got) {
+      if (a->n_sets == CLI_MAX_SETS) return cli_usage_error(&cli_verb_config, "more than %d --set", CLI_MAX_SETS);
+      a->sets[a->n_sets++] = value;
+      continue;
     }
+    if (argv[i][0] == '-') return cli_usage_error(&cli_verb_config, "unknown option '%s'", argv[i]);
+    if (a->file) return cli_usage_error(&cli_verb_config, "more than one config file ('%s', '%s')", a->file, argv[i]);
+    a->file = argv[i];
   }
-  /* --set checks one key; the rules between keys are checked once, after the last override. */
-  if (drl_config_validate(&cfg) != DRL_OK) {
-    drl_config_free(&cfg);
-    return cli_fail("config");
-  }
+  return CLI_OK;
+}
+
+static int run_config(int argc, char **argv) {
+  cli_args args;
+  int rc = parse_config(argc, argv, &args);
+  if (rc != CLI_OK) return rc;
+  if (strcmp(args.sub, "keys") == 0) return print_keys();
+  drl_config cfg;
+  if ((rc = cli_load_config(&args, &cfg)) != CLI_OK) return rc;
   char *text = NULL;
-  st = drl_config_to_yaml(&cfg, &text);
+  drl_status st = drl_config_to_yaml(&cfg, &text);
   drl_config_free(&cfg);
   if (st != DRL_OK) return cli_fail("printing the config");
   fputs(text, stdout);
@@ -63,4 +64,4 @@ static int run_config(int argc, char **argv) {
   return CLI_OK;
 }
 
-const cli_verb cli_verb_config = {"config", "show the effective configuration", usage, run_config};
+const cli_verb cli_verb_config = {"config", "show the effective configuration", usage, parse_config, run_config};

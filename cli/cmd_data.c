@@ -17,11 +17,11 @@ static const char usage[] =
     "      number of distinct prompts for keyfork (1..100, default 32); 0 or absent: the task default.\n"
     "info  validates a dataset file and prints its task, vocabulary, sizes and first examples.\n";
 
-static int gen(int argc, char **argv) {
-  const char *task = NULL, *n_text = NULL, *seed_text = "1234", *size_text = "0", *out = NULL;
+static int parse_gen(int argc, char **argv, cli_args *a) {
+  const char *n_text = NULL, *seed_text = "1234", *size_text = "0";
   for (int i = 2; i < argc; ++i) {
     const char *names[] = {"--task", "--n", "--seed", "--size", "-o"};
-    const char **slots[] = {&task, &n_text, &seed_text, &size_text, &out};
+    const char **slots[] = {&a->task, &n_text, &seed_text, &size_text, &a->out};
     int matched = 0;
     for (int k = 0; k < 5 && !matched; ++k) {
       matched = cli_option(argc, argv, &i, names[k], slots[k]);
@@ -29,19 +29,39 @@ static int gen(int argc, char **argv) {
     }
     if (!matched) return cli_usage_error(&cli_verb_data, "unexpected argument '%s'", argv[i]);
   }
-  if (!task || !n_text || !out) return cli_usage_error(&cli_verb_data, "gen needs --task, --n and -o");
-  long long n, seed, size;
-  if (cli_parse_i64(n_text, 0, INT32_MAX, &n)) return cli_usage_error(&cli_verb_data, "--n must be 0..2^31-1");
-  if (cli_parse_i64(seed_text, 0, INT64_MAX, &seed)) return cli_usage_error(&cli_verb_data, "--seed must be >= 0");
-  if (cli_parse_i64(size_text, 0, 1 << 20, &size)) return cli_usage_error(&cli_verb_data, "--size must be >= 0");
+  if (!a->task || !n_text || !a->out) return cli_usage_error(&cli_verb_data, "gen needs --task, --n and -o");
+  if (cli_parse_i64(n_text, 0, INT32_MAX, &a->n)) return cli_usage_error(&cli_verb_data, "--n must be 0..2^31-1");
+  if (cli_parse_i64(seed_text, 0, INT64_MAX, &a->seed))
+    return cli_usage_error(&cli_verb_data, "--seed must be >= 0");
+  if (cli_parse_i64(size_text, 0, 1 << 20, &a->size)) return cli_usage_error(&cli_verb_data, "--size must be >= 0");
+  return CLI_OK;
+}
 
-  if (cli_make_parent_dirs(out)) return CLI_FAILED;
+static int parse_data(int argc, char **argv, cli_args *a) {
+  memset(a, 0, sizeof *a);
+  if (argc >= 2 && strcmp(argv[1], "gen") == 0) {
+    a->sub = argv[1];
+    return parse_gen(argc, argv, a);
+  }
+  if (argc >= 2 && strcmp(argv[1], "info") == 0) {
+    a->sub = argv[1];
+    if (argc != 3) return cli_usage_error(&cli_verb_data, "info needs exactly one FILE.h5");
+    a->file = argv[2];
+    return CLI_OK;
+  }
+  return cli_usage_error(&cli_verb_data, argc < 2 ? "missing sub-command%s" : "unknown sub-command '%s'",
+                         argc < 2 ? "" : argv[1]);
+}
+
+static int gen(const cli_args *a) {
+  if (cli_make_parent_dirs(a->out)) return CLI_FAILED;
   drl_dataset ds;
-  if (drl_task_generate(task, n, (uint64_t)seed, (int)size, &ds) != DRL_OK) return cli_fail("generating the dataset");
-  drl_status st = drl_dataset_write(out, &ds);
+  if (drl_task_generate(a->task, a->n, (uint64_t)a->seed, (int)a->size, &ds) != DRL_OK)
+    return cli_fail("generating the dataset");
+  drl_status st = drl_dataset_write(a->out, &ds);
   drl_dataset_free(&ds);
-  if (st != DRL_OK) return cli_fail(out);
-  printf("wrote %lld %s examples (seed %lld) to %s\n", n, task, seed, out);
+  if (st != DRL_OK) return cli_fail(a->out);
+  printf("wrote %lld %s examples (seed %lld) to %s\n", a->n, a->task, a->seed, a->out);
   return CLI_OK;
 }
 
@@ -67,11 +87,10 @@ static void print_lengths(const char *label, const drl_token_seqs *s) {
          s->n ? (double)s->offsets[s->n] / (double)s->n : 0.0);
 }
 
-static int info(int argc, char **argv) {
-  if (argc != 3) return cli_usage_error(&cli_verb_data, "info needs exactly one FILE.h5");
+static int info(const char *path) {
   drl_dataset ds;
-  if (drl_dataset_read(argv[2], &ds) != DRL_OK) return cli_fail(argv[2]);
-  printf("file     %s\ntask     %s\nformat   %d\nvocab    \"%s\" (%zu tokens)\n", argv[2], ds.task,
+  if (drl_dataset_read(path, &ds) != DRL_OK) return cli_fail(path);
+  printf("file     %s\ntask     %s\nformat   %d\nvocab    \"%s\" (%zu tokens)\n", path, ds.task,
          (int)ds.format_version, ds.vocab, strlen(ds.vocab));
   print_lengths("prompts", &ds.prompts);
   if (ds.answers.n) print_lengths("answers", &ds.answers);
@@ -84,10 +103,10 @@ static int info(int argc, char **argv) {
 }
 
 static int run_data(int argc, char **argv) {
-  if (argc >= 2 && strcmp(argv[1], "gen") == 0) return gen(argc, argv);
-  if (argc >= 2 && strcmp(argv[1], "info") == 0) return info(argc, argv);
-  return cli_usage_error(&cli_verb_data, argc < 2 ? "missing sub-command%s" : "unknown sub-command '%s'",
-                         argc < 2 ? "" : argv[1]);
+  cli_args args;
+  int rc = parse_data(argc, argv, &args);
+  if (rc != CLI_OK) return rc;
+  return strcmp(args.sub, "gen") == 0 ? gen(&args) : info(args.file);
 }
 
-const cli_verb cli_verb_data = {"data", "generate or inspect dataset files", usage, run_data};
+const cli_verb cli_verb_data = {"data", "generate or inspect dataset files", usage, parse_data, run_data};

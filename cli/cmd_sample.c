@@ -1,6 +1,7 @@
 /* dynrl sample CKPT.h5 [-o FILE.h5] [--n N] [--steps T] [--seed S]: ODE samples of a flow policy, for pictures. */
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
 #include "engine/flow_trainer.h"
@@ -14,11 +15,13 @@ static const char usage[] =
     "regions (/task/modes, /task/target, attribute reward_width). --steps: ODE steps (default tree.steps of the\n"
     "checkpoint's configuration); --seed: the noise (default 1). scripts/plot_samples.py draws the files.\n";
 
-static int run_sample(int argc, char **argv) {
-  const char *ckpt = NULL, *out = "samples.h5", *n_text = "512", *steps_text = "0", *seed_text = "1";
+static int parse_sample(int argc, char **argv, cli_args *a) {
+  memset(a, 0, sizeof *a);
+  const char *n_text = "512", *steps_text = "0", *seed_text = "1";
+  a->out = "samples.h5";
   for (int i = 1; i < argc; ++i) {
     const char *names[] = {"-o", "--n", "--steps", "--seed"};
-    const char **slots[] = {&out, &n_text, &steps_text, &seed_text};
+    const char **slots[] = {&a->out, &n_text, &steps_text, &seed_text};
     int matched = 0;
     for (int k = 0; k < 4 && !matched; ++k) {
       matched = cli_option(argc, argv, &i, names[k], slots[k]);
@@ -26,20 +29,29 @@ static int run_sample(int argc, char **argv) {
     }
     if (matched) continue;
     if (argv[i][0] == '-') return cli_usage_error(&cli_verb_sample, "unknown option '%s'", argv[i]);
-    if (ckpt) return cli_usage_error(&cli_verb_sample, "more than one checkpoint ('%s', '%s')", ckpt, argv[i]);
-    ckpt = argv[i];
+    if (a->file) return cli_usage_error(&cli_verb_sample, "more than one checkpoint ('%s', '%s')", a->file, argv[i]);
+    a->file = argv[i];
   }
-  if (!ckpt) return cli_usage_error(&cli_verb_sample, "missing CKPT.h5");
-  long long n, steps, seed;
-  if (cli_parse_i64(n_text, 1, 1 << 24, &n)) return cli_usage_error(&cli_verb_sample, "--n must be 1..2^24");
-  if (cli_parse_i64(steps_text, 0, 4096, &steps)) return cli_usage_error(&cli_verb_sample, "--steps must be 0..4096");
-  if (cli_parse_i64(seed_text, 0, INT64_MAX, &seed)) return cli_usage_error(&cli_verb_sample, "--seed must be >= 0");
-  if (cli_make_parent_dirs(out)) return CLI_FAILED;
+  if (!a->file) return cli_usage_error(&cli_verb_sample, "missing CKPT.h5");
+  if (cli_parse_i64(n_text, 1, 1 << 24, &a->n)) return cli_usage_error(&cli_verb_sample, "--n must be 1..2^24");
+  if (cli_parse_i64(steps_text, 0, 4096, &a->steps))
+    return cli_usage_error(&cli_verb_sample, "--steps must be 0..4096");
+  if (cli_parse_i64(seed_text, 0, INT64_MAX, &a->seed))
+    return cli_usage_error(&cli_verb_sample, "--seed must be >= 0");
+  return CLI_OK;
+}
+
+static int run_sample(int argc, char **argv) {
+  cli_args a;
+  int rc = parse_sample(argc, argv, &a);
+  if (rc != CLI_OK) return rc;
+  if (cli_make_parent_dirs(a.out)) return CLI_FAILED;
   double reward = 0.0;
-  if (drl_flow_sample_file(ckpt, out, (int)n, (int)steps, (uint64_t)seed, &reward) != DRL_OK) return cli_fail(ckpt);
-  printf("wrote %lld samples per condition of %s to %s (mean reward %.4f)\n", n, ckpt, out, reward);
+  if (drl_flow_sample_file(a.file, a.out, (int)a.n, (int)a.steps, (uint64_t)a.seed, &reward) != DRL_OK)
+    return cli_fail(a.file);
+  printf("wrote %lld samples per condition of %s to %s (mean reward %.4f)\n", a.n, a.file, a.out, reward);
   return CLI_OK;
 }
 
 const cli_verb cli_verb_sample = {"sample", "write ODE samples of a flow policy checkpoint to HDF5", usage,
-                                  run_sample};
+                                  parse_sample, run_sample};

@@ -45,46 +45,43 @@ static void watch_termination(int rank) {
   sigaction(SIGTERM, &sa, NULL);
 }
 
-static int run_train(int argc, char **argv) {
-  drl_config cfg;
-  const char *sets[256];
-  int n_sets = 0;
-  const char *file = NULL;
+static int parse_train(int argc, char **argv, cli_args *a) {
+  memset(a, 0, sizeof *a);
   for (int i = 1; i < argc; ++i) {
-    const char *value;
+    const char *value, *set;
     int got = cli_option(argc, argv, &i, "--set", &value);
     if (got < 0) return cli_usage_error(&cli_verb_train, "--set needs SECTION.KEY=VALUE");
     if (got) {
-      if (n_sets == 256) return cli_usage_error(&cli_verb_train, "more than 256 --set options");
-      sets[n_sets++] = value;
-      continue;
-    }
-    got = cli_option(argc, argv, &i, "--log-level", &value);
-    if (got < 0) return cli_usage_error(&cli_verb_train, "--log-level needs a level");
-    if (got) {
-      static char buf[64];
-      snprintf(buf, sizeof buf, "run.log_level=%s", value);
-      sets[n_sets++] = buf;
-      continue;
-    }
-    if (strcmp(argv[i], "--resume") == 0) {
-      sets[n_sets++] = "trainer.resume=true";
+      set = value;
+    } else if ((got = cli_option(argc, argv, &i, "--log-level", &value)) != 0) {
+      if (got < 0) return cli_usage_error(&cli_verb_train, "--log-level needs a level");
+      if (snprintf(a->log_level, sizeof a->log_level, "run.log_level=%s", value) >= (int)sizeof a->log_level)
+        return cli_usage_error(&cli_verb_train, "unknown --log-level '%.32s...'", value);
+      set = a->log_level;
+    } else if (strcmp(argv[i], "--resume") == 0) {
+      set = "trainer.resume=true";
     } else if (strcmp(argv[i], "--quiet") == 0) {
-      sets[n_sets++] = "run.quiet=true";
+      set = "run.quiet=true";
     } else if (argv[i][0] == '-') {
       return cli_usage_error(&cli_verb_train, "unknown option '%s'", argv[i]);
-    } else if (file) {
-      return cli_usage_error(&cli_verb_train, "more than one config file ('%s', '%s')", file, argv[i]);
+    } else if (a->file) {
+      return cli_usage_error(&cli_verb_train, "more than one config file ('%s', '%s')", a->file, argv[i]);
     } else {
-      file = argv[i];
+      a->file = argv[i];
+      continue;
     }
-    if (n_sets >= 256) return cli_usage_error(&cli_verb_train, "too many options");
+    if (a->n_sets == CLI_MAX_SETS) return cli_usage_error(&cli_verb_train, "more than %d options", CLI_MAX_SETS);
+    a->sets[a->n_sets++] = set;
   }
-  if ((file ? drl_config_load_file(&cfg, file) : drl_config_load_default(&cfg)) != DRL_OK)
-    return cli_fail(file ? file : "embedded default config");
-  for (int i = 0; i < n_sets; ++i)
-    if (drl_config_set(&cfg, sets[i]) != DRL_OK) return cli_fail("--set");
-  if (drl_config_validate(&cfg) != DRL_OK) return cli_fail("config");
+  return CLI_OK;
+}
+
+static int run_train(int argc, char **argv) {
+  cli_args args;
+  int rc = parse_train(argc, argv, &args);
+  if (rc != CLI_OK) return rc;
+  drl_config cfg;
+  if ((rc = cli_load_config(&args, &cfg)) != CLI_OK) return rc;
   drl_comm comm;
   if (drl_comm_init(&comm, cfg.dist.timeout_s) != DRL_OK) return cli_fail("joining the job");
   watch_termination(comm.rank);
@@ -120,4 +117,4 @@ static int run_train(int argc, char **argv) {
 }
 
 const cli_verb cli_verb_train = {"train", "train a policy (the default configuration when no file is given)", usage,
-                                 run_train};
+                                 parse_train, run_train};

@@ -1,15 +1,11 @@
 /* dynrl: the command-line entry point. Dispatches to one verb; prints library errors and exits non-zero. */
 #define _POSIX_C_SOURCE 200809L
-#include <errno.h>
-#include <limits.h>
-#include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include <sys/stat.h>
-
 #include "cli.h"
+#include "data/h5.h"
 
 static const cli_verb *const verbs[] = {&cli_verb_train, &cli_verb_config, &cli_verb_data, &cli_verb_sample};
 #define N_VERBS (sizeof verbs / sizeof verbs[0])
@@ -17,68 +13,6 @@ static const cli_verb *const verbs[] = {&cli_verb_train, &cli_verb_config, &cli_
 static const char *const main_usage =
     "usage: dynrl [--version] VERB [ARGS]\n"
     "       dynrl help [VERB]\n";
-
-int cli_fail(const char *what) {
-  fprintf(stderr, "dynrl: error: %s: %s\n", what, drl_last_error());
-  return CLI_FAILED;
-}
-
-int cli_usage_error(const cli_verb *verb, const char *fmt, ...) {
-  fprintf(stderr, "dynrl %s: ", verb->name);
-  va_list ap;
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fprintf(stderr, "\n\n%s", verb->usage);
-  return CLI_USAGE;
-}
-
-int cli_option(int argc, char **argv, int *i, const char *name, const char **value) {
-  const char *arg = argv[*i];
-  size_t n = strlen(name);
-  if (strncmp(arg, name, n) != 0) return 0;
-  if (arg[n] == '=') {
-    *value = arg + n + 1;
-    return 1;
-  }
-  if (arg[n] != '\0') return 0;
-  if (*i + 1 >= argc) return -1;
-  *value = argv[++*i];
-  return 1;
-}
-
-int cli_parse_i64(const char *text, long long lo, long long hi, long long *out) {
-  char *end = NULL;
-  errno = 0;
-  long long v = strtoll(text, &end, 10);
-  if (errno || end == text || *end != '\0' || v < lo || v > hi) return -1;
-  *out = v;
-  return 0;
-}
-
-int cli_make_parent_dirs(const char *path) {
-  char dir[4096];
-  if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir) {
-    fprintf(stderr, "dynrl: error: path too long: %s\n", path);
-    return 1;
-  }
-  char *slash = strrchr(dir, '/');
-  if (!slash || slash == dir) return 0;
-  *slash = '\0';
-  for (char *p = dir + 1; ; ++p) {
-    if (*p == '/' || *p == '\0') {
-      char saved = *p;
-      *p = '\0';
-      if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "dynrl: error: cannot create directory %s: %s\n", dir, strerror(errno));
-        return 1;
-      }
-      *p = saved;
-      if (saved == '\0') break;
-    }
-  }
-  return 0;
-}
 
 static const cli_verb *find_verb(const char *name) {
   for (size_t i = 0; i < N_VERBS; ++i)
@@ -108,6 +42,10 @@ static int run_help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* Past a file-size limit (RLIMIT_FSIZE) a write then fails with EFBIG, which the writers report and clean up after,
+   * instead of SIGXFSZ ending the process with a temp file left behind. */
+  signal(SIGXFSZ, SIG_IGN);
+  drl_h5_no_exit_cleanup();
   if (argc < 2) {
     print_overview(stderr);
     return CLI_USAGE;

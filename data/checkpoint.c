@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "h5.h"
+#include "kernels/fault.h"
 
 /* Bounds applied before allocating from sizes stored in a file. */
 #define MAX_TENSORS (1 << 20)
@@ -53,6 +54,7 @@ drl_status drl_checkpoint_write(const char *path, const drl_checkpoint *ck) {
   DRL_TRY_GOTO(drl_h5_write_attr_int64(f, "/", "format_version", DRL_CHECKPOINT_FORMAT_VERSION));
   DRL_TRY_GOTO(drl_h5_write_array1d(f, "/model/params", DRL_H5_FLOAT32, n, ck->params));
   DRL_TRY_GOTO(write_layout(f, &ck->layout));
+  drl_fault_reach("ckpt_params"); /* a kill here leaves a temp file with parameters but no optimizer state */
   if (ck->m && ck->v) {
     DRL_TRY_GOTO(drl_h5_write_array1d(f, "/optim/m", DRL_H5_FLOAT32, n, ck->m));
     DRL_TRY_GOTO(drl_h5_write_array1d(f, "/optim/v", DRL_H5_FLOAT32, n, ck->v));
@@ -61,6 +63,8 @@ drl_status drl_checkpoint_write(const char *path, const drl_checkpoint *ck) {
   DRL_TRY_GOTO(drl_h5_write_attr_int64(f, "/trainer", "step", ck->trainer_step));
   DRL_TRY_GOTO(drl_h5_write_attr_string(f, "/trainer", "phase", ck->phase));
   DRL_TRY_GOTO(drl_h5_write_attr_int64(f, "/trainer", "threads", ck->threads));
+  DRL_TRY_GOTO(drl_h5_write_attr_int64(f, "/trainer", "bad_steps", ck->bad_steps));
+  DRL_TRY_GOTO(drl_h5_write_attr_int64(f, "/trainer", "bad_streak", ck->bad_streak));
   if (ck->moe_bias && ck->moe_bias_n > 0)
     DRL_TRY_GOTO(drl_h5_write_array1d(f, "/moe/bias", DRL_H5_FLOAT32, ck->moe_bias_n, ck->moe_bias));
   DRL_TRY_GOTO(drl_h5_write_array1d(f, "/rng/seed", DRL_H5_UINT64, 1, &seed));
@@ -110,7 +114,8 @@ static drl_status read_layout(const drl_h5_file *f, drl_layout *lay) {
     }
     *end = '\0';
     if (shapes[2 * i] < 0 || shapes[2 * i + 1] < 0 || offsets[i] != lay->total ||
-        shapes[2 * i] * shapes[2 * i + 1] > MAX_PARAMS - lay->total) {
+        /* divided, not multiplied: the product of two dimensions from the file may overflow */
+        (shapes[2 * i + 1] > 0 && shapes[2 * i] > (MAX_PARAMS - lay->total) / shapes[2 * i + 1])) {
       st = DRL_FAIL(DRL_ERR_FORMAT, "%s: tensor '%s' has offset %lld and shape [%lld, %lld], which do not follow the "
                     "previous tensor (expected offset %lld)", f->path, names + at, (long long)offsets[i],
                     (long long)shapes[2 * i], (long long)shapes[2 * i + 1], (long long)lay->total);
@@ -128,6 +133,16 @@ done:
   free(shapes);
   if (st != DRL_OK) drl_layout_free(lay);
   return st;
+}
+
+/* Dataset name holds exactly n float32 values. */
+static drl_status check_floats(const drl_h5_file *f, const char *name, int64_t n) {
+  int64_t found[1];
+  DRL_TRY(drl_h5_array_shape(f, name, DRL_H5_FLOAT32, 1, found));
+  if (found[0] != n)
+    return DRL_FAIL(DRL_ERR_FORMAT, "%s in %s: %lld values, the layout has %lld parameters", name, f->path,
+                    (long long)found[0], (long long)n);
+  return DRL_OK;
 }
 
 drl_status drl_checkpoint_read(const char *path, const drl_layout *expect, drl_checkpoint *ck) {
@@ -149,19 +164,25 @@ drl_status drl_checkpoint_read(const char *path, const drl_layout *expect, drl_c
   }
   int64_t n = ck->layout.total;
   int64_t pshape[1] = {n};
+  /* The extent (and, in h5.c, the storage behind it) before the allocation: the layout's total is only a number. */
+  DRL_TRY_GOTO(check_floats(&f, "/model/params", n));
   ck->params = (float *)malloc((size_t)(n ? n : 1) * sizeof(float));
   if (!ck->params) {
-    st = DRL_FAIL(DRL_ERR_OOM, "%s: out of memory for %lld parameters", path, (long long)n);
+    st = drl_fail_context(drl_fail_oom("the checkpoint's parameters", (size_t)n * sizeof(float), "the host"), "%s",
+                          path);
     goto done;
   }
   DRL_TRY_GOTO(drl_h5_read_array_into(&f, "/model/params", DRL_H5_FLOAT32, 1, pshape, ck->params));
   int has_optim = 0;
   DRL_TRY_GOTO(drl_h5_exists(&f, "/optim/m", &has_optim));
   if (has_optim) {
+    DRL_TRY_GOTO(check_floats(&f, "/optim/m", n));
+    DRL_TRY_GOTO(check_floats(&f, "/optim/v", n));
     ck->m = (float *)malloc((size_t)(n ? n : 1) * sizeof(float));
     ck->v = (float *)malloc((size_t)(n ? n : 1) * sizeof(float));
     if (!ck->m || !ck->v) {
-      st = DRL_FAIL(DRL_ERR_OOM, "%s: out of memory for the optimizer state", path);
+      st = drl_fail_context(drl_fail_oom("the checkpoint's AdamW moments", 2 * (size_t)n * sizeof(float), "the host"),
+                            "%s", path);
       goto done;
     }
     DRL_TRY_GOTO(drl_h5_read_array_into(&f, "/optim/m", DRL_H5_FLOAT32, 1, pshape, ck->m));
@@ -180,6 +201,10 @@ drl_status drl_checkpoint_read(const char *path, const drl_layout *expect, drl_c
   DRL_TRY_GOTO(drl_h5_read_attr_int64(&f, "/trainer", "step", &ck->trainer_step));
   DRL_TRY_GOTO(drl_h5_read_attr_string(&f, "/trainer", "phase", ck->phase, sizeof ck->phase));
   DRL_TRY_GOTO(drl_h5_read_attr_int64(&f, "/trainer", "threads", &ck->threads));
+  int has_bad = 0;
+  DRL_TRY_GOTO(drl_h5_attr_exists(&f, "/trainer", "bad_steps", &has_bad));
+  if (has_bad) DRL_TRY_GOTO(drl_h5_read_attr_int64(&f, "/trainer", "bad_steps", &ck->bad_steps));
+  if (has_bad) DRL_TRY_GOTO(drl_h5_read_attr_int64(&f, "/trainer", "bad_streak", &ck->bad_streak));
   int64_t one[1] = {1};
   DRL_TRY_GOTO(drl_h5_read_array_into(&f, "/rng/seed", DRL_H5_UINT64, 1, one, &ck->seed));
   void *cfg = NULL;

@@ -8,7 +8,9 @@
  *   /model/layout/shapes    int64   [n, 2]
  *   /optim/m, /optim/v      float32 [total]      attribute step (int64) on /optim
  *   /trainer                attributes step (int64, iterations done in the current phase), phase (string),
- *                           threads (int64: CPU threads of the writer; OpenBLAS results depend on it)
+ *                           threads (int64: CPU threads of the writer; OpenBLAS results depend on it),
+ *                           bad_steps, bad_streak (int64: steps skipped for a non-finite loss or gradient, in all and
+ *                           in a row; 0 when absent)
  *   /moe/bias               float32 [n_layers * experts]: the MoE balancing bias (MoE policies only)
  *   /rng/seed               uint64  [1]
  *   /config                 uint8   the effective YAML */
@@ -35,6 +37,7 @@ typedef struct drl_checkpoint {
   float *params, *m, *v;
   int64_t optim_step;
   int64_t trainer_step;
+  int64_t bad_steps, bad_streak;
   char phase[DRL_PHASE_NAME_CAP];
   int64_t threads;
   uint64_t seed;

@@ -3,13 +3,17 @@
 
 #include "h5.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "kernels/fault.h"
 
 /* Arrays up to this size live in their (checksummed) object header; larger ones are chunked with Fletcher-32. */
 #define COMPACT_MAX_BYTES 4096
@@ -42,6 +46,15 @@ drl_status drl_h5_fail(const char *file, int line, const char *call, const char 
   if (H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, take_innermost, &in) < 0) in.found = 0;
   H5Eclear2(H5E_DEFAULT);
   char msg[sizeof in.desc + sizeof in.minor + 8];
+  /* A failed system call: HDF5's text lists the time, descriptor, buffer and sizes; the errno text is what says why. */
+  const char *sys = strstr(in.desc, "error message = '");
+  if (in.found && sys) {
+    char what[200], why[200];
+    snprintf(what, sizeof what, "%.*s", (int)strcspn(in.desc, ":,"), in.desc);
+    sys += strlen("error message = '");
+    snprintf(why, sizeof why, "%.*s", (int)strcspn(sys, "'"), sys);
+    snprintf(in.desc, sizeof in.desc, "%s: %s", what, why);
+  }
   if (!in.found)
     snprintf(msg, sizeof msg, "no HDF5 error message");
   else if (in.desc[0] && in.minor[0] && strcmp(in.desc, in.minor) != 0)
@@ -54,6 +67,8 @@ drl_status drl_h5_fail(const char *file, int line, const char *call, const char 
 }
 
 void drl_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+void drl_h5_no_exit_cleanup(void) { H5dont_atexit(); }
 
 /* ---- types ---- */
 
@@ -265,6 +280,38 @@ done:
 
 /* ---- writing ---- */
 
+/* The directory part of path ("." when there is none), for the fsync that makes a rename durable. */
+static void dir_of(const char *path, char *buf, size_t cap) {
+  snprintf(buf, cap, "%s", path);
+  char *slash = strrchr(buf, '/');
+  if (!slash) snprintf(buf, cap, ".");
+  else if (slash == buf) buf[1] = '\0';
+  else *slash = '\0';
+}
+
+/* Removes path's temp files left by writers that no longer run (killed mid-write): each is a whole checkpoint's size,
+ * and a run that crashes repeatedly would pile them up. A temp file of a live process is left alone. */
+static void remove_dead_temps(const char *path) {
+  char dir[DRL_H5_PATH_CAP];
+  dir_of(path, dir, sizeof dir);
+  const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+  char prefix[DRL_H5_PATH_CAP];
+  snprintf(prefix, sizeof prefix, "%s.tmp.", base);
+  size_t n = strlen(prefix);
+  DIR *d = opendir(dir);
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    if (strncmp(e->d_name, prefix, n) != 0 || !e->d_name[n]) continue;
+    char *end = NULL;
+    long pid = strtol(e->d_name + n, &end, 10);
+    if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+    char stale[2 * DRL_H5_PATH_CAP + 2];
+    snprintf(stale, sizeof stale, "%s/%s", dir, e->d_name);
+    unlink(stale);
+  }
+  closedir(d);
+}
+
 drl_status drl_h5_writer_open(drl_h5_writer *w, const char *path) {
   drl_status st = DRL_OK;
   hid_t fapl = H5I_INVALID_HID, fcpl = H5I_INVALID_HID;
@@ -281,6 +328,7 @@ drl_status drl_h5_writer_open(drl_h5_writer *w, const char *path) {
     st = DRL_FAIL(DRL_ERR_IO, "%s: cannot remove stale temp file %s: %s", path, w->tmp_path, strerror(errno));
     goto done;
   }
+  remove_dead_temps(path);
   H5_CHECK_AT_GOTO(fapl = H5Pcreate(H5P_FILE_ACCESS), path, NULL);
   /* The 1.10 format: checksummed superblock, object headers and chunk indexes. */
   H5_CHECK_AT_GOTO(H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110), path, NULL);
@@ -288,6 +336,7 @@ drl_status drl_h5_writer_open(drl_h5_writer *w, const char *path) {
   H5_CHECK_AT_GOTO(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), path, NULL);
   H5_CHECK_AT_GOTO(fcpl = untimed_plist(H5P_FILE_CREATE), path, NULL);
   H5_CHECK_AT_GOTO(w->file.id = H5Fcreate(w->tmp_path, H5F_ACC_TRUNC, fcpl, fapl), path, NULL);
+  drl_fault_reach("h5_created");
 done:
   if (is_open(fapl)) H5Pclose(fapl);
   if (is_open(fcpl)) H5Pclose(fcpl);
@@ -299,14 +348,6 @@ done:
   return st;
 }
 
-/* The directory part of path ("." when there is none), for the fsync that makes a rename durable. */
-static void dir_of(const char *path, char *buf, size_t cap) {
-  snprintf(buf, cap, "%s", path);
-  char *slash = strrchr(buf, '/');
-  if (!slash) snprintf(buf, cap, ".");
-  else if (slash == buf) buf[1] = '\0';
-  else *slash = '\0';
-}
 
 static drl_status fsync_path(const char *what, const char *path, int flags) {
   int fd = open(path, flags);
@@ -324,16 +365,21 @@ drl_status drl_h5_writer_commit(drl_h5_writer *w) {
   drl_status st = DRL_OK;
   if (!w || !is_open(w->file.id)) return DRL_FAIL(DRL_ERR_INVALID_ARG, "commit of a writer that is not open");
   const char *path = w->file.path;
+  /* The named points are where the tests kill a writer (kernels/fault.h). */
+  drl_fault_reach("h5_written");
   H5_CHECK_AT_GOTO(H5Fflush(w->file.id, H5F_SCOPE_GLOBAL), path, NULL);
   herr_t rc = H5Fclose(w->file.id);
   w->file.id = H5I_INVALID_HID;
-  H5_CHECK_AT_GOTO(rc, path, NULL);
+  DRL_H5_CHECK_GOTO_(rc, "H5Fclose", path, NULL);
+  drl_fault_reach("h5_closed");
   DRL_TRY_GOTO(fsync_path(path, w->tmp_path, O_RDONLY));
+  drl_fault_reach("h5_synced");
   if (rename(w->tmp_path, path) != 0) {
     st = DRL_FAIL(DRL_ERR_IO, "%s: rename from %s failed: %s", path, w->tmp_path, strerror(errno));
     goto done;
   }
   w->tmp_path[0] = '\0'; /* renamed: nothing left to remove */
+  drl_fault_reach("h5_renamed");
   char dir[DRL_H5_PATH_CAP];
   dir_of(path, dir, sizeof dir);
   DRL_TRY_GOTO(fsync_path(path, dir, O_RDONLY | O_DIRECTORY));
@@ -403,7 +449,7 @@ drl_status drl_h5_write_array(drl_h5_file *f, const char *name, drl_h5_type type
   /* Closing writes the cached chunks: its failure is a write failure. */
   herr_t rc = H5Dclose(dset);
   dset = H5I_INVALID_HID;
-  H5_CHECK_AT_GOTO(rc, f->path, name);
+  DRL_H5_CHECK_GOTO_(rc, "H5Dclose", f->path, name);
 done:
   if (is_open(dset)) H5Dclose(dset);
   if (is_open(dcpl)) H5Pclose(dcpl);
@@ -435,7 +481,7 @@ static drl_status write_attr(drl_h5_file *f, const char *obj, const char *attr, 
   H5_CHECK_AT_GOTO(H5Awrite(a, mtype, value), f->path, obj);
   herr_t rc = H5Aclose(a);
   a = H5I_INVALID_HID;
-  H5_CHECK_AT_GOTO(rc, f->path, obj);
+  DRL_H5_CHECK_GOTO_(rc, "H5Aclose", f->path, obj);
 done:
   if (is_open(a)) H5Aclose(a);
   if (is_open(space)) H5Sclose(space);
@@ -519,6 +565,36 @@ static drl_status open_dataset(const drl_h5_file *f, const char *name, hid_t *ds
   return DRL_OK;
 }
 
+/* Every element must be stored in the file: an extent beyond the storage (chunks never written, a truncated or
+ * forged size) would read back as fill values, and a file of a few KiB could make a reader allocate gigabytes.
+ * Uncompressed data (our writer's, Fletcher-32 or none) occupies at least its size and at most the file's;
+ * compressed data (another writer's) may be smaller than its extent and is left to the callers' element limits. */
+static drl_status check_stored(const drl_h5_file *f, const char *name, hid_t dset, uint64_t bytes) {
+  drl_status st = DRL_OK;
+  hid_t dcpl = H5I_INVALID_HID;
+  hsize_t file_size = 0;
+  if (bytes == 0) return DRL_OK;
+  H5_CHECK_AT_GOTO(dcpl = H5Dget_create_plist(dset), f->path, name);
+  int nfilters = H5Pget_nfilters(dcpl);
+  H5_CHECK_AT_GOTO(nfilters, f->path, name);
+  for (int i = 0; i < nfilters; i++) {
+    unsigned flags = 0;
+    size_t nvalues = 0;
+    H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nvalues, NULL, 0, NULL, NULL);
+    H5_CHECK_AT_GOTO(id, f->path, name);
+    if (id != H5Z_FILTER_FLETCHER32) goto done; /* compressed */
+  }
+  hsize_t stored = H5Dget_storage_size(dset);
+  H5_CHECK_AT_GOTO(H5Fget_filesize(f->id, &file_size), f->path, name);
+  if (stored < bytes || bytes > file_size)
+    st = DRL_FAIL(DRL_ERR_FORMAT, "%s in %s: its extent needs %llu bytes but %llu are stored (file of %llu bytes): "
+                  "missing or truncated data", name, f->path, (unsigned long long)bytes, (unsigned long long)stored,
+                  (unsigned long long)file_size);
+done:
+  if (is_open(dcpl)) H5Pclose(dcpl);
+  return st;
+}
+
 /* Checks the element type and rank of an open dataset; returns its extent and element count. */
 static drl_status inspect_dataset(const drl_h5_file *f, const char *name, hid_t dset, drl_h5_type type, int rank,
                                   int64_t *shape, int64_t *count) {
@@ -562,6 +638,7 @@ static drl_status inspect_dataset(const drl_h5_file *f, const char *name, hid_t 
     n *= (int64_t)dims[i];
     shape[i] = (int64_t)dims[i];
   }
+  DRL_TRY_GOTO(check_stored(f, name, dset, (uint64_t)n * esize));
   *count = n;
 done:
   if (is_open(space)) H5Sclose(space);

@@ -74,6 +74,11 @@ drl_status drl_h5_fail(const char *file, int line, const char *call, const char 
 /* Turns off HDF5's automatic error printing to stderr (idempotent; the open functions call it). */
 void drl_h5_quiet(void);
 
+/* Keeps HDF5 from closing files at process exit; call it first thing in main, before any other HDF5 call. After a
+ * failed write (disk full, file-size limit) HDF5 1.10 cannot close that file, and its exit-time cleanup then crashes
+ * the process; every file is closed explicitly anyway. */
+void drl_h5_no_exit_cleanup(void);
+
 /* The type's name for messages ("int32", "float32", ...). */
 const char *drl_h5_type_name(drl_h5_type type);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "dataset.h"
+#include "kernels/device.h"
 
 drl_status drl_token_seqs_alloc(drl_token_seqs *seqs, int64_t n, int64_t n_tokens) {
   if (!seqs) return DRL_FAIL(DRL_ERR_INVALID_ARG, "token_seqs_alloc: seqs is NULL");
@@ -22,8 +23,8 @@ drl_status drl_token_seqs_alloc(drl_token_seqs *seqs, int64_t n, int64_t n_token
   if (!offsets || !tokens) {
     free(offsets);
     free(tokens);
-    return DRL_FAIL(DRL_ERR_OOM, "token_seqs_alloc: out of memory for %lld sequences / %lld tokens", (long long)n,
-                    (long long)n_tokens);
+    return drl_fail_oom("dataset token arrays", ((size_t)n + 1) * sizeof(int64_t) + (size_t)n_tokens * sizeof(int32_t),
+                        "the host");
   }
   seqs->n = n;
   seqs->offsets = offsets;

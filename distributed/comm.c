@@ -16,11 +16,6 @@
 /* Largest piece one MPI call moves (its counts are ints). */
 #define MAX_PIECE ((int64_t)1 << 30)
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -37,6 +32,12 @@ int drl_comm_launched(void) {
 }
 
 #ifdef DRL_HAVE_MPI
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* Polls req until it completes or timeout_s passes. Spins briefly (small collectives answer fast), then sleeps
  * between polls so that ranks sharing cores leave them to the peers they wait for. */
 static drl_status mpi_wait(drl_comm *c, MPI_Request *req, const char *what) {
@@ -238,6 +239,9 @@ drl_status drl_comm_bcast(drl_comm *c, void *buf, size_t bytes, int root) {
     DRL_TRY(mpi_wait(c, &req, "broadcast"));
   }
   if (c->rank == root) c->bytes_sent += (uint64_t)bytes * (uint64_t)(c->size - 1);
+#else
+  (void)buf; /* a job of one: nothing to send */
+  (void)bytes;
 #endif
   return DRL_OK;
 }

@@ -1,5 +1,6 @@
 /* The public C API (include/dynrl.h): a drl_run with a sampler and the GRPO state, for host trainers. */
 #include <dynrl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@ struct drl_engine {
   int64_t iteration;
   int has_batch;
   drl_stats stats;
+  char last_ckpt[4200]; /* "path (grpo step N)" of the last save or load; "" before */
 };
 
 static drl_status need(const void *p, const char *what) {
@@ -124,15 +126,19 @@ drl_status drl_engine_train(drl_engine *e, const float *rewards, drl_stats *stat
   const drl_rollout_batch *b = &e->batch;
   drl_rl_batch rb = {b->n_prompts, b->G, b->T, b->tokens, b->row_start, b->mask, rewards};
   drl_rl_stats s;
+  e->rl.fault_step = e->iteration + 1;
   DRL_TRY(drl_rl_step(&e->rl, &e->run.model, &e->cfg, &rb, NULL, &e->run.balance, (int)e->iteration + 1,
                       e->cfg.grpo.steps, &e->run.optim_step, &s));
   e->iteration++;
   e->has_batch = 0;
+  drl_status st = drl_bad_steps_record(&e->run.bad, "grpo", e->iteration, s.bad, e->cfg.trainer.max_bad_steps,
+                                       e->last_ckpt);
   drl_stats out = {e->iteration, e->run.optim_step, s.reward_mean, s.reward_std, s.loss, s.grad_norm,
-                   s.clip_frac, s.kl, s.entropy, s.usefulness, s.kept_samples, s.kept_tokens, b->generated_tokens};
+                   s.clip_frac, s.kl, s.entropy, s.usefulness, s.kept_samples, s.kept_tokens, b->generated_tokens,
+                   s.bad[0] != 0, e->run.bad.total};
   e->stats = out;
   if (stats) *stats = out;
-  return DRL_OK;
+  return st;
 }
 
 drl_status drl_engine_set_reward(drl_engine *e, drl_reward_fn fn, void *user) {
@@ -179,7 +185,9 @@ drl_status drl_engine_evaluate(drl_engine *e, double *accuracy) {
 drl_status drl_engine_save(drl_engine *e, const char *path) {
   DRL_TRY(need(e, "engine"));
   DRL_TRY(need(path, "path"));
-  return drl_run_save(&e->run, path, "grpo", (int)e->iteration);
+  DRL_TRY(drl_run_save(&e->run, path, "grpo", (int)e->iteration));
+  snprintf(e->last_ckpt, sizeof e->last_ckpt, "%s (grpo step %lld)", path, (long long)e->iteration);
+  return DRL_OK;
 }
 
 drl_status drl_engine_load(drl_engine *e, const char *path) {
@@ -190,6 +198,7 @@ drl_status drl_engine_load(drl_engine *e, const char *path) {
   DRL_TRY(drl_run_resume(&e->run, path, phase, sizeof phase, &step));
   e->iteration = strcmp(phase, "grpo") == 0 ? step : 0;
   e->has_batch = 0;
+  snprintf(e->last_ckpt, sizeof e->last_ckpt, "%s (%s step %d)", path, phase, step);
   return DRL_OK;
 }
 

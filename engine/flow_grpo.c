@@ -141,7 +141,7 @@ drl_status drl_flow_grpo_step(drl_tree *t, drl_flow *model, const drl_flow_grpo_
   }
   out->loss = out->rl_loss + c->sft_weight * out->sft_loss;
   out->clip_frac = out->edges ? (double)clipped / (double)out->edges : 0.0;
-  if (st == DRL_OK) st = drl_flow_step(model, hp, &out->grad_norm);
+  if (st == DRL_OK && hp) st = drl_flow_step(model, hp, &out->grad_norm);
 done:
   free(value);
   free(adv);

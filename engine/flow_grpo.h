@@ -59,7 +59,8 @@ void drl_tree_advantages(const drl_tree *tree, const double *value, const drl_fl
 double drl_tree_edge_loss(float adv, float logp, float logp_old, float eps, float *dlogp, int *clipped);
 
 /* One update from a sampled forest with rewards: every window layer's training pass (drl_tree_edge_logprob, the
- * losses, drl_tree_edge_backward), then one AdamW step with hp. */
+ * losses, drl_tree_edge_backward), then one AdamW step with hp (NULL: none; the gradient is left in model->grads for
+ * the caller's step). */
 drl_status drl_flow_grpo_step(drl_tree *tree, drl_flow *model, const drl_flow_grpo_cfg *cfg,
                               const drl_optim_step *hp, drl_flow_grpo_stats *stats);
 

@@ -12,6 +12,7 @@
 #include "kernels/fault.h"
 #include "engine/flow_grpo.h"
 #include "engine/log.h"
+#include "engine/rl_step.h"
 #include "engine/run.h"
 #include "kernels/nvtx.h"
 #include "kernels/philox.h"
@@ -79,11 +80,12 @@ int64_t drl_flow_nfe_through(const drl_config *cfg, int it) {
 
 enum {
   M_PHASE, M_LOSS, M_LR, M_GRAD_NORM, M_EVAL_REWARD, M_REWARD_MEAN, M_REWARD_STD, M_NFE, M_NFE_TOTAL, M_WINDOW,
-  M_CLIP_FRAC, M_RATIO_MAX_DEV, M_RL_LOSS, M_SFT_LOSS, M_STEP_SECONDS, M_COUNT
+  M_CLIP_FRAC, M_RATIO_MAX_DEV, M_RL_LOSS, M_SFT_LOSS, M_STEP_SECONDS, M_BAD_STEPS, M_COUNT
 };
 static const char *const metric_names[M_COUNT] = {
     "phase",      "loss",      "lr",     "grad_norm", "eval_reward",    "reward_mean", "reward_std",  "nfe",
-    "nfe_total",  "window",    "clip_frac", "ratio_max_dev", "rl_loss", "sft_loss", "step_seconds"};
+    "nfe_total",  "window",    "clip_frac", "ratio_max_dev", "rl_loss", "sft_loss", "step_seconds",
+    "bad_steps"};
 
 typedef struct flow_run {
   const drl_config *cfg;
@@ -93,6 +95,8 @@ typedef struct flow_run {
   drl_flow2d task;
   drl_flow model;
   int64_t optim_step;
+  drl_bad_steps bad;    /* steps skipped for a non-finite loss or gradient */
+  char last_ckpt[4200]; /* "path (phase step N)" of the last checkpoint written or resumed from; "" before */
   drl_metrics metrics;
   drl_progress progress;
   int64_t phase_offset; /* global step of the current phase's step 0 */
@@ -194,6 +198,8 @@ static drl_status save(flow_run *f, const char *path, drl_cfg_phase phase, int s
   ck.layout = m->layout;
   ck.optim_step = f->optim_step;
   ck.trainer_step = step;
+  ck.bad_steps = f->bad.total;
+  ck.bad_streak = f->bad.streak;
   snprintf(ck.phase, sizeof ck.phase, "%s", drl_cfg_phase_name(phase));
   ck.seed = f->cfg->run.seed;
   ck.threads = drl_cpu_threads();
@@ -236,6 +242,8 @@ static drl_status load(flow_run *f, const char *path, int optimizer, char *phase
     snprintf(phase, cap, "%s", ck.phase);
     *step = (int)ck.trainer_step;
     f->optim_step = ck.optim_step;
+    f->bad.total = ck.bad_steps;
+    f->bad.streak = ck.bad_streak;
   }
   drl_checkpoint_free(&ck);
   return st;
@@ -281,15 +289,52 @@ static drl_status after_step(flow_run *f, drl_cfg_phase phase, int step, int ste
   DRL_TRY(drl_metrics_log(&f->metrics, f->phase_offset + step, f->row));
   drl_fault_point(0, f->phase_offset + step);
   *stop = cfg->trainer.stop_after > 0 && sum->steps >= cfg->trainer.stop_after && !(step == steps && f->last_phase);
-  if ((cfg->trainer.ckpt_every > 0 && step % cfg->trainer.ckpt_every == 0) || step == steps || *stop)
+  if ((cfg->trainer.ckpt_every > 0 && step % cfg->trainer.ckpt_every == 0) || step == steps || *stop) {
+    DRL_TRY(drl_metrics_flush(&f->metrics)); /* the rows up to a checkpoint reach the disk before it does */
     DRL_TRY(save(f, f->ckpt_path, phase, step));
+    snprintf(f->last_ckpt, sizeof f->last_ckpt, "%s (%s step %d)", f->ckpt_path, drl_cfg_phase_name(phase), step);
+  }
   if (*stop) sum->stopped_at = step;
   return DRL_OK;
 }
 
 /* One flow-matching step: B points x_0 of the training set, times t and noises eps of the step's Philox block per
  * point, x_t = (1 - t) x_0 + t eps, loss = mean |v(x_t, t, c) - (eps - x_0)|^2 over points and dimensions. */
-static drl_status pretrain_step(flow_run *f, int step, int steps, double *loss, float *norm, float *lr) {
+/* The optimizer step of the flow policy from its gradient, unless the loss or the gradient is not finite: then
+ * nothing changes (parameters, moments, the step counter) and bad names what ("loss" or the first tensor of the
+ * gradient holding a non-finite value; "" for a good step). */
+static drl_status flow_step_checked(flow_run *f, const drl_optim_step *hp, double loss, float *norm, char *bad) {
+  bad[0] = '\0';
+  if (!isfinite(loss)) {
+    *norm = NAN;
+    snprintf(bad, DRL_TENSOR_NAME_CAP, "loss");
+    return DRL_OK;
+  }
+  drl_status st = drl_flow_step(&f->model, hp, norm);
+  if (st == DRL_OK) {
+    f->optim_step++;
+    return DRL_OK;
+  }
+  if (st != DRL_ERR_NUMERIC || isfinite(*norm)) return st;
+  drl_clear_error(); /* drl_flow_step refuses a non-finite norm before any change */
+  const drl_tensor_info *t = NULL;
+  DRL_TRY(drl_layout_first_nonfinite(&f->dev, &f->model.layout, f->model.grads, 0, f->model.layout.total, &t));
+  snprintf(bad, DRL_TENSOR_NAME_CAP, "%s", t ? t->name : "gradient norm");
+  return DRL_OK;
+}
+
+/* Counts a step as good or skipped into the row; the trainer.max_bad_steps-th skipped step in a row ends the run with
+ * its row logged and no checkpoint written. */
+static drl_status count_bad(flow_run *f, drl_cfg_phase phase, int step, const char *bad) {
+  drl_status st = drl_bad_steps_record(&f->bad, drl_cfg_phase_name(phase), step, bad, f->cfg->trainer.max_bad_steps,
+                                       f->last_ckpt);
+  f->row[M_BAD_STEPS] = (double)f->bad.total;
+  if (st != DRL_OK && drl_metrics_log(&f->metrics, f->phase_offset + step, f->row) != DRL_OK)
+    drl_log(DRL_LOG_WARN, "the metrics row of %s step %d was not written", drl_cfg_phase_name(phase), step);
+  return st;
+}
+
+static drl_status pretrain_step(flow_run *f, int step, int steps, double *loss, float *norm, float *lr, char *bad) {
   const drl_config *cfg = f->cfg;
   int B = f->B;
   uint32_t tag = drl_rng_tag(DRL_RNG_DATA, FLOW_MATCH_UID, 0);
@@ -320,16 +365,17 @@ static drl_status pretrain_step(flow_run *f, int step, int steps, double *loss, 
     f->h_dv[i] = (float)(2.0 * r * scale);
   }
   *loss = s * scale;
-  if (!isfinite(*loss)) return DRL_FAIL(DRL_ERR_NUMERIC, "flow-matching loss is %g at step %d", *loss, step);
-  DRL_TRY(drl_copy_to_device(dev, f->d_dv, f->h_dv, xb));
-  DRL_TRY(drl_flow_zero_grads(&f->model));
-  DRL_TRY(drl_flow_backward(&f->model, f->d_dv));
+  if (drl_fault_value("nan_loss", 0, gstep, NULL)) *loss = NAN; /* value faults: kernels/fault.h */
   *lr = drl_lr_at(&cfg->optim, step, steps);
+  if (isfinite(*loss)) {
+    DRL_TRY(drl_copy_to_device(dev, f->d_dv, f->h_dv, xb));
+    DRL_TRY(drl_flow_zero_grads(&f->model));
+    DRL_TRY(drl_flow_backward(&f->model, f->d_dv));
+    DRL_TRY(drl_layout_inject_grad_fault(dev, &f->model.layout, f->model.grads, 0, gstep, NULL));
+  }
   drl_optim_step hp = {*lr, (float)cfg->optim.beta1, (float)cfg->optim.beta2, (float)cfg->optim.eps,
                        (float)cfg->optim.weight_decay, (float)cfg->optim.grad_clip, (int)f->optim_step + 1};
-  DRL_TRY(drl_flow_step(&f->model, &hp, norm));
-  f->optim_step++;
-  return DRL_OK;
+  return flow_step_checked(f, &hp, *loss, norm, bad);
 }
 
 static drl_status run_pretrain(flow_run *f, int start, drl_train_summary *sum) {
@@ -342,7 +388,8 @@ static drl_status run_pretrain(flow_run *f, int start, drl_train_summary *sum) {
     DRL_RANGE("flow_pretrain_step");
     double loss = 0.0, t_step = drl_seconds();
     float norm = 0.0f, lr = 0.0f;
-    st = pretrain_step(f, step, steps, &loss, &norm, &lr);
+    char bad[DRL_TENSOR_NAME_CAP];
+    st = pretrain_step(f, step, steps, &loss, &norm, &lr, bad);
     if (st != DRL_OK) break;
     sum->steps++;
     sum->final_loss = loss;
@@ -354,6 +401,8 @@ static drl_status run_pretrain(flow_run *f, int start, drl_train_summary *sum) {
     row[M_LR] = lr;
     row[M_GRAD_NORM] = norm;
     row[M_STEP_SECONDS] = drl_seconds() - t_step;
+    st = count_bad(f, DRL_CFG_PHASE_FLOW_PRETRAIN, step, bad);
+    if (st != DRL_OK) break;
     int stop = 0;
     st = after_step(f, DRL_CFG_PHASE_FLOW_PRETRAIN, step, steps, sum, &stop);
     if (stop) break;
@@ -394,13 +443,16 @@ static drl_status run_grpo(flow_run *f, int start, drl_train_summary *sum) {
       tree.reward[q] = drl_flow2d_reward(&f->task, tree.leaf_x + 2 * q, cond[q / per]);
     drl_flow_grpo_stats gs;
     int64_t nfe = tree.nfe;
-    for (int e = 0; st == DRL_OK && e < tc->epochs; ++e) { /* the statistics of the last update */
+    char bad[DRL_TENSOR_NAME_CAP] = "";
+    /* The statistics of the last update; a non-finite loss or gradient skips that update and the iteration's rest. */
+    for (int e = 0; st == DRL_OK && e < tc->epochs && !bad[0]; ++e) {
       drl_optim_step hp = {lr, (float)cfg->optim.beta1, (float)cfg->optim.beta2, (float)cfg->optim.eps,
                            (float)cfg->optim.weight_decay, (float)cfg->optim.grad_clip, (int)f->optim_step + 1};
-      st = drl_flow_grpo_step(&tree, &f->model, &gc, &hp, &gs);
-      if (st == DRL_OK && !isfinite(gs.loss))
-        st = DRL_FAIL(DRL_ERR_NUMERIC, "flow_grpo loss is %g at iteration %d", gs.loss, it);
-      if (st == DRL_OK) f->optim_step++;
+      st = drl_flow_grpo_step(&tree, &f->model, &gc, NULL, &gs);
+      if (st == DRL_OK && e == 0 && drl_fault_value("nan_loss", 0, gstep, NULL)) gs.loss = NAN; /* kernels/fault.h */
+      if (st == DRL_OK && e == 0)
+        st = drl_layout_inject_grad_fault(&f->dev, &f->model.layout, f->model.grads, 0, gstep, NULL);
+      if (st == DRL_OK) st = flow_step_checked(f, &hp, gs.loss, &gs.grad_norm, bad);
       nfe += gs.nfe_train;
     }
     if (st != DRL_OK) break;
@@ -425,6 +477,8 @@ static drl_status run_grpo(flow_run *f, int start, drl_train_summary *sum) {
     row[M_RL_LOSS] = gs.rl_loss;
     row[M_SFT_LOSS] = gs.sft_loss;
     row[M_STEP_SECONDS] = drl_seconds() - t_it;
+    st = count_bad(f, DRL_CFG_PHASE_FLOW_GRPO, it, bad);
+    if (st != DRL_OK) break;
     int stop = 0;
     st = after_step(f, DRL_CFG_PHASE_FLOW_GRPO, it, iters, sum, &stop);
     if (stop) break;
@@ -466,6 +520,7 @@ drl_status drl_train_flow(const drl_config *cfg, drl_comm *comm, drl_train_summa
       goto done;
     }
     sum->resumed_from = resume_step;
+    snprintf(f.last_ckpt, sizeof f.last_ckpt, "%s (%s step %d)", f.ckpt_path, phase, resume_step);
     drl_log(DRL_LOG_INFO, "resumed %s at step %d from %s", phase, resume_step, f.ckpt_path);
   }
   int64_t offsets[DRL_CFG_COUNT_phase + 1] = {0};

@@ -129,6 +129,13 @@ drl_status drl_balance_step(drl_balance *b, drl_transformer *m, int64_t step, in
   return DRL_OK;
 }
 
+void drl_balance_discard(drl_balance *b) {
+  if (!drl_balance_active(b)) return;
+  memset(b->counts, 0, (size_t)b->L * b->E * sizeof(double));
+  b->aux_loss = 0.0;
+  b->forwards = 0;
+}
+
 drl_status drl_balance_set_bias(drl_balance *b, drl_transformer *m, const float *bias) {
   if (!drl_balance_active(b)) return DRL_OK;
   memcpy(b->bias, bias, (size_t)b->L * b->E * sizeof(float));

@@ -55,6 +55,9 @@ drl_status drl_balance_forward(void *user, drl_transformer *model, const uint8_t
  * aux_free bias step at optimizer step `step` (rl: an RL phase's rate), applied to model. */
 drl_status drl_balance_step(drl_balance *b, drl_transformer *model, int64_t step, int rl);
 
+/* Instead of drl_balance_step for a skipped optimizer step: forgets the step's counts (no bias step, no statistics). */
+void drl_balance_discard(drl_balance *b);
+
 /* Replaces the bias (host [L E], e.g. from a checkpoint) and routes model with it. */
 drl_status drl_balance_set_bias(drl_balance *b, drl_transformer *model, const float *bias);
 

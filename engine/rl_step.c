@@ -1,12 +1,15 @@
 #include "rl_step.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/d3s.h"
 #include "engine/grpo.h"
 #include "engine/log.h"
+#include "kernels/fault.h"
 #include "kernels/nvtx.h"
 
 static void shard_free(drl_rl_shard *h) {
@@ -55,8 +58,9 @@ drl_status drl_rl_state_create(drl_rl_state *s, const drl_config *cfg, const drl
   for (int j = 0; ok && j < shards; ++j) ok = shard_alloc(&s->shard[j], rows_max, T_max);
   if (!ok) {
     drl_rl_state_free(s, model);
-    return DRL_FAIL(DRL_ERR_OOM, "out of memory for GRPO buffers of %d shards of %d x %d tokens", shards, rows_max,
-                    T_max);
+    /* per token 5 floats, 2 ints and 3 flags, per row 2 words (shard_alloc) */
+    size_t per_shard = (size_t)rows_max * T_max * (5 * 4 + 2 * 4 + 3) + (size_t)rows_max * 8;
+    return drl_fail_oom("GRPO shard buffers", per_shard * (size_t)shards, "the host");
   }
   if (cfg->grpo.kl_beta > 0.0) {
     size_t bytes = (size_t)model->layout.total * sizeof(float);
@@ -78,9 +82,76 @@ void drl_rl_state_free(drl_rl_state *s, const drl_transformer *model) {
 }
 
 drl_status drl_policy_step(drl_dp *dp, drl_transformer *m, const drl_optim_step *hp, float *grad_norm) {
-  if (!dp) return drl_transformer_step(m, hp, grad_norm);
-  drl_adamw_hparams a = {hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->step, 1.0f};
-  return drl_dp_adamw(dp, &m->layout, m->params, m->grads, m->m, m->v, a, hp->grad_clip, grad_norm);
+  drl_status st;
+  if (!dp) {
+    st = drl_transformer_step(m, hp, grad_norm);
+  } else {
+    drl_adamw_hparams a = {hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->step, 1.0f};
+    st = drl_dp_adamw(dp, &m->layout, m->params, m->grads, m->m, m->v, a, hp->grad_clip, grad_norm);
+  }
+  /* Both refuse a non-finite norm before touching anything: a step for the caller to skip, not an error. */
+  if (st == DRL_ERR_NUMERIC && !isfinite(*grad_norm)) {
+    drl_clear_error();
+    return DRL_OK;
+  }
+  return st;
+}
+
+/* The first tensor of the reduced gradient holding a non-finite value, alike on every rank: under ZeRO each rank
+ * holds (and scans) only its part, and the lowest tensor index of the job wins. */
+static drl_status name_bad_tensor(drl_dp *dp, drl_transformer *m, char *bad) {
+  int64_t lo, hi;
+  drl_dp_optim_range(dp, m->layout.total, &lo, &hi);
+  const drl_tensor_info *t = NULL;
+  DRL_TRY(drl_layout_first_nonfinite(&m->dev, &m->layout, m->grads, lo, hi, &t));
+  int32_t first = t ? (int32_t)(t - m->layout.tensors) : INT32_MAX;
+  if (dp && dp->zero && dp->comm && dp->comm->size > 1) {
+    int32_t *all = NULL;
+    size_t bytes = 0;
+    DRL_TRY(drl_dp_gather(dp, &first, sizeof first, (void **)&all, &bytes, NULL));
+    for (size_t r = 0; r < bytes / sizeof first; ++r) first = all[r] < first ? all[r] : first;
+    free(all);
+  }
+  /* Every element finite but the norm beyond float range: the norm is what is not finite. */
+  snprintf(bad, DRL_TENSOR_NAME_CAP, "%s", first < m->layout.count ? m->layout.tensors[first].name : "gradient norm");
+  return DRL_OK;
+}
+
+drl_status drl_policy_step_checked(drl_dp *dp, drl_transformer *m, const drl_optim_step *hp, double loss,
+                                   float *grad_norm, char bad[DRL_TENSOR_NAME_CAP]) {
+  bad[0] = '\0';
+  if (!isfinite(loss)) {
+    *grad_norm = NAN;
+    snprintf(bad, DRL_TENSOR_NAME_CAP, "loss");
+    return DRL_OK;
+  }
+  DRL_TRY(drl_policy_step(dp, m, hp, grad_norm));
+  return isfinite(*grad_norm) ? DRL_OK : name_bad_tensor(dp, m, bad);
+}
+
+int drl_grad_fault_due(int rank, int64_t step) {
+  return drl_fault_value("nan_grad", rank, step, NULL) || drl_fault_value("inf_grad", rank, step, NULL);
+}
+
+drl_status drl_bad_steps_record(drl_bad_steps *b, const char *phase, int64_t step, const char *what, int max,
+                                const char *last_ckpt) {
+  if (!what || !what[0]) {
+    b->streak = 0;
+    return DRL_OK;
+  }
+  b->total++;
+  if (b->streak++ == 0 || !b->first[0]) snprintf(b->first, sizeof b->first, "%s", what);
+  const char *kind = strcmp(b->first, "loss") == 0 ? "loss" : "gradient";
+  if (max > 0 && b->streak >= max) {
+    int none = !last_ckpt || !last_ckpt[0];
+    return DRL_FAIL(DRL_ERR_NUMERIC, "%s step %lld: %lld consecutive steps with a non-finite %s (first in %s); "
+                    "stopping; %s%s", phase, (long long)step, (long long)b->streak, kind, b->first,
+                    none ? "no checkpoint was written" : "the last good checkpoint is ", none ? "" : last_ckpt);
+  }
+  drl_log(DRL_LOG_WARN, "%s step %lld: non-finite %s (in %s): the step is skipped (%lld skipped, %lld in a row)",
+          phase, (long long)step, strcmp(what, "loss") == 0 ? "loss" : "gradient", what, (long long)b->total,
+          (long long)b->streak);
+  return DRL_OK;
 }
 
 /* Forward over kept rows [lo, hi) of a shard in chunks of at most the model's batch; log-probs (and entropies) land at
@@ -352,13 +423,25 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
   /* Updates: per minibatch, every shard's gradient, summed over the job, then one optimizer step. */
   drl_grpo_stats *acc = (drl_grpo_stats *)calloc((size_t)k, sizeof *acc);
   if (!acc) return DRL_FAIL(DRL_ERR_OOM, "out of memory for update statistics");
-  for (int epoch = 0; st == DRL_OK && epoch < g->ppo_epochs && kept_all > 0 && !out->skipped; ++epoch) {
-    for (int mb = 0; st == DRL_OK && mb < mbs; ++mb) {
+  double *mb_loss = (double *)calloc((size_t)k, sizeof(double));
+  if (!mb_loss) {
+    free(acc);
+    return DRL_FAIL(DRL_ERR_OOM, "out of memory for minibatch losses");
+  }
+  int rank = dp && dp->comm ? dp->comm->rank : 0;
+  /* A non-finite loss or gradient ends the iteration's updates (out->bad): that update and the rest are skipped. */
+  for (int epoch = 0; st == DRL_OK && epoch < g->ppo_epochs && kept_all > 0 && !out->skipped && !out->bad[0]; ++epoch) {
+    for (int mb = 0; st == DRL_OK && mb < mbs && !out->bad[0]; ++mb) {
       DRL_RANGE("update");
+      /* Value faults (kernels/fault.h) hit the iteration's first update, before the reduction. */
+      int first_update = epoch == 0 && mb == 0;
+      int inject_grad = first_update && drl_grad_fault_due(rank, s->fault_step);
+      int inject_loss = first_update && drl_fault_value("nan_loss", rank, s->fault_step, NULL);
       for (int j = 0; st == DRL_OK && j < k; ++j) {
         drl_rl_shard *h = &s->shard[j];
         int T = b[j].T, lo = mb * h->kept / mbs, hi = (mb + 1) * h->kept / mbs;
         st = drl_transformer_zero_grads(m);
+        mb_loss[j] = 0.0;
         for (int c = lo; st == DRL_OK && c < hi; c += m->B_max) {
           int B = hi - c < m->B_max ? hi - c : m->B_max;
           size_t off = (size_t)c * T;
@@ -368,15 +451,21 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
             st = drl_grpo_loss(&lc, B, T, h->lp + off, h->old_lp + off, s->ref_params ? h->ref_lp + off : NULL,
                                h->row_adv + c, h->token_mask + off, denom, h->dlogprob + off, &gs);
           if (st != DRL_OK) break;
+          if (inject_loss && j == 0) gs.loss = NAN;
+          mb_loss[j] += gs.loss;
           drl_grpo_stats_merge(&acc[j], &gs);
           st = drl_balance_forward(balance, m, h->real + off);
           /* The last backward of this rank's last shard may start the gradient reduction as layers finish. */
-          drl_dp_arm(dp, j == k - 1 && c + B >= hi);
+          drl_dp_arm(dp, j == k - 1 && c + B >= hi && !inject_grad);
           if (st == DRL_OK) st = drl_transformer_backward(m, h->dlogprob + off);
         }
+        if (st == DRL_OK && inject_grad && j == 0)
+          st = drl_layout_inject_grad_fault(&m->dev, &m->layout, m->grads, rank, s->fault_step, NULL);
         if (st == DRL_OK) st = drl_dp_grads_push(dp, m->grads);
       }
       if (st == DRL_OK) st = drl_dp_grads_reduce(dp, m->grads);
+      double loss = 0.0;
+      if (st == DRL_OK) st = drl_dp_sum_shards(dp, mb_loss, 1, &loss);
       drl_optim_step hp = {lr,
                            (float)cfg->optim.beta1,
                            (float)cfg->optim.beta2,
@@ -385,12 +474,17 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
                            (float)cfg->optim.grad_clip,
                            (int)(*optim_step + 1)};
       float norm = 0.0f;
-      if (st == DRL_OK) st = drl_policy_step(dp, m, &hp, &norm);
-      if (st == DRL_OK) ++*optim_step;
-      if (st == DRL_OK) st = drl_balance_step(balance, m, *optim_step, 1);
+      if (st == DRL_OK) st = drl_policy_step_checked(dp, m, &hp, loss, &norm, out->bad);
+      if (st == DRL_OK && !out->bad[0]) {
+        ++*optim_step;
+        st = drl_balance_step(balance, m, *optim_step, 1);
+      } else if (st == DRL_OK) {
+        drl_balance_discard(balance);
+      }
       out->grad_norm = norm;
     }
   }
+  free(mb_loss);
   double *upd_local = (double *)calloc((size_t)k * UPD_N, sizeof(double));
   if (st == DRL_OK && !upd_local) st = DRL_FAIL(DRL_ERR_OOM, "out of memory for update statistics");
   for (int j = 0; st == DRL_OK && j < k; ++j) {

@@ -14,6 +14,7 @@
 #include "distributed/dp.h"
 #include "engine/config.h"
 #include "engine/moe_balance.h"
+#include "engine/run.h"
 #include "models/transformer.h"
 
 #ifdef __cplusplus
@@ -37,6 +38,9 @@ typedef struct drl_rl_stats {
   int64_t kept_samples, kept_tokens, candidate_tokens, response_tokens;
   double response_len;
   int skipped; /* no kept token carried a non-zero advantage: no update was made */
+  /* A non-finite loss or gradient stopped the iteration's updates at that one (the earlier ones stand): "loss" or
+   * the first tensor holding a non-finite value; "" when every update was finite. */
+  char bad[DRL_TENSOR_NAME_CAP];
   /* Wall seconds of the phases: advantages and selections (sample and token level), the old-policy (and reference)
    * pass, the updates (device synchronised at the end). */
   double seconds_select, seconds_old_policy, seconds_update;
@@ -55,6 +59,7 @@ typedef struct drl_rl_shard {
 /* Scratch for this rank's shards and the frozen reference; sized for rows_max x T_max per shard at creation. */
 typedef struct drl_rl_state {
   int shards, rows_max, T_max;
+  int64_t fault_step;   /* the job's step of the iteration, for the value faults of kernels/fault.h */
   drl_rl_shard *shard;  /* [shards] */
   float *ref_params;    /* device copy of the initial parameters when grpo.kl_beta > 0, else NULL */
 } drl_rl_state;
@@ -86,8 +91,28 @@ drl_status drl_rl_prepare(drl_rl_state *s, drl_transformer *model, const drl_con
 drl_status drl_rl_surrogate(drl_rl_state *s, drl_transformer *model, const drl_config *cfg, const float *params,
                             double *loss);
 
-/* One optimizer step of the policy from its (reduced) gradient: AdamW with clipping, through dp when given. */
+/* One optimizer step of the policy from its (reduced) gradient: AdamW with clipping, through dp when given. A
+ * non-finite gradient norm changes nothing (parameters, moments) and returns DRL_OK with *grad_norm (required)
+ * non-finite; every rank sees the same norm. */
 drl_status drl_policy_step(drl_dp *dp, drl_transformer *model, const drl_optim_step *hp, float *grad_norm);
+
+/* drl_policy_step unless the step is bad: loss (summed over the job, the same on every rank) or the gradient norm
+ * not finite. A bad step changes nothing (parameters, moments; the caller does not advance its step counter and
+ * discards the MoE counts, drl_balance_discard) and names what was not finite in bad: "loss", or the first tensor of
+ * the reduced gradient holding a non-finite value (the same on every rank). A good one leaves bad "". Collective. */
+drl_status drl_policy_step_checked(drl_dp *dp, drl_transformer *model, const drl_optim_step *hp, double loss,
+                                   float *grad_norm, char bad[DRL_TENSOR_NAME_CAP]);
+
+/* Whether a gradient value fault of kernels/fault.h (nan_grad, inf_grad) covers this rank at the job's step `step`:
+ * the caller then disarms the overlapped reduction (drl_dp_arm) and injects it (drl_layout_inject_grad_fault) into its
+ * first shard's gradient before the push. */
+int drl_grad_fault_due(int rank, int64_t step);
+
+/* Counts step `step` of phase: bad (what: "loss" or a tensor's name) or good (what NULL or ""; the streak ends). A bad
+ * step is logged as skipped; the max-th in a row (max 0: never) is DRL_ERR_NUMERIC, whose message names the step, the
+ * streak's first culprit and last_ckpt ("path (phase step N)"; NULL or "": none written). */
+drl_status drl_bad_steps_record(drl_bad_steps *b, const char *phase, int64_t step, const char *what, int max,
+                                const char *last_ckpt);
 
 #ifdef __cplusplus
 }

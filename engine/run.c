@@ -38,6 +38,11 @@ static drl_status load_data(drl_run *r) {
   int64_t want = (int64_t)d->n_train + d->n_eval;
   if (d->path[0]) {
     DRL_TRY(drl_dataset_read(d->path, &r->data));
+    /* A built-in task's rewards decode tokens with its own vocabulary: another one would train on garbage. */
+    const char *vocab = drl_task_vocab(r->data.task);
+    if (vocab && strcmp(vocab, r->data.vocab) != 0)
+      return DRL_FAIL(DRL_ERR_FORMAT, "%s: task '%s' has the vocabulary \"%s\", the file holds \"%s\"", d->path,
+                      r->data.task, vocab, r->data.vocab);
     if (r->data.prompts.n < want)
       return DRL_FAIL(DRL_ERR_CONFIG, "%s holds %lld examples, data.n_train + data.n_eval asks for %lld", d->path,
                       (long long)r->data.prompts.n, (long long)want);
@@ -90,7 +95,7 @@ static drl_status make_model(drl_run *r, int B_max) {
 /* Copies a device buffer of n floats to a fresh host array. */
 static drl_status to_host(const drl_device *dev, const float *src, int64_t n, float **out) {
   *out = (float *)malloc((size_t)(n ? n : 1) * sizeof(float));
-  if (!*out) return DRL_FAIL(DRL_ERR_OOM, "out of host memory copying %lld floats", (long long)n);
+  if (!*out) return drl_fail_oom("a host copy of the parameters", (size_t)n * sizeof(float), "the host");
   return drl_copy_to_host(dev, *out, src, (size_t)n * sizeof(float));
 }
 
@@ -103,7 +108,7 @@ static drl_status moment_to_host(drl_run *r, const float *part, float **out) {
   *out = NULL;
   if (run_rank(r) != 0) return r->dp.zero ? drl_dp_gather_optim(&r->dp, &r->model.dev, n, part, NULL) : DRL_OK;
   *out = (float *)malloc((size_t)(n ? n : 1) * sizeof(float));
-  if (!*out) return DRL_FAIL(DRL_ERR_OOM, "out of host memory copying %lld optimizer floats", (long long)n);
+  if (!*out) return drl_fail_oom("a host copy of an AdamW moment", (size_t)n * sizeof(float), "the host");
   return drl_dp_gather_optim(&r->dp, &r->model.dev, n, part, *out);
 }
 
@@ -115,6 +120,8 @@ drl_status drl_run_save(drl_run *r, const char *path, const char *phase, int ste
   ck.layout = m->layout;
   ck.optim_step = r->optim_step;
   ck.trainer_step = step;
+  ck.bad_steps = r->bad.total;
+  ck.bad_streak = r->bad.streak;
   snprintf(ck.phase, sizeof ck.phase, "%s", phase);
   ck.seed = r->cfg->run.seed;
   ck.threads = drl_cpu_threads();
@@ -169,6 +176,8 @@ drl_status drl_run_resume(drl_run *r, const char *path, char *phase, size_t phas
   snprintf(phase, phase_cap, "%s", ck.phase);
   *step = (int)ck.trainer_step;
   r->optim_step = ck.optim_step;
+  r->bad.total = ck.bad_steps;
+  r->bad.streak = ck.bad_streak;
   drl_checkpoint_free(&ck);
   return st;
 }
@@ -289,7 +298,12 @@ drl_status drl_run_env_open(const drl_config *cfg, const drl_comm *comm, drl_dev
   DRL_TRY(drl_device_open(dev, cfg->run.device == DRL_CFG_DEVICE_CUDA ? DRL_BACKEND_CUDA : DRL_BACKEND_CPU,
                           cfg->run.device_index + (comm ? comm->local_rank : 0)));
   dev->allow_tf32 = cfg->optim.tf32;
-  drl_status st = drl_config_to_yaml(cfg, config_yaml);
+  /* Checkpoints store the run's configuration, not this invocation's: a stopped and a resumed part store the same. */
+  drl_config run_cfg = *cfg;
+  run_cfg.trainer.resume = 0;
+  run_cfg.trainer.stop_after = 0;
+  run_cfg.run.quiet = 0;
+  drl_status st = drl_config_to_yaml(&run_cfg, config_yaml);
   if (st == DRL_OK) st = make_dir(cfg->run.out_dir);
   if (st == DRL_OK && snprintf(ckpt_path, ckpt_cap, "%s/ckpt.h5", cfg->run.out_dir) >= (int)ckpt_cap)
     st = DRL_FAIL(DRL_ERR_CONFIG, "run.out_dir is too long: %s", cfg->run.out_dir);

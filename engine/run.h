@@ -17,6 +17,13 @@
 extern "C" {
 #endif
 
+/* Steps skipped because a loss or gradient was not finite: in all and in a row up to now (both checkpointed), and
+ * what the current streak's first step found ("loss" or a tensor's name). */
+typedef struct drl_bad_steps {
+  int64_t total, streak;
+  char first[DRL_TENSOR_NAME_CAP];
+} drl_bad_steps;
+
 typedef struct drl_run {
   const drl_config *cfg;
   drl_device dev;
@@ -31,6 +38,7 @@ typedef struct drl_run {
   drl_comm *comm;         /* the job; NULL: this process alone */
   drl_dp dp;              /* data parallelism over the job's ranks and the shards of every batch */
   drl_balance balance;    /* the MoE blocks' load balancing (inactive for a dense policy) */
+  drl_bad_steps bad;      /* skipped steps (engine/rl_step.h) */
 } drl_run;
 
 /* What every trainer opens first: validates cfg, pins the thread count (below), opens the device (below), renders the

@@ -21,7 +21,9 @@ static int my_rank(const drl_spsa *s) { return s->comm ? s->comm->rank : 0; }
 static size_t payload_size(const drl_spsa *s) {
   return (size_t)s->cfg.samples * (s->cfg.codec == DRL_SPSA_LOG8 ? 1 : sizeof(float));
 }
-/* A rank's record in the step's all-gather: its status byte, then its G encoded projected gradients. */
+/* A rank's record in the step's all-gather: its status byte (with BAD_FLAG when one of its projected gradients was not
+ * finite), then its G encoded projected gradients. */
+#define BAD_FLAG 0x80u
 static size_t record_size(const drl_spsa *s) { return 1 + payload_size(s); }
 
 drl_status drl_spsa_create(drl_spsa *s, const drl_spsa_config *cfg, drl_comm *comm, const drl_device *dev, int64_t n) {
@@ -117,7 +119,8 @@ static drl_status contribute(drl_spsa *s, const float *theta, uint32_t step, drl
     float g = (float)((lp - lm) / (2.0 * (double)c->eps));
     if (!isfinite(g)) {
       stats->bad++;
-      g = 0.0f; /* sent as 0: every rank skips this contribution alike */
+      rec[0] |= BAD_FLAG; /* the codec cannot carry it: every rank learns from the flag and skips the step alike */
+      g = 0.0f;
     } else {
       loss_sum += 0.5 * (lp + lm);
       g_sum += fabs((double)g);
@@ -156,14 +159,15 @@ drl_status drl_spsa_step(drl_spsa *s, float *theta, uint32_t step, drl_spsa_loss
   /* The contributions of the step, in ascending q, each coefficient rounded once and alike on every rank. */
   int active = 0, joining = 0, source = -1;
   for (int r = 0; r < R; ++r) {
-    uint8_t status = s->records[(size_t)r * rs];
+    uint8_t status = s->records[(size_t)r * rs] & ~BAD_FLAG;
     if (status == DRL_SPSA_ACTIVE && source < 0) source = r;
     active += status == DRL_SPSA_ACTIVE;
     joining += status == DRL_SPSA_JOINING;
+    local.skipped |= (s->records[(size_t)r * rs] & BAD_FLAG) != 0;
   }
   int S = active * G, count = 0;
   float scale = S > 0 ? (float)(-(double)s->cfg.lr / (double)S) : 0.0f;
-  for (int r = 0; r < R; ++r) {
+  for (int r = 0; r < R && !local.skipped; ++r) { /* a step with a non-finite contribution applies none */
     const uint8_t *rec = s->records + (size_t)r * rs;
     if (rec[0] != DRL_SPSA_ACTIVE) continue;
     for (int j = 0; j < G; ++j) {
@@ -178,7 +182,7 @@ drl_status drl_spsa_step(drl_spsa *s, float *theta, uint32_t step, drl_spsa_loss
     }
   }
   local.contributions = S;
-  if (s->status == DRL_SPSA_ACTIVE) {
+  if (s->status == DRL_SPSA_ACTIVE && count > 0) {
     DRL_RANGE("spsa_update");
     drl_spsa_stream zs = {s->cfg.seed, step, s->cfg.dist};
     DRL_TRY(drl_spsa_apply(&s->dev, theta, s->n, 0, zs, s->contribs, count));

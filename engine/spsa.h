@@ -50,6 +50,7 @@ typedef struct drl_spsa_stats {
   double grad_abs;       /* mean |g| of this rank's contributions (before encoding) */
   int contributions;     /* S: contributions applied this step (all ranks) */
   int bad;               /* this rank's contributions whose loss was not finite (sent as 0) */
+  int skipped;           /* some rank's contribution was not finite: none was applied, on every rank alike */
   int64_t payload_bytes; /* what this rank contributed to the step's all-gather, status byte excluded */
 } drl_spsa_stats;
 
@@ -81,6 +82,7 @@ void drl_spsa_join(drl_spsa *s);
 
 /* One step (collective): this rank's contributions when active, the all-gather, every contribution applied to theta
  * (device, n floats) in order, a joining rank's copy, and the hash comparison when step is a multiple of hash_every.
+ * A step in which any rank's projected gradient is not finite applies no contribution at all (stats->skipped).
  * Divergent replicas are DRL_ERR_INTERNAL naming the step and the ranks. */
 drl_status drl_spsa_step(drl_spsa *s, float *theta, uint32_t step, drl_spsa_loss_fn loss, void *user,
                          drl_spsa_stats *stats);

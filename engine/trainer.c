@@ -35,13 +35,14 @@ enum {
   M_PHASE, M_LOSS, M_LR, M_GRAD_NORM, M_TOKENS_PER_S, M_EVAL_ACCURACY, M_REWARD_MEAN, M_REWARD_STD, M_KEPT_SAMPLES,
   M_KEPT_TOKENS, M_LOSS_TOKENS, M_USEFULNESS, M_CLIP_FRAC, M_KL, M_ENTROPY, M_RESPONSE_LEN, M_PROJECTED_GRAD,
   M_PAYLOAD_BYTES, M_STEP_SECONDS, M_HELDOUT_LOSS, M_MOE_MAXVIO_BATCH, M_MOE_MAXVIO_GLOBAL, M_MOE_AUX_LOSS,
-  M_COUNT
+  M_BAD_STEPS, M_COUNT
 };
 static const char *const metric_names[M_COUNT] = {
     "phase",       "loss",        "lr",           "grad_norm",   "tokens_per_s", "eval_accuracy",
     "reward_mean", "reward_std",  "kept_samples", "kept_tokens", "loss_tokens",  "usefulness",
     "clip_frac",   "kl",          "entropy",      "response_len", "projected_grad", "payload_bytes",
-    "step_seconds", "heldout_loss", "moe_maxvio_batch", "moe_maxvio_global", "moe_aux_loss"};
+    "step_seconds", "heldout_loss", "moe_maxvio_batch", "moe_maxvio_global", "moe_aux_loss",
+    "bad_steps"};
 
 /* The trainer's state on top of a run. */
 typedef struct trainer {
@@ -58,6 +59,7 @@ typedef struct trainer {
   char **names;
   int n_cols;
   double *heldout_counts; /* [L E] scratch of the held-out MaxVio */
+  char last_ckpt[4200];   /* "path (phase step N)" of the last checkpoint written or resumed from; "" before */
 } trainer;
 
 /* Column of block l's per-block series: kind 0 MaxVio_batch, 1 MaxVio_global, 2 + e the load of expert e. */
@@ -150,9 +152,26 @@ static drl_status after_step(trainer *tr, drl_cfg_phase phase, int step, int ste
   if (tr->writes) DRL_TRY(drl_metrics_log(&tr->metrics, tr->phase_offset + step, row));
   drl_fault_point(tr->run.comm ? tr->run.comm->rank : 0, tr->phase_offset + step);
   *stop = cfg->trainer.stop_after > 0 && sum->steps >= cfg->trainer.stop_after && !(step == steps && tr->last_phase);
-  if ((cfg->trainer.ckpt_every > 0 && step % cfg->trainer.ckpt_every == 0) || step == steps || *stop)
+  if ((cfg->trainer.ckpt_every > 0 && step % cfg->trainer.ckpt_every == 0) || step == steps || *stop) {
+    /* The rows up to a checkpoint reach the disk before it does: a crash after it loses none of them. */
+    if (tr->writes) DRL_TRY(drl_metrics_flush(&tr->metrics));
     st = drl_run_save(&tr->run, tr->run.ckpt_path, drl_cfg_phase_name(phase), step);
+    if (st == DRL_OK)
+      snprintf(tr->last_ckpt, sizeof tr->last_ckpt, "%s (%s step %d)", tr->run.ckpt_path, drl_cfg_phase_name(phase),
+               step);
+  }
   if (*stop) sum->stopped_at = step;
+  return st;
+}
+
+/* Counts a step as good (bad "") or skipped (bad names what was not finite) into the row's bad_steps. The
+ * trainer.max_bad_steps-th skipped step in a row ends the run: its row is logged and no checkpoint is written. */
+static drl_status count_bad(trainer *tr, drl_cfg_phase phase, int step, const char *bad, double *row) {
+  drl_status st = drl_bad_steps_record(&tr->run.bad, drl_cfg_phase_name(phase), step, bad,
+                                       tr->cfg->trainer.max_bad_steps, tr->last_ckpt);
+  row[M_BAD_STEPS] = (double)tr->run.bad.total;
+  if (st != DRL_OK && tr->writes && drl_metrics_log(&tr->metrics, tr->phase_offset + step, row) != DRL_OK)
+    drl_log(DRL_LOG_WARN, "the metrics row of %s step %d was not written", drl_cfg_phase_name(phase), step);
   return st;
 }
 
@@ -166,7 +185,7 @@ static void phase_done(trainer *tr, drl_train_summary *sum) {
 /* One SFT optimizer step: every local shard's rows forward and backward (the loss normalised by the answer tokens
  * of the whole batch), the gradients summed over the job, one AdamW step. *loss_sum gets the batch's summed loss. */
 static drl_status sft_step(trainer *tr, drl_sft_batch *batch, float *logprob, int step, int steps, float *norm,
-                           double *loss_sum) {
+                           double *loss_sum, char *bad) {
   const drl_config *cfg = tr->cfg;
   drl_run *r = &tr->run;
   drl_transformer *m = &r->model;
@@ -174,6 +193,9 @@ static drl_status sft_step(trainer *tr, drl_sft_batch *batch, float *logprob, in
   int64_t normaliser = drl_sft_scored(&r->data, r->n_train, cfg->run.seed, step, 0, cfg->sft.batch_size);
   double *local = (double *)malloc((size_t)k * sizeof(double));
   drl_status st = local ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for shard losses");
+  int rank = r->comm ? r->comm->rank : 0;
+  int64_t global = tr->phase_offset + step;
+  int inject_grad = drl_grad_fault_due(rank, global); /* value faults (kernels/fault.h), before the reduction */
   for (int j = 0; st == DRL_OK && j < k; ++j) {
     st = drl_sft_batch_fill(batch, &r->data, r->n_train, cfg->run.seed, step, (int64_t)(first + j) * Bs,
                             normaliser);
@@ -181,22 +203,28 @@ static drl_status sft_step(trainer *tr, drl_sft_batch *batch, float *logprob, in
       st = drl_transformer_forward(m, batch->tokens, batch->targets, NULL, Bs, batch->T, 1.0f, logprob, NULL);
     if (st == DRL_OK) st = drl_balance_forward(&r->balance, m, batch->real);
     if (st == DRL_OK) st = drl_transformer_zero_grads(m);
-    drl_dp_arm(&r->dp, j == k - 1);
+    drl_dp_arm(&r->dp, j == k - 1 && !inject_grad);
     if (st == DRL_OK) st = drl_transformer_backward(m, batch->dlogprob);
+    if (st == DRL_OK && inject_grad && j == 0)
+      st = drl_layout_inject_grad_fault(&m->dev, &m->layout, m->grads, rank, global, NULL);
     if (st == DRL_OK) st = drl_dp_grads_push(&r->dp, m->grads);
     if (st == DRL_OK) local[j] = drl_sft_loss_sum(batch, logprob);
+    if (st == DRL_OK && j == 0 && drl_fault_value("nan_loss", rank, global, NULL)) local[j] = NAN;
   }
   if (st == DRL_OK) st = drl_dp_grads_reduce(&r->dp, m->grads);
   if (st == DRL_OK) st = drl_dp_sum_shards(&r->dp, local, 1, loss_sum);
   free(local);
   DRL_TRY(st);
-  if (!isfinite(*loss_sum)) return DRL_FAIL(DRL_ERR_NUMERIC, "sft loss is %g at step %d", *loss_sum, step);
   drl_optim_step hp = {drl_lr_at(&cfg->optim, step, steps), (float)cfg->optim.beta1, (float)cfg->optim.beta2,
                        (float)cfg->optim.eps, (float)cfg->optim.weight_decay, (float)cfg->optim.grad_clip,
                        (int)r->optim_step + 1};
-  DRL_TRY(drl_policy_step(&r->dp, m, &hp, norm));
-  r->optim_step++;
-  DRL_TRY(drl_balance_step(&r->balance, m, r->optim_step, 0));
+  DRL_TRY(drl_policy_step_checked(&r->dp, m, &hp, *loss_sum, norm, bad));
+  if (bad[0]) {
+    drl_balance_discard(&r->balance);
+  } else {
+    r->optim_step++;
+    DRL_TRY(drl_balance_step(&r->balance, m, r->optim_step, 0));
+  }
   *loss_sum /= normaliser > 0 ? (double)normaliser : 1.0;
   return DRL_OK;
 }
@@ -218,7 +246,8 @@ static drl_status run_sft(trainer *tr, int start, drl_train_summary *sum) {
     DRL_RANGE("sft_step");
     double loss = 0.0, t_step = drl_seconds();
     float norm = 0.0f, lr = drl_lr_at(&cfg->optim, step, steps);
-    st = sft_step(tr, &batch, logprob, step, steps, &norm, &loss);
+    char bad[DRL_TENSOR_NAME_CAP];
+    st = sft_step(tr, &batch, logprob, step, steps, &norm, &loss, bad);
     if (st != DRL_OK) break;
     tr->tokens += (double)cfg->sft.batch_size * T;
     sum->steps++;
@@ -234,6 +263,8 @@ static drl_status run_sft(trainer *tr, int start, drl_train_summary *sum) {
     row[M_TOKENS_PER_S] = tps;
     row[M_LOSS_TOKENS] = (double)drl_sft_scored(&r->data, r->n_train, cfg->run.seed, step, 0, cfg->sft.batch_size);
     row[M_STEP_SECONDS] = drl_seconds() - t_step;
+    st = count_bad(tr, DRL_CFG_PHASE_SFT, step, bad, row);
+    if (st != DRL_OK) break;
     int stop = 0;
     st = after_step(tr, DRL_CFG_PHASE_SFT, step, steps, row, sum, &stop);
     if (stop) break;
@@ -295,6 +326,7 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
       rb[j] = b;
     }
     drl_rl_stats rl;
+    rs.fault_step = global;
     if (st == DRL_OK)
       st = drl_rl_step(&rs, &r->model, cfg, rb, &r->dp, &r->balance, it, steps, &r->optim_step, &rl);
     double generated = (double)ro.generated_tokens; /* this phase's, over the job */
@@ -326,6 +358,8 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
     row[M_ENTROPY] = rl.entropy;
     row[M_RESPONSE_LEN] = rl.response_len;
     row[M_STEP_SECONDS] = drl_seconds() - t_step;
+    st = count_bad(tr, DRL_CFG_PHASE_GRPO, it, rl.bad, row);
+    if (st != DRL_OK) break;
     int stop = 0;
     st = after_step(tr, DRL_CFG_PHASE_GRPO, it, steps, row, sum, &stop);
     if (stop) break;
@@ -377,6 +411,7 @@ static drl_status spsa_loss(void *user, const float *params, uint32_t step, uint
                                             c->logprob, NULL);
     m->params = own;
     *loss = drl_sft_loss(&c->batch, c->logprob);
+    if (drl_fault_value("nan_loss", r->comm ? r->comm->rank : 0, step, NULL)) *loss = NAN; /* kernels/fault.h */
     return st;
   }
   const drl_config_grpo *g = &cfg->grpo;
@@ -399,7 +434,9 @@ static drl_status spsa_loss(void *user, const float *params, uint32_t step, uint
     c->prepared_step = step;
     c->prepared_q = q;
   }
-  return drl_rl_surrogate(&c->rs, m, cfg, params, loss);
+  DRL_TRY(drl_rl_surrogate(&c->rs, m, cfg, params, loss));
+  if (drl_fault_value("nan_loss", r->comm ? r->comm->rank : 0, step, NULL)) *loss = NAN; /* kernels/fault.h */
+  return DRL_OK;
 }
 
 static drl_status run_spsa(trainer *tr, drl_cfg_phase phase, int start, drl_train_summary *sum) {
@@ -469,6 +506,8 @@ static drl_status run_spsa(trainer *tr, drl_cfg_phase phase, int start, drl_trai
     row[M_PROJECTED_GRAD] = ss.grad_abs;
     row[M_PAYLOAD_BYTES] = (double)ss.payload_bytes;
     row[M_STEP_SECONDS] = drl_seconds() - t_step;
+    st = count_bad(tr, phase, it, ss.skipped ? "loss" : "", row);
+    if (st != DRL_OK) break;
     int stop = 0;
     st = after_step(tr, phase, it, steps, row, sum, &stop);
     if (stop) break;
@@ -573,6 +612,7 @@ drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *s
       goto done;
     }
     sum->resumed_from = resume_step;
+    snprintf(tr.last_ckpt, sizeof tr.last_ckpt, "%s (%s step %d)", r->ckpt_path, phase, resume_step);
     drl_log(DRL_LOG_INFO, "resumed %s at step %d from %s", phase, resume_step, r->ckpt_path);
   }
   int64_t offsets[DRL_CFG_COUNT_phase + 1] = {0};

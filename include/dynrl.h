@@ -66,6 +66,8 @@ typedef struct drl_stats {
   double loss, grad_norm, clip_frac, kl, entropy;
   double usefulness;        /* share of kept rollouts with a non-zero advantage */
   int64_t kept_samples, kept_tokens, generated_tokens;
+  int skipped;              /* a non-finite loss or gradient: that update and the iteration's rest were not applied */
+  int64_t bad_steps;        /* iterations so far with such a skip (checkpointed) */
 } drl_stats;
 
 /* A reward for one rollout: the prompt and the response tokens (EOS included when emitted). */
@@ -91,7 +93,9 @@ drl_status drl_engine_encode(const drl_engine *engine, const char *text, int32_t
 drl_status drl_engine_generate(drl_engine *engine, const int32_t *prompt_tokens, const int64_t *prompt_offsets,
                                int n_prompts, drl_rollouts *rollouts);
 
-/* One GRPO (+ D3S) iteration on the last generated rollouts with the caller's rewards [rows]. */
+/* One GRPO (+ D3S) iteration on the last generated rollouts with the caller's rewards [rows]. An update whose loss or
+ * gradient is not finite changes nothing and ends the iteration's updates (stats->skipped; the iteration counts);
+ * the trainer.max_bad_steps-th such iteration in a row returns DRL_ERR_NUMERIC (stats are filled all the same). */
 drl_status drl_engine_train(drl_engine *engine, const float *rewards, drl_stats *stats);
 
 /* Makes drl_engine_iterate score rollouts with fn (NULL restores the task's verifier). */

@@ -45,12 +45,25 @@ drl_status drl_alloc(const drl_device *dev, void **ptr, size_t bytes, const char
   if (dev->backend == DRL_BACKEND_CUDA) return drl_cuda_alloc(dev, ptr, bytes, what);
   /* 64-byte alignment keeps every buffer on its own cache lines and suits AVX-512 loads. */
   size_t rounded = (bytes + 63) & ~(size_t)63;
-  if (rounded < bytes) return DRL_FAIL(DRL_ERR_OOM, "cannot allocate %s: %zu bytes overflows", what, bytes);
-  void *p = rounded ? aligned_alloc(64, rounded) : NULL;
-  if (rounded && !p) return DRL_FAIL(DRL_ERR_OOM, "out of host memory allocating %s (%zu bytes)", what, bytes);
+  void *p = rounded >= bytes && rounded ? aligned_alloc(64, rounded) : NULL;
+  if (bytes && !p) return drl_fail_oom(what, bytes, "cpu");
   if (p) memset(p, 0, rounded);
   *ptr = p;
   return DRL_OK;
+}
+
+drl_status drl_fail_oom(const char *what, size_t bytes, const char *where) {
+  const char *unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = (double)bytes;
+  int u = 0;
+  for (; v >= 1024.0 && u < 6; ++u) v /= 1024.0;
+  return DRL_FAIL(DRL_ERR_OOM, "out of memory allocating %s (%.*f %s, %zu bytes) on %s", what, u ? 1 : 0, v, unit[u],
+                  bytes, where);
+}
+
+drl_status drl_host_alloc(void **ptr, size_t bytes, const char *what) {
+  *ptr = calloc(1, bytes ? bytes : 1);
+  return *ptr ? DRL_OK : drl_fail_oom(what, bytes, "the host");
 }
 
 void drl_free(const drl_device *dev, void *ptr) {

@@ -57,6 +57,12 @@ void drl_device_describe(const drl_device *dev, char *buf, size_t cap);
 /* Allocates `bytes` (zero-filled) on the device; `what` names the buffer in the error message. */
 drl_status drl_alloc(const drl_device *dev, void **ptr, size_t bytes, const char *what);
 
+/* A host buffer of `bytes` (zero-filled, at least 1 byte, free() it); out of memory names `what` and the size. */
+drl_status drl_host_alloc(void **ptr, size_t bytes, const char *what);
+
+/* DRL_ERR_OOM with "out of memory allocating <what> (1.2 GiB, 1288490188 bytes) on <where>". */
+drl_status drl_fail_oom(const char *what, size_t bytes, const char *where);
+
 /* Frees a buffer from drl_alloc; NULL is a no-op. */
 void drl_free(const drl_device *dev, void *ptr);
 

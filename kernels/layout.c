@@ -1,8 +1,11 @@
 #include "layout.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "fault.h"
 
 drl_status drl_layout_init(drl_layout *lay, int cap) {
   memset(lay, 0, sizeof *lay);
@@ -52,6 +55,51 @@ drl_status drl_layout_compare(const drl_layout *a, const drl_layout *b, const ch
     const drl_layout *longer = a->count > b->count ? a : b;
     return DRL_FAIL(DRL_ERR_FORMAT, "%s has %d tensors but %s has %d (first extra: '%s')", what_a, a->count, what_b,
                     b->count, longer->tensors[n].name);
+  }
+  return DRL_OK;
+}
+
+drl_status drl_layout_first_nonfinite(const drl_device *dev, const drl_layout *lay, const float *buf, int64_t lo,
+                                      int64_t hi, const drl_tensor_info **found) {
+  *found = NULL;
+  int64_t largest = 0;
+  for (int i = 0; i < lay->count; ++i)
+    if (lay->tensors[i].shape[0] * lay->tensors[i].shape[1] > largest)
+      largest = lay->tensors[i].shape[0] * lay->tensors[i].shape[1];
+  float *host = (float *)malloc((size_t)(largest ? largest : 1) * sizeof(float));
+  if (!host)
+    return DRL_FAIL(DRL_ERR_OOM, "out of memory scanning a tensor of %lld floats for non-finite values",
+                    (long long)largest);
+  drl_status st = DRL_OK;
+  for (int i = 0; st == DRL_OK && !*found && i < lay->count; ++i) {
+    const drl_tensor_info *t = &lay->tensors[i];
+    int64_t a = t->offset > lo ? t->offset : lo, end = t->offset + t->shape[0] * t->shape[1], b = end < hi ? end : hi;
+    if (a >= b) continue;
+    st = drl_copy_to_host(dev, host, buf + a, (size_t)(b - a) * sizeof(float));
+    for (int64_t j = 0; st == DRL_OK && j < b - a; ++j)
+      if (!isfinite(host[j])) {
+        *found = t;
+        break;
+      }
+  }
+  free(host);
+  return st;
+}
+
+drl_status drl_layout_inject_grad_fault(const drl_device *dev, const drl_layout *lay, float *grads, int rank,
+                                        int64_t step, int *injected) {
+  if (injected) *injected = 0;
+  const char *kinds[2] = {"nan_grad", "inf_grad"}, *detail = "";
+  for (int k = 0; k < 2; ++k) {
+    if (!drl_fault_value(kinds[k], rank, step, &detail)) continue;
+    const drl_tensor_info *t = detail[0] ? drl_layout_find(lay, detail) : (lay->count ? &lay->tensors[0] : NULL);
+    if (!t)
+      return DRL_FAIL(DRL_ERR_INVALID_ARG, "DYNRL_FAULT %s names tensor '%s', which the layout does not hold", kinds[k],
+                      detail);
+    float v = k == 0 ? NAN : INFINITY;
+    DRL_TRY(drl_copy_to_device(dev, grads + t->offset, &v, sizeof v));
+    DRL_TRY(drl_device_sync(dev)); /* v lives on this stack */
+    if (injected) *injected = 1;
   }
   return DRL_OK;
 }

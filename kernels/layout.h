@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "device.h"
 #include "status.h"
 
 #ifdef __cplusplus
@@ -39,6 +40,18 @@ const drl_tensor_info *drl_layout_find(const drl_layout *layout, const char *nam
 /* DRL_OK when a and b hold the same names, offsets and shapes in the same order; otherwise DRL_ERR_FORMAT naming the
  * first tensor that differs (what_a / what_b name the two sides in the message). */
 drl_status drl_layout_compare(const drl_layout *a, const drl_layout *b, const char *what_a, const char *what_b);
+
+/* Into *found: the first tensor of layout (in layout order) whose elements [lo, hi) of buf (a device buffer on dev
+ * laid out by layout) hold a NaN or an infinity; NULL when they are all finite. Copies one tensor at a time to the
+ * host: meant for the rare step whose gradient norm was not finite. */
+drl_status drl_layout_first_nonfinite(const drl_device *dev, const drl_layout *layout, const float *buf, int64_t lo,
+                                      int64_t hi, const drl_tensor_info **found);
+
+/* Value faults of kernels/fault.h on a gradient: for a `nan_grad` or `inf_grad` spec covering rank and step, sets
+ * the first element of the tensor its detail names (default: the layout's first tensor) of grads (device) to NaN or
+ * +Inf. A name the layout lacks is DRL_ERR_INVALID_ARG. *injected (may be NULL) says whether one was set. */
+drl_status drl_layout_inject_grad_fault(const drl_device *dev, const drl_layout *layout, float *grads, int rank,
+                                        int64_t step, int *injected);
 
 /* Frees the table and zeroes layout. */
 void drl_layout_free(drl_layout *layout);

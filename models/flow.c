@@ -82,8 +82,8 @@ static size_t carve(drl_flow *m, void *base) {
 
 static drl_status init_params(drl_flow *m, uint64_t seed) {
   int64_t n = m->layout.total;
-  float *host = (float *)malloc((size_t)(n ? n : 1) * sizeof(float));
-  if (!host) return DRL_FAIL(DRL_ERR_OOM, "out of host memory for %lld flow parameters", (long long)n);
+  float *host = NULL;
+  DRL_TRY(drl_host_alloc((void **)&host, (size_t)n * sizeof(float), "initial flow parameters (host copy)"));
   drl_rng_stream s = {seed, 0, drl_rng_tag(DRL_RNG_INIT, 1, 0)}; /* uid 1: not the transformer's stream */
   drl_status st = drl_rng_fill_cpu(host, (uint64_t)n, s, 0, DRL_DIST_NORMAL);
   for (int i = 0; st == DRL_OK && i < m->layout.count; ++i) {

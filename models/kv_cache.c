@@ -77,10 +77,10 @@ drl_status drl_kv_cache_create(drl_kv_cache *c, const drl_transformer *m, int B_
   carve_device(c, cf, &real);
   drl_carve hsize = {NULL, 0};
   carve_host(c, &hsize);
-  c->host_block = calloc(1, hsize.used);
-  if (!c->host_block) {
+  st = drl_host_alloc(&c->host_block, hsize.used, "KV cache host indices");
+  if (st != DRL_OK) {
     drl_kv_cache_free(c);
-    return DRL_FAIL(DRL_ERR_OOM, "kv_cache: out of host memory (%zu bytes)", hsize.used);
+    return st;
   }
   drl_carve hreal = {(char *)c->host_block, 0};
   carve_host(c, &hreal);

@@ -191,8 +191,8 @@ static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 /* Host-side parameter initialisation, then one copy to the device. */
 static drl_status init_params(drl_transformer *m, uint64_t seed) {
   int64_t n = m->layout.total;
-  float *host = (float *)malloc((size_t)n * sizeof(float));
-  if (!host) return DRL_FAIL(DRL_ERR_OOM, "out of host memory for %lld initial parameters", (long long)n);
+  float *host = NULL;
+  DRL_TRY(drl_host_alloc((void **)&host, (size_t)n * sizeof(float), "initial parameters (host copy)"));
   drl_rng_stream s = {seed, 0, drl_rng_tag(DRL_RNG_INIT, 0, 0)};
   drl_status st = drl_rng_fill_cpu(host, (uint64_t)n, s, 0, DRL_DIST_NORMAL);
   float resid_std = m->cfg.init_std / sqrtf(2.0f * (float)m->cfg.n_layers);

@@ -34,20 +34,23 @@ drl_status drl_rollout_create(drl_rollout *r, const drl_transformer *m, int rows
   r->V = m->cfg.vocab;
   r->n_work = omp_get_max_threads();
   size_t R = (size_t)rows_max, V = (size_t)r->V, W = (size_t)r->n_work;
-  r->logits = (float *)malloc(R * V * sizeof(float));
-  r->next_logits = (float *)malloc(R * V * sizeof(float));
-  r->active = (int32_t *)malloc(R * sizeof(int32_t));
-  r->tokens_in = (int32_t *)malloc(R * sizeof(int32_t));
-  r->prompts = (int32_t *)malloc((R * (size_t)T_max + R) * sizeof(int32_t));
-  r->work_idx = (int32_t *)malloc(W * V * sizeof(int32_t));
-  r->work_w = (float *)malloc(W * V * sizeof(float));
-  r->bad = (uint8_t *)calloc(R, 1);
-  if (!r->logits || !r->next_logits || !r->active || !r->tokens_in || !r->prompts || !r->work_idx || !r->work_w ||
-      !r->bad) {
-    drl_rollout_free(r);
-    return DRL_FAIL(DRL_ERR_OOM, "rollout: out of host memory for %d rows of %d tokens", rows_max, T_max);
-  }
-  return DRL_OK;
+  struct {
+    void **p;
+    size_t bytes;
+    const char *what;
+  } bufs[] = {{(void **)&r->logits, R * V * sizeof(float), "rollout logits"},
+              {(void **)&r->next_logits, R * V * sizeof(float), "rollout next logits"},
+              {(void **)&r->active, R * sizeof(int32_t), "rollout active rows"},
+              {(void **)&r->tokens_in, R * sizeof(int32_t), "rollout input tokens"},
+              {(void **)&r->prompts, (R * (size_t)T_max + R) * sizeof(int32_t), "rollout prompts"},
+              {(void **)&r->work_idx, W * V * sizeof(int32_t), "sampling work indices"},
+              {(void **)&r->work_w, W * V * sizeof(float), "sampling work weights"},
+              {(void **)&r->bad, R, "rollout row flags"}};
+  drl_status st = DRL_OK;
+  for (size_t i = 0; st == DRL_OK && i < sizeof bufs / sizeof bufs[0]; ++i)
+    st = drl_host_alloc(bufs[i].p, bufs[i].bytes, bufs[i].what);
+  if (st != DRL_OK) drl_rollout_free(r);
+  return st;
 }
 
 void drl_rollout_batch_free(drl_rollout_batch *b) {
@@ -73,7 +76,7 @@ static drl_status batch_reserve(drl_rollout_batch *b, int rows, int T) {
     if (en) b->entropy = en;
     uint8_t *mk = (uint8_t *)realloc(b->mask, cells);
     if (mk) b->mask = mk;
-    if (!tok || !lp || !en || !mk) return DRL_FAIL(DRL_ERR_OOM, "rollout: out of host memory for %zu records", cells);
+    if (!tok || !lp || !en || !mk) return drl_fail_oom("rollout batch records", cells * 13, "the host");
     b->cap_cells = cells;
   }
   if ((size_t)rows > b->cap_rows) {
@@ -81,7 +84,7 @@ static drl_status batch_reserve(drl_rollout_batch *b, int rows, int T) {
     if (rs) b->row_start = rs;
     int32_t *len = (int32_t *)realloc(b->response_len, (size_t)rows * sizeof(int32_t));
     if (len) b->response_len = len;
-    if (!rs || !len) return DRL_FAIL(DRL_ERR_OOM, "rollout: out of host memory for %d rows", rows);
+    if (!rs || !len) return drl_fail_oom("rollout batch rows", (size_t)rows * 8, "the host");
     b->cap_rows = (size_t)rows;
   }
   return DRL_OK;

@@ -96,7 +96,8 @@ drl_status drl_tree_create(drl_tree *t, const drl_tree_params *p, int groups, in
   t->reward = (float *)calloc((size_t)t->leaves, sizeof(float));
   drl_status st = t->cond && t->parent && t->t && t->dt && t->sigma && t->x && t->logp_old && t->leaf_x && t->reward
                       ? DRL_OK
-                      : DRL_FAIL(DRL_ERR_OOM, "out of memory for a tree of %lld nodes", (long long)n);
+                      : drl_fail_oom("tree sampler host arrays", (size_t)n * (4 + 4 * (D + 1)) +
+                                     (size_t)t->leaves * 4 * (D + 1), "the host");
   for (int j = 0; st == DRL_OK && j <= p->depth; ++j)
     for (int q = t->layer_first[j]; q < t->layer_first[j + 1]; ++q)
       t->parent[q] = j == 0 ? -1 : t->layer_first[j - 1] + (q - t->layer_first[j]) / p->branch;

@@ -821,9 +821,14 @@ TEST_F(H5Test, KilledWriterLeavesPreviousVersion) {
   EXPECT_EQ(read_bytes(p), bytes_a);
   EXPECT_EQ(read_version(p), 1);
 
+  // The next writer removes a dead writer's temp file (its pid is gone: waitpid reaped it), not a live one's.
+  const std::string live = p + ".tmp." + std::to_string(getppid());
+  { std::ofstream(live) << "a live writer's"; }
   write_version(p, 3, 5000);
   EXPECT_EQ(read_version(p), 3);
-  EXPECT_TRUE(fs::exists(leftover));  // not ours to remove: another live process might own such a name
+  EXPECT_FALSE(fs::exists(leftover));
+  EXPECT_TRUE(fs::exists(live));
+  fs::remove(live);
 }
 
 }  // namespace

@@ -78,6 +78,36 @@ TEST_F(Dist, TwoRanksEqualOneProcessWithTwoShards) {
   drl_checkpoint_free(&y);
 }
 
+// A NaN in rank 1's gradient only (before the reduction): both ranks see it in the reduced gradient and skip the
+// step alike, with and without ZeRO (under ZeRO final_norm lies in rank 1's part). A rank that had applied it would
+// turn every later gradient NaN: the run would not end with one skipped step and finite weights.
+TEST_F(Dist, NonFiniteGradientOnOneRankIsSkippedOnBoth) {
+  for (const char *zero : {"false", "true"}) {
+    std::string dir = std::string("nan_zero_") + zero, sets = std::string("--quiet --set trainer.phases=sft --set dist.zero=") + zero;
+    Result a = train(2, dir, sets + " --set trainer.stop_after=2");
+    ASSERT_EQ(a.code, 0) << a.out;
+    Result b = train(2, dir, sets + " --resume --set trainer.stop_after=1", "DYNRL_FAULT=nan_grad@1:3:final_norm");
+    ASSERT_EQ(b.code, 0) << b.out;
+    EXPECT_NE(b.out.find("sft step 3: non-finite gradient (in final_norm): the step is skipped"), std::string::npos)
+        << b.out;
+    drl_checkpoint x;
+    ASSERT_EQ(drl_checkpoint_read((path(dir) + "/ckpt.h5").c_str(), nullptr, &x), DRL_OK) << drl_last_error();
+    EXPECT_EQ(x.trainer_step, 3);
+    EXPECT_EQ(x.optim_step, 2) << "step 3 made no AdamW step";
+    EXPECT_EQ(x.bad_steps, 1);
+    drl_checkpoint_free(&x);
+    Result c = train(2, dir, sets + " --resume");
+    ASSERT_EQ(c.code, 0) << c.out;
+    std::vector<double> bad = read_series(path(dir) + "/metrics.h5", "/metrics/bad_steps");
+    ASSERT_EQ(bad.size(), 6u) << zero;
+    EXPECT_EQ(bad.back(), 1.0) << zero;
+    ASSERT_EQ(drl_checkpoint_read((path(dir) + "/ckpt.h5").c_str(), nullptr, &x), DRL_OK) << drl_last_error();
+    EXPECT_EQ(x.optim_step, 5) << "every other step of the 6 trained";
+    for (int64_t i = 0; i < x.layout.total; ++i) ASSERT_TRUE(std::isfinite(x.params[i])) << zero << " element " << i;
+    drl_checkpoint_free(&x);
+  }
+}
+
 // Reads "optimizer state X bytes per rank" from a run's log.
 double optimizer_mib(const std::string &log) {
   size_t at = log.find("optimizer state ");
@@ -158,7 +188,30 @@ TEST_F(Dist, AKilledRankEndsTheJobWithAMessage) {
   bool told = r.out.find("terminated by the launcher") != std::string::npos ||
               r.out.find("got no answer from its peers") != std::string::npos;
   EXPECT_TRUE(told) << r.out;
+  // Each surviving rank says why it ends: the launcher ended it, or its peers went silent.
+  for (int rank : {0, 2}) {
+    bool said = r.out.find("rank " + std::to_string(rank) + ": terminated by the launcher") != std::string::npos ||
+                r.out.find("rank " + std::to_string(rank) + " of 3: ") != std::string::npos;
+    EXPECT_TRUE(said) << "rank " << rank << " ended without a message:\n" << r.out;
+  }
   EXPECT_LT(r.seconds, 20.0) << "the job took " << r.seconds << " s to end";
+}
+
+// Rank 0 killed in the middle of a checkpoint write: the job ends with a message, the previous checkpoint (step 2)
+// loads, and the job resumes from it.
+TEST_F(Dist, RankZeroKilledDuringACheckpointWrite) {
+  const std::string sets = "--quiet --set trainer.phases=sft --set sft.batch_size=6 --set dist.timeout_s=5 "
+                           "--set trainer.ckpt_every=2";
+  Result r = train(3, "ckpt_kill", sets, "DYNRL_FAULT=kill@h5_synced:2");
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("injected fault 'kill' at h5_synced"), std::string::npos) << r.out;
+  EXPECT_LT(r.seconds, 20.0) << "the job took " << r.seconds << " s to end";
+  drl_checkpoint ck;
+  ASSERT_EQ(drl_checkpoint_read(path("ckpt_kill/ckpt.h5").c_str(), nullptr, &ck), DRL_OK) << last_error();
+  EXPECT_EQ(ck.trainer_step, 2);
+  drl_checkpoint_free(&ck);
+  Result rest = train(3, "ckpt_kill", sets + " --resume");
+  EXPECT_EQ(rest.code, 0) << rest.out;
 }
 
 TEST_F(Dist, ShardsMustDivideTheBatch) {

@@ -1,0 +1,90 @@
+/* What the verbs share: messages, option matching, number parsing, the configuration from the command line. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sys/stat.h>
+
+#include "cli.h"
+
+int cli_fail(const char *what) {
+  fprintf(stderr, "dynrl: error: %s: %s\n", what, drl_last_error());
+  return CLI_FAILED;
+}
+
+int cli_usage_error(const cli_verb *verb, const char *fmt, ...) {
+  fprintf(stderr, "dynrl %s: ", verb->name);
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\n\n%s", verb->usage);
+  return CLI_USAGE;
+}
+
+int cli_option(int argc, char **argv, int *i, const char *name, const char **value) {
+  const char *arg = argv[*i];
+  size_t n = strlen(name);
+  if (strncmp(arg, name, n) != 0) return 0;
+  if (arg[n] == '=') {
+    *value = arg + n + 1;
+    return 1;
+  }
+  if (arg[n] != '\0') return 0;
+  if (*i + 1 >= argc) return -1;
+  *value = argv[++*i];
+  return 1;
+}
+
+int cli_parse_i64(const char *text, long long lo, long long hi, long long *out) {
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll(text, &end, 10);
+  if (errno || end == text || *end != '\0' || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+int cli_make_parent_dirs(const char *path) {
+  char dir[4096];
+  if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir) {
+    fprintf(stderr, "dynrl: error: path too long: %s\n", path);
+    return 1;
+  }
+  char *slash = strrchr(dir, '/');
+  if (!slash || slash == dir) return 0;
+  *slash = '\0';
+  for (char *p = dir + 1; ; ++p) {
+    if (*p == '/' || *p == '\0') {
+      char saved = *p;
+      *p = '\0';
+      if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "dynrl: error: cannot create directory %s: %s\n", dir, strerror(errno));
+        return 1;
+      }
+      *p = saved;
+      if (saved == '\0') break;
+    }
+  }
+  return 0;
+}
+
+int cli_load_config(const cli_args *args, drl_config *cfg) {
+  drl_status st = args->file ? drl_config_load_file(cfg, args->file) : drl_config_load_default(cfg);
+  if (st != DRL_OK) return cli_fail(args->file ? args->file : "embedded default config");
+  for (int i = 0; i < args->n_sets; ++i) {
+    if (drl_config_set(cfg, args->sets[i]) != DRL_OK) {
+      drl_config_free(cfg);
+      return cli_fail("--set");
+    }
+  }
+  /* --set checks one key; the rules between keys are checked once, after the last override. */
+  if (drl_config_validate(cfg) != DRL_OK) {
+    drl_config_free(cfg);
+    return cli_fail("config");
+  }
+  return CLI_OK;
+}
