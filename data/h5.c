@@ -98,8 +98,7 @@ size_t drl_h5_type_size(drl_h5_type t) {
   return 0;
 }
 
-/* Little-endian in the file whatever the host, so files are the same bytes everywhere. */
-static hid_t file_type(drl_h5_type t) {
+hid_t drl_h5_file_type(drl_h5_type t) {
   switch (t) {
     case DRL_H5_INT32: return H5T_STD_I32LE;
     case DRL_H5_INT64: return H5T_STD_I64LE;
@@ -443,7 +442,7 @@ drl_status drl_h5_write_array(drl_h5_file *f, const char *name, drl_h5_type type
     H5_CHECK_AT_GOTO(H5Pset_chunk(dcpl, rank, chunk), f->path, name);
     H5_CHECK_AT_GOTO(H5Pset_fletcher32(dcpl), f->path, name);
   }
-  H5_CHECK_AT_GOTO(dset = H5Dcreate2(f->id, name, file_type(type), space, H5P_DEFAULT, dcpl, H5P_DEFAULT), f->path,
+  H5_CHECK_AT_GOTO(dset = H5Dcreate2(f->id, name, drl_h5_file_type(type), space, H5P_DEFAULT, dcpl, H5P_DEFAULT), f->path,
                    name);
   if (count > 0) H5_CHECK_AT_GOTO(H5Dwrite(dset, mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data), f->path, name);
   /* Closing writes the cached chunks: its failure is a write failure. */

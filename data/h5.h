@@ -85,6 +85,9 @@ const char *drl_h5_type_name(drl_h5_type type);
 /* The size in bytes of one element of type. */
 size_t drl_h5_type_size(drl_h5_type type);
 
+/* The type an element type is stored as: little-endian whatever the host, so files are the same bytes everywhere. */
+hid_t drl_h5_file_type(drl_h5_type type);
+
 /* ---- writing ---- */
 
 /* Creates "<path>.tmp.<pid>" (replacing a stale one of that name) for writing; w->file is the handle to write to.

@@ -212,6 +212,21 @@ static drl_status reopen_file(drl_metrics *m, int64_t resume_step) {
   return st;
 }
 
+/* Moves an old file of other names (another dynrl, another policy) to the first free path.old, path.old.1, ...:
+ * its rows are the user's, not ours to drop. */
+static drl_status keep_aside(const drl_metrics *m) {
+  char aside[sizeof m->path + 32];
+  for (int i = 0; i < 1000; ++i) {
+    if (i == 0) snprintf(aside, sizeof aside, "%s.old", m->path);
+    else snprintf(aside, sizeof aside, "%s.old.%d", m->path, i);
+    if (access(aside, F_OK) == 0) continue;
+    if (rename(m->path, aside) != 0)
+      return DRL_FAIL(DRL_ERR_IO, "%s: cannot move it to %s: %s", m->path, aside, strerror(errno));
+    return DRL_OK;
+  }
+  return DRL_FAIL(DRL_ERR_IO, "%s: 1000 old metrics files beside it; remove some", m->path);
+}
+
 drl_status drl_metrics_open(drl_metrics *m, const char *path, const char *const *names, int n, int64_t resume_step,
                             int flush_every) {
   memset(m, 0, sizeof *m);
@@ -236,6 +251,7 @@ drl_status drl_metrics_open(drl_metrics *m, const char *path, const char *const 
     fclose(exists);
     st = reopen_file(m, resume_step);
     if (st != DRL_OK && st != DRL_ERR_FORMAT) return st; /* unreadable: kept for the user to look at */
+    if (st == DRL_ERR_FORMAT) DRL_TRY(keep_aside(m));
   }
   if (st != DRL_OK) st = create_file(m, m->path);
   if (st == DRL_OK) {

@@ -31,7 +31,8 @@ typedef struct drl_metrics {
 /* Opens path for appending rows of the n named metrics. When resume_step >= 0 and the file exists with the same
  * names, rows logged after resume_step are dropped (a resumed run rewrites them; the kept rows are rewritten into a
  * new file that replaces the old one atomically, which also recovers the file of a killed writer); an existing file
- * that cannot be read is an error and stays as it is; otherwise a new file replaces any old one. */
+ * that cannot be read is an error and stays as it is; one with other names is moved to path.old (.old.1, ...) and a
+ * new file started. Without resume_step (< 0) a new file replaces any old one. */
 drl_status drl_metrics_open(drl_metrics *m, const char *path, const char *const *names, int n, int64_t resume_step,
                             int flush_every);
 

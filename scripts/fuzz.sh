@@ -33,7 +33,7 @@ run_target() {
   local start=$SECONDS rc=0
   # -timeout: seconds per input (a hang is a finding); -rss_limit_mb also caps single allocations (malloc_limit_mb).
   TMPDIR=$dir/tmp ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    LSAN_OPTIONS=suppressions=$root/tests/fuzz/lsan.supp \
+    LSAN_OPTIONS=suppressions=$root/tests/lsan.supp \
     "build/fuzz/tests/fuzz/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -close_fd_mask=3 -artifact_prefix="$root/build/fuzz/findings/$t/" "$dir/corpus" >"$dir/log" 2>&1 || rc=$?
   echo "$rc $((SECONDS - start))" >"$dir/result"

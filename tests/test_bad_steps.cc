@@ -2,19 +2,15 @@
 // skipped and counted (the parameters and AdamW moments right after it equal those right before it, bit for bit, and
 // the run goes on), and trainer.max_bad_steps of them in a row end `dynrl train` with a message naming the step and
 // the tensor, leaving the last good checkpoint on disk. Then the same through the C API.
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "cli_run.h"
 #include "run_compare.h"
 #include "test_util.h"
 
@@ -26,39 +22,7 @@ extern "C" {
 
 namespace {
 
-struct Exit {
-  int code = -1;    // exit status, or -1 when ended by a signal
-  int signal = 0;
-  std::string log;  // stdout and stderr
-};
-
-// `dynrl args...` with DYNRL_FAULT=fault (unset when empty); output to log_path.
-Exit run_dynrl(const std::vector<std::string> &args, const std::string &fault, const std::string &log_path) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) _exit(127);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    if (fault.empty()) unsetenv("DYNRL_FAULT");
-    else setenv("DYNRL_FAULT", fault.c_str(), 1);
-    std::vector<char *> argv{(char *)DRL_CLI_PATH};
-    for (const std::string &a : args) argv.push_back((char *)a.c_str());
-    argv.push_back(nullptr);
-    execv(DRL_CLI_PATH, argv.data());
-    _exit(127);
-  }
-  Exit e;
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (WIFEXITED(status)) e.code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) e.signal = WTERMSIG(status);
-  std::ifstream in(log_path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  e.log = ss.str();
-  return e;
-}
+using Exit = CliExit;
 
 bool has(const std::string &s, const std::string &part) { return s.find(part) != std::string::npos; }
 
@@ -100,22 +64,12 @@ const std::vector<std::string> kFlow = {
     "tree.conditions_per_iter=2", "tree.eval_samples=16", "tree.eval_every=0", "tree.epochs=2",
     "trainer.eval_every=0", "run.threads=1"};
 
-std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string> &b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
 class BadSteps : public TempDirTest {
  protected:
   // `dynrl train --quiet` of phase p into dir with the extra overrides.
   Exit train(const Phase &p, const std::string &dir, std::vector<std::string> extra, const std::string &fault,
              const std::string &log) {
-    std::vector<std::string> args = {"train", "--quiet", "--set", "run.out_dir=" + path(dir)};
-    for (const std::string &kv : with(p.sets, extra)) {
-      args.push_back("--set");
-      args.push_back(kv);
-    }
-    return run_dynrl(args, fault, path(log));
+    return run_dynrl(train_args(p.sets, path(dir), extra), fault, path(log));
   }
 
   // Steps 1-3, then step 4 with one injected fault, then the rest (each a resumed invocation).

@@ -94,11 +94,17 @@ TEST_F(Metrics, ResumeDropsRowsAfterTheCheckpoint) {
   ASSERT_EQ(loss.size(), 7u);
   EXPECT_EQ(loss[5], 6.0);
   EXPECT_EQ(loss[6], 70.0);
-  // Other names: a new file.
+  // Other names: a new file, the old one kept beside it (twice: .old, then .old.1).
   const char *other[] = {"accuracy"};
   ASSERT_EQ(drl_metrics_open(&m, p.c_str(), other, 1, 6, 100), DRL_OK) << last_error();
   EXPECT_EQ(m.rows, 0);
   drl_metrics_close(&m);
+  EXPECT_EQ(read_series(p + ".old", "/metrics/loss").size(), 7u);
+  ASSERT_EQ(drl_metrics_open(&m, p.c_str(), kNames, 2, 6, 100), DRL_OK) << last_error();
+  EXPECT_EQ(m.rows, 0);
+  drl_metrics_close(&m);
+  EXPECT_EQ(read_series(p + ".old.1", "/metrics/accuracy").size(), 0u);
+  EXPECT_EQ(read_series(p + ".old", "/metrics/loss").size(), 7u);
   ASSERT_EQ(drl_metrics_open(&m, p.c_str(), other, 1, -1, 100), DRL_OK);
   EXPECT_EQ(m.rows, 0);
   drl_metrics_close(&m);

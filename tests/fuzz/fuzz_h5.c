@@ -7,18 +7,6 @@
 /* Most elements written for a changed extent (keeps each input's file small and fast). */
 #define MAX_WRITTEN 4096
 
-static hid_t file_type(drl_h5_type t) {
-  switch (t) {
-    case DRL_H5_INT32: return H5T_STD_I32LE;
-    case DRL_H5_INT64: return H5T_STD_I64LE;
-    case DRL_H5_UINT8: return H5T_STD_U8LE;
-    case DRL_H5_UINT64: return H5T_STD_U64LE;
-    case DRL_H5_FLOAT32: return H5T_IEEE_F32LE;
-    case DRL_H5_FLOAT64: return H5T_IEEE_F64LE;
-  }
-  return H5T_STD_I32LE;
-}
-
 hid_t fuzz_h5_create(const char *path) {
   drl_h5_quiet();
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -105,7 +93,7 @@ void fuzz_h5_array(hid_t file, fuzz_input *in, const char *name, drl_h5_type typ
   hsize_t dims[DRL_H5_MAX_RANK + 1], maxdims[DRL_H5_MAX_RANK + 1];
   size_t count = 1;
   for (int i = 0; i < rank; ++i) count *= (size_t)(dims[i] = (hsize_t)shape[i]);
-  hid_t ftype = H5Tcopy(file_type(type));
+  hid_t ftype = H5Tcopy(drl_h5_file_type(type));
   size_t esize = H5Tget_size(ftype);
   uint8_t mode = fuzz_u8(in) % 13;
   void *own = NULL;
