@@ -52,12 +52,6 @@ const float kNaN = std::numeric_limits<float>::quiet_NaN();
 const float kInf = std::numeric_limits<float>::infinity();
 const double kPi = 3.14159265358979323846;
 
-uint32_t bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
-
 bool same_bits(const std::vector<float> &a, const std::vector<float> &b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
@@ -85,16 +79,6 @@ std::string sci(double v) {
   char b[32];
   std::snprintf(b, sizeof b, "%.4g", v);
   return b;
-}
-
-// Floats of widely mixed magnitude and sign (normal times 2^[-12, 12]): the order and precision of a sum shows.
-std::vector<float> mixed_values(size_t n, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::uniform_int_distribution<int> e(-12, 12);
-  std::vector<float> v(n);
-  for (float &x : v) x = std::ldexp(nd(g), e(g));
-  return v;
 }
 
 // ---- bias

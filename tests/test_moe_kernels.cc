@@ -25,12 +25,6 @@ extern "C" {
 
 namespace {
 
-uint32_t bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
-
 template <class T>
 bool same_bits(const std::vector<T> &a, const std::vector<T> &b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
@@ -38,17 +32,6 @@ bool same_bits(const std::vector<T> &a, const std::vector<T> &b) {
 
 // Distance in ulps between two finite floats of the same sign.
 int64_t ulp_diff(float a, float b) { return std::llabs((int64_t)bits(a) - (int64_t)bits(b)); }
-
-// Floats of widely mixed magnitude and sign (normal times 2^[-10, 10]), so that the order of float additions shows in
-// the bits.
-std::vector<float> mixed_values(size_t n, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::uniform_int_distribution<int> e(-10, 10);
-  std::vector<float> v(n);
-  for (float &x : v) x = std::ldexp(nd(g), e(g));
-  return v;
-}
 
 // ---- router references ----
 
@@ -606,9 +589,9 @@ TEST(MoeCombine, BitExactToNaiveLoopWithAndWithoutWeights) {
   const int64_t R = 90;
   const int K = 4, E = 8, C = 33;
   Dispatch d = random_dispatch(R, K, E, 80);
-  auto y = mixed_values((size_t)R * K * C, 81);
+  auto y = mixed_values((size_t)R * K * C, 81, 10);
   auto w = random_uniform((size_t)R * K, 82);
-  auto out0 = mixed_values((size_t)R * C, 83);  // += semantics
+  auto out0 = mixed_values((size_t)R * C, 83, 10);  // += semantics
   drl_device dev = cpu_device();
   for (const float *wp : {(const float *)w.data(), (const float *)nullptr}) {
     auto out = out0;
@@ -631,9 +614,9 @@ TEST(MoeCombineBackward, BitExactToNaiveLoopAndFiniteDifferences) {
   const int64_t R = 40;
   const int K = 3, E = 6, C = 24;
   Dispatch d = random_dispatch(R, K, E, 90);
-  auto y = mixed_values((size_t)R * K * C, 91);
+  auto y = mixed_values((size_t)R * K * C, 91, 10);
   auto w = random_uniform((size_t)R * K, 92);
-  auto dout = mixed_values((size_t)R * C, 93);
+  auto dout = mixed_values((size_t)R * C, 93, 10);
   drl_device dev = cpu_device();
   std::vector<float> dy((size_t)R * K * C, 99.0f), dw((size_t)R * K, 99.0f);
   ASSERT_EQ(drl_moe_combine_backward(&dev, dy.data(), dw.data(), dout.data(), y.data(), d.slot.data(), w.data(), R, K,
@@ -705,8 +688,8 @@ TEST(MoeKernels, ThreadCountIndependent) {
   auto bias = random_uniform(E, 101, -0.1f, 0.1f);
   auto dg = random_normal((size_t)R * K, 1.0f, 102);
   auto aux = random_uniform(E, 103);
-  auto y = mixed_values((size_t)R * K * C, 104);
-  auto dout = mixed_values((size_t)R * C, 105);
+  auto y = mixed_values((size_t)R * K * C, 104, 10);
+  auto dout = mixed_values((size_t)R * C, 105, 10);
   auto run = [&](int threads) {
     std::vector<std::vector<float>> f;
     std::vector<int32_t> sel;

@@ -27,23 +27,6 @@ bool same_bits(const std::vector<float> &a, const std::vector<float> &b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-uint32_t bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-// Floats of widely mixed magnitude and sign (normal times 2^[-12, 12]), so that the order of float additions shows in
-// the bits.
-std::vector<float> mixed_values(size_t n, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::uniform_int_distribution<int> e(-12, 12);
-  std::vector<float> v(n);
-  for (float &x : v) x = std::ldexp(nd(g), e(g));
-  return v;
-}
-
 // ---- the tree by its recursive definition: T(c) = P(2^j) + T(c - 2^j), P the perfect pairwise tree ----
 
 float ref_perfect(const float *x, int m) {

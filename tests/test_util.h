@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -48,6 +49,24 @@ inline drl_device cpu_device() {
   drl_device dev;
   EXPECT_EQ(drl_device_open(&dev, DRL_BACKEND_CPU, 0), DRL_OK);
   return dev;
+}
+
+// The bits of a float, for bit-for-bit comparisons.
+inline uint32_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+// Floats of widely mixed magnitude and sign (normal times 2^[-spread, spread]), so that the order and precision of
+// float additions shows in the bits.
+inline std::vector<float> mixed_values(size_t n, uint32_t seed, int spread = 12) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_int_distribution<int> e(-spread, spread);
+  std::vector<float> v(n);
+  for (float &x : v) x = std::ldexp(nd(g), e(g));
+  return v;
 }
 
 // n floats uniform in [lo, hi): std::mt19937 seeded with seed, one draw per element in order.
