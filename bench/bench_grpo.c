@@ -141,7 +141,7 @@ int main(int argc, char **argv) {
                      "iteration: %.1f kept rows of %d, %.0f loss tokens, "
                      "%.0f generated tokens (mean response %.1f tokens), batch reward %.3f.\n\n"
                      "| phase | ms / iteration | share |\n|---|---|---|\n",
-                     run.data.task, (double)run.model.layout.total / 1e6, init ? init : "seeded initialisation", n,
+                     run.data.task, (double)run.model.ps.layout.total / 1e6, init ? init : "seeded initialisation", n,
                      G, g->max_new_tokens, drl_cfg_sampling_name(cfg.d3s.sampling), g->ppo_epochs, g->minibatches,
                      drl_cpu_threads(), iters, warmup, kept_rows / iters, rows, kept_tokens / iters,
                      gen_tokens / iters, resp_len / iters, reward / iters);

@@ -43,9 +43,9 @@ static void forbid_eos(drl_transformer *m) {
   size_t n = (size_t)V * C;
   float *emb = malloc(n * sizeof(float));
   if (!emb) die("host memory");
-  CHECK(drl_copy_to_host(&m->dev, emb, m->params, n * sizeof(float)), "copy embedding");
+  CHECK(drl_copy_to_host(&m->dev, emb, m->ps.params, n * sizeof(float)), "copy embedding");
   for (int v = 0; v < V; ++v) emb[(size_t)v * C] = v == EOS ? -40.0f : 4.0f;
-  CHECK(drl_copy_to_device(&m->dev, m->params, emb, n * sizeof(float)), "copy embedding");
+  CHECK(drl_copy_to_device(&m->dev, m->ps.params, emb, n * sizeof(float)), "copy embedding");
   free(emb);
 }
 
@@ -167,7 +167,7 @@ int main(int argc, char **argv) {
                      "%d CPU threads. Median call over the timed calls.\n\n"
                      "| new tokens | rows | calls (warm-up) | median ms/call | ms per decode step | generated "
                      "tokens/s | mean entropy (nats) |\n|---|---|---|---|---|---|---|\n",
-                     (double)m.layout.total / 1e6, N_PROMPTS, PROMPT_LEN, GROUP, N_PROMPTS * GROUP,
+                     (double)m.ps.layout.total / 1e6, N_PROMPTS, PROMPT_LEN, GROUP, N_PROMPTS * GROUP,
                      drl_cpu_threads());
   FILE *csvf = NULL;
   if (csv && !(csvf = fopen(csv, "w"))) {

@@ -1,4 +1,4 @@
-/* Training throughput of the real model path: drl_transformer_forward, zero_grads, backward and drl_transformer_step
+/* Training throughput of the real model path: drl_transformer_forward, zero_grads, backward and drl_optim_step
  * (AdamW with global-norm clipping), on one fixed random batch, for two model sizes:
  *   small  ~1M parameters: d_model 128, 4 layers, 4 heads, d_ff 512, vocab 13, B 32 x T 16
  *   medium ~6M parameters: d_model 256, 6 layers, 8 heads, d_ff 1024, vocab 13, B 16 x T 64
@@ -22,6 +22,7 @@
 #include "bench_common.h"
 #include "kernels/gemm.h"
 #include "kernels/rng_fill.h"
+#include "engine/optim.h"
 #include "models/transformer.h"
 
 static void die(const char *what) {
@@ -162,19 +163,21 @@ static result run_size(const drl_device *dev, const size_spec *sz, int warmup, i
   }
   for (int i = 0; i < R; ++i) dlogprob[i] = targets[i] >= 0 ? -1.0f / (float)scored : 0.0f;
 
-  drl_optim_step hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 0};
+  drl_optim_hparams hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 0};
+  float norm = 0.0f;
+  char bad[DRL_TENSOR_NAME_CAP];
   double *phase = malloc((size_t)steps * 3 * sizeof(double)); /* per timed step: forward, backward, optimizer */
   if (!phase) die("host memory");
   for (int s = 1; s <= warmup + steps; ++s) {
     double t0 = bench_now();
     CHECK(drl_transformer_forward(&m, tokens, targets, NULL, sz->B, sz->T, 1.0f, logprob, NULL), "forward");
     double t1 = bench_now();
-    CHECK(drl_transformer_zero_grads(&m), "zero_grads");
+    CHECK(drl_params_zero_grads(&m.ps), "zero_grads");
     CHECK(drl_transformer_backward(&m, dlogprob), "backward");
     CHECK(drl_device_sync(dev), "sync");
     double t2 = bench_now();
     hp.step = s;
-    CHECK(drl_transformer_step(&m, &hp, NULL), "step"); /* the norm reduction returns to the host: synchronous */
+    CHECK(drl_optim_step(NULL, &m.ps, &hp, 0.0, &norm, bad), "step"); /* the norm reduction returns to the host: synchronous */
     CHECK(drl_device_sync(dev), "sync");
     double t3 = bench_now();
     double loss = 0;
@@ -211,7 +214,7 @@ static result run_size(const drl_device *dev, const size_spec *sz, int warmup, i
   free(order);
   free(phase);
   res.tokens_per_s = R / (res.step_ms / 1e3);
-  res.params = (double)m.layout.total;
+  res.params = (double)m.ps.layout.total;
 
   int L = c->n_layers, C = c->d_model, F = c->d_ff, KVD = c->n_kv_heads * (C / c->n_heads);
   double n_mm = (double)L * (2.0 * C * C + 2.0 * C * KVD + 3.0 * C * F) + (double)c->vocab * C;

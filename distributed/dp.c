@@ -71,8 +71,6 @@ drl_status drl_dp_create(drl_dp *dp, drl_comm *comm, const drl_device *dev, int6
     int64_t chunks = drl_reduce_chunks(n);
     dp->partials = (double *)malloc((size_t)(chunks ? chunks : 1) * sizeof(double));
     if (!dp->partials) st = DRL_FAIL(DRL_ERR_OOM, "out of memory for %lld norm partials", (long long)chunks);
-    if (st == DRL_OK)
-      st = drl_alloc(dev, &dp->norm_scratch, (size_t)drl_reduce_scratch_bytes(dev, n), "norm partials");
   }
 done:
   if (st != DRL_OK) drl_dp_free(dp);
@@ -85,7 +83,6 @@ void drl_dp_free(drl_dp *dp) {
   free(dp->stack);
   free(dp->stack_leaves);
   drl_free(&dp->dev, dp->scratch);
-  drl_free(&dp->dev, dp->norm_scratch);
   free(dp->partials);
   free(dp->bounds);
   if (dp->comm && dp->side.backend == DRL_BACKEND_CUDA && dp->side.stream) {
@@ -229,19 +226,22 @@ drl_status drl_dp_grads_reduce(drl_dp *dp, float *grads) {
   return st;
 }
 
-/* The global gradient norm: every rank holds the whole reduced gradient, or (ZeRO) its part, whose chunk partials
- * are gathered into the whole buffer's in rank order. */
-static drl_status global_norm(drl_dp *dp, const float *grads, void *scratch, double *sumsq) {
+drl_status drl_dp_grad_sumsq(drl_dp *dp, const drl_device *dev, const float *grads, int64_t n, void *scratch,
+                             double *sumsq) {
+  if (!dp || !dp->zero || ranks(dp) == 1) return drl_sum_squares(dev, sumsq, grads, n, scratch);
+  if (n != dp->n)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "gradient of %lld elements, data parallelism over %lld", (long long)n,
+                    (long long)dp->n);
+  /* Every rank holds its part: the chunk partials of the parts, gathered in rank order, are the whole buffer's. */
   int64_t lo, hi;
-  drl_dp_optim_range(dp, dp->n, &lo, &hi);
-  if (!dp->zero || ranks(dp) == 1) return drl_sum_squares(&dp->dev, sumsq, grads, dp->n, scratch);
+  drl_dp_optim_range(dp, n, &lo, &hi);
   int R = ranks(dp);
   size_t *counts = (size_t *)malloc((size_t)R * sizeof(size_t));
   if (!counts) return DRL_FAIL(DRL_ERR_OOM, "out of memory for norm counts");
   for (int r = 0; r < R; ++r) counts[r] = (size_t)drl_reduce_chunks(dp->bounds[r + 1] - dp->bounds[r]) * sizeof(double);
   int64_t mine = drl_reduce_chunks(hi - lo);
   double *own = dp->partials + lo / DRL_REDUCE_CHUNK;
-  drl_status st = drl_sum_squares_partials(&dp->dev, own, grads + lo, hi - lo, scratch);
+  drl_status st = drl_sum_squares_partials(dev, own, grads + lo, hi - lo, scratch);
   /* In place: rank r's partials already sit at their place in the whole list. */
   double *send = (double *)malloc((size_t)(mine ? mine : 1) * sizeof(double));
   if (st == DRL_OK && !send) st = DRL_FAIL(DRL_ERR_OOM, "out of memory for norm partials");
@@ -249,36 +249,14 @@ static drl_status global_norm(drl_dp *dp, const float *grads, void *scratch, dou
     memcpy(send, own, (size_t)mine * sizeof(double));
     st = drl_comm_allgatherv(dp->comm, send, (size_t)mine * sizeof(double), dp->partials, counts);
   }
-  if (st == DRL_OK) *sumsq = drl_reduce_partials(dp->partials, drl_reduce_chunks(dp->n));
+  if (st == DRL_OK) *sumsq = drl_reduce_partials(dp->partials, drl_reduce_chunks(n));
   free(send);
   free(counts);
   return st;
 }
 
-drl_status drl_dp_adamw(drl_dp *dp, const drl_layout *layout, float *params, const float *grads, float *m, float *v,
-                        drl_adamw_hparams hp, float clip, float *norm_out) {
-  DRL_RANGE("optimizer");
-  if (!dp) return DRL_FAIL(DRL_ERR_INVALID_ARG, "drl_dp_adamw: NULL data-parallel state");
-  if (layout->total != dp->n)
-    return DRL_FAIL(DRL_ERR_INVALID_ARG, "drl_dp_adamw: layout of %lld elements, buffers of %lld",
-                    (long long)layout->total, (long long)dp->n);
-  double sumsq = 0.0;
-  void *scratch = dp->norm_scratch;
-  drl_status st = DRL_OK;
-  if (!scratch) {
-    st = drl_alloc(&dp->dev, &dp->norm_scratch, (size_t)drl_reduce_scratch_bytes(&dp->dev, dp->n), "norm scratch");
-    scratch = dp->norm_scratch;
-  }
-  if (st == DRL_OK) st = global_norm(dp, grads, scratch, &sumsq);
-  DRL_TRY(st);
-  float norm = (float)sqrt(sumsq);
-  if (norm_out) *norm_out = norm;
-  if (!isfinite(norm)) return DRL_FAIL(DRL_ERR_NUMERIC, "gradient norm is %g at step %d", (double)norm, hp.step);
-  hp.grad_scale = drl_clip_scale(norm, clip);
-  int64_t lo, hi;
-  drl_dp_optim_range(dp, dp->n, &lo, &hi);
-  DRL_TRY(drl_adamw_layout(&dp->dev, layout, params, grads, m, v, lo, hi, hp));
-  if (!dp->zero || ranks(dp) == 1) return DRL_OK;
+drl_status drl_dp_share_params(drl_dp *dp, float *params) {
+  if (!dp || !dp->zero || ranks(dp) == 1) return DRL_OK;
   DRL_TRY(drl_device_wait(&dp->side, &dp->dev));
   DRL_TRY(drl_comm_allgather_ranges(dp->comm, params, 0, dp->n, dp->bounds));
   return drl_device_wait(&dp->dev, &dp->side);

@@ -24,7 +24,6 @@
 #include <stdint.h>
 
 #include "distributed/comm.h"
-#include "kernels/adamw.h"
 #include "kernels/layout.h"
 
 #ifdef __cplusplus
@@ -50,7 +49,6 @@ typedef struct drl_dp {
   int64_t *bounds;          /* [ranks + 1]: the partition of [0, n) (whole DRL_REDUCE_CHUNKs) */
   float *scratch;           /* reduce-scatter receive buffer on the device */
   int64_t scratch_floats;
-  void *norm_scratch;       /* device scratch of drl_sum_squares_partials */
   double *partials;         /* host: the chunk partials of the whole gradient (ZeRO norm) */
   float **stack;            /* local shard sums: perfect subtrees of stack_leaves[i] shards, oldest first */
   int *stack_leaves;
@@ -99,11 +97,15 @@ void drl_dp_arm(drl_dp *dp, int armed);
  * grads is the sum). Ready for the next shard's backward afterwards. */
 drl_status drl_dp_grads_reduce(drl_dp *dp, float *grads);
 
-/* One AdamW step from the reduced gradient: the global norm (into *norm), clipping to `clip` (0: none), AdamW on this
- * rank's part (m and v cover drl_dp_optim_range) and, with ZeRO, the parameters all-gathered. A non-finite norm is
- * DRL_ERR_NUMERIC on every rank alike, and the parameters are left as they were. hp.grad_scale is ignored. */
-drl_status drl_dp_adamw(drl_dp *dp, const drl_layout *layout, float *params, const float *grads, float *m, float *v,
-                        drl_adamw_hparams hp, float clip, float *norm);
+/* *sumsq = the sum of squares of the whole reduced gradient grads [n] on dev, the same bits on every rank: of grads
+ * itself, or under ZeRO from the chunk partials of every rank's part gathered in rank order (kernels/reduce.h), so it
+ * is the unsharded sum bit for bit. scratch: drl_reduce_scratch_bytes(dev, n) on dev. Collective. */
+drl_status drl_dp_grad_sumsq(drl_dp *dp, const drl_device *dev, const float *grads, int64_t n, void *scratch,
+                             double *sumsq);
+
+/* After each rank's optimizer step of its ZeRO part: the parts of params gathered on every rank (nothing to do
+ * without ZeRO). Collective. */
+drl_status drl_dp_share_params(drl_dp *dp, float *params);
 
 /* A whole optimizer moment for a checkpoint: full (host, n floats; filled on rank 0 only) receives every rank's part
  * (the device buffer part, drl_dp_optim_range floats). Without ZeRO part is whole and is copied. Collective. */

@@ -69,7 +69,7 @@ double drl_tree_edge_loss(float adv, float logp, float logp_old, float eps, floa
   return *clipped ? cl : un;
 }
 
-drl_status drl_flow_grpo_step(drl_tree *t, drl_flow *model, const drl_flow_grpo_cfg *c, const drl_optim_step *hp,
+drl_status drl_flow_grpo_grad(drl_tree *t, drl_flow *model, const drl_flow_grpo_cfg *c,
                               drl_flow_grpo_stats *out) {
   DRL_RANGE("flow_grpo_update");
   memset(out, 0, sizeof *out);
@@ -104,7 +104,7 @@ drl_status drl_flow_grpo_step(drl_tree *t, drl_flow *model, const drl_flow_grpo_
   out->reward_mean = rsum / t->groups;
   out->reward_std = ssum / t->groups;
   out->edges = t->nodes - t->layer_first[1];
-  st = drl_flow_zero_grads(model);
+  st = drl_params_zero_grads(&model->ps);
   int64_t clipped = 0;
   for (int j = 0; st == DRL_OK && j < d; ++j) {
     int64_t rows = drl_tree_layer_size(&t->p, t->groups, j), children = rows * b, first = t->layer_first[j + 1];
@@ -141,7 +141,6 @@ drl_status drl_flow_grpo_step(drl_tree *t, drl_flow *model, const drl_flow_grpo_
   }
   out->loss = out->rl_loss + c->sft_weight * out->sft_loss;
   out->clip_frac = out->edges ? (double)clipped / (double)out->edges : 0.0;
-  if (st == DRL_OK && hp) st = drl_flow_step(model, hp, &out->grad_norm);
 done:
   free(value);
   free(adv);

@@ -58,11 +58,11 @@ void drl_tree_advantages(const drl_tree *tree, const double *value, const drl_fl
 /* The loss of one edge and dL/dlogp; *clipped = 1 when the clipped branch is active. */
 double drl_tree_edge_loss(float adv, float logp, float logp_old, float eps, float *dlogp, int *clipped);
 
-/* One update from a sampled forest with rewards: every window layer's training pass (drl_tree_edge_logprob, the
- * losses, drl_tree_edge_backward), then one AdamW step with hp (NULL: none; the gradient is left in model->grads for
- * the caller's step). */
-drl_status drl_flow_grpo_step(drl_tree *tree, drl_flow *model, const drl_flow_grpo_cfg *cfg,
-                              const drl_optim_step *hp, drl_flow_grpo_stats *stats);
+/* The gradient of one update from a sampled forest with rewards, in model->ps.grads (zeroed first): every window
+ * layer's training pass (drl_tree_edge_logprob, the losses, drl_tree_edge_backward); the caller takes the optimizer
+ * step. */
+drl_status drl_flow_grpo_grad(drl_tree *tree, drl_flow *model, const drl_flow_grpo_cfg *cfg,
+                              drl_flow_grpo_stats *stats);
 
 #ifdef __cplusplus
 }

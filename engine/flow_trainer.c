@@ -12,6 +12,7 @@
 #include "kernels/fault.h"
 #include "engine/flow_grpo.h"
 #include "engine/log.h"
+#include "engine/optim.h"
 #include "engine/rl_step.h"
 #include "engine/run.h"
 #include "kernels/nvtx.h"
@@ -88,14 +89,8 @@ static const char *const metric_names[M_COUNT] = {
     "bad_steps"};
 
 typedef struct flow_run {
+  drl_run run;          /* the flow policy's run (engine/run.h) */
   const drl_config *cfg;
-  drl_device dev;
-  char *config_yaml;
-  char ckpt_path[4096];
-  drl_flow2d task;
-  drl_flow model;
-  int64_t optim_step;
-  drl_bad_steps bad;    /* steps skipped for a non-finite loss or gradient */
   char last_ckpt[4200]; /* "path (phase step N)" of the last checkpoint written or resumed from; "" before */
   drl_metrics metrics;
   drl_progress progress;
@@ -120,27 +115,25 @@ static drl_status alloc_batch(flow_run *f) {
   f->h_c = (int32_t *)malloc(B * sizeof(int32_t));
   if (!f->h_x || !f->h_t || !f->h_u || !f->h_v || !f->h_dv || !f->h_c)
     return DRL_FAIL(DRL_ERR_OOM, "out of memory for a flow-matching batch of %d points", f->B);
-  DRL_TRY(drl_alloc(&f->dev, (void **)&f->d_x, B * 2 * f4, "flow-matching points"));
-  DRL_TRY(drl_alloc(&f->dev, (void **)&f->d_t, B * f4, "flow-matching times"));
-  DRL_TRY(drl_alloc(&f->dev, (void **)&f->d_v, B * 2 * f4, "flow-matching velocities"));
-  DRL_TRY(drl_alloc(&f->dev, (void **)&f->d_dv, B * 2 * f4, "flow-matching velocity gradients"));
-  return drl_alloc(&f->dev, (void **)&f->d_c, B * sizeof(int32_t), "flow-matching conditions");
+  DRL_TRY(drl_alloc(&f->run.dev, (void **)&f->d_x, B * 2 * f4, "flow-matching points"));
+  DRL_TRY(drl_alloc(&f->run.dev, (void **)&f->d_t, B * f4, "flow-matching times"));
+  DRL_TRY(drl_alloc(&f->run.dev, (void **)&f->d_v, B * 2 * f4, "flow-matching velocities"));
+  DRL_TRY(drl_alloc(&f->run.dev, (void **)&f->d_dv, B * 2 * f4, "flow-matching velocity gradients"));
+  return drl_alloc(&f->run.dev, (void **)&f->d_c, B * sizeof(int32_t), "flow-matching conditions");
 }
 
 static void flow_run_close(flow_run *f) {
   void *host[] = {f->h_x, f->h_t, f->h_u, f->h_v, f->h_dv, f->h_c};
   for (size_t i = 0; i < sizeof host / sizeof host[0]; ++i) free(host[i]);
   void *dev[] = {f->d_x, f->d_t, f->d_v, f->d_dv, f->d_c};
-  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; ++i) drl_free(&f->dev, dev[i]);
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; ++i) drl_free(&f->run.dev, dev[i]);
   drl_metrics_close(&f->metrics);
-  drl_flow_free(&f->model);
-  free(f->config_yaml);
-  drl_device_close(&f->dev);
+  drl_run_close(&f->run);
   memset(f, 0, sizeof *f);
 }
 
 /* Rules between keys the flow phases add to drl_config_validate's. */
-static drl_status check_flow_config(const drl_config *cfg, const drl_comm *comm) {
+drl_status drl_flow_check_config(const drl_config *cfg, const drl_comm *comm) {
   const drl_config_tree *t = &cfg->tree;
   for (int p = 0; p < cfg->trainer.phases.count; ++p)
     if (!drl_phase_is_flow(cfg->trainer.phases.items[p]))
@@ -176,96 +169,14 @@ static drl_status flow_run_open(flow_run *f, const drl_config *cfg, drl_comm *co
   memset(f, 0, sizeof *f);
   f->cfg = cfg;
   drl_status st = DRL_OK;
+  /* rows_needed reads the tree keys: checked first */
   DRL_TRY_GOTO(drl_config_validate(cfg));
-  DRL_TRY_GOTO(check_flow_config(cfg, comm));
-  DRL_TRY_GOTO(drl_run_env_open(cfg, comm, &f->dev, &f->config_yaml, f->ckpt_path, sizeof f->ckpt_path));
-  drl_flow_task_of(cfg, &f->task);
-  drl_flow_config fc;
-  drl_flow_config_of(cfg, &fc);
-  DRL_TRY_GOTO(drl_flow_create(&f->model, &fc, &f->dev, rows_needed(cfg), cfg->run.seed));
+  DRL_TRY_GOTO(drl_flow_check_config(cfg, comm));
+  DRL_TRY_GOTO(drl_run_open(&f->run, cfg, comm, rows_needed(cfg)));
   f->B = cfg->flow.batch_size;
   DRL_TRY_GOTO(alloc_batch(f));
 done:
   if (st != DRL_OK) flow_run_close(f);
-  return st;
-}
-
-static drl_status save(flow_run *f, const char *path, drl_cfg_phase phase, int step) {
-  DRL_RANGE("checkpoint");
-  drl_flow *m = &f->model;
-  drl_checkpoint ck;
-  memset(&ck, 0, sizeof ck);
-  ck.layout = m->layout;
-  ck.optim_step = f->optim_step;
-  ck.trainer_step = step;
-  ck.bad_steps = f->bad.total;
-  ck.bad_streak = f->bad.streak;
-  snprintf(ck.phase, sizeof ck.phase, "%s", drl_cfg_phase_name(phase));
-  ck.seed = f->cfg->run.seed;
-  ck.threads = drl_cpu_threads();
-  ck.config_yaml = f->config_yaml;
-  size_t n = (size_t)m->layout.total, bytes = n * sizeof(float);
-  ck.params = (float *)malloc(bytes);
-  ck.m = (float *)malloc(bytes);
-  ck.v = (float *)malloc(bytes);
-  drl_status st = ck.params && ck.m && ck.v ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for a checkpoint");
-  if (st == DRL_OK) st = drl_copy_to_host(&f->dev, ck.params, m->params, bytes);
-  if (st == DRL_OK) st = drl_copy_to_host(&f->dev, ck.m, m->m, bytes);
-  if (st == DRL_OK) st = drl_copy_to_host(&f->dev, ck.v, m->v, bytes);
-  if (st == DRL_OK) st = drl_checkpoint_write(path, &ck);
-  free(ck.params);
-  free(ck.m);
-  free(ck.v);
-  return st;
-}
-
-/* Loads a checkpoint of this network's layout: the weights, and with optimizer the moments and the position. */
-static drl_status load(flow_run *f, const char *path, int optimizer, char *phase, size_t cap, int *step) {
-  drl_checkpoint ck;
-  DRL_TRY(drl_checkpoint_read(path, &f->model.layout, &ck));
-  drl_status st = DRL_OK;
-  size_t bytes = (size_t)ck.layout.total * sizeof(float);
-  if (optimizer && ck.seed != f->cfg->run.seed)
-    st = DRL_FAIL(DRL_ERR_CONFIG, "%s was written with run.seed %llu, this run has %llu", path,
-                  (unsigned long long)ck.seed, (unsigned long long)f->cfg->run.seed);
-  else if (optimizer && !ck.m)
-    st = DRL_FAIL(DRL_ERR_FORMAT, "%s has no optimizer state to resume from", path);
-  if (st == DRL_OK && optimizer && f->dev.backend == DRL_BACKEND_CPU && ck.threads != drl_cpu_threads())
-    drl_log(DRL_LOG_WARN, "%s was written with %lld CPU threads, this run has %d: results will differ from an "
-            "uninterrupted run in the last bits (pin run.threads for bit-exact resume)",
-            path, (long long)ck.threads, drl_cpu_threads());
-  if (st == DRL_OK) st = drl_copy_to_device(&f->dev, f->model.params, ck.params, bytes);
-  if (st == DRL_OK && optimizer) st = drl_copy_to_device(&f->dev, f->model.m, ck.m, bytes);
-  if (st == DRL_OK && optimizer) st = drl_copy_to_device(&f->dev, f->model.v, ck.v, bytes);
-  if (st == DRL_OK) st = drl_device_sync(&f->dev);
-  if (st == DRL_OK && optimizer) {
-    snprintf(phase, cap, "%s", ck.phase);
-    *step = (int)ck.trainer_step;
-    f->optim_step = ck.optim_step;
-    f->bad.total = ck.bad_steps;
-    f->bad.streak = ck.bad_streak;
-  }
-  drl_checkpoint_free(&ck);
-  return st;
-}
-
-/* Mean reward of tree.eval_samples deterministic ODE samples per condition (the same noises every time). */
-static drl_status evaluate(flow_run *f, double *reward) {
-  DRL_RANGE("evaluate");
-  const drl_config *cfg = f->cfg;
-  int C = f->task.conditions, n = cfg->tree.eval_samples;
-  int32_t *cond = (int32_t *)malloc((size_t)C * sizeof(int32_t));
-  float *x = (float *)malloc((size_t)C * n * 2 * sizeof(float));
-  drl_status st = cond && x ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for %d evaluation samples", C * n);
-  for (int c = 0; st == DRL_OK && c < C; ++c) cond[c] = c;
-  if (st == DRL_OK)
-    st = drl_flow_sample_ode(&f->model, cond, C, n, cfg->tree.steps, (float)cfg->tree.shift, cfg->run.seed, x);
-  double s = 0.0;
-  for (int64_t i = 0; st == DRL_OK && i < (int64_t)C * n; ++i)
-    s += drl_flow2d_reward(&f->task, x + 2 * i, (int)(i / n));
-  *reward = s / ((double)C * n);
-  free(cond);
-  free(x);
   return st;
 }
 
@@ -280,7 +191,7 @@ static drl_status after_step(flow_run *f, drl_cfg_phase phase, int step, int ste
   const drl_config *cfg = f->cfg;
   int every = phase == DRL_CFG_PHASE_FLOW_GRPO ? cfg->tree.eval_every : cfg->trainer.eval_every;
   if ((every > 0 && step % every == 0) || step == steps) {
-    DRL_TRY(evaluate(f, &f->row[M_EVAL_REWARD]));
+    DRL_TRY(drl_run_evaluate(&f->run, &f->row[M_EVAL_REWARD]));
     if (step < steps) {
       drl_progress_end(&f->progress);
       drl_log(DRL_LOG_INFO, "%s step %d: eval reward %.4f", drl_cfg_phase_name(phase), step, f->row[M_EVAL_REWARD]);
@@ -291,44 +202,27 @@ static drl_status after_step(flow_run *f, drl_cfg_phase phase, int step, int ste
   *stop = cfg->trainer.stop_after > 0 && sum->steps >= cfg->trainer.stop_after && !(step == steps && f->last_phase);
   if ((cfg->trainer.ckpt_every > 0 && step % cfg->trainer.ckpt_every == 0) || step == steps || *stop) {
     DRL_TRY(drl_metrics_flush(&f->metrics)); /* the rows up to a checkpoint reach the disk before it does */
-    DRL_TRY(save(f, f->ckpt_path, phase, step));
-    snprintf(f->last_ckpt, sizeof f->last_ckpt, "%s (%s step %d)", f->ckpt_path, drl_cfg_phase_name(phase), step);
+    DRL_TRY(drl_run_save(&f->run, f->run.ckpt_path, drl_cfg_phase_name(phase), step));
+    snprintf(f->last_ckpt, sizeof f->last_ckpt, "%s (%s step %d)", f->run.ckpt_path, drl_cfg_phase_name(phase),
+             step);
   }
   if (*stop) sum->stopped_at = step;
   return DRL_OK;
 }
 
-/* One flow-matching step: B points x_0 of the training set, times t and noises eps of the step's Philox block per
- * point, x_t = (1 - t) x_0 + t eps, loss = mean |v(x_t, t, c) - (eps - x_0)|^2 over points and dimensions. */
-/* The optimizer step of the flow policy from its gradient, unless the loss or the gradient is not finite: then
- * nothing changes (parameters, moments, the step counter) and bad names what ("loss" or the first tensor of the
- * gradient holding a non-finite value; "" for a good step). */
-static drl_status flow_step_checked(flow_run *f, const drl_optim_step *hp, double loss, float *norm, char *bad) {
-  bad[0] = '\0';
-  if (!isfinite(loss)) {
-    *norm = NAN;
-    snprintf(bad, DRL_TENSOR_NAME_CAP, "loss");
-    return DRL_OK;
-  }
-  drl_status st = drl_flow_step(&f->model, hp, norm);
-  if (st == DRL_OK) {
-    f->optim_step++;
-    return DRL_OK;
-  }
-  if (st != DRL_ERR_NUMERIC || isfinite(*norm)) return st;
-  drl_clear_error(); /* drl_flow_step refuses a non-finite norm before any change */
-  const drl_tensor_info *t = NULL;
-  DRL_TRY(drl_layout_first_nonfinite(&f->dev, &f->model.layout, f->model.grads, 0, f->model.layout.total, &t));
-  snprintf(bad, DRL_TENSOR_NAME_CAP, "%s", t ? t->name : "gradient norm");
+/* The optimizer step of the flow policy (engine/optim.h); a good one advances the step counter. */
+static drl_status flow_step_checked(flow_run *f, const drl_optim_hparams *hp, double loss, float *norm, char *bad) {
+  DRL_TRY(drl_optim_step(&f->run.dp, f->run.ps, hp, loss, norm, bad));
+  if (!bad[0]) f->run.optim_step++;
   return DRL_OK;
 }
 
 /* Counts a step as good or skipped into the row; the trainer.max_bad_steps-th skipped step in a row ends the run with
  * its row logged and no checkpoint written. */
 static drl_status count_bad(flow_run *f, drl_cfg_phase phase, int step, const char *bad) {
-  drl_status st = drl_bad_steps_record(&f->bad, drl_cfg_phase_name(phase), step, bad, f->cfg->trainer.max_bad_steps,
+  drl_status st = drl_bad_steps_record(&f->run.bad, drl_cfg_phase_name(phase), step, bad, f->cfg->trainer.max_bad_steps,
                                        f->last_ckpt);
-  f->row[M_BAD_STEPS] = (double)f->bad.total;
+  f->row[M_BAD_STEPS] = (double)f->run.bad.total;
   if (st != DRL_OK && drl_metrics_log(&f->metrics, f->phase_offset + step, f->row) != DRL_OK)
     drl_log(DRL_LOG_WARN, "the metrics row of %s step %d was not written", drl_cfg_phase_name(phase), step);
   return st;
@@ -342,7 +236,7 @@ static drl_status pretrain_step(flow_run *f, int step, int steps, double *loss, 
   for (int i = 0; i < B; ++i) {
     drl_philox_block b = drl_rng_block(cfg->run.seed, gstep, tag, (uint64_t)i);
     float x0[2], eps[2];
-    drl_flow2d_point(&f->task, cfg->run.seed, b.v[0] % (uint32_t)cfg->flow.n_train, x0, &f->h_c[i]);
+    drl_flow2d_point(&f->run.task, cfg->run.seed, b.v[0] % (uint32_t)cfg->flow.n_train, x0, &f->h_c[i]);
     float t = drl_u32_to_uniform_pos(b.v[1]); /* (0, 1]: t = 0 is the data itself */
     drl_box_muller(b.v[2], b.v[3], &eps[0], &eps[1]);
     f->h_t[i] = t;
@@ -351,12 +245,12 @@ static drl_status pretrain_step(flow_run *f, int step, int steps, double *loss, 
       f->h_u[2 * i + d] = eps[d] - x0[d];
     }
   }
-  drl_device *dev = &f->dev;
+  drl_device *dev = &f->run.dev;
   size_t xb = (size_t)B * 2 * sizeof(float);
   DRL_TRY(drl_copy_to_device(dev, f->d_x, f->h_x, xb));
   DRL_TRY(drl_copy_to_device(dev, f->d_t, f->h_t, (size_t)B * sizeof(float)));
   DRL_TRY(drl_copy_to_device(dev, f->d_c, f->h_c, (size_t)B * sizeof(int32_t)));
-  DRL_TRY(drl_flow_forward(&f->model, f->d_x, f->d_t, f->d_c, B, f->d_v));
+  DRL_TRY(drl_flow_forward(&f->run.flow, f->d_x, f->d_t, f->d_c, B, f->d_v));
   DRL_TRY(drl_copy_to_host(dev, f->h_v, f->d_v, xb));
   double s = 0.0, scale = 1.0 / (2.0 * B);
   for (int i = 0; i < 2 * B; ++i) {
@@ -369,12 +263,11 @@ static drl_status pretrain_step(flow_run *f, int step, int steps, double *loss, 
   *lr = drl_lr_at(&cfg->optim, step, steps);
   if (isfinite(*loss)) {
     DRL_TRY(drl_copy_to_device(dev, f->d_dv, f->h_dv, xb));
-    DRL_TRY(drl_flow_zero_grads(&f->model));
-    DRL_TRY(drl_flow_backward(&f->model, f->d_dv));
-    DRL_TRY(drl_layout_inject_grad_fault(dev, &f->model.layout, f->model.grads, 0, gstep, NULL));
+    DRL_TRY(drl_params_zero_grads(&f->run.flow.ps));
+    DRL_TRY(drl_flow_backward(&f->run.flow, f->d_dv));
+    DRL_TRY(drl_layout_inject_grad_fault(dev, &f->run.flow.ps.layout, f->run.flow.ps.grads, 0, gstep, NULL));
   }
-  drl_optim_step hp = {*lr, (float)cfg->optim.beta1, (float)cfg->optim.beta2, (float)cfg->optim.eps,
-                       (float)cfg->optim.weight_decay, (float)cfg->optim.grad_clip, (int)f->optim_step + 1};
+  drl_optim_hparams hp = drl_optim_hparams_at(&cfg->optim, *lr, f->run.optim_step + 1);
   return flow_step_checked(f, &hp, *loss, norm, bad);
 }
 
@@ -418,7 +311,7 @@ static drl_status run_grpo(flow_run *f, int start, drl_train_summary *sum) {
   int iters = tc->iterations, G = tc->conditions_per_iter;
   drl_tree tree;
   drl_tree_params p0 = drl_flow_tree_params(cfg, 1);
-  drl_status st = drl_tree_create(&tree, &p0, G, 2, &f->dev);
+  drl_status st = drl_tree_create(&tree, &p0, G, 2, &f->run.dev);
   if (st != DRL_OK) return st;
   int32_t *cond = (int32_t *)malloc((size_t)G * sizeof(int32_t));
   if (!cond) st = DRL_FAIL(DRL_ERR_OOM, "out of memory for conditions");
@@ -434,24 +327,23 @@ static drl_status run_grpo(flow_run *f, int start, drl_train_summary *sum) {
     DRL_RANGE("flow_grpo_iteration");
     double t_it = drl_seconds();
     uint32_t gstep = (uint32_t)(f->phase_offset + it);
-    for (int g = 0; g < G; ++g) cond[g] = (int32_t)(((int64_t)(it - 1) * G + g) % f->task.conditions);
+    for (int g = 0; g < G; ++g) cond[g] = (int32_t)(((int64_t)(it - 1) * G + g) % f->run.task.conditions);
     tree.p.window = drl_flow_window_at(cfg, it);
-    st = drl_tree_sample(&tree, &f->model, cond, gstep);
+    st = drl_tree_sample(&tree, &f->run.flow, cond, gstep);
     if (st != DRL_OK) break;
     int64_t per = tree.leaves / G;
     for (int q = 0; q < tree.leaves; ++q)
-      tree.reward[q] = drl_flow2d_reward(&f->task, tree.leaf_x + 2 * q, cond[q / per]);
+      tree.reward[q] = drl_flow2d_reward(&f->run.task, tree.leaf_x + 2 * q, cond[q / per]);
     drl_flow_grpo_stats gs;
     int64_t nfe = tree.nfe;
     char bad[DRL_TENSOR_NAME_CAP] = "";
     /* The statistics of the last update; a non-finite loss or gradient skips that update and the iteration's rest. */
     for (int e = 0; st == DRL_OK && e < tc->epochs && !bad[0]; ++e) {
-      drl_optim_step hp = {lr, (float)cfg->optim.beta1, (float)cfg->optim.beta2, (float)cfg->optim.eps,
-                           (float)cfg->optim.weight_decay, (float)cfg->optim.grad_clip, (int)f->optim_step + 1};
-      st = drl_flow_grpo_step(&tree, &f->model, &gc, NULL, &gs);
+      drl_optim_hparams hp = drl_optim_hparams_at(&cfg->optim, lr, f->run.optim_step + 1);
+      st = drl_flow_grpo_grad(&tree, &f->run.flow, &gc, &gs);
       if (st == DRL_OK && e == 0 && drl_fault_value("nan_loss", 0, gstep, NULL)) gs.loss = NAN; /* kernels/fault.h */
       if (st == DRL_OK && e == 0)
-        st = drl_layout_inject_grad_fault(&f->dev, &f->model.layout, f->model.grads, 0, gstep, NULL);
+        st = drl_layout_inject_grad_fault(&f->run.dev, &f->run.flow.ps.layout, f->run.flow.ps.grads, 0, gstep, NULL);
       if (st == DRL_OK) st = flow_step_checked(f, &hp, gs.loss, &gs.grad_norm, bad);
       nfe += gs.nfe_train;
     }
@@ -502,26 +394,26 @@ drl_status drl_train_flow(const drl_config *cfg, drl_comm *comm, drl_train_summa
   drl_status st = DRL_OK;
   DRL_TRY(flow_run_open(&f, cfg, comm));
   char devname[256];
-  drl_device_describe(&f.dev, devname, sizeof devname);
+  drl_device_describe(&f.run.dev, devname, sizeof devname);
   drl_log(DRL_LOG_INFO, "dynrl: flow2d task (%d conditions x %d modes), velocity MLP of %lld parameters on %s",
-          f.task.conditions, f.task.modes, (long long)f.model.layout.total, devname);
+          f.run.task.conditions, f.run.task.modes, (long long)f.run.ps->layout.total, devname);
 
   int resume_phase = -1, resume_step = 0;
-  FILE *ck_file = cfg->trainer.resume ? fopen(f.ckpt_path, "rb") : NULL;
+  FILE *ck_file = cfg->trainer.resume ? fopen(f.run.ckpt_path, "rb") : NULL;
   if (ck_file) {
     fclose(ck_file);
     char phase[DRL_PHASE_NAME_CAP];
-    DRL_TRY_GOTO(load(&f, f.ckpt_path, 1, phase, sizeof phase, &resume_step));
+    DRL_TRY_GOTO(drl_run_resume(&f.run, f.run.ckpt_path, phase, sizeof phase, &resume_step));
     for (int p = 0; p < cfg->trainer.phases.count; ++p)
       if (strcmp(drl_cfg_phase_name(cfg->trainer.phases.items[p]), phase) == 0) resume_phase = p;
     if (resume_phase < 0) {
-      st = DRL_FAIL(DRL_ERR_CONFIG, "%s was written in phase '%s', which trainer.phases does not run", f.ckpt_path,
+      st = DRL_FAIL(DRL_ERR_CONFIG, "%s was written in phase '%s', which trainer.phases does not run", f.run.ckpt_path,
                     phase);
       goto done;
     }
     sum->resumed_from = resume_step;
-    snprintf(f.last_ckpt, sizeof f.last_ckpt, "%s (%s step %d)", f.ckpt_path, phase, resume_step);
-    drl_log(DRL_LOG_INFO, "resumed %s at step %d from %s", phase, resume_step, f.ckpt_path);
+    snprintf(f.last_ckpt, sizeof f.last_ckpt, "%s (%s step %d)", f.run.ckpt_path, phase, resume_step);
+    drl_log(DRL_LOG_INFO, "resumed %s at step %d from %s", phase, resume_step, f.run.ckpt_path);
   }
   int64_t offsets[DRL_CFG_COUNT_phase + 1] = {0};
   for (int p = 0; p < cfg->trainer.phases.count; ++p)
@@ -531,11 +423,11 @@ drl_status drl_train_flow(const drl_config *cfg, drl_comm *comm, drl_train_summa
   DRL_TRY_GOTO(drl_metrics_open(&f.metrics, path, metric_names, M_COUNT,
                                 resume_phase >= 0 ? offsets[resume_phase] + resume_step : -1, 10));
   if (resume_phase < 0 && cfg->trainer.init_from[0]) {
-    DRL_TRY_GOTO(load(&f, cfg->trainer.init_from, 0, NULL, 0, NULL));
+    DRL_TRY_GOTO(drl_run_load_weights(&f.run, cfg->trainer.init_from));
     drl_log(DRL_LOG_INFO, "initialised the flow policy from %s", cfg->trainer.init_from);
   }
   if (resume_phase < 0) {
-    DRL_TRY_GOTO(evaluate(&f, &sum->eval_before));
+    DRL_TRY_GOTO(drl_run_evaluate(&f.run, &sum->eval_before));
     drl_log(DRL_LOG_INFO, "eval reward before training: %.4f", sum->eval_before);
   }
   for (int p = resume_phase < 0 ? 0 : resume_phase; p < cfg->trainer.phases.count; ++p) {
@@ -553,10 +445,10 @@ drl_status drl_train_flow(const drl_config *cfg, drl_comm *comm, drl_train_summa
     }
     /* Every phase's end state stays as run.out_dir/<phase>.h5 (ckpt.h5 moves on): the "before" of the next. */
     snprintf(path, sizeof path, "%s/%s.h5", cfg->run.out_dir, drl_cfg_phase_name(phase));
-    DRL_TRY_GOTO(save(&f, path, phase, (int)phase_steps(cfg, phase)));
+    DRL_TRY_GOTO(drl_run_save(&f.run, path, drl_cfg_phase_name(phase), (int)phase_steps(cfg, phase)));
     double reward = f.row[M_EVAL_REWARD];
     if (isnan(reward) || phase_steps(cfg, phase) == 0 || start == phase_steps(cfg, phase))
-      DRL_TRY_GOTO(evaluate(&f, &reward));
+      DRL_TRY_GOTO(drl_run_evaluate(&f.run, &reward));
     drl_log(DRL_LOG_INFO, "eval reward after %s: %.4f (%s)", drl_cfg_phase_name(phase), reward, path);
     if (phase == DRL_CFG_PHASE_FLOW_PRETRAIN && !f.last_phase) sum->eval_after_sft = reward;
     sum->eval_after = reward;
@@ -597,8 +489,8 @@ drl_status drl_flow_sample_file(const char *ckpt_path, const char *out_path, int
   DRL_TRY_GOTO(drl_device_open(&dev, cfg.run.device == DRL_CFG_DEVICE_CUDA ? DRL_BACKEND_CUDA : DRL_BACKEND_CPU,
                                cfg.run.device_index));
   DRL_TRY_GOTO(drl_flow_create(&model, &fc, &dev, 4096, cfg.run.seed));
-  DRL_TRY_GOTO(drl_layout_compare(&ck.layout, &model.layout, ckpt_path, "its configuration's flow network"));
-  DRL_TRY_GOTO(drl_copy_to_device(&dev, model.params, ck.params, (size_t)ck.layout.total * sizeof(float)));
+  DRL_TRY_GOTO(drl_layout_compare(&ck.layout, &model.ps.layout, ckpt_path, "its configuration's flow network"));
+  DRL_TRY_GOTO(drl_copy_to_device(&dev, model.ps.params, ck.params, (size_t)ck.layout.total * sizeof(float)));
   int C = task.conditions, M = task.modes;
   int64_t N = (int64_t)C * n;
   x = (float *)malloc((size_t)N * 2 * sizeof(float));

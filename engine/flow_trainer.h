@@ -36,6 +36,9 @@ drl_tree_params drl_flow_tree_params(const drl_config *cfg, int it);
  * research D.2.6: what the sampler counts, so a resumed run continues the count. */
 int64_t drl_flow_nfe_through(const drl_config *cfg, int it);
 
+/* Rules between keys the flow phases add to drl_config_validate's, for a job of comm's ranks (NULL: one). */
+drl_status drl_flow_check_config(const drl_config *cfg, const drl_comm *comm);
+
 /* Runs the flow phases of cfg (every phase must be a flow phase; one process). */
 drl_status drl_train_flow(const drl_config *cfg, drl_comm *comm, drl_train_summary *summary);
 

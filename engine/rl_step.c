@@ -9,6 +9,7 @@
 #include "engine/d3s.h"
 #include "engine/grpo.h"
 #include "engine/log.h"
+#include "engine/optim.h"
 #include "kernels/fault.h"
 #include "kernels/nvtx.h"
 
@@ -63,9 +64,9 @@ drl_status drl_rl_state_create(drl_rl_state *s, const drl_config *cfg, const drl
     return drl_fail_oom("GRPO shard buffers", per_shard * (size_t)shards, "the host");
   }
   if (cfg->grpo.kl_beta > 0.0) {
-    size_t bytes = (size_t)model->layout.total * sizeof(float);
+    size_t bytes = (size_t)model->ps.layout.total * sizeof(float);
     drl_status st = drl_alloc(&model->dev, (void **)&s->ref_params, bytes, "KL reference parameters");
-    if (st == DRL_OK) st = drl_copy_on_device(&model->dev, s->ref_params, model->params, bytes);
+    if (st == DRL_OK) st = drl_copy_on_device(&model->dev, s->ref_params, model->ps.params, bytes);
     if (st != DRL_OK) {
       drl_rl_state_free(s, model);
       return st;
@@ -79,54 +80,6 @@ void drl_rl_state_free(drl_rl_state *s, const drl_transformer *model) {
   free(s->shard);
   if (s->ref_params && model) drl_free(&model->dev, s->ref_params);
   memset(s, 0, sizeof *s);
-}
-
-drl_status drl_policy_step(drl_dp *dp, drl_transformer *m, const drl_optim_step *hp, float *grad_norm) {
-  drl_status st;
-  if (!dp) {
-    st = drl_transformer_step(m, hp, grad_norm);
-  } else {
-    drl_adamw_hparams a = {hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->step, 1.0f};
-    st = drl_dp_adamw(dp, &m->layout, m->params, m->grads, m->m, m->v, a, hp->grad_clip, grad_norm);
-  }
-  /* Both refuse a non-finite norm before touching anything: a step for the caller to skip, not an error. */
-  if (st == DRL_ERR_NUMERIC && !isfinite(*grad_norm)) {
-    drl_clear_error();
-    return DRL_OK;
-  }
-  return st;
-}
-
-/* The first tensor of the reduced gradient holding a non-finite value, alike on every rank: under ZeRO each rank
- * holds (and scans) only its part, and the lowest tensor index of the job wins. */
-static drl_status name_bad_tensor(drl_dp *dp, drl_transformer *m, char *bad) {
-  int64_t lo, hi;
-  drl_dp_optim_range(dp, m->layout.total, &lo, &hi);
-  const drl_tensor_info *t = NULL;
-  DRL_TRY(drl_layout_first_nonfinite(&m->dev, &m->layout, m->grads, lo, hi, &t));
-  int32_t first = t ? (int32_t)(t - m->layout.tensors) : INT32_MAX;
-  if (dp && dp->zero && dp->comm && dp->comm->size > 1) {
-    int32_t *all = NULL;
-    size_t bytes = 0;
-    DRL_TRY(drl_dp_gather(dp, &first, sizeof first, (void **)&all, &bytes, NULL));
-    for (size_t r = 0; r < bytes / sizeof first; ++r) first = all[r] < first ? all[r] : first;
-    free(all);
-  }
-  /* Every element finite but the norm beyond float range: the norm is what is not finite. */
-  snprintf(bad, DRL_TENSOR_NAME_CAP, "%s", first < m->layout.count ? m->layout.tensors[first].name : "gradient norm");
-  return DRL_OK;
-}
-
-drl_status drl_policy_step_checked(drl_dp *dp, drl_transformer *m, const drl_optim_step *hp, double loss,
-                                   float *grad_norm, char bad[DRL_TENSOR_NAME_CAP]) {
-  bad[0] = '\0';
-  if (!isfinite(loss)) {
-    *grad_norm = NAN;
-    snprintf(bad, DRL_TENSOR_NAME_CAP, "loss");
-    return DRL_OK;
-  }
-  DRL_TRY(drl_policy_step(dp, m, hp, grad_norm));
-  return isfinite(*grad_norm) ? DRL_OK : name_bad_tensor(dp, m, bad);
 }
 
 int drl_grad_fault_due(int rank, int64_t step) {
@@ -358,11 +311,11 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
     for (int mb = 0; st == DRL_OK && mb < mbs; ++mb)
       st = forward_rows(m, h, mb * kj / mbs, (mb + 1) * kj / mbs, T, temperature, h->old_lp, h->entropy);
     if (st == DRL_OK && s->ref_params) {
-      float *own = m->params;
-      m->params = s->ref_params;
+      float *own = m->ps.params;
+      m->ps.params = s->ref_params;
       for (int mb = 0; st == DRL_OK && mb < mbs; ++mb)
         st = forward_rows(m, h, mb * kj / mbs, (mb + 1) * kj / mbs, T, temperature, h->ref_lp, NULL);
-      m->params = own;
+      m->ps.params = own;
     }
   }
   double t2 = drl_seconds();
@@ -440,7 +393,7 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
       for (int j = 0; st == DRL_OK && j < k; ++j) {
         drl_rl_shard *h = &s->shard[j];
         int T = b[j].T, lo = mb * h->kept / mbs, hi = (mb + 1) * h->kept / mbs;
-        st = drl_transformer_zero_grads(m);
+        st = drl_params_zero_grads(&m->ps);
         mb_loss[j] = 0.0;
         for (int c = lo; st == DRL_OK && c < hi; c += m->B_max) {
           int B = hi - c < m->B_max ? hi - c : m->B_max;
@@ -460,21 +413,15 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
           if (st == DRL_OK) st = drl_transformer_backward(m, h->dlogprob + off);
         }
         if (st == DRL_OK && inject_grad && j == 0)
-          st = drl_layout_inject_grad_fault(&m->dev, &m->layout, m->grads, rank, s->fault_step, NULL);
-        if (st == DRL_OK) st = drl_dp_grads_push(dp, m->grads);
+          st = drl_layout_inject_grad_fault(&m->dev, &m->ps.layout, m->ps.grads, rank, s->fault_step, NULL);
+        if (st == DRL_OK) st = drl_dp_grads_push(dp, m->ps.grads);
       }
-      if (st == DRL_OK) st = drl_dp_grads_reduce(dp, m->grads);
+      if (st == DRL_OK) st = drl_dp_grads_reduce(dp, m->ps.grads);
       double loss = 0.0;
       if (st == DRL_OK) st = drl_dp_sum_shards(dp, mb_loss, 1, &loss);
-      drl_optim_step hp = {lr,
-                           (float)cfg->optim.beta1,
-                           (float)cfg->optim.beta2,
-                           (float)cfg->optim.eps,
-                           (float)cfg->optim.weight_decay,
-                           (float)cfg->optim.grad_clip,
-                           (int)(*optim_step + 1)};
+      drl_optim_hparams hp = drl_optim_hparams_at(&cfg->optim, lr, *optim_step + 1);
       float norm = 0.0f;
-      if (st == DRL_OK) st = drl_policy_step_checked(dp, m, &hp, loss, &norm, out->bad);
+      if (st == DRL_OK) st = drl_optim_step(dp, &m->ps, &hp, loss, &norm, out->bad);
       if (st == DRL_OK && !out->bad[0]) {
         ++*optim_step;
         st = drl_balance_step(balance, m, *optim_step, 1);
@@ -539,10 +486,10 @@ drl_status drl_rl_surrogate(drl_rl_state *s, drl_transformer *m, const drl_confi
                             double *loss) {
   const drl_config_grpo *g = &cfg->grpo;
   drl_rl_shard *h = &s->shard[0];
-  float *own = m->params;
-  m->params = (float *)params;
+  float *own = m->ps.params;
+  m->ps.params = (float *)params;
   drl_status st = forward_rows(m, h, 0, h->kept, h->T, (float)g->temperature, h->lp, NULL);
-  m->params = own;
+  m->ps.params = own;
   DRL_TRY(st);
   drl_grpo_loss_cfg lc = {(float)g->clip_low, (float)g->clip_high, (float)g->dual_clip, 0.0f,
                           (drl_loss_agg)g->loss_agg, g->max_new_tokens};

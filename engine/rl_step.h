@@ -91,18 +91,6 @@ drl_status drl_rl_prepare(drl_rl_state *s, drl_transformer *model, const drl_con
 drl_status drl_rl_surrogate(drl_rl_state *s, drl_transformer *model, const drl_config *cfg, const float *params,
                             double *loss);
 
-/* One optimizer step of the policy from its (reduced) gradient: AdamW with clipping, through dp when given. A
- * non-finite gradient norm changes nothing (parameters, moments) and returns DRL_OK with *grad_norm (required)
- * non-finite; every rank sees the same norm. */
-drl_status drl_policy_step(drl_dp *dp, drl_transformer *model, const drl_optim_step *hp, float *grad_norm);
-
-/* drl_policy_step unless the step is bad: loss (summed over the job, the same on every rank) or the gradient norm
- * not finite. A bad step changes nothing (parameters, moments; the caller does not advance its step counter and
- * discards the MoE counts, drl_balance_discard) and names what was not finite in bad: "loss", or the first tensor of
- * the reduced gradient holding a non-finite value (the same on every rank). A good one leaves bad "". Collective. */
-drl_status drl_policy_step_checked(drl_dp *dp, drl_transformer *model, const drl_optim_step *hp, double loss,
-                                   float *grad_norm, char bad[DRL_TENSOR_NAME_CAP]);
-
 /* Whether a gradient value fault of kernels/fault.h (nan_grad, inf_grad) covers this rank at the job's step `step`:
  * the caller then disarms the overlapped reduction (drl_dp_arm) and injects it (drl_layout_inject_grad_fault) into its
  * first shard's gradient before the push. */

@@ -12,6 +12,7 @@
 #include "data/checkpoint.h"
 #include "data/tasks.h"
 #include "engine/evaluate.h"
+#include "engine/flow_trainer.h"
 #include "engine/log.h"
 #include "engine/sft.h"
 #include "kernels/nvtx.h"
@@ -89,7 +90,19 @@ static drl_status make_model(drl_run *r, int B_max) {
                       e->first_layer, mc->n_layers);
     tc.moe = moe;
   }
-  return drl_transformer_create(&r->model, &tc, &r->dev, B_max, mc->max_seq, r->cfg->run.seed);
+  DRL_TRY(drl_transformer_create(&r->model, &tc, &r->dev, B_max, mc->max_seq, r->cfg->run.seed));
+  r->ps = &r->model.ps;
+  return DRL_OK;
+}
+
+/* The flow network of cfg's flow2d task. */
+static drl_status make_flow(drl_run *r, int B_max) {
+  drl_flow_task_of(r->cfg, &r->task);
+  drl_flow_config fc;
+  drl_flow_config_of(r->cfg, &fc);
+  DRL_TRY(drl_flow_create(&r->flow, &fc, &r->dev, B_max, r->cfg->run.seed));
+  r->ps = &r->flow.ps;
+  return DRL_OK;
 }
 
 /* Copies a device buffer of n floats to a fresh host array. */
@@ -104,20 +117,20 @@ static int run_size(const drl_run *r) { return r->comm ? r->comm->size : 1; }
 
 /* A whole optimizer moment on the host of rank 0 (gathered from the ranks' parts under ZeRO; NULL elsewhere). */
 static drl_status moment_to_host(drl_run *r, const float *part, float **out) {
-  int64_t n = r->model.layout.total;
+  int64_t n = r->ps->layout.total;
   *out = NULL;
-  if (run_rank(r) != 0) return r->dp.zero ? drl_dp_gather_optim(&r->dp, &r->model.dev, n, part, NULL) : DRL_OK;
+  if (run_rank(r) != 0) return r->dp.zero ? drl_dp_gather_optim(&r->dp, &r->dev, n, part, NULL) : DRL_OK;
   *out = (float *)malloc((size_t)(n ? n : 1) * sizeof(float));
   if (!*out) return drl_fail_oom("a host copy of an AdamW moment", (size_t)n * sizeof(float), "the host");
-  return drl_dp_gather_optim(&r->dp, &r->model.dev, n, part, *out);
+  return drl_dp_gather_optim(&r->dp, &r->dev, n, part, *out);
 }
 
 drl_status drl_run_save(drl_run *r, const char *path, const char *phase, int step) {
   DRL_RANGE("checkpoint");
-  drl_transformer *m = &r->model;
+  drl_params *ps = r->ps;
   drl_checkpoint ck;
   memset(&ck, 0, sizeof ck);
-  ck.layout = m->layout;
+  ck.layout = ps->layout;
   ck.optim_step = r->optim_step;
   ck.trainer_step = step;
   ck.bad_steps = r->bad.total;
@@ -128,9 +141,9 @@ drl_status drl_run_save(drl_run *r, const char *path, const char *phase, int ste
   ck.config_yaml = r->config_yaml;
   ck.moe_bias = r->balance.bias;
   ck.moe_bias_n = (int64_t)r->balance.L * r->balance.E;
-  drl_status st = moment_to_host(r, m->m, &ck.m);
-  if (st == DRL_OK) st = moment_to_host(r, m->v, &ck.v);
-  if (st == DRL_OK && run_rank(r) == 0) st = to_host(&m->dev, m->params, m->layout.total, &ck.params);
+  drl_status st = moment_to_host(r, ps->m, &ck.m);
+  if (st == DRL_OK) st = moment_to_host(r, ps->v, &ck.v);
+  if (st == DRL_OK && run_rank(r) == 0) st = to_host(&r->dev, ps->params, ps->layout.total, &ck.params);
   if (st == DRL_OK && run_rank(r) == 0) st = drl_checkpoint_write(path, &ck);
   free(ck.params);
   free(ck.m);
@@ -147,7 +160,7 @@ drl_status drl_run_save(drl_run *r, const char *path, const char *phase, int ste
 
 drl_status drl_run_resume(drl_run *r, const char *path, char *phase, size_t phase_cap, int *step) {
   drl_checkpoint ck;
-  DRL_TRY(drl_checkpoint_read(path, &r->model.layout, &ck));
+  DRL_TRY(drl_checkpoint_read(path, &r->ps->layout, &ck));
   drl_status st = DRL_OK;
   if (ck.seed != r->cfg->run.seed)
     st = DRL_FAIL(DRL_ERR_CONFIG, "%s was written with run.seed %llu, this run has %llu", path,
@@ -161,17 +174,17 @@ drl_status drl_run_resume(drl_run *r, const char *path, char *phase, size_t phas
             path, (long long)ck.threads, drl_cpu_threads());
   if (st == DRL_OK && strcmp(ck.config_yaml, r->config_yaml) != 0)
     drl_log(DRL_LOG_WARN, "resuming from %s, whose configuration differs from this run's", path);
-  drl_transformer *m = &r->model;
+  drl_params *ps = r->ps;
   size_t bytes = (size_t)ck.layout.total * sizeof(float);
-  size_t part = (size_t)(m->optim_hi - m->optim_lo) * sizeof(float);
-  if (st == DRL_OK) st = drl_copy_to_device(&r->dev, m->params, ck.params, bytes);
-  if (st == DRL_OK) st = drl_copy_to_device(&r->dev, m->m, ck.m + m->optim_lo, part);
-  if (st == DRL_OK) st = drl_copy_to_device(&r->dev, m->v, ck.v + m->optim_lo, part);
+  size_t part = (size_t)(ps->optim_hi - ps->optim_lo) * sizeof(float);
+  if (st == DRL_OK) st = drl_copy_to_device(&r->dev, ps->params, ck.params, bytes);
+  if (st == DRL_OK) st = drl_copy_to_device(&r->dev, ps->m, ck.m + ps->optim_lo, part);
+  if (st == DRL_OK) st = drl_copy_to_device(&r->dev, ps->v, ck.v + ps->optim_lo, part);
   int64_t nb = (int64_t)r->balance.L * r->balance.E;
   if (st == DRL_OK && nb > 0 && ck.moe_bias_n != nb)
     st = DRL_FAIL(DRL_ERR_FORMAT, "%s holds %lld MoE bias values, the policy has %lld", path,
                   (long long)ck.moe_bias_n, (long long)nb);
-  if (st == DRL_OK && nb > 0) st = drl_balance_set_bias(&r->balance, m, ck.moe_bias);
+  if (st == DRL_OK && nb > 0) st = drl_balance_set_bias(&r->balance, &r->model, ck.moe_bias);
   if (st == DRL_OK) st = drl_device_sync(&r->dev);
   snprintf(phase, phase_cap, "%s", ck.phase);
   *step = (int)ck.trainer_step;
@@ -182,7 +195,28 @@ drl_status drl_run_resume(drl_run *r, const char *path, char *phase, size_t phas
   return st;
 }
 
+/* Mean reward of tree.eval_samples deterministic ODE samples per condition (the same noises every time). */
+static drl_status flow_evaluate(drl_run *r, double *reward) {
+  DRL_RANGE("evaluate");
+  const drl_config *cfg = r->cfg;
+  int C = r->task.conditions, n = cfg->tree.eval_samples;
+  int32_t *cond = (int32_t *)malloc((size_t)C * sizeof(int32_t));
+  float *x = (float *)malloc((size_t)C * n * 2 * sizeof(float));
+  drl_status st = cond && x ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for %d evaluation samples", C * n);
+  for (int c = 0; st == DRL_OK && c < C; ++c) cond[c] = c;
+  if (st == DRL_OK)
+    st = drl_flow_sample_ode(&r->flow, cond, C, n, cfg->tree.steps, (float)cfg->tree.shift, cfg->run.seed, x);
+  double s = 0.0;
+  for (int64_t i = 0; st == DRL_OK && i < (int64_t)C * n; ++i)
+    s += drl_flow2d_reward(&r->task, x + 2 * i, (int)(i / n));
+  *reward = s / ((double)C * n);
+  free(cond);
+  free(x);
+  return st;
+}
+
 drl_status drl_run_evaluate(drl_run *r, double *acc) {
+  if (r->flow_policy) return flow_evaluate(r, acc);
   if (r->n_eval == 0) {
     *acc = -1.0;
     return DRL_OK;
@@ -261,8 +295,8 @@ drl_status drl_run_heldout(drl_run *r, double *loss, double *counts) {
 
 drl_status drl_run_load_weights(drl_run *r, const char *path) {
   drl_checkpoint ck;
-  DRL_TRY(drl_checkpoint_read(path, &r->model.layout, &ck));
-  drl_status st = drl_copy_to_device(&r->dev, r->model.params, ck.params, (size_t)ck.layout.total * sizeof(float));
+  DRL_TRY(drl_checkpoint_read(path, &r->ps->layout, &ck));
+  drl_status st = drl_copy_to_device(&r->dev, r->ps->params, ck.params, (size_t)ck.layout.total * sizeof(float));
   if (st == DRL_OK) st = drl_device_sync(&r->dev);
   drl_checkpoint_free(&ck);
   return st;
@@ -281,18 +315,17 @@ static int rank_threads(const drl_config *cfg, const drl_comm *comm) {
 static drl_status setup_dp(drl_run *r) {
   const drl_config_dist *d = &r->cfg->dist;
   drl_dp_options o = {d->shards, d->zero, d->deterministic, (int64_t)(d->bucket_mb * 1024.0 * 1024.0 / 4.0)};
-  DRL_TRY(drl_dp_create(&r->dp, r->comm, &r->dev, r->model.layout.total, &o));
-  int64_t lo, hi;
-  drl_dp_optim_range(&r->dp, r->model.layout.total, &lo, &hi);
-  if (lo != 0 || hi != r->model.layout.total) DRL_TRY(drl_transformer_shard_optimizer(&r->model, lo, hi));
-  if (r->dp.overlap) drl_transformer_set_grad_hook(&r->model, drl_dp_grads_ready, &r->dp);
+  int64_t n = r->ps->layout.total, lo, hi;
+  DRL_TRY(drl_dp_create(&r->dp, r->comm, &r->dev, n, &o));
+  drl_dp_optim_range(&r->dp, n, &lo, &hi);
+  if (lo != 0 || hi != n) DRL_TRY(drl_params_shard_optimizer(r->ps, lo, hi));
+  if (r->dp.overlap && !r->flow_policy) drl_transformer_set_grad_hook(&r->model, drl_dp_grads_ready, &r->dp);
   return DRL_OK;
 }
 
-drl_status drl_run_env_open(const drl_config *cfg, const drl_comm *comm, drl_device *dev, char **config_yaml,
-                            char *ckpt_path, size_t ckpt_cap) {
+static drl_status open_env(const drl_config *cfg, const drl_comm *comm, drl_device *dev, char **config_yaml,
+                           char *ckpt_path, size_t ckpt_cap) {
   *config_yaml = NULL;
-  DRL_TRY(drl_config_validate(cfg));
   drl_cpu_set_threads(rank_threads(cfg, comm));
   /* The ranks of a node take consecutive GPUs from run.device_index. */
   DRL_TRY(drl_device_open(dev, cfg->run.device == DRL_CFG_DEVICE_CUDA ? DRL_BACKEND_CUDA : DRL_BACKEND_CPU,
@@ -320,7 +353,15 @@ drl_status drl_run_open(drl_run *r, const drl_config *cfg, drl_comm *comm, int B
   r->cfg = cfg;
   r->comm = comm;
   drl_status st = DRL_OK;
-  DRL_TRY_GOTO(drl_run_env_open(cfg, comm, &r->dev, &r->config_yaml, r->ckpt_path, sizeof r->ckpt_path));
+  for (int p = 0; p < cfg->trainer.phases.count; ++p) r->flow_policy |= drl_phase_is_flow(cfg->trainer.phases.items[p]);
+  DRL_TRY_GOTO(drl_config_validate(cfg));
+  if (r->flow_policy) DRL_TRY_GOTO(drl_flow_check_config(cfg, comm));
+  DRL_TRY_GOTO(open_env(cfg, comm, &r->dev, &r->config_yaml, r->ckpt_path, sizeof r->ckpt_path));
+  if (r->flow_policy) {
+    DRL_TRY_GOTO(make_flow(r, B_max));
+    DRL_TRY_GOTO(setup_dp(r));
+    goto done;
+  }
   DRL_TRY_GOTO(load_data(r));
   DRL_TRY_GOTO(make_model(r, B_max));
   DRL_TRY_GOTO(setup_dp(r));
@@ -334,6 +375,7 @@ void drl_run_close(drl_run *r) {
   drl_balance_free(&r->balance);
   drl_dp_free(&r->dp);
   drl_transformer_free(&r->model);
+  drl_flow_free(&r->flow);
   drl_dataset_free(&r->data);
   free(r->config_yaml);
   drl_device_close(&r->dev);

@@ -1,5 +1,6 @@
-/* A training run's resources: configuration, device, data (train and held-out split), policy and checkpoint path.
- * The trainer and the public API both build on it. */
+/* A training run's resources: configuration, device, the policy (a token transformer with its data, or a flow
+ * network with its task) and its parameter set, data parallelism, the checkpoint path and the run's counters. The
+ * trainer and the public API both build on it; saving, resuming and evaluating work alike for either policy. */
 #ifndef DRL_RUN_H
 #define DRL_RUN_H
 
@@ -7,9 +8,11 @@
 #include <stdint.h>
 
 #include "data/dataset.h"
+#include "data/flow2d.h"
 #include "distributed/dp.h"
 #include "engine/config.h"
 #include "engine/moe_balance.h"
+#include "models/flow.h"
 #include "models/transformer.h"
 #include "samplers/rollout.h"
 
@@ -27,30 +30,32 @@ typedef struct drl_bad_steps {
 typedef struct drl_run {
   const drl_config *cfg;
   drl_device dev;
+  drl_comm *comm;         /* the job; NULL: this process alone */
+  char ckpt_path[4096];   /* run.out_dir/ckpt.h5 */
+  char *config_yaml;      /* the effective configuration, stored in checkpoints */
+  int flow_policy;        /* the phases are flow phases: the policy is `flow`, else `model` */
+  drl_params *ps;         /* the policy's parameter set (model.ps or flow.ps) */
+  int64_t optim_step;     /* AdamW steps so far, across phases (bias correction) */
+  drl_bad_steps bad;      /* skipped steps (engine/rl_step.h) */
+  drl_dp dp;              /* data parallelism over the job's ranks and the shards of every batch */
+  /* the token policy */
   drl_dataset data;       /* examples [0, n_train) train; the next n_eval are held out */
   int64_t n_train, n_eval;
   int max_answer;         /* longest reference answer: the greedy evaluation's length cap */
   int max_prompt;         /* longest training prompt: the rollout's prompt block */
   drl_transformer model;
-  char ckpt_path[4096];   /* run.out_dir/ckpt.h5 */
-  char *config_yaml;      /* the effective configuration, stored in checkpoints */
-  int64_t optim_step;     /* AdamW steps so far, across phases (bias correction) */
-  drl_comm *comm;         /* the job; NULL: this process alone */
-  drl_dp dp;              /* data parallelism over the job's ranks and the shards of every batch */
   drl_balance balance;    /* the MoE blocks' load balancing (inactive for a dense policy) */
-  drl_bad_steps bad;      /* skipped steps (engine/rl_step.h) */
+  /* the flow policy */
+  drl_flow2d task;
+  drl_flow flow;
 } drl_run;
 
-/* What every trainer opens first: validates cfg, pins the thread count (below), opens the device (below), renders the
- * effective configuration into *config_yaml (the caller frees it), creates run.out_dir and writes the checkpoint path
- * run.out_dir/ckpt.h5 into ckpt_path. On failure nothing stays open. */
-drl_status drl_run_env_open(const drl_config *cfg, const drl_comm *comm, drl_device *dev, char **config_yaml,
-                            char *ckpt_path, size_t ckpt_cap);
-
 /* Validates cfg, pins the thread count (with several ranks on a node, 0 threads means the node's cores divided among
- * them), opens the device (a rank of a multi-rank job takes the GPU of its local rank), creates run.out_dir, loads or
- * generates the data (and checks every example fits model.max_seq), creates the policy with activations for B_max
- * rows, and sets up data parallelism over comm (NULL: one process; dist.shards still applies). */
+ * them), opens the device (a rank of a multi-rank job takes the GPU of its local rank), renders the effective
+ * configuration, creates run.out_dir, and creates the policy with activations for B_max rows: for flow phases the
+ * flow network of cfg's flow2d task; otherwise loads or generates the data (and checks every example fits
+ * model.max_seq) and creates the transformer. Sets up data parallelism over comm (NULL: one process; dist.shards
+ * still applies). On failure nothing stays open. */
 drl_status drl_run_open(drl_run *r, const drl_config *cfg, drl_comm *comm, int B_max);
 
 /* Frees everything; safe on a zeroed run. */
@@ -77,10 +82,12 @@ drl_status drl_run_score(const drl_run *r, const drl_rollout_batch *b, const int
  * the ranks, which split the examples. Collective. */
 drl_status drl_run_heldout(drl_run *r, double *loss, double *counts);
 
-/* Replaces the policy's weights by those of the checkpoint at path (same layout); the optimizer starts fresh. */
+/* Replaces the policy's weights by those of the checkpoint at path (same layout); the optimizer state is kept. */
 drl_status drl_run_load_weights(drl_run *r, const char *path);
 
-/* Held-out exact-match accuracy by greedy decoding (the ranks split the held-out set); -1 when data.n_eval is 0. */
+/* The policy's evaluation: held-out exact-match accuracy by greedy decoding (the ranks split the held-out set; -1
+ * when data.n_eval is 0), or for a flow policy the mean reward of tree.eval_samples deterministic ODE samples per
+ * condition (the same noises every time). */
 drl_status drl_run_evaluate(drl_run *r, double *accuracy);
 
 #ifdef __cplusplus

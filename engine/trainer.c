@@ -13,6 +13,7 @@
 #include "kernels/fault.h"
 #include "engine/flow_trainer.h"
 #include "engine/log.h"
+#include "engine/optim.h"
 #include "engine/rl_step.h"
 #include "engine/run.h"
 #include "engine/sft.h"
@@ -20,15 +21,6 @@
 #include "kernels/nvtx.h"
 #include "kernels/philox.h"
 #include "samplers/rollout.h"
-
-float drl_lr_at(const drl_config_optim *o, int step, int total) {
-  double lr = o->lr;
-  if (o->warmup_steps > 0 && step <= o->warmup_steps) return (float)(lr * step / o->warmup_steps);
-  if (o->lr_schedule == DRL_CFG_LR_CONSTANT || total <= o->warmup_steps) return (float)lr;
-  double progress = (double)(step - o->warmup_steps) / (double)(total - o->warmup_steps);
-  double lo = lr * o->min_lr_ratio;
-  return (float)(lo + (lr - lo) * 0.5 * (1.0 + cos(3.14159265358979323846 * progress)));
-}
 
 /* One metrics row per optimizer step (sft) or iteration (grpo); a metric a phase does not produce is NaN. */
 enum {
@@ -202,23 +194,21 @@ static drl_status sft_step(trainer *tr, drl_sft_batch *batch, float *logprob, in
     if (st == DRL_OK)
       st = drl_transformer_forward(m, batch->tokens, batch->targets, NULL, Bs, batch->T, 1.0f, logprob, NULL);
     if (st == DRL_OK) st = drl_balance_forward(&r->balance, m, batch->real);
-    if (st == DRL_OK) st = drl_transformer_zero_grads(m);
+    if (st == DRL_OK) st = drl_params_zero_grads(&m->ps);
     drl_dp_arm(&r->dp, j == k - 1 && !inject_grad);
     if (st == DRL_OK) st = drl_transformer_backward(m, batch->dlogprob);
     if (st == DRL_OK && inject_grad && j == 0)
-      st = drl_layout_inject_grad_fault(&m->dev, &m->layout, m->grads, rank, global, NULL);
-    if (st == DRL_OK) st = drl_dp_grads_push(&r->dp, m->grads);
+      st = drl_layout_inject_grad_fault(&m->dev, &m->ps.layout, m->ps.grads, rank, global, NULL);
+    if (st == DRL_OK) st = drl_dp_grads_push(&r->dp, m->ps.grads);
     if (st == DRL_OK) local[j] = drl_sft_loss_sum(batch, logprob);
     if (st == DRL_OK && j == 0 && drl_fault_value("nan_loss", rank, global, NULL)) local[j] = NAN;
   }
-  if (st == DRL_OK) st = drl_dp_grads_reduce(&r->dp, m->grads);
+  if (st == DRL_OK) st = drl_dp_grads_reduce(&r->dp, m->ps.grads);
   if (st == DRL_OK) st = drl_dp_sum_shards(&r->dp, local, 1, loss_sum);
   free(local);
   DRL_TRY(st);
-  drl_optim_step hp = {drl_lr_at(&cfg->optim, step, steps), (float)cfg->optim.beta1, (float)cfg->optim.beta2,
-                       (float)cfg->optim.eps, (float)cfg->optim.weight_decay, (float)cfg->optim.grad_clip,
-                       (int)r->optim_step + 1};
-  DRL_TRY(drl_policy_step_checked(&r->dp, m, &hp, *loss_sum, norm, bad));
+  drl_optim_hparams hp = drl_optim_hparams_at(&cfg->optim, drl_lr_at(&cfg->optim, step, steps), r->optim_step + 1);
+  DRL_TRY(drl_optim_step(&r->dp, &m->ps, &hp, *loss_sum, norm, bad));
   if (bad[0]) {
     drl_balance_discard(&r->balance);
   } else {
@@ -405,11 +395,11 @@ static drl_status spsa_loss(void *user, const float *params, uint32_t step, uint
   if (c->phase == DRL_CFG_PHASE_SFT) {
     DRL_TRY(drl_sft_batch_fill(&c->batch, &r->data, r->n_train, cfg->run.seed, (int)(step - c->offset),
                                (int64_t)q * c->batch.B, 0));
-    float *own = m->params;
-    m->params = (float *)params;
+    float *own = m->ps.params;
+    m->ps.params = (float *)params;
     drl_status st = drl_transformer_forward(m, c->batch.tokens, c->batch.targets, NULL, c->batch.B, c->batch.T, 1.0f,
                                             c->logprob, NULL);
-    m->params = own;
+    m->ps.params = own;
     *loss = drl_sft_loss(&c->batch, c->logprob);
     if (drl_fault_value("nan_loss", r->comm ? r->comm->rank : 0, step, NULL)) *loss = NAN; /* kernels/fault.h */
     return st;
@@ -453,7 +443,7 @@ static drl_status run_spsa(trainer *tr, drl_cfg_phase phase, int start, drl_trai
   c.phase = phase;
   c.offset = tr->phase_offset;
   drl_spsa sp;
-  drl_status st = drl_spsa_create(&sp, &scfg, r->comm, &r->dev, r->model.layout.total);
+  drl_status st = drl_spsa_create(&sp, &scfg, r->comm, &r->dev, r->model.ps.layout.total);
   int T = 0;
   if (st == DRL_OK && phase == DRL_CFG_PHASE_SFT) {
     st = drl_sft_max_len(&r->data, 0, r->n_train, &T);
@@ -482,7 +472,7 @@ static drl_status run_spsa(trainer *tr, drl_cfg_phase phase, int start, drl_trai
     double t_step = drl_seconds();
     c.reward_sum = 0.0;
     c.reward_rows = 0;
-    st = drl_spsa_step(&sp, r->model.params, (uint32_t)(tr->phase_offset + it), spsa_loss, &c, &ss);
+    st = drl_spsa_step(&sp, r->model.ps.params, (uint32_t)(tr->phase_offset + it), spsa_loss, &c, &ss);
     if (st != DRL_OK) break;
     sum->steps++;
     sum->final_loss = ss.loss;
@@ -589,11 +579,11 @@ drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *s
   char devname[256];
   drl_device_describe(&r->dev, devname, sizeof devname);
   drl_log(DRL_LOG_INFO, "dynrl: %s task, %lld train / %lld held-out examples, %lld parameters on %s",
-          r->data.task, (long long)r->n_train, (long long)r->n_eval, (long long)r->model.layout.total, devname);
+          r->data.task, (long long)r->n_train, (long long)r->n_eval, (long long)r->model.ps.layout.total, devname);
   if (comm && comm->size > 1)
     drl_log(DRL_LOG_INFO, "data parallel: %d ranks, %d shards per batch%s, optimizer state %lld bytes per rank",
             comm->size, batch_shards(cfg, comm), cfg->dist.zero ? ", ZeRO-1" : "",
-            (long long)(2 * (r->model.optim_hi - r->model.optim_lo) * (int64_t)sizeof(float)));
+            (long long)(2 * (r->model.ps.optim_hi - r->model.ps.optim_lo) * (int64_t)sizeof(float)));
 
   /* Where to start: a checkpoint names its phase and the step within it. */
   int resume_phase = -1, resume_step = 0;

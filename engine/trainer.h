@@ -31,10 +31,6 @@ typedef struct drl_train_summary {
  * writes the files and prints. */
 drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *summary);
 
-/* The learning rate at 1-based step of total steps: linear warmup, then cosine decay to min_lr_ratio * lr, or
- * constant. */
-float drl_lr_at(const drl_config_optim *o, int step, int total);
-
 #ifdef __cplusplus
 }
 #endif

@@ -22,8 +22,8 @@ enum { T_COND_EMB, T_W_X, T_W_T, T_W_C, T_B0 };
 static int w_index(int layer) { return T_B0 - 1 + 2 * layer; } /* layer >= 1 */
 static int out_index(const drl_flow_config *c) { return T_B0 + 1 + 2 * (c->layers - 1); }
 
-static float *W(const drl_flow *m, int i) { return m->params + m->layout.tensors[i].offset; }
-static float *G(const drl_flow *m, int i) { return m->grads + m->layout.tensors[i].offset; }
+static float *W(const drl_flow *m, int i) { return m->ps.params + m->ps.layout.tensors[i].offset; }
+static float *G(const drl_flow *m, int i) { return m->ps.grads + m->ps.layout.tensors[i].offset; }
 
 drl_status drl_flow_config_check(const drl_flow_config *c) {
   if (c->dim < 1 || c->n_cond < 1 || c->cond_dim < 1 || c->time_features < 2 || c->time_features % 2 != 0 ||
@@ -76,22 +76,21 @@ static size_t carve(drl_flow *m, void *base) {
   m->dcemb = (float *)drl_carve_take(&cv, R * (size_t)c->cond_dim * f);
   int64_t es = drl_embedding_scratch_bytes(&m->dev, (int)R);
   m->emb_scratch = drl_carve_take(&cv, (size_t)(es > 0 ? es : 0));
-  m->norm_scratch = drl_carve_take(&cv, (size_t)drl_reduce_scratch_bytes(&m->dev, m->layout.total));
   return cv.used;
 }
 
 static drl_status init_params(drl_flow *m, uint64_t seed) {
-  int64_t n = m->layout.total;
+  int64_t n = m->ps.layout.total;
   float *host = NULL;
   DRL_TRY(drl_host_alloc((void **)&host, (size_t)n * sizeof(float), "initial flow parameters (host copy)"));
   drl_rng_stream s = {seed, 0, drl_rng_tag(DRL_RNG_INIT, 1, 0)}; /* uid 1: not the transformer's stream */
   drl_status st = drl_rng_fill_cpu(host, (uint64_t)n, s, 0, DRL_DIST_NORMAL);
-  for (int i = 0; st == DRL_OK && i < m->layout.count; ++i) {
-    const drl_tensor_info *t = &m->layout.tensors[i];
+  for (int i = 0; st == DRL_OK && i < m->ps.layout.count; ++i) {
+    const drl_tensor_info *t = &m->ps.layout.tensors[i];
     for (int64_t j = 0; j < t->shape[0] * t->shape[1]; ++j)
       host[t->offset + j] = t->shape[1] == 1 ? 0.0f : host[t->offset + j] * m->cfg.init_std;
   }
-  if (st == DRL_OK) st = drl_copy_to_device(&m->dev, m->params, host, (size_t)n * sizeof(float));
+  if (st == DRL_OK) st = drl_copy_to_device(&m->dev, m->ps.params, host, (size_t)n * sizeof(float));
   /* The time features' frequencies, once. */
   int half = m->cfg.time_features / 2;
   float *freq = (float *)malloc((size_t)half * sizeof(float));
@@ -113,13 +112,10 @@ drl_status drl_flow_create(drl_flow *m, const drl_flow_config *cfg, const drl_de
   m->cfg = *cfg;
   m->dev = *dev;
   m->rows_max = rows_max;
-  DRL_TRY(drl_flow_layout(cfg, &m->layout));
-  size_t pb = (size_t)m->layout.total * sizeof(float);
+  drl_layout layout;
+  DRL_TRY(drl_flow_layout(cfg, &layout));
+  DRL_TRY(drl_params_create(&m->ps, dev, &layout, "flow "));
   drl_status st = DRL_OK;
-  DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->params, pb, "flow parameters"));
-  DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->grads, pb, "flow gradients"));
-  DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->m, pb, "flow AdamW first moments"));
-  DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->v, pb, "flow AdamW second moments"));
   DRL_TRY_GOTO(drl_alloc(dev, &m->block, carve(m, NULL), "flow activations"));
   carve(m, m->block);
   DRL_TRY_GOTO(init_params(m, seed));
@@ -130,9 +126,8 @@ done:
 
 void drl_flow_free(drl_flow *m) {
   if (!m) return;
-  void *bufs[] = {m->params, m->grads, m->m, m->v, m->block};
-  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) drl_free(&m->dev, bufs[i]);
-  drl_layout_free(&m->layout);
+  drl_free(&m->dev, m->block);
+  drl_params_free(&m->ps);
   memset(m, 0, sizeof *m);
 }
 
@@ -195,20 +190,4 @@ drl_status drl_flow_backward(drl_flow *m, const float *dv) {
   DRL_TRY(drl_matmul_backward(d, m->dcemb, G(m, T_W_C), m->dpre, m->cemb, W(m, T_W_C), rows, c->cond_dim, H));
   return drl_embedding_backward(d, G(m, T_COND_EMB), m->dcemb, m->cond, rows, c->cond_dim, c->n_cond,
                                 m->emb_scratch);
-}
-
-drl_status drl_flow_zero_grads(drl_flow *m) {
-  return drl_memset(&m->dev, m->grads, 0, (size_t)m->layout.total * sizeof(float));
-}
-
-drl_status drl_flow_step(drl_flow *m, const drl_optim_step *hp, float *grad_norm) {
-  DRL_RANGE("optimizer");
-  double sumsq = 0.0;
-  DRL_TRY(drl_sum_squares(&m->dev, &sumsq, m->grads, m->layout.total, m->norm_scratch));
-  float norm = (float)sqrt(sumsq);
-  if (grad_norm) *grad_norm = norm;
-  if (!isfinite(norm)) return DRL_FAIL(DRL_ERR_NUMERIC, "flow: gradient norm is %g at step %d", (double)norm, hp->step);
-  drl_adamw_hparams a = {hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->step,
-                         drl_clip_scale(norm, hp->grad_clip)};
-  return drl_adamw_layout(&m->dev, &m->layout, m->params, m->grads, m->m, m->v, 0, m->layout.total, a);
 }

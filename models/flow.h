@@ -12,7 +12,7 @@
 
 #include "kernels/device.h"
 #include "kernels/layout.h"
-#include "models/transformer.h" /* drl_optim_step */
+#include "models/params.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,15 +31,14 @@ typedef struct drl_flow_config {
 typedef struct drl_flow {
   drl_flow_config cfg;
   drl_device dev;
-  drl_layout layout;   /* cond_emb, l0.w_x, l0.w_t, l0.w_c, l0.b, l1.w, l1.b, ..., out.w, out.b */
-  float *params, *grads, *m, *v;
+  drl_params ps;       /* layout cond_emb, l0.w_x, l0.w_t, l0.w_c, l0.b, l1.w, l1.b, ..., out.w, out.b */
   int rows_max, rows; /* allocated points; those of the last forward */
   /* activations of the last forward and backward scratch (one allocation) */
   float *x, *temb, *cemb, *freq;
   int32_t *cond;
   float *pre, *act;    /* [layers][rows_max, H] */
   float *dact, *dpre, *dcemb;
-  void *emb_scratch, *norm_scratch;
+  void *emb_scratch;
   void *block;
 } drl_flow;
 
@@ -61,12 +60,6 @@ drl_status drl_flow_forward(drl_flow *m, const float *x, const float *t, const i
 
 /* Backward of L = sum dv . v through the last forward: adds into the gradients. */
 drl_status drl_flow_backward(drl_flow *m, const float *dv);
-
-/* Zeroes the gradients. */
-drl_status drl_flow_zero_grads(drl_flow *m);
-
-/* One AdamW step with global-norm clipping (*grad_norm receives the norm; non-finite: DRL_ERR_NUMERIC, no change). */
-drl_status drl_flow_step(drl_flow *m, const drl_optim_step *hp, float *grad_norm);
 
 #ifdef __cplusplus
 }

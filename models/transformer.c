@@ -96,15 +96,15 @@ drl_status drl_transformer_layout(const drl_transformer_config *c, drl_layout *l
 /* ---- parameter access: tensor p of block l lives at table index layer_base(l) + p ---- */
 
 static const drl_tensor_info *layer_tensor(const drl_transformer *m, int l, int p) {
-  return &m->layout.tensors[layer_base(&m->cfg, l) + p];
+  return &m->ps.layout.tensors[layer_base(&m->cfg, l) + p];
 }
-static float *P(const drl_transformer *m, int l, int p) { return m->params + layer_tensor(m, l, p)->offset; }
-static float *G(const drl_transformer *m, int l, int p) { return m->grads + layer_tensor(m, l, p)->offset; }
+static float *P(const drl_transformer *m, int l, int p) { return m->ps.params + layer_tensor(m, l, p)->offset; }
+static float *G(const drl_transformer *m, int l, int p) { return m->ps.grads + layer_tensor(m, l, p)->offset; }
 static const drl_tensor_info *final_norm_info(const drl_transformer *m) {
-  return &m->layout.tensors[layer_base(&m->cfg, m->cfg.n_layers)];
+  return &m->ps.layout.tensors[layer_base(&m->cfg, m->cfg.n_layers)];
 }
 static int64_t lm_head_offset(const drl_transformer *m) {
-  return m->cfg.tied_embeddings ? 0 : m->layout.tensors[m->layout.count - 1].offset;
+  return m->cfg.tied_embeddings ? 0 : m->ps.layout.tensors[m->ps.layout.count - 1].offset;
 }
 
 /* Block l's MoE weights within buf (the parameters or the gradients). */
@@ -127,9 +127,9 @@ _Static_assert((int)DRL_T_ATTN_NORM == P_ATTN_NORM && (int)DRL_T_WQ == P_WQ && (
 float *drl_transformer_layer_param(const drl_transformer *m, int layer, drl_transformer_tensor which) {
   return P(m, layer, (int)which);
 }
-float *drl_transformer_tok_emb(const drl_transformer *m) { return m->params; }
-float *drl_transformer_final_norm(const drl_transformer *m) { return m->params + final_norm_info(m)->offset; }
-float *drl_transformer_lm_head(const drl_transformer *m) { return m->params + lm_head_offset(m); }
+float *drl_transformer_tok_emb(const drl_transformer *m) { return m->ps.params; }
+float *drl_transformer_final_norm(const drl_transformer *m) { return m->ps.params + final_norm_info(m)->offset; }
+float *drl_transformer_lm_head(const drl_transformer *m) { return m->ps.params + lm_head_offset(m); }
 
 /* ---- one allocation for every activation buffer ---- */
 
@@ -190,20 +190,20 @@ static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* Host-side parameter initialisation, then one copy to the device. */
 static drl_status init_params(drl_transformer *m, uint64_t seed) {
-  int64_t n = m->layout.total;
+  int64_t n = m->ps.layout.total;
   float *host = NULL;
   DRL_TRY(drl_host_alloc((void **)&host, (size_t)n * sizeof(float), "initial parameters (host copy)"));
   drl_rng_stream s = {seed, 0, drl_rng_tag(DRL_RNG_INIT, 0, 0)};
   drl_status st = drl_rng_fill_cpu(host, (uint64_t)n, s, 0, DRL_DIST_NORMAL);
   float resid_std = m->cfg.init_std / sqrtf(2.0f * (float)m->cfg.n_layers);
-  for (int i = 0; st == DRL_OK && i < m->layout.count; ++i) {
-    const drl_tensor_info *t = &m->layout.tensors[i];
+  for (int i = 0; st == DRL_OK && i < m->ps.layout.count; ++i) {
+    const drl_tensor_info *t = &m->ps.layout.tensors[i];
     int64_t count = t->shape[0] * t->shape[1];
     int is_resid_out = strstr(t->name, ".wo") != NULL || strstr(t->name, ".w_down") != NULL;
     float std = t->shape[1] == 1 ? 0.0f : (is_resid_out ? resid_std : m->cfg.init_std);
     for (int64_t j = 0; j < count; ++j) host[t->offset + j] = t->shape[1] == 1 ? 1.0f : host[t->offset + j] * std;
   }
-  if (st == DRL_OK) st = drl_copy_to_device(&m->dev, m->params, host, (size_t)n * sizeof(float));
+  if (st == DRL_OK) st = drl_copy_to_device(&m->dev, m->ps.params, host, (size_t)n * sizeof(float));
   if (st == DRL_OK) st = drl_device_sync(&m->dev);
   free(host);
   return st;
@@ -219,7 +219,9 @@ drl_status drl_transformer_create(drl_transformer *m, const drl_transformer_conf
   m->dev = *dev;
   m->B_max = B_max;
   m->T_max = T_max;
-  DRL_TRY(drl_transformer_layout(cfg, &m->layout));
+  drl_layout layout;
+  DRL_TRY(drl_transformer_layout(cfg, &layout));
+  DRL_TRY(drl_params_create(&m->ps, dev, &layout, ""));
   const drl_transformer_config *c = &m->cfg;
   int D = HEAD_DIM(c);
   int rows = B_max * T_max;
@@ -228,13 +230,7 @@ drl_status drl_transformer_create(drl_transformer *m, const drl_transformer_conf
                             max64(drl_rmsnorm_scratch_floats(dev, rows, c->d_model),
                                   drl_lm_head_scratch_floats(dev, m->lm_chunk_rows, c->vocab)));
   m->scratch_floats = max64(m->scratch_floats, (int64_t)B_max * c->vocab); /* drl_transformer_logits_at */
-  size_t pbytes = (size_t)m->layout.total * sizeof(float);
   drl_status st = DRL_OK;
-  DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->params, pbytes, "parameters"));
-  DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->grads, pbytes, "gradients"));
-  DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->m, pbytes, "AdamW first moments"));
-  DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->v, pbytes, "AdamW second moments"));
-  m->optim_hi = m->layout.total;
   size_t table = (size_t)c->max_seq * (size_t)(D / 2) * sizeof(float);
   DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->rope_cos, table, "RoPE cos table"));
   DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->rope_sin, table, "RoPE sin table"));
@@ -274,15 +270,11 @@ done:
 
 void drl_transformer_free(drl_transformer *m) {
   if (!m) return;
-  void *bufs[] = {m->params, m->grads, m->m, m->v, m->rope_cos, m->rope_sin, m->act_block, m->moe_bias, m->moe_aux};
+  void *bufs[] = {m->rope_cos, m->rope_sin, m->act_block, m->moe_bias, m->moe_aux};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) drl_free(&m->dev, bufs[i]);
   free(m->acts.moe);
-  drl_layout_free(&m->layout);
+  drl_params_free(&m->ps);
   memset(m, 0, sizeof *m);
-}
-
-drl_status drl_transformer_zero_grads(drl_transformer *m) {
-  return drl_memset(&m->dev, m->grads, 0, (size_t)m->layout.total * sizeof(float));
 }
 
 /* Uploads the batch and derives the RoPE positions (counted from each row's first real token). */
@@ -340,7 +332,7 @@ drl_status drl_transformer_forward(drl_transformer *m, const int32_t *tokens, co
   int HD = H * D, KVD = KV * D;
   const int32_t *rs = row_start ? a->row_start : NULL;
   m->moe_has_aux = m->moe_has_mask = 0; /* an auxiliary loss is set for the forward it follows */
-  DRL_TRY(drl_embedding_forward(d, a->res, a->tokens, m->params, R, C, c->vocab));
+  DRL_TRY(drl_embedding_forward(d, a->res, a->tokens, m->ps.params, R, C, c->vocab));
   for (int l = 0; l < c->n_layers; ++l) {
     DRL_RANGE("block");
     size_t rc = (size_t)l * R * C;
@@ -363,11 +355,11 @@ drl_status drl_transformer_forward(drl_transformer *m, const int32_t *tokens, co
     DRL_TRY(drl_transformer_ffn_forward(m, l, xn2, res_next, R, gate, up, h, a->moe ? &a->moe[l] : NULL));
   }
   float *res_final = a->res + (size_t)c->n_layers * R * C;
-  DRL_TRY(drl_rmsnorm_forward(d, a->xf, a->rstdf, res_final, m->params + final_norm_info(m)->offset, R, C,
+  DRL_TRY(drl_rmsnorm_forward(d, a->xf, a->rstdf, res_final, m->ps.params + final_norm_info(m)->offset, R, C,
                               c->norm_eps));
   {
     DRL_RANGE("lm_head");
-    DRL_TRY(drl_lm_head_forward(d, a->logprob, a->entropy, a->xf, m->params + lm_head_offset(m), a->targets, R, C,
+    DRL_TRY(drl_lm_head_forward(d, a->logprob, a->entropy, a->xf, m->ps.params + lm_head_offset(m), a->targets, R, C,
                                 c->vocab, temperature, a->scratch, m->lm_chunk_rows));
   }
   m->temperature = temperature;
@@ -380,7 +372,7 @@ drl_status drl_transformer_forward(drl_transformer *m, const int32_t *tokens, co
 /* Tells the gradient hook that grads[from, total) are final (the layout runs tok_emb, blocks, final_norm, lm_head, and
  * the backward finishes them from the end; a tied LM head adds into tok_emb, which the embedding backward ends). */
 static drl_status grads_ready(drl_transformer *m, int64_t from) {
-  return m->grad_hook ? m->grad_hook(m->grad_hook_user, m->grads, from) : DRL_OK;
+  return m->grad_hook ? m->grad_hook(m->grad_hook_user, m->ps.grads, from) : DRL_OK;
 }
 
 drl_status drl_transformer_backward(drl_transformer *m, const float *dlogprob) {
@@ -397,13 +389,13 @@ drl_status drl_transformer_backward(drl_transformer *m, const float *dlogprob) {
   DRL_TRY(drl_copy_to_device(d, dlp, dlogprob, (size_t)R * sizeof(float)));
   {
     DRL_RANGE("lm_head");
-    DRL_TRY(drl_lm_head_backward(d, a->dxn, m->grads + lm_head_offset(m), dlp, a->xf, m->params + lm_head_offset(m),
+    DRL_TRY(drl_lm_head_backward(d, a->dxn, m->ps.grads + lm_head_offset(m), dlp, a->xf, m->ps.params + lm_head_offset(m),
                                  a->targets, R, C, c->vocab, m->temperature, a->scratch, m->lm_chunk_rows));
   }
   const drl_tensor_info *fn = final_norm_info(m);
   DRL_TRY(drl_memset(d, a->dres, 0, fRC));
-  DRL_TRY(drl_rmsnorm_backward(d, a->dres, m->grads + fn->offset, a->dxn, a->res + (size_t)c->n_layers * R * C,
-                               m->params + fn->offset, a->rstdf, R, C, a->scratch));
+  DRL_TRY(drl_rmsnorm_backward(d, a->dres, m->ps.grads + fn->offset, a->dxn, a->res + (size_t)c->n_layers * R * C,
+                               m->ps.params + fn->offset, a->rstdf, R, C, a->scratch));
   DRL_TRY(grads_ready(m, fn->offset));
   for (int l = c->n_layers - 1; l >= 0; --l) {
     DRL_RANGE("block");
@@ -416,7 +408,7 @@ drl_status drl_transformer_backward(drl_transformer *m, const float *dlogprob) {
     /* FFN: res_next = res_mid + swiglu(xn2 Wg^T, xn2 Wu^T) Wd^T (or the MoE); dres holds d(res_next). */
     DRL_TRY(drl_memset(d, a->dxn, 0, fRC));
     if (is_moe_layer(c, l)) {
-      drl_moe_weights w = moe_weights(m, l, m->params), gw = moe_weights(m, l, m->grads);
+      drl_moe_weights w = moe_weights(m, l, m->ps.params), gw = moe_weights(m, l, m->ps.grads);
       DRL_TRY(drl_moe_backward(d, &c->moe, C, &w, &gw, xn2, a->dres, a->dxn, R, &a->moe[l], &a->moe_grad,
                                m->moe_has_aux ? m->moe_aux + (size_t)l * c->moe.experts : NULL,
                                m->moe_has_mask ? a->moe_mask : NULL));
@@ -445,44 +437,13 @@ drl_status drl_transformer_backward(drl_transformer *m, const float *dlogprob) {
                                  a->scratch));
     DRL_TRY(grads_ready(m, layer_tensor(m, l, 0)->offset));
   }
-  DRL_TRY(drl_embedding_backward(d, m->grads, a->dres, a->tokens, R, C, c->vocab, a->emb_scratch));
+  DRL_TRY(drl_embedding_backward(d, m->ps.grads, a->dres, a->tokens, R, C, c->vocab, a->emb_scratch));
   return grads_ready(m, 0);
-}
-
-drl_status drl_transformer_shard_optimizer(drl_transformer *m, int64_t lo, int64_t hi) {
-  if (lo < 0 || lo > hi || hi > m->layout.total)
-    return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: optimizer range [%lld, %lld) outside %lld parameters",
-                    (long long)lo, (long long)hi, (long long)m->layout.total);
-  drl_free(&m->dev, m->m);
-  drl_free(&m->dev, m->v);
-  m->m = m->v = NULL;
-  m->optim_lo = m->optim_hi = 0;
-  size_t bytes = (size_t)(hi - lo) * sizeof(float);
-  DRL_TRY(drl_alloc(&m->dev, (void **)&m->m, bytes, "AdamW first moments (shard)"));
-  DRL_TRY(drl_alloc(&m->dev, (void **)&m->v, bytes, "AdamW second moments (shard)"));
-  m->optim_lo = lo;
-  m->optim_hi = hi;
-  return DRL_OK;
 }
 
 void drl_transformer_set_grad_hook(drl_transformer *m, drl_grad_ready_fn fn, void *user) {
   m->grad_hook = fn;
   m->grad_hook_user = fn ? user : NULL;
-}
-
-drl_status drl_transformer_step(drl_transformer *m, const drl_optim_step *hp, float *grad_norm) {
-  DRL_RANGE("optimizer");
-  const drl_device *d = &m->dev;
-  if (m->optim_lo != 0 || m->optim_hi != m->layout.total)
-    return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: the optimizer state is sharded; step with drl_dp_step");
-  double sumsq = 0.0;
-  DRL_TRY(drl_sum_squares(d, &sumsq, m->grads, m->layout.total, m->acts.scratch));
-  float norm = (float)sqrt(sumsq);
-  if (grad_norm) *grad_norm = norm;
-  if (!isfinite(norm)) return DRL_FAIL(DRL_ERR_NUMERIC, "gradient norm is %g at step %d", (double)norm, hp->step);
-  float scale = drl_clip_scale(norm, hp->grad_clip);
-  drl_adamw_hparams a = {hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->step, scale};
-  return drl_adamw_layout(d, &m->layout, m->params, m->grads, m->m, m->v, 0, m->layout.total, a);
 }
 
 int drl_transformer_is_moe(const drl_transformer *m, int layer) { return is_moe_layer(&m->cfg, layer); }
@@ -493,7 +454,7 @@ drl_status drl_transformer_ffn_forward(const drl_transformer *m, int l, const fl
   const drl_transformer_config *c = &m->cfg;
   int C = c->d_model, F = c->d_ff;
   if (is_moe_layer(c, l)) {
-    drl_moe_weights w = moe_weights(m, l, m->params);
+    drl_moe_weights w = moe_weights(m, l, m->ps.params);
     return drl_moe_forward(d, &c->moe, C, &w, m->moe_bias + (size_t)l * c->moe.experts, xn, out, rows, work);
   }
   DRL_TRY(drl_matmul_forward(d, gate, xn, P(m, l, P_W_GATE), rows, C, F, 0));
@@ -563,7 +524,7 @@ drl_status drl_transformer_logits_at(drl_transformer *m, const int *t_of, float 
                                (size_t)C * sizeof(float)));
   }
   float *out = m->acts.scratch; /* sized for B_max x V at create */
-  DRL_TRY(drl_gemm(d, 0, 1, B, V, C, 1.0f / temperature, m->acts.dxn, C, m->params + lm_head_offset(m), C, 0.0f, out,
+  DRL_TRY(drl_gemm(d, 0, 1, B, V, C, 1.0f / temperature, m->acts.dxn, C, m->ps.params + lm_head_offset(m), C, 0.0f, out,
                    V));
   return drl_copy_to_host(d, logits, out, (size_t)B * V * sizeof(float));
 }

@@ -16,6 +16,7 @@
 #include "kernels/device.h"
 #include "kernels/layout.h"
 #include "models/moe.h"
+#include "models/params.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -60,10 +61,7 @@ typedef drl_status (*drl_grad_ready_fn)(void *user, float *grads, int64_t from);
 typedef struct drl_transformer {
   drl_transformer_config cfg;
   drl_device dev;
-  drl_layout layout;
-  float *params, *grads;         /* on dev, layout.total each */
-  float *m, *v;                  /* AdamW moments of elements [optim_lo, optim_hi) (zero until the first step) */
-  int64_t optim_lo, optim_hi;    /* [0, layout.total) unless sharded (ZeRO-1) */
+  drl_params ps;                 /* layout, parameters, gradients, AdamW moments (models/params.h) */
   float *rope_cos, *rope_sin;    /* on dev, [max_seq, D/2] */
   drl_transformer_acts acts;
   void *act_block;               /* the one allocation behind acts */
@@ -102,25 +100,8 @@ drl_status drl_transformer_forward(drl_transformer *model, const int32_t *tokens
                                    float *entropy);
 
 /* Backward of L = sum_n dlogprob[n] * logprob[n] (host dlogprob [B*T]) through the last forward; adds into
- * model->grads (call drl_transformer_zero_grads first for a fresh step). */
+ * model->ps.grads (call drl_params_zero_grads first for a fresh step). */
 drl_status drl_transformer_backward(drl_transformer *model, const float *dlogprob);
-
-/* Zeroes the gradient buffer. */
-drl_status drl_transformer_zero_grads(drl_transformer *model);
-
-typedef struct drl_optim_step {
-  float lr, beta1, beta2, eps, weight_decay;
-  float grad_clip;  /* clip the global gradient norm to this; 0 = off */
-  int step;         /* 1-based */
-} drl_optim_step;
-
-/* One AdamW step over all parameters (weight decay on matrices only), with global-norm clipping; *grad_norm (host,
- * may be NULL) receives the norm before clipping. A non-finite norm is DRL_ERR_NUMERIC and leaves the weights as they
- * were. A sharded optimizer steps through distributed/dp.h instead. */
-drl_status drl_transformer_step(drl_transformer *model, const drl_optim_step *hp, float *grad_norm);
-
-/* Keeps the AdamW moments of elements [lo, hi) only (ZeRO-1: each rank steps its part), freshly zeroed. */
-drl_status drl_transformer_shard_optimizer(drl_transformer *model, int64_t lo, int64_t hi);
 
 /* Installs (fn, user) as the model's gradient hook; fn NULL removes it. */
 void drl_transformer_set_grad_hook(drl_transformer *model, drl_grad_ready_fn fn, void *user);

@@ -65,8 +65,8 @@ int main(int argc, char **argv) {
 
   drl_checkpoint ck;
   memset(&ck, 0, sizeof ck);
-  ck.layout = model.layout;
-  ck.params = model.params; /* CPU device: the buffer is host memory */
+  ck.layout = model.ps.layout;
+  ck.params = model.ps.params; /* CPU device: the buffer is host memory */
   ck.seed = PARITY_SEED;
   ck.threads = 1;
   snprintf(ck.phase, sizeof ck.phase, "parity");
@@ -103,7 +103,7 @@ int main(int argc, char **argv) {
   if (H5Fclose(f.id) < 0 && st == DRL_OK) st = DRL_FAIL(DRL_ERR_IO, "closing %s failed", path);
   if (st != DRL_OK) return fail("parity groups");
 
-  printf("parity_init: wrote %s (%lld parameters, batch %d x %d)\n", path, (long long)model.layout.total, PARITY_B,
+  printf("parity_init: wrote %s (%lld parameters, batch %d x %d)\n", path, (long long)model.ps.layout.total, PARITY_B,
          PARITY_T);
   drl_transformer_free(&model);
   drl_device_close(&dev);

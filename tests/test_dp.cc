@@ -110,7 +110,7 @@ TEST(Transformer, GradientHookSeesFinalRangesLastToFirst) {
   auto hook = [](void *user, float *grads, int64_t from) -> drl_status {
     Seen *s = (Seen *)user;
     s->from.push_back(from);
-    if (from == 0) s->snapshot.assign(grads, grads + s->m->layout.total);
+    if (from == 0) s->snapshot.assign(grads, grads + s->m->ps.layout.total);
     return DRL_OK;
   };
   drl_transformer_set_grad_hook(&m, hook, &seen);
@@ -118,19 +118,19 @@ TEST(Transformer, GradientHookSeesFinalRangesLastToFirst) {
   for (int i = 0; i < 16; ++i) tg[i] = (i % 8) < 7 ? tok[i + 1] : -1;
   std::vector<float> dlp(16, -0.1f);
   ASSERT_EQ(drl_transformer_forward(&m, tok.data(), tg.data(), nullptr, 2, 8, 1.0f, nullptr, nullptr), DRL_OK);
-  ASSERT_EQ(drl_transformer_zero_grads(&m), DRL_OK);
+  ASSERT_EQ(drl_params_zero_grads(&m.ps), DRL_OK);
   ASSERT_EQ(drl_transformer_backward(&m, dlp.data()), DRL_OK);
   // final_norm (with the LM head after it), then each block from the last, then the embedding.
   ASSERT_EQ(seen.from.size(), 5u);
-  EXPECT_EQ(seen.from[0], drl_layout_find(&m.layout, "final_norm")->offset);
-  EXPECT_EQ(seen.from[1], drl_layout_find(&m.layout, "layers.2.attn_norm")->offset);
-  EXPECT_EQ(seen.from[3], drl_layout_find(&m.layout, "layers.0.attn_norm")->offset);
+  EXPECT_EQ(seen.from[0], drl_layout_find(&m.ps.layout, "final_norm")->offset);
+  EXPECT_EQ(seen.from[1], drl_layout_find(&m.ps.layout, "layers.2.attn_norm")->offset);
+  EXPECT_EQ(seen.from[3], drl_layout_find(&m.ps.layout, "layers.0.attn_norm")->offset);
   EXPECT_EQ(seen.from[4], 0);
-  EXPECT_EQ(0, memcmp(seen.snapshot.data(), m.grads, m.layout.total * sizeof(float)));
+  EXPECT_EQ(0, memcmp(seen.snapshot.data(), m.ps.grads, m.ps.layout.total * sizeof(float)));
   // A sharded optimizer state refuses the single-process step.
-  ASSERT_EQ(drl_transformer_shard_optimizer(&m, 100, 200), DRL_OK);
-  drl_optim_step hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 1};
-  EXPECT_EQ(drl_transformer_step(&m, &hp, nullptr), DRL_ERR_INVALID_ARG);
+  ASSERT_EQ(drl_params_shard_optimizer(&m.ps, 100, 200), DRL_OK);
+  drl_optim_hparams hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 1};
+  EXPECT_EQ(optim_step(&m.ps, hp), DRL_ERR_INVALID_ARG);
   drl_transformer_free(&m);
 }
 
@@ -237,7 +237,7 @@ TEST_F(SpsaTrainer, ResumeIsBitExactAndTheWeightsMove) {
   drl_config c = config(path("fresh"));
   drl_run r;
   ASSERT_EQ(drl_run_open(&r, &c, nullptr, 4), DRL_OK) << last_error();
-  std::vector<float> init(r.model.params, r.model.params + r.model.layout.total);
+  std::vector<float> init(r.model.ps.params, r.model.ps.params + r.model.ps.layout.total);
   drl_run_close(&r);
   drl_checkpoint x;
   ASSERT_EQ(drl_checkpoint_read((path("whole") + "/ckpt.h5").c_str(), nullptr, &x), DRL_OK);

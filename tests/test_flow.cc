@@ -27,6 +27,13 @@ extern "C" {
 
 namespace {
 
+// One flow GRPO update: the gradient of the forest's loss, then the optimizer step.
+drl_status grpo_update(drl_tree *tree, drl_flow *m, const drl_flow_grpo_cfg &gc, const drl_optim_hparams &hp,
+                       drl_flow_grpo_stats *st) {
+  drl_status s = drl_flow_grpo_grad(tree, m, &gc, st);
+  return s == DRL_OK ? optim_step(&m->ps, hp, &st->grad_norm) : s;
+}
+
 const drl_flow_config kSmall = {2, 3, 4, 4, 8, 2, 0.5f, 8.0f};
 
 struct Flow {
@@ -57,14 +64,14 @@ double dot(const float *a, const float *b, size_t n) {
 // Central differences of loss() over every parameter of m (step h).
 template <class F>
 std::vector<double> finite_differences(drl_flow *m, F loss, float h) {
-  std::vector<double> fd(m->layout.total);
-  for (int64_t i = 0; i < m->layout.total; ++i) {
-    float keep = m->params[i];
-    m->params[i] = keep + h;
+  std::vector<double> fd(m->ps.layout.total);
+  for (int64_t i = 0; i < m->ps.layout.total; ++i) {
+    float keep = m->ps.params[i];
+    m->ps.params[i] = keep + h;
     double up = loss();
-    m->params[i] = keep - h;
+    m->ps.params[i] = keep - h;
     double down = loss();
-    m->params[i] = keep;
+    m->ps.params[i] = keep;
     fd[i] = (up - down) / (2.0 * h);
   }
   return fd;
@@ -90,12 +97,12 @@ struct Forest {
 
 TEST(FlowModel, LayoutAndInitialisation) {
   Flow f(kSmall, 4);
-  const drl_layout &l = f.m.layout;
+  const drl_layout &l = f.m.ps.layout;
   ASSERT_EQ(l.count, 9);  // cond_emb, l0.{w_x, w_t, w_c, b}, l1.{w, b}, out.{w, b}
   EXPECT_STREQ(l.tensors[0].name, "cond_emb");
   EXPECT_STREQ(l.tensors[8].name, "out.b");
   EXPECT_EQ(l.total, 3 * 4 + 8 * (2 + 4 + 4) + 8 + 8 * 8 + 8 + 2 * 8 + 2);
-  std::vector<float> p(f.m.params, f.m.params + l.total);
+  std::vector<float> p(f.m.ps.params, f.m.ps.params + l.total);
   for (int i = 0; i < l.count; ++i) {
     const drl_tensor_info &t = l.tensors[i];
     double ss = 0;
@@ -107,8 +114,8 @@ TEST(FlowModel, LayoutAndInitialisation) {
   }
   // The same seed gives the same network, another seed another one.
   Flow g(kSmall, 4), h(kSmall, 4, 8);
-  EXPECT_EQ(0, memcmp(f.m.params, g.m.params, l.total * sizeof(float)));
-  EXPECT_NE(0, memcmp(f.m.params, h.m.params, l.total * sizeof(float)));
+  EXPECT_EQ(0, memcmp(f.m.ps.params, g.m.ps.params, l.total * sizeof(float)));
+  EXPECT_NE(0, memcmp(f.m.ps.params, h.m.ps.params, l.total * sizeof(float)));
   drl_flow_config odd = kSmall;
   odd.time_features = 5;
   drl_flow bad;
@@ -124,10 +131,10 @@ TEST(FlowModel, GradientMatchesFiniteDifferences) {
                      dv = random_normal(R * 2, 1.0f, 3);
   std::vector<int32_t> c = {0, 1, 2, 1, 0, 2};
   auto loss = [&]() { return dot(f.forward(x, t, c).data(), dv.data(), dv.size()); };
-  ASSERT_EQ(drl_flow_zero_grads(&f.m), DRL_OK);
+  ASSERT_EQ(drl_params_zero_grads(&f.m.ps), DRL_OK);
   loss();
   ASSERT_EQ(drl_flow_backward(&f.m, dv.data()), DRL_OK) << last_error();
-  std::vector<float> got(f.m.grads, f.m.grads + f.m.layout.total);
+  std::vector<float> got(f.m.ps.grads, f.m.ps.grads + f.m.ps.layout.total);
   expect_grad_close(got, finite_differences(&f.m, loss, 1e-2f), "flow parameters");
 }
 
@@ -155,10 +162,10 @@ TEST(SdeTree, NfeMatchesTheFormula) {
     for (int j = 0; j < k.d; ++j) inner += bd, bd *= k.b;
     EXPECT_EQ(drl_tree_sample_nfe(&p), k.l + inner + bd * (k.T - k.l - k.d));
     drl_flow_grpo_cfg gc = {DRL_TREE_ADV_SUBTREE, 1e-6f, 5.0f, 1e-4f, 1e-3f, 1.0f, 0.1f, 2.0f};
-    drl_optim_step hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 1};
+    drl_optim_hparams hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 1};
     drl_flow_grpo_stats st;
     for (int q = 0; q < F.tree.leaves; ++q) F.tree.reward[q] = (float)(q % 3);
-    ASSERT_EQ(drl_flow_grpo_step(&F.tree, &F.f.m, &gc, &hp, &st), DRL_OK) << last_error();
+    ASSERT_EQ(grpo_update(&F.tree, &F.f.m, gc, hp, &st), DRL_OK) << last_error();
     EXPECT_EQ(st.nfe_train, (int64_t)k.groups * k.roots * drl_tree_train_nfe(&p));
     EXPECT_EQ(st.edges, F.tree.nodes - F.tree.layer_first[1]);
   }
@@ -219,15 +226,15 @@ TEST(SdeTree, OnPolicyRatioIsExactlyOne) {
             << "layer " << j << " branch " << branch << " mean " << mean;
       }
       drl_flow_grpo_cfg gc = {DRL_TREE_ADV_SUBTREE, 1e-6f, 5.0f, 1e-4f, 1e-3f, 1.0f, 0.0f, 2.0f};
-      drl_optim_step hp = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 1};
+      drl_optim_hparams hp = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 1};
       drl_flow_grpo_stats st;
       for (int q = 0; q < F.tree.leaves; ++q) F.tree.reward[q] = (float)q;
-      ASSERT_EQ(drl_flow_grpo_step(&F.tree, &F.f.m, &gc, &hp, &st), DRL_OK);
+      ASSERT_EQ(grpo_update(&F.tree, &F.f.m, gc, hp, &st), DRL_OK);
       EXPECT_EQ(st.ratio_max_dev, 0.0);
       EXPECT_EQ(st.clip_frac, 0.0);
       // A second update on the same samples sees the moved policy: the ratio leaves 1 and the clip acts.
       hp.step = 2;
-      ASSERT_EQ(drl_flow_grpo_step(&F.tree, &F.f.m, &gc, &hp, &st), DRL_OK);
+      ASSERT_EQ(grpo_update(&F.tree, &F.f.m, gc, hp, &st), DRL_OK);
       EXPECT_GT(st.ratio_max_dev, 0.0);
       EXPECT_GT(st.clip_frac, 0.0);
     }
@@ -262,10 +269,10 @@ TEST(SdeTree, EdgeBackwardMatchesFiniteDifferences) {
       EXPECT_EQ(drl_tree_edge_logprob(&F.tree, &f.m, j, lp.data(), v.data()), DRL_OK);
       return dot(w.data(), lp.data(), children) + dot(u.data(), v.data(), v.size());
     };
-    ASSERT_EQ(drl_flow_zero_grads(&f.m), DRL_OK);
+    ASSERT_EQ(drl_params_zero_grads(&f.m.ps), DRL_OK);
     loss();
     ASSERT_EQ(drl_tree_edge_backward(&F.tree, &f.m, j, w.data(), u.data()), DRL_OK) << last_error();
-    std::vector<float> got(f.m.grads, f.m.grads + f.m.layout.total);
+    std::vector<float> got(f.m.ps.grads, f.m.ps.grads + f.m.ps.layout.total);
     std::vector<double> fd = finite_differences(&f.m, loss, 1e-2f);
     // The float log-densities carry (x' - mu)^2 / var terms of a few units, so the differences' rounding is
     // ~1e-3 relative here; an error in the chain (the sibling sum, the mean's coefficients) is of order 1.

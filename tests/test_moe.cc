@@ -124,28 +124,28 @@ TEST(MoeTransformer, GradientsMatchFiniteDifferences) {
     if (aux) {
       ASSERT_EQ(drl_transformer_moe_set_aux(&m, auxg.data(), nullptr), DRL_OK);
     }
-    ASSERT_EQ(drl_transformer_zero_grads(&m), DRL_OK);
+    ASSERT_EQ(drl_params_zero_grads(&m.ps), DRL_OK);
     ASSERT_EQ(drl_transformer_backward(&m, w.data()), DRL_OK) << drl_last_error();
-    std::vector<float> grads(m.grads, m.grads + m.layout.total);
+    std::vector<float> grads(m.ps.grads, m.ps.grads + m.ps.layout.total);
     auto total = [&]() { return loss(&m, b, w) + (aux ? aux_loss(m, 1, f, alpha) : 0.0); };
     const float eps = 2e-3f;
     int checked = 0, bad = 0, flipped = 0;
-    for (int ti = 0; ti < m.layout.count; ++ti) {
-      const drl_tensor_info &t = m.layout.tensors[ti];
+    for (int ti = 0; ti < m.ps.layout.count; ++ti) {
+      const drl_tensor_info &t = m.ps.layout.tensors[ti];
       int64_t n = t.shape[0] * t.shape[1];
       double max_abs = 0;
       for (int64_t j = 0; j < n; ++j) max_abs = std::fmax(max_abs, std::fabs(grads[t.offset + j]));
       EXPECT_GT(max_abs, 1e-6) << t.name << " receives no gradient";
       for (int s = 0; s < 12; ++s) {
         int64_t j = t.offset + (int64_t)(rng() % n);
-        float saved = m.params[j];
-        m.params[j] = saved + eps;
+        float saved = m.ps.params[j];
+        m.ps.params[j] = saved + eps;
         double up = total();
         bool same = selection(m, 1) == base_sel;
-        m.params[j] = saved - eps;
+        m.ps.params[j] = saved - eps;
         double down = total();
         same = same && selection(m, 1) == base_sel;
-        m.params[j] = saved;
+        m.ps.params[j] = saved;
         if (!same) {
           ++flipped;
           continue;
@@ -215,24 +215,24 @@ TEST(MoeTransformer, BalancingGivesTheRouterNoGradient) {
   drl_transformer_config c = moe_config();
   drl_transformer m;
   ASSERT_EQ(drl_transformer_create(&m, &c, &d, 2, 6, 23), DRL_OK);
-  for (int i = 0; i < m.layout.count; ++i) EXPECT_EQ(std::strstr(m.layout.tensors[i].name, "bias"), nullptr);
+  for (int i = 0; i < m.ps.layout.count; ++i) EXPECT_EQ(std::strstr(m.ps.layout.tensors[i].name, "bias"), nullptr);
   Batch b = make_batch(c.vocab, 4);
   std::vector<float> w(b.B * b.T, -0.5f);
   loss(&m, b, w);
   std::vector<int32_t> sel0 = selection(m, 1);
-  ASSERT_EQ(drl_transformer_zero_grads(&m), DRL_OK);
+  ASSERT_EQ(drl_params_zero_grads(&m.ps), DRL_OK);
   ASSERT_EQ(drl_transformer_backward(&m, w.data()), DRL_OK);
-  std::vector<float> g0(m.grads, m.grads + m.layout.total);
+  std::vector<float> g0(m.ps.grads, m.ps.grads + m.ps.layout.total);
   std::vector<float> bias = {0, 0, 0, 0, 1e-4f, -1e-4f, 2e-4f, 0};  // too small to move a selection here
   ASSERT_EQ(drl_transformer_moe_set_bias(&m, bias.data()), DRL_OK);
   loss(&m, b, w);
   ASSERT_EQ(selection(m, 1), sel0);
-  ASSERT_EQ(drl_transformer_zero_grads(&m), DRL_OK);
+  ASSERT_EQ(drl_params_zero_grads(&m.ps), DRL_OK);
   ASSERT_EQ(drl_transformer_backward(&m, w.data()), DRL_OK);
-  EXPECT_EQ(0, memcmp(g0.data(), m.grads, g0.size() * sizeof(float)));
+  EXPECT_EQ(0, memcmp(g0.data(), m.ps.grads, g0.size() * sizeof(float)));
   // An AdamW step moves parameters only: the bias on the device is as set.
-  drl_optim_step hp = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1};
-  ASSERT_EQ(drl_transformer_step(&m, &hp, nullptr), DRL_OK);
+  drl_optim_hparams hp = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1};
+  ASSERT_EQ(optim_step(&m.ps, hp), DRL_OK);
   EXPECT_EQ(0, memcmp(m.moe_bias, bias.data(), bias.size() * sizeof(float)));
   drl_transformer_free(&m);
 }
@@ -290,7 +290,7 @@ TEST(MoeBalance, RoutingDependsOnlyOnEarlierBatches) {
     ASSERT_EQ(drl_balance_forward(&bal, &m, nullptr), DRL_OK);
     EXPECT_EQ(0, memcmp(before.data(), bal.bias, 8 * sizeof(float))) << "counting batch " << k << " moved the bias";
     EXPECT_EQ(0, memcmp(before.data(), m.moe_bias, 8 * sizeof(float)));
-    ASSERT_EQ(drl_transformer_zero_grads(&m), DRL_OK);
+    ASSERT_EQ(drl_params_zero_grads(&m.ps), DRL_OK);
     ASSERT_EQ(drl_transformer_backward(&m, w.data()), DRL_OK);
     ASSERT_EQ(drl_balance_step(&bal, &m, k + 1, 0), DRL_OK);
     if (k > 0) {

@@ -62,7 +62,7 @@ struct Fixture {
   std::vector<float> logprob, grads, final_params;
   double loss = 0.0;
   std::vector<double> losses, grad_norms, noise_grad, noise_update;
-  drl_optim_step hp{};
+  drl_optim_hparams hp{};
   int steps = 0;
 
   Fixture() = default;
@@ -218,7 +218,7 @@ class Parity : public ::testing::Test {
     OK(drl_device_open(&dev_, DRL_BACKEND_CPU, 0));
     OK(drl_transformer_create(&model_, &fx_.cfg, &dev_, fx_.B, fx_.T, fx_.seed));
     // The per-tensor comparisons walk our layout over the fixture's flat buffers: they must be the same table.
-    OK(drl_layout_compare(&model_.layout, &fx_.ck.layout, "our model", "the fixture"));
+    OK(drl_layout_compare(&model_.ps.layout, &fx_.ck.layout, "our model", "the fixture"));
     // The SFT batch of engine/sft.c: dlogprob = -1/scored on scored positions, loss = drl_sft_loss.
     OK(drl_sft_batch_alloc(&batch_, fx_.B, fx_.T));
     std::memcpy(batch_.tokens, fx_.tokens.data(), fx_.tokens.size() * sizeof(int32_t));
@@ -241,7 +241,7 @@ class Parity : public ::testing::Test {
                                       logprob->data(), nullptr),
               DRL_OK)
         << drl_last_error();
-    EXPECT_EQ(drl_transformer_zero_grads(&model_), DRL_OK);
+    EXPECT_EQ(drl_params_zero_grads(&model_.ps), DRL_OK);
     EXPECT_EQ(drl_transformer_backward(&model_, batch_.dlogprob), DRL_OK) << drl_last_error();
     return drl_sft_loss(&batch_, logprob->data());
   }
@@ -249,10 +249,10 @@ class Parity : public ::testing::Test {
 
 TEST_F(Parity, InitialParametersAreBitIdentical) {
   // Same config and seed => the same Philox streams => the weights the reference started from, to the bit.
-  ASSERT_EQ(model_.layout.total, fx_.ck.layout.total);
+  ASSERT_EQ(model_.ps.layout.total, fx_.ck.layout.total);
   int64_t differ = 0;
-  for (int64_t i = 0; i < model_.layout.total; ++i) differ += std::memcmp(&model_.params[i], &fx_.ck.params[i], 4) != 0;
-  EXPECT_EQ(differ, 0) << "of " << model_.layout.total << " parameters";
+  for (int64_t i = 0; i < model_.ps.layout.total; ++i) differ += std::memcmp(&model_.ps.params[i], &fx_.ck.params[i], 4) != 0;
+  EXPECT_EQ(differ, 0) << "of " << model_.ps.layout.total << " parameters";
 }
 
 TEST_F(Parity, ForwardLogProbsAndLoss) {
@@ -277,7 +277,7 @@ TEST_F(Parity, ForwardLogProbsAndLoss) {
 TEST_F(Parity, GradientsPerTensor) {
   std::vector<float> lp;
   forward_backward(&lp);
-  auto errs = tensor_errors(model_.layout, model_.grads, fx_.grads.data());
+  auto errs = tensor_errors(model_.ps.layout, model_.ps.grads, fx_.grads.data());
   auto tol = tolerances(fx_.noise_grad, kGradFloor);
   print_errors("gradients", errs, fx_.noise_grad, tol);
   auto bad = flagged(errs, tol);
@@ -292,10 +292,10 @@ TEST_F(Parity, AdamWStepsLossesAndParameters) {
   int clipped = 0;
   for (int s = 1; s <= fx_.steps; ++s) {
     double loss = forward_backward(&lp);
-    drl_optim_step hp = fx_.hp;
+    drl_optim_hparams hp = fx_.hp;
     hp.step = s;
     float norm = 0;
-    OK(drl_transformer_step(&model_, &hp, &norm));
+    OK(optim_step(&model_.ps, hp, &norm));
     clipped += norm > hp.grad_clip;
     std::printf("step %d: loss ours %.8f ref %.8f (rel %.2e); grad norm ours %.6f ref %.6f\n", s, loss,
                 fx_.losses[s - 1], std::fabs(loss - fx_.losses[s - 1]) / fx_.losses[s - 1], norm,
@@ -305,7 +305,7 @@ TEST_F(Parity, AdamWStepsLossesAndParameters) {
   }
   // The clip rule is part of what is compared: the fixture's hyperparameters make it bite.
   EXPECT_GT(clipped, 0);
-  auto upd = tensor_errors(model_.layout, model_.params, fx_.final_params.data(), fx_.ck.params);
+  auto upd = tensor_errors(model_.ps.layout, model_.ps.params, fx_.final_params.data(), fx_.ck.params);
   auto tol = tolerances(fx_.noise_update, kUpdateFloor);
   print_errors("update after the steps (params - initial)", upd, fx_.noise_update, tol);
   auto bad = flagged(upd, tol);
@@ -318,9 +318,9 @@ TEST_F(Parity, AdamWStepsLossesAndParameters) {
 TEST_F(Parity, CheckerFlagsExactlyThePerturbedGradientTensor) {
   std::vector<float> lp;
   forward_backward(&lp);
-  const drl_layout &lay = model_.layout;
+  const drl_layout &lay = model_.ps.layout;
   auto tol = tolerances(fx_.noise_grad, kGradFloor);
-  ASSERT_TRUE(flagged(tensor_errors(lay, model_.grads, fx_.grads.data()), tol).empty());
+  ASSERT_TRUE(flagged(tensor_errors(lay, model_.ps.grads, fx_.grads.data()), tol).empty());
   for (int i = 0; i < lay.count; ++i) {
     const drl_tensor_info &t = lay.tensors[i];
     int64_t n = t.shape[0] * t.shape[1];
@@ -331,7 +331,7 @@ TEST_F(Parity, CheckerFlagsExactlyThePerturbedGradientTensor) {
     for (double factor : {10.0, 0.1}) {
       std::vector<float> ref = fx_.grads;
       ref[at] += (float)(factor * tol[i] * norm);
-      auto bad = flagged(tensor_errors(lay, model_.grads, ref.data()), tol);
+      auto bad = flagged(tensor_errors(lay, model_.ps.grads, ref.data()), tol);
       if (factor > 1)
         EXPECT_EQ(bad, std::vector<std::string>{t.name}) << "perturbing " << t.name << " flagged: " << join(bad);
       else
@@ -341,7 +341,7 @@ TEST_F(Parity, CheckerFlagsExactlyThePerturbedGradientTensor) {
   // A NaN anywhere is flagged too.
   std::vector<float> ref = fx_.grads;
   ref[lay.tensors[3].offset] = NAN;
-  EXPECT_EQ(flagged(tensor_errors(lay, model_.grads, ref.data()), tol),
+  EXPECT_EQ(flagged(tensor_errors(lay, model_.ps.grads, ref.data()), tol),
             std::vector<std::string>{lay.tensors[3].name});
 }
 

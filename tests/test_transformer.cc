@@ -33,7 +33,7 @@ drl_transformer_config tiny(int tied = 1) {
 }
 
 std::vector<float> host_params(const drl_transformer &m) {
-  return std::vector<float>(m.params, m.params + m.layout.total);
+  return std::vector<float>(m.ps.params, m.ps.params + m.ps.layout.total);
 }
 
 struct Batch {
@@ -110,19 +110,19 @@ TEST(Transformer, InitIsSeededAndShaped) {
   ASSERT_EQ(drl_transformer_create(&a, &c, &d, 2, 8, 7), DRL_OK) << drl_last_error();
   ASSERT_EQ(drl_transformer_create(&b, &c, &d, 2, 8, 7), DRL_OK);
   ASSERT_EQ(drl_transformer_create(&other, &c, &d, 2, 8, 8), DRL_OK);
-  EXPECT_EQ(0, memcmp(a.params, b.params, a.layout.total * sizeof(float)));
-  EXPECT_NE(0, memcmp(a.params, other.params, a.layout.total * sizeof(float)));
-  const drl_tensor_info *norm = drl_layout_find(&a.layout, "layers.0.ffn_norm");
-  for (int i = 0; i < norm->shape[0]; ++i) EXPECT_EQ(a.params[norm->offset + i], 1.0f);
-  const drl_tensor_info *wq = drl_layout_find(&a.layout, "layers.1.w_gate");
+  EXPECT_EQ(0, memcmp(a.ps.params, b.ps.params, a.ps.layout.total * sizeof(float)));
+  EXPECT_NE(0, memcmp(a.ps.params, other.ps.params, a.ps.layout.total * sizeof(float)));
+  const drl_tensor_info *norm = drl_layout_find(&a.ps.layout, "layers.0.ffn_norm");
+  for (int i = 0; i < norm->shape[0]; ++i) EXPECT_EQ(a.ps.params[norm->offset + i], 1.0f);
+  const drl_tensor_info *wq = drl_layout_find(&a.ps.layout, "layers.1.w_gate");
   double s2 = 0;
   int64_t n = wq->shape[0] * wq->shape[1];
-  for (int64_t i = 0; i < n; ++i) s2 += (double)a.params[wq->offset + i] * a.params[wq->offset + i];
+  for (int64_t i = 0; i < n; ++i) s2 += (double)a.ps.params[wq->offset + i] * a.ps.params[wq->offset + i];
   EXPECT_NEAR(std::sqrt(s2 / n), 0.02, 0.002);
-  const drl_tensor_info *wo = drl_layout_find(&a.layout, "layers.1.wo");
+  const drl_tensor_info *wo = drl_layout_find(&a.ps.layout, "layers.1.wo");
   s2 = 0;
   n = wo->shape[0] * wo->shape[1];
-  for (int64_t i = 0; i < n; ++i) s2 += (double)a.params[wo->offset + i] * a.params[wo->offset + i];
+  for (int64_t i = 0; i < n; ++i) s2 += (double)a.ps.params[wo->offset + i] * a.ps.params[wo->offset + i];
   EXPECT_NEAR(std::sqrt(s2 / n), 0.02 / 2.0, 0.002) << "residual projections scaled by 1/sqrt(2L)";
   drl_transformer_free(&a);
   drl_transformer_free(&b);
@@ -142,25 +142,25 @@ TEST(Transformer, GradientsMatchFiniteDifferences) {
     std::normal_distribution<float> nd(0.0f, 1.0f);
     for (float &x : w) x = nd(rng);
     loss(&m, b, w);
-    ASSERT_EQ(drl_transformer_zero_grads(&m), DRL_OK);
+    ASSERT_EQ(drl_params_zero_grads(&m.ps), DRL_OK);
     ASSERT_EQ(drl_transformer_backward(&m, w.data()), DRL_OK) << drl_last_error();
-    std::vector<float> grads(m.grads, m.grads + m.layout.total);
+    std::vector<float> grads(m.ps.grads, m.ps.grads + m.ps.layout.total);
     const float eps = 1e-2f;
     int checked = 0, bad = 0;
-    for (int ti = 0; ti < m.layout.count; ++ti) {
-      const drl_tensor_info &t = m.layout.tensors[ti];
+    for (int ti = 0; ti < m.ps.layout.count; ++ti) {
+      const drl_tensor_info &t = m.ps.layout.tensors[ti];
       int64_t n = t.shape[0] * t.shape[1];
       double max_abs = 0;
       for (int64_t j = 0; j < n; ++j) max_abs = std::fmax(max_abs, std::fabs(grads[t.offset + j]));
       EXPECT_GT(max_abs, 1e-6) << t.name << " receives no gradient";
       for (int s = 0; s < 4; ++s) {
         int64_t j = t.offset + (int64_t)(rng() % n);
-        float saved = m.params[j];
-        m.params[j] = saved + eps;
+        float saved = m.ps.params[j];
+        m.ps.params[j] = saved + eps;
         double up = loss(&m, b, w);
-        m.params[j] = saved - eps;
+        m.ps.params[j] = saved - eps;
         double down = loss(&m, b, w);
-        m.params[j] = saved;
+        m.ps.params[j] = saved;
         double fd = (up - down) / (2 * eps), an = grads[j];
         ++checked;
         if (std::fabs(fd - an) > 2e-3 + 2e-2 * std::fmax(std::fabs(fd), std::fabs(an))) {
@@ -251,22 +251,23 @@ TEST(Transformer, StepsLearnDeterministically) {
       }
       if (step == 1) first = nll;
       last = nll;
-      ASSERT_EQ(drl_transformer_zero_grads(&m), DRL_OK);
+      ASSERT_EQ(drl_params_zero_grads(&m.ps), DRL_OK);
       ASSERT_EQ(drl_transformer_backward(&m, dlp.data()), DRL_OK);
-      drl_optim_step hp = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.01f, 1.0f, step};
+      drl_optim_hparams hp = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.01f, 1.0f, step};
       float norm = 0;
-      ASSERT_EQ(drl_transformer_step(&m, &hp, &norm), DRL_OK) << drl_last_error();
+      ASSERT_EQ(optim_step(&m.ps, hp, &norm), DRL_OK) << drl_last_error();
       EXPECT_TRUE(std::isfinite(norm));
     }
     EXPECT_LT(last, 0.25f * first) << "loss " << first << " -> " << last;
     finals.push_back(last);
     params.push_back(host_params(m));
-    m.grads[3] = NAN;
-    drl_optim_step hp = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 61};
+    m.ps.grads[3] = NAN;
+    drl_optim_hparams hp = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 61};
     std::vector<float> before = host_params(m);
-    EXPECT_EQ(drl_transformer_step(&m, &hp, nullptr), DRL_ERR_NUMERIC);
+    EXPECT_EQ(optim_step(&m.ps, hp), DRL_ERR_NUMERIC);
     EXPECT_ERROR_HAS("step 61");
-    EXPECT_EQ(0, memcmp(before.data(), m.params, before.size() * sizeof(float))) << "weights untouched";
+    EXPECT_ERROR_HAS("tok_emb");  // the tensor holding the NaN
+    EXPECT_EQ(0, memcmp(before.data(), m.ps.params, before.size() * sizeof(float))) << "weights untouched";
     drl_transformer_free(&m);
   }
   EXPECT_EQ(finals[0], finals[1]);

@@ -15,6 +15,7 @@
 #include <vector>
 
 extern "C" {
+#include "engine/optim.h"
 #include "kernels/device.h"
 #include "kernels/status.h"
 }
@@ -118,3 +119,14 @@ inline void expect_grad_close(const std::vector<float> &got, const std::vector<d
     EXPECT_LT(err, tol) << what << "[" << i << "]: analytic " << got[i] << " vs finite difference " << fd[i];
   }
 }
+
+// One optimizer step of a single process (engine/optim.h), DRL_ERR_NUMERIC when it was refused as not finite.
+static inline drl_status optim_step(drl_params *ps, const drl_optim_hparams &hp, float *norm = nullptr) {
+  float n = 0.0f;
+  char bad[DRL_TENSOR_NAME_CAP];
+  drl_status st = drl_optim_step(nullptr, ps, &hp, 0.0, &n, bad);
+  if (norm) *norm = n;
+  if (st == DRL_OK && bad[0]) return DRL_FAIL(DRL_ERR_NUMERIC, "step %d refused: non-finite %s", hp.step, bad);
+  return st;
+}
+

@@ -10,6 +10,7 @@
 
 extern "C" {
 #include "distributed/dp.h"
+#include "engine/optim.h"
 #include "kernels/reduce.h"
 }
 
@@ -74,10 +75,13 @@ TEST(GpuDataParallel, NormPartialsAndAdamwStepBitIdenticalToCpu) {
   std::vector<float> m(n, 0.f), v(n, 0.f);
   DevBuf dp_(&gpu, p), dm(&gpu, m), dv(&gpu, v);
   for (int step = 1; step <= 3; ++step) {
-    drl_adamw_hparams hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step, 1.0f};
+    drl_optim_hparams hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, step};
     float nc = 0, ng = 0;
-    ASSERT_EQ(drl_dp_adamw(&dc, &lay, p.data(), g.data(), m.data(), v.data(), hp, 1.0f, &nc), DRL_OK);
-    ASSERT_EQ(drl_dp_adamw(&dgp, &lay, dp_.f(), dg.f(), dm.f(), dv.f(), hp, 1.0f, &ng), DRL_OK) << drl_last_error();
+    char bad[DRL_TENSOR_NAME_CAP];
+    drl_params pc_ = {cpu, lay, p.data(), g.data(), m.data(), v.data(), 0, n, scratch.data()};
+    drl_params pg_ = {gpu, lay, dp_.f(), dg.f(), dm.f(), dv.f(), 0, n, dscratch.p};
+    ASSERT_EQ(drl_optim_step(&dc, &pc_, &hp, 0.0, &nc, bad), DRL_OK);
+    ASSERT_EQ(drl_optim_step(&dgp, &pg_, &hp, 0.0, &ng, bad), DRL_OK) << drl_last_error();
     EXPECT_EQ(0, memcmp(&nc, &ng, sizeof nc)) << "norm at step " << step;
   }
   EXPECT_SAME_BITS(dp_.get(), p, "parameters after 3 steps");

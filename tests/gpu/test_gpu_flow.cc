@@ -315,10 +315,10 @@ TEST(GpuFlow, VelocityNetworkMatchesCpu) {
   drl_flow mc, mg;
   ASSERT_EQ(drl_flow_create(&mc, &c, &cpu, rows, 1234), DRL_OK) << drl_last_error();
   ASSERT_EQ(drl_flow_create(&mg, &c, &gpu, rows, 1234), DRL_OK) << drl_last_error();
-  const int64_t n = mc.layout.total;
+  const int64_t n = mc.ps.layout.total;
   std::vector<float> host(n);
-  ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.params, n * 4), DRL_OK);
-  EXPECT_EQ(0, std::memcmp(host.data(), mc.params, n * 4)) << "the same Philox init on both devices";
+  ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.ps.params, n * 4), DRL_OK);
+  EXPECT_EQ(0, std::memcmp(host.data(), mc.ps.params, n * 4)) << "the same Philox init on both devices";
 
   auto x = random_normal((size_t)rows * c.dim, 1.0f, 81);
   auto t = random_uniform((size_t)rows, 82, 0.0f, 1.0f);
@@ -339,25 +339,25 @@ TEST(GpuFlow, VelocityNetworkMatchesCpu) {
   EXPECT_GT(vmax, 1e-2) << "a velocity this small would make the comparison vacuous";
 
   // Gradients of L = sum dv . v, twice (the second backward adds onto the first: 2x the single one).
-  ASSERT_EQ(drl_flow_zero_grads(&mc), DRL_OK);
-  ASSERT_EQ(drl_flow_zero_grads(&mg), DRL_OK);
+  ASSERT_EQ(drl_params_zero_grads(&mc.ps), DRL_OK);
+  ASSERT_EQ(drl_params_zero_grads(&mg.ps), DRL_OK);
   ASSERT_EQ(drl_flow_backward(&mc, dv.data()), DRL_OK) << drl_last_error();
   ASSERT_EQ(drl_flow_backward(&mg, ddv.f()), DRL_OK) << drl_last_error();
-  ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.grads, n * 4), DRL_OK);
-  for (int k = 0; k < mc.layout.count; ++k) {
-    const drl_tensor_info &ti = mc.layout.tensors[k];
+  ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.ps.grads, n * 4), DRL_OK);
+  for (int k = 0; k < mc.ps.layout.count; ++k) {
+    const drl_tensor_info &ti = mc.ps.layout.tensors[k];
     const int64_t len = ti.shape[0] * ti.shape[1];
     double gmax = 0;
-    for (int64_t i = 0; i < len; ++i) gmax = std::fmax(gmax, std::fabs(mc.grads[ti.offset + i]));
+    for (int64_t i = 0; i < len; ++i) gmax = std::fmax(gmax, std::fabs(mc.ps.grads[ti.offset + i]));
     EXPECT_GT(gmax, 0.0) << "gradient of " << ti.name << " is all zero: the comparison would prove nothing";
-    EXPECT_LT(rel_err(host.data() + ti.offset, mc.grads + ti.offset, len), 1e-4) << "gradient of " << ti.name;
+    EXPECT_LT(rel_err(host.data() + ti.offset, mc.ps.grads + ti.offset, len), 1e-4) << "gradient of " << ti.name;
   }
-  std::vector<float> once(mc.grads, mc.grads + n);
+  std::vector<float> once(mc.ps.grads, mc.ps.grads + n);
   ASSERT_EQ(drl_flow_backward(&mc, dv.data()), DRL_OK);
   ASSERT_EQ(drl_flow_backward(&mg, ddv.f()), DRL_OK);
-  ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.grads, n * 4), DRL_OK);
+  ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.ps.grads, n * 4), DRL_OK);
   for (int64_t i = 0; i < n; ++i) once[i] *= 2.0f;
-  EXPECT_LT(rel_err(mc.grads, once.data(), n), 1e-6) << "the CPU backward accumulates";
+  EXPECT_LT(rel_err(mc.ps.grads, once.data(), n), 1e-6) << "the CPU backward accumulates";
   EXPECT_LT(rel_err(host.data(), once.data(), n), 1e-4) << "the GPU backward accumulates";
   drl_flow_free(&mc);
   drl_flow_free(&mg);
@@ -389,7 +389,7 @@ TEST(GpuFlow, TreeSamplerMatchesCpu) {
   ASSERT_EQ(drl_flow_create(&mc, &c, &cpu, rows, 555), DRL_OK) << drl_last_error();
   ASSERT_EQ(drl_flow_create(&mg, &c, &gpu, rows, 777), DRL_OK) << drl_last_error();
   // The CPU model's parameters into the GPU model (another seed first, so the copy is what makes them equal).
-  ASSERT_EQ(drl_copy_to_device(&gpu, mg.params, mc.params, (size_t)mc.layout.total * 4), DRL_OK);
+  ASSERT_EQ(drl_copy_to_device(&gpu, mg.ps.params, mc.ps.params, (size_t)mc.ps.layout.total * 4), DRL_OK);
   ASSERT_EQ(drl_device_sync(&gpu), DRL_OK);
   drl_tree tc, tg;
   ASSERT_EQ(drl_tree_create(&tc, &p, groups, c.dim, &cpu), DRL_OK) << drl_last_error();

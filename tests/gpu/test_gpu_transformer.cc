@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "gpu_skip.h"
+#include "../test_util.h"
 
 extern "C" {
 #include "models/transformer.h"
@@ -36,10 +37,10 @@ TEST(GpuTransformer, MatchesCpuForwardBackwardAndSteps) {
   drl_transformer mc, mg;
   ASSERT_EQ(drl_transformer_create(&mc, &c, &cpu, B, T, 42), DRL_OK) << drl_last_error();
   ASSERT_EQ(drl_transformer_create(&mg, &c, &gpu, B, T, 42), DRL_OK) << drl_last_error();
-  const int64_t n = mc.layout.total;
+  const int64_t n = mc.ps.layout.total;
   std::vector<float> host(n);
-  ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.params, n * 4), DRL_OK);
-  EXPECT_EQ(0, memcmp(host.data(), mc.params, n * 4)) << "the same Philox init on both devices";
+  ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.ps.params, n * 4), DRL_OK);
+  EXPECT_EQ(0, memcmp(host.data(), mc.ps.params, n * 4)) << "the same Philox init on both devices";
 
   std::mt19937 rng(7);
   std::vector<int32_t> tokens(B * T), targets(B * T), row_start(B);
@@ -60,24 +61,24 @@ TEST(GpuTransformer, MatchesCpuForwardBackwardAndSteps) {
         << drl_last_error();
     EXPECT_LT(rel_err(lpg.data(), lpc.data(), B * T), 1e-4) << "log-probs, step " << step;
     EXPECT_LT(rel_err(eg.data(), ec.data(), B * T), 1e-4) << "entropies, step " << step;
-    ASSERT_EQ(drl_transformer_zero_grads(&mc), DRL_OK);
-    ASSERT_EQ(drl_transformer_zero_grads(&mg), DRL_OK);
+    ASSERT_EQ(drl_params_zero_grads(&mc.ps), DRL_OK);
+    ASSERT_EQ(drl_params_zero_grads(&mg.ps), DRL_OK);
     ASSERT_EQ(drl_transformer_backward(&mc, dlp.data()), DRL_OK);
     ASSERT_EQ(drl_transformer_backward(&mg, dlp.data()), DRL_OK) << drl_last_error();
-    ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.grads, n * 4), DRL_OK);
-    for (int t = 0; t < mc.layout.count; ++t) {
-      const drl_tensor_info &ti = mc.layout.tensors[t];
-      EXPECT_LT(rel_err(host.data() + ti.offset, mc.grads + ti.offset, ti.shape[0] * ti.shape[1]), 1e-3)
+    ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.ps.grads, n * 4), DRL_OK);
+    for (int t = 0; t < mc.ps.layout.count; ++t) {
+      const drl_tensor_info &ti = mc.ps.layout.tensors[t];
+      EXPECT_LT(rel_err(host.data() + ti.offset, mc.ps.grads + ti.offset, ti.shape[0] * ti.shape[1]), 1e-3)
           << "gradient of " << ti.name << ", step " << step;
     }
-    drl_optim_step hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, step};
+    drl_optim_hparams hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, step};
     float nc = 0, ng = 0;
-    ASSERT_EQ(drl_transformer_step(&mc, &hp, &nc), DRL_OK);
-    ASSERT_EQ(drl_transformer_step(&mg, &hp, &ng), DRL_OK) << drl_last_error();
+    ASSERT_EQ(optim_step(&mc.ps, hp, &nc), DRL_OK);
+    ASSERT_EQ(optim_step(&mg.ps, hp, &ng), DRL_OK) << drl_last_error();
     EXPECT_NEAR(ng, nc, 1e-4 * nc);
   }
-  ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.params, n * 4), DRL_OK);
-  EXPECT_LT(rel_err(host.data(), mc.params, n), 1e-3) << "parameters after 3 steps";
+  ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.ps.params, n * 4), DRL_OK);
+  EXPECT_LT(rel_err(host.data(), mc.ps.params, n), 1e-3) << "parameters after 3 steps";
   drl_transformer_free(&mc);
   drl_transformer_free(&mg);
   ASSERT_EQ(drl_device_sync(&gpu), DRL_OK);
@@ -124,17 +125,17 @@ TEST(GpuTransformer, MoePolicyMatchesCpu) {
   }
   EXPECT_LE(differ, total / 100) << differ << " of " << total << " routes differ";
   EXPECT_LT(rel_err(lpg.data(), lpc.data(), B * T), differ ? 1e-2 : 1e-4);
-  ASSERT_EQ(drl_transformer_zero_grads(&mc), DRL_OK);
-  ASSERT_EQ(drl_transformer_zero_grads(&mg), DRL_OK);
+  ASSERT_EQ(drl_params_zero_grads(&mc.ps), DRL_OK);
+  ASSERT_EQ(drl_params_zero_grads(&mg.ps), DRL_OK);
   ASSERT_EQ(drl_transformer_backward(&mc, dlp.data()), DRL_OK);
   ASSERT_EQ(drl_transformer_backward(&mg, dlp.data()), DRL_OK) << drl_last_error();
   if (differ == 0) {
-    const int64_t n = mc.layout.total;
+    const int64_t n = mc.ps.layout.total;
     std::vector<float> host(n);
-    ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.grads, n * 4), DRL_OK);
-    for (int t = 0; t < mc.layout.count; ++t) {
-      const drl_tensor_info &ti = mc.layout.tensors[t];
-      EXPECT_LT(rel_err(host.data() + ti.offset, mc.grads + ti.offset, ti.shape[0] * ti.shape[1]), 1e-3)
+    ASSERT_EQ(drl_copy_to_host(&gpu, host.data(), mg.ps.grads, n * 4), DRL_OK);
+    for (int t = 0; t < mc.ps.layout.count; ++t) {
+      const drl_tensor_info &ti = mc.ps.layout.tensors[t];
+      EXPECT_LT(rel_err(host.data() + ti.offset, mc.ps.grads + ti.offset, ti.shape[0] * ti.shape[1]), 1e-3)
           << "gradient of " << ti.name;
     }
   }

@@ -13,6 +13,7 @@
 
 extern "C" {
 #include "distributed/dp.h"
+#include "engine/optim.h"
 #include "kernels/philox.h"
 #include "kernels/rank_sum.h"
 #include "kernels/reduce.h"
@@ -243,16 +244,20 @@ TEST(DataParallel, ZeroEqualsTheUnshardedOptimizer) {
   EXPECT_EQ(lo % DRL_REDUCE_CHUNK, 0);
   EXPECT_LT(hi - lo, n) << "the parts must split the state";
   std::vector<float> p = values(77, n), q = p, m(hi - lo, 0.f), v(hi - lo, 0.f), m1(n, 0.f), v1(n, 0.f);
+  std::vector<char> scratch((size_t)drl_reduce_scratch_bytes(&dev, n) + 1);
   for (int step = 1; step <= 3; ++step) {
     // Every rank's own gradient; the reference sums them in the rank tree itself.
     std::vector<float> g = values(me, n, 10 + step), g1(n);
     for (int64_t i = 0; i < n; ++i) g1[i] = tree_of_ranks(R, i, 10 + step);
     ASSERT_EQ(drl_dp_grads_reduce(&z, g.data()), DRL_OK) << drl_last_error();
-    drl_adamw_hparams hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step, 1.0f};
+    drl_optim_hparams hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, step};
     float nz = 0, n1 = 0;
-    ASSERT_EQ(drl_dp_adamw(&z, &lay, p.data(), g.data(), m.data(), v.data(), hp, 0.5f, &nz), DRL_OK)
-        << drl_last_error();
-    ASSERT_EQ(drl_dp_adamw(&one, &lay, q.data(), g1.data(), m1.data(), v1.data(), hp, 0.5f, &n1), DRL_OK);
+    char bad[DRL_TENSOR_NAME_CAP];
+    // Parameter sets over the test's buffers: rank's part [lo, hi) of the moments, and the whole.
+    drl_params pz = {dev, lay, p.data(), g.data(), m.data(), v.data(), lo, hi, scratch.data()};
+    drl_params p1 = {dev, lay, q.data(), g1.data(), m1.data(), v1.data(), 0, n, scratch.data()};
+    ASSERT_EQ(drl_optim_step(&z, &pz, &hp, 0.0, &nz, bad), DRL_OK) << drl_last_error();
+    ASSERT_EQ(drl_optim_step(&one, &p1, &hp, 0.0, &n1, bad), DRL_OK);
     EXPECT_EQ(std::memcmp(&nz, &n1, 4), 0) << "norm " << nz << " vs " << n1 << " at step " << step;
     EXPECT_TRUE(same_bits(p.data(), q.data(), n)) << "parameters differ at step " << step;
     EXPECT_TRUE(same_bits(m.data(), m1.data() + lo, hi - lo)) << "first moments differ at step " << step;
