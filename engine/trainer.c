@@ -12,6 +12,7 @@
 #include "data/vocab.h"
 #include "kernels/fault.h"
 #include "engine/flow_trainer.h"
+#include "engine/grpo_iterate.h"
 #include "engine/log.h"
 #include "engine/optim.h"
 #include "engine/rl_step.h"
@@ -269,57 +270,27 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
   const drl_config *cfg = tr->cfg;
   const drl_config_grpo *g = &cfg->grpo;
   drl_run *r = &tr->run;
-  int steps = g->steps, G = g->group_size;
-  int k = drl_dp_local(&r->dp), first = drl_dp_first(&r->dp);
-  int ns = g->prompts_per_step / drl_dp_shards(&r->dp), rows = ns * G; /* one shard's prompts and rollouts */
-  int64_t longest = r->max_prompt;
-  int T = (int)longest + g->max_new_tokens;
+  int steps = g->steps;
+  int ns = g->prompts_per_step / drl_dp_shards(&r->dp), rows = ns * g->group_size; /* one shard's */
+  int T = r->max_prompt + g->max_new_tokens;
   if (T > cfg->model.max_seq)
-    return DRL_FAIL(DRL_ERR_CONFIG, "prompts of %lld tokens plus grpo.max_new_tokens = %d exceed model.max_seq = %d",
-                    (long long)longest, g->max_new_tokens, cfg->model.max_seq);
+    return DRL_FAIL(DRL_ERR_CONFIG, "prompts of %d tokens plus grpo.max_new_tokens = %d exceed model.max_seq = %d",
+                    r->max_prompt, g->max_new_tokens, cfg->model.max_seq);
   if (g->kl_beta > 0 && start > 0)
     drl_log(DRL_LOG_WARN, "grpo.kl_beta > 0: the KL reference after a resume is the resumed policy, not the policy "
                           "the phase started from");
-  drl_rollout ro;
-  drl_rl_state rs;
-  memset(&ro, 0, sizeof ro);
-  memset(&rs, 0, sizeof rs);
-  int32_t *prompts = (int32_t *)malloc((size_t)ns * (size_t)longest * sizeof(int32_t));
-  int64_t *offsets = (int64_t *)malloc((size_t)(ns + 1) * sizeof(int64_t));
-  float *rewards = (float *)malloc((size_t)k * rows * sizeof(float));
-  drl_rollout_batch *batch = (drl_rollout_batch *)calloc((size_t)k, sizeof *batch);
-  drl_rl_batch *rb = (drl_rl_batch *)calloc((size_t)k, sizeof *rb);
-  drl_status st = prompts && offsets && rewards && batch && rb ? DRL_OK
-                                                               : DRL_FAIL(DRL_ERR_OOM, "out of memory for GRPO buffers");
-  if (st == DRL_OK) st = drl_rollout_create(&ro, &r->model, rows, T);
-  if (st == DRL_OK) st = drl_rl_state_create(&rs, cfg, &r->model, k, rows, T);
+  drl_grpo it;
+  drl_status st = drl_grpo_create(&it, r, 0, 0, ns, (int64_t)ns * r->max_prompt, T);
+  if (st != DRL_OK) return st;
   drl_progress_begin(&tr->progress, "grpo", steps, start, cfg->run.log_every);
   tr->t0 = drl_seconds();
   tr->tokens = 0;
-  for (int it = start + 1; st == DRL_OK && it <= steps; ++it) {
-    int64_t global = tr->phase_offset + it;
+  for (int i = start + 1; st == DRL_OK && i <= steps; ++i) {
     double t_step = drl_seconds();
-    /* Each local shard: its prompts of the iteration's draw, their rollouts (streams by global rollout index). */
-    for (int j = 0; st == DRL_OK && j < k; ++j) {
-      int64_t first_prompt = (int64_t)(first + j) * ns;
-      drl_run_draw_prompts(r, (uint32_t)global, first_prompt, ns, prompts, offsets);
-      drl_rollout_params rp = {G, g->max_new_tokens, (float)g->temperature, g->top_k, (float)g->top_p,
-                               drl_vocab_eos(r->data.vocab), cfg->run.seed, (uint32_t)global, 0,
-                               (uint64_t)first_prompt * G};
-      {
-        DRL_RANGE("rollout");
-        st = drl_rollout_generate(&ro, &r->model, prompts, offsets, ns, &rp, &batch[j]);
-      }
-      if (st == DRL_OK) st = drl_run_score(r, &batch[j], prompts, offsets, rewards + (size_t)j * rows);
-      drl_rl_batch b = {ns, G, batch[j].T, batch[j].tokens, batch[j].row_start, batch[j].mask,
-                        rewards + (size_t)j * rows};
-      rb[j] = b;
-    }
+    drl_grpo_at at = {tr->phase_offset + i, i, steps};
     drl_rl_stats rl;
-    rs.fault_step = global;
-    if (st == DRL_OK)
-      st = drl_rl_step(&rs, &r->model, cfg, rb, &r->dp, &r->balance, it, steps, &r->optim_step, &rl);
-    double generated = (double)ro.generated_tokens; /* this phase's, over the job */
+    st = drl_grpo_iterate(&it, r, NULL, &at, &rl);
+    double generated = (double)it.sampler.generated_tokens; /* this phase's, over the job */
     if (st == DRL_OK && r->comm) st = drl_comm_sum_f64(r->comm, &generated, &generated, 1);
     if (st != DRL_OK) break;
     tr->tokens += (double)rl.kept_tokens;
@@ -331,7 +302,7 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
     snprintf(text, sizeof text, "reward %.3f loss %.4f kept %lld/%d rows %lld tok entropy %.3f gen tok/s %.0f",
              rl.reward_mean, rl.loss, (long long)rl.kept_samples, rows * drl_dp_shards(&r->dp),
              (long long)rl.kept_tokens, rl.entropy, gen_tps);
-    drl_progress_update(&tr->progress, it, text);
+    drl_progress_update(&tr->progress, i, text);
     double *row = row_init(tr, DRL_CFG_PHASE_GRPO);
     row[M_LOSS] = rl.loss;
     row[M_LR] = rl.lr;
@@ -348,21 +319,14 @@ static drl_status run_grpo(trainer *tr, int start, drl_train_summary *sum) {
     row[M_ENTROPY] = rl.entropy;
     row[M_RESPONSE_LEN] = rl.response_len;
     row[M_STEP_SECONDS] = drl_seconds() - t_step;
-    st = count_bad(tr, DRL_CFG_PHASE_GRPO, it, rl.bad, row);
+    st = count_bad(tr, DRL_CFG_PHASE_GRPO, i, rl.bad, row);
     if (st != DRL_OK) break;
     int stop = 0;
-    st = after_step(tr, DRL_CFG_PHASE_GRPO, it, steps, row, sum, &stop);
+    st = after_step(tr, DRL_CFG_PHASE_GRPO, i, steps, row, sum, &stop);
     if (stop) break;
   }
   phase_done(tr, sum);
-  for (int j = 0; batch && j < k; ++j) drl_rollout_batch_free(&batch[j]);
-  free(batch);
-  free(rb);
-  drl_rl_state_free(&rs, &r->model);
-  drl_rollout_free(&ro);
-  free(prompts);
-  free(offsets);
-  free(rewards);
+  drl_grpo_free(&it, r);
   return st;
 }
 
@@ -375,12 +339,7 @@ typedef struct spsa_ctx {
   int64_t offset; /* global step of the phase's step 0 */
   drl_sft_batch batch;
   float *logprob;
-  drl_rollout ro;
-  drl_rollout_batch rb;
-  drl_rl_state rs;
-  int32_t *prompts;
-  int64_t *offsets;
-  float *rewards;
+  drl_grpo grpo;        /* contribution q samples as shard q of the step's batch */
   int prepared;
   uint32_t prepared_step, prepared_q;
   double reward_sum;
@@ -404,27 +363,18 @@ static drl_status spsa_loss(void *user, const float *params, uint32_t step, uint
     if (drl_fault_value("nan_loss", r->comm ? r->comm->rank : 0, step, NULL)) *loss = NAN; /* kernels/fault.h */
     return st;
   }
-  const drl_config_grpo *g = &cfg->grpo;
   if (!c->prepared || c->prepared_step != step || c->prepared_q != q) {
-    int n = g->prompts_per_step;
-    int64_t first = (int64_t)q * n;
-    drl_run_draw_prompts(r, step, first, n, c->prompts, c->offsets);
-    drl_rollout_params rp = {g->group_size, g->max_new_tokens, (float)g->temperature, g->top_k, (float)g->top_p,
-                             drl_vocab_eos(r->data.vocab), cfg->run.seed, step, 0, (uint64_t)first * g->group_size};
-    {
-      DRL_RANGE("rollout");
-      DRL_TRY(drl_rollout_generate(&c->ro, m, c->prompts, c->offsets, n, &rp, &c->rb));
-    }
-    DRL_TRY(drl_run_score(r, &c->rb, c->prompts, c->offsets, c->rewards));
-    drl_rl_batch b = {n, g->group_size, c->rb.T, c->rb.tokens, c->rb.row_start, c->rb.mask, c->rewards};
-    DRL_TRY(drl_rl_prepare(&c->rs, m, cfg, &b));
-    for (int i = 0; i < c->rb.rows; ++i) c->reward_sum += c->rewards[i];
-    c->reward_rows += c->rb.rows;
+    drl_grpo *g = &c->grpo;
+    g->first_shard = (int)q;
+    DRL_TRY(drl_grpo_sample(g, r, NULL, step, 0));
+    DRL_TRY(drl_rl_prepare(&g->rl, m, cfg, &g->batch[0]));
+    for (int i = 0; i < g->rollouts[0].rows; ++i) c->reward_sum += g->rewards[i];
+    c->reward_rows += g->rollouts[0].rows;
     c->prepared = 1;
     c->prepared_step = step;
     c->prepared_q = q;
   }
-  DRL_TRY(drl_rl_surrogate(&c->rs, m, cfg, params, loss));
+  DRL_TRY(drl_rl_surrogate(&c->grpo.rl, m, cfg, params, loss));
   if (drl_fault_value("nan_loss", r->comm ? r->comm->rank : 0, step, NULL)) *loss = NAN; /* kernels/fault.h */
   return DRL_OK;
 }
@@ -451,17 +401,12 @@ static drl_status run_spsa(trainer *tr, drl_cfg_phase phase, int start, drl_trai
     c.logprob = (float *)malloc((size_t)cfg->sft.batch_size * (size_t)(T ? T : 1) * sizeof(float));
     if (st == DRL_OK && !c.logprob) st = DRL_FAIL(DRL_ERR_OOM, "out of memory for log-probabilities");
   } else if (st == DRL_OK) {
-    int n = g->prompts_per_step, rows = n * g->group_size;
+    int n = g->prompts_per_step;
     T = r->max_prompt + g->max_new_tokens;
     if (T > cfg->model.max_seq)
       st = DRL_FAIL(DRL_ERR_CONFIG, "prompts of %d tokens plus grpo.max_new_tokens = %d exceed model.max_seq = %d",
                     r->max_prompt, g->max_new_tokens, cfg->model.max_seq);
-    c.prompts = (int32_t *)malloc((size_t)n * (size_t)r->max_prompt * sizeof(int32_t));
-    c.offsets = (int64_t *)malloc((size_t)(n + 1) * sizeof(int64_t));
-    c.rewards = (float *)malloc((size_t)rows * sizeof(float));
-    if (st == DRL_OK && (!c.prompts || !c.offsets || !c.rewards)) st = DRL_FAIL(DRL_ERR_OOM, "out of memory for GRPO");
-    if (st == DRL_OK) st = drl_rollout_create(&c.ro, &r->model, rows, T);
-    if (st == DRL_OK) st = drl_rl_state_create(&c.rs, cfg, &r->model, 1, rows, T);
+    if (st == DRL_OK) st = drl_grpo_create(&c.grpo, r, 1, 0, n, (int64_t)n * r->max_prompt, T);
   }
   drl_progress_begin(&tr->progress, phase == DRL_CFG_PHASE_SFT ? "sft (spsa)" : "grpo (spsa)", steps, start,
                      cfg->run.log_every);
@@ -510,12 +455,7 @@ static drl_status run_spsa(trainer *tr, drl_cfg_phase phase, int start, drl_trai
   drl_spsa_free(&sp);
   drl_sft_batch_free(&c.batch);
   free(c.logprob);
-  drl_rollout_batch_free(&c.rb);
-  drl_rl_state_free(&c.rs, &r->model);
-  drl_rollout_free(&c.ro);
-  free(c.prompts);
-  free(c.offsets);
-  free(c.rewards);
+  drl_grpo_free(&c.grpo, r);
   return st;
 }
 

@@ -1,0 +1,102 @@
+#include "grpo_iterate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/vocab.h"
+#include "kernels/nvtx.h"
+
+drl_status drl_grpo_create(drl_grpo *g, drl_run *r, int shards, int first_shard, int n, int64_t prompt_cap, int T) {
+  memset(g, 0, sizeof *g);
+  g->shards = shards > 0 ? shards : drl_dp_local(&r->dp);
+  g->first_shard = shards > 0 ? first_shard : drl_dp_first(&r->dp);
+  g->n = n;
+  g->G = r->cfg->grpo.group_size;
+  g->T = T;
+  g->prompt_cap = prompt_cap;
+  size_t k = (size_t)g->shards, rows = (size_t)n * (size_t)g->G;
+  g->prompts = (int32_t *)malloc(k * (size_t)(prompt_cap ? prompt_cap : 1) * sizeof(int32_t));
+  g->offsets = (int64_t *)malloc(k * (size_t)(n + 1) * sizeof(int64_t));
+  g->rewards = (float *)malloc(k * rows * sizeof(float));
+  g->rollouts = (drl_rollout_batch *)calloc(k, sizeof *g->rollouts);
+  g->batch = (drl_rl_batch *)calloc(k, sizeof *g->batch);
+  drl_status st = g->prompts && g->offsets && g->rewards && g->rollouts && g->batch
+                      ? DRL_OK
+                      : DRL_FAIL(DRL_ERR_OOM, "out of memory for GRPO buffers");
+  if (st == DRL_OK) st = drl_rollout_create(&g->sampler, &r->model, (int)rows, T);
+  if (st == DRL_OK) st = drl_rl_state_create(&g->rl, r->cfg, &r->model, g->shards, (int)rows, T);
+  if (st != DRL_OK) drl_grpo_free(g, r);
+  return st;
+}
+
+void drl_grpo_free(drl_grpo *g, drl_run *r) {
+  for (int j = 0; g->rollouts && j < g->shards; ++j) drl_rollout_batch_free(&g->rollouts[j]);
+  free(g->rollouts);
+  free(g->batch);
+  free(g->prompts);
+  free(g->offsets);
+  free(g->rewards);
+  drl_rl_state_free(&g->rl, &r->model);
+  drl_rollout_free(&g->sampler);
+  memset(g, 0, sizeof *g);
+}
+
+static int32_t *shard_prompts(const drl_grpo *g, int j) { return g->prompts + (size_t)j * g->prompt_cap; }
+static int64_t *shard_offsets(const drl_grpo *g, int j) { return g->offsets + (size_t)j * (g->n + 1); }
+static float *shard_rewards(const drl_grpo *g, int j) { return g->rewards + (size_t)j * g->n * g->G; }
+
+drl_status drl_grpo_roll_out(drl_grpo *g, drl_run *r, int64_t step, int j, const int32_t *tokens,
+                             const int64_t *offsets, int n) {
+  DRL_RANGE("rollout");
+  const drl_config_grpo *c = &r->cfg->grpo;
+  if (n < 1 || n > g->n) return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: %d prompts for room of 1..%d", n, g->n);
+  if (offsets[0] != 0 || offsets[n] < 0 || offsets[n] > g->prompt_cap)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: prompt offsets must start at 0 and hold at most %lld tokens",
+                    (long long)g->prompt_cap);
+  /* The rollouts and the scores read the prompts after the caller's arrays may be gone. */
+  if (tokens != shard_prompts(g, j)) memcpy(shard_prompts(g, j), tokens, (size_t)offsets[n] * sizeof(int32_t));
+  if (offsets != shard_offsets(g, j)) memcpy(shard_offsets(g, j), offsets, (size_t)(n + 1) * sizeof(int64_t));
+  uint64_t first_rollout = (uint64_t)(g->first_shard + j) * (uint64_t)g->n * (uint64_t)g->G;
+  drl_rollout_params rp = {g->G,         c->max_new_tokens,          (float)c->temperature, c->top_k,
+                           (float)c->top_p, drl_vocab_eos(r->data.vocab), r->cfg->run.seed,     (uint32_t)step,
+                           0,            first_rollout};
+  drl_rollout_batch *b = &g->rollouts[j];
+  DRL_TRY(drl_rollout_generate(&g->sampler, &r->model, shard_prompts(g, j), shard_offsets(g, j), n, &rp, b));
+  drl_rl_batch v = {n, g->G, b->T, b->tokens, b->row_start, b->mask, shard_rewards(g, j)};
+  g->batch[j] = v;
+  return DRL_OK;
+}
+
+drl_status drl_grpo_score(drl_grpo *g, drl_run *r, const drl_reward_source *src, int j) {
+  const drl_rollout_batch *b = &g->rollouts[j];
+  const int32_t *prompts = shard_prompts(g, j);
+  const int64_t *offsets = shard_offsets(g, j);
+  float *rewards = shard_rewards(g, j);
+  if (!src || !src->fn) return drl_run_score(r, b, prompts, offsets, rewards);
+  DRL_RANGE("reward");
+  for (int row = 0; row < b->rows; ++row) {
+    int i = row / b->G;
+    rewards[row] = src->fn(prompts + offsets[i], (int)(offsets[i + 1] - offsets[i]),
+                           b->tokens + (size_t)row * b->T + b->P, b->response_len[row], src->user);
+  }
+  return DRL_OK;
+}
+
+drl_status drl_grpo_sample(drl_grpo *g, drl_run *r, const drl_reward_source *src, int64_t step, int j) {
+  int64_t first_prompt = (int64_t)(g->first_shard + j) * g->n;
+  drl_run_draw_prompts(r, (uint32_t)step, first_prompt, g->n, shard_prompts(g, j), shard_offsets(g, j));
+  DRL_TRY(drl_grpo_roll_out(g, r, step, j, shard_prompts(g, j), shard_offsets(g, j), g->n));
+  return drl_grpo_score(g, r, src, j);
+}
+
+drl_status drl_grpo_update(drl_grpo *g, drl_run *r, const drl_grpo_at *at, drl_rl_stats *stats) {
+  g->rl.fault_step = at->step;
+  return drl_rl_step(&g->rl, &r->model, r->cfg, g->batch, &r->dp, &r->balance, at->iteration, at->total,
+                     &r->optim_step, stats);
+}
+
+drl_status drl_grpo_iterate(drl_grpo *g, drl_run *r, const drl_reward_source *src, const drl_grpo_at *at,
+                            drl_rl_stats *stats) {
+  for (int j = 0; j < g->shards; ++j) DRL_TRY(drl_grpo_sample(g, r, src, at->step, j));
+  return drl_grpo_update(g, r, at, stats);
+}
