@@ -20,6 +20,7 @@ static int bits_set(unsigned x) {
 int drl_dp_shards(const drl_dp *dp) { return dp ? dp->shards : 1; }
 int drl_dp_local(const drl_dp *dp) { return dp ? dp->local : 1; }
 int drl_dp_first(const drl_dp *dp) { return dp ? dp->first : 0; }
+int drl_dp_rank(const drl_dp *dp) { return dp ? my_rank(dp) : 0; }
 
 drl_status drl_dp_create(drl_dp *dp, drl_comm *comm, const drl_device *dev, int64_t n, const drl_dp_options *o) {
   memset(dp, 0, sizeof *dp);

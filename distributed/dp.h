@@ -65,10 +65,11 @@ drl_status drl_dp_create(drl_dp *dp, drl_comm *comm, const drl_device *dev, int6
 /* Frees what dp holds; safe on a zeroed one. */
 void drl_dp_free(drl_dp *dp);
 
-/* Shards per batch, this rank's shard count and first shard (1, 1, 0 for NULL). */
+/* Shards per batch, this rank's shard count and first shard, and this rank (1, 1, 0, 0 for NULL). */
 int drl_dp_shards(const drl_dp *dp);
 int drl_dp_local(const drl_dp *dp);
 int drl_dp_first(const drl_dp *dp);
+int drl_dp_rank(const drl_dp *dp);
 
 /* The elements [lo, hi) this rank's optimizer state covers: all of them without ZeRO. */
 void drl_dp_optim_range(const drl_dp *dp, int64_t n, int64_t *lo, int64_t *hi);

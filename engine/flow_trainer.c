@@ -259,7 +259,7 @@ static drl_status pretrain_step(flow_run *f, int step, int steps, double *loss, 
     f->h_dv[i] = (float)(2.0 * r * scale);
   }
   *loss = s * scale;
-  if (drl_fault_value("nan_loss", 0, gstep, NULL)) *loss = NAN; /* value faults: kernels/fault.h */
+  if (drl_step_faults_at(0, gstep).nan_loss) *loss = NAN; /* value faults: engine/rl_step.h */
   *lr = drl_lr_at(&cfg->optim, step, steps);
   if (isfinite(*loss)) {
     DRL_TRY(drl_copy_to_device(dev, f->d_dv, f->h_dv, xb));
@@ -341,7 +341,7 @@ static drl_status run_grpo(flow_run *f, int start, drl_train_summary *sum) {
     for (int e = 0; st == DRL_OK && e < tc->epochs && !bad[0]; ++e) {
       drl_optim_hparams hp = drl_optim_hparams_at(&cfg->optim, lr, f->run.optim_step + 1);
       st = drl_flow_grpo_grad(&tree, &f->run.flow, &gc, &gs);
-      if (st == DRL_OK && e == 0 && drl_fault_value("nan_loss", 0, gstep, NULL)) gs.loss = NAN; /* kernels/fault.h */
+      if (st == DRL_OK && e == 0 && drl_step_faults_at(0, gstep).nan_loss) gs.loss = NAN;
       if (st == DRL_OK && e == 0)
         st = drl_layout_inject_grad_fault(&f->run.dev, &f->run.flow.ps.layout, f->run.flow.ps.grads, 0, gstep, NULL);
       if (st == DRL_OK) st = flow_step_checked(f, &hp, gs.loss, &gs.grad_norm, bad);

@@ -82,8 +82,10 @@ void drl_rl_state_free(drl_rl_state *s, const drl_transformer *model) {
   memset(s, 0, sizeof *s);
 }
 
-int drl_grad_fault_due(int rank, int64_t step) {
-  return drl_fault_value("nan_grad", rank, step, NULL) || drl_fault_value("inf_grad", rank, step, NULL);
+drl_step_faults drl_step_faults_at(int rank, int64_t step) {
+  drl_step_faults f = {drl_fault_value("nan_loss", rank, step, NULL),
+                       drl_fault_value("nan_grad", rank, step, NULL) || drl_fault_value("inf_grad", rank, step, NULL)};
+  return f;
 }
 
 drl_status drl_bad_steps_record(drl_bad_steps *b, const char *phase, int64_t step, const char *what, int max,
@@ -247,101 +249,118 @@ static drl_status select_tokens_batch(drl_dp *dp, drl_rl_state *s, const drl_rl_
 enum { SEL_RESP, SEL_CAND, SEL_KEPT_TOK, SEL_USEFUL, SEL_ENTROPY, SEL_DENOM, SEL_SIGNAL, SEL_N };
 enum { UPD_LOSS, UPD_KL, UPD_TOKENS, UPD_CLIPPED, UPD_N };
 
-drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cfg, const drl_rl_batch *b,
-                       drl_dp *dp, drl_balance *balance, int iteration, int total, int64_t *optim_step,
-                       drl_rl_stats *out) {
-  DRL_RANGE("grpo_iteration");
-  memset(out, 0, sizeof *out);
-  const drl_config_grpo *g = &cfg->grpo;
-  const drl_config_d3s *d = &cfg->d3s;
-  int k = s->shards;
-  if (k != drl_dp_local(dp))
-    return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: state for %d shards, this rank runs %d", k, drl_dp_local(dp));
-  for (int j = 0; j < k; ++j) {
-    int rows = b[j].n_groups * b[j].G;
-    if (rows > s->rows_max || b[j].T > s->T_max || b[j].T > m->T_max)
-      return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: batch of %d x %d exceeds the buffers (%d x %d)", rows, b[j].T,
-                      s->rows_max, s->T_max);
-    if (b[j].G != b[0].G) return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: shards with group sizes %d and %d", b[0].G, b[j].G);
-  }
-  double t0 = drl_seconds();
-  drl_d3s_schedule sched = {d->n_init, d->n_final, d->k_init, d->k_final, d->schedule};
-  int n_keep = b[0].G;
-  double K = 1.0;
-  if (d->sampling != DRL_CFG_SAMPLING_NONE) DRL_TRY(drl_d3s_schedule_at(&sched, iteration, total, &n_keep, &K));
+/* One iteration's context, handed from stage to stage. */
+typedef struct rl_iter {
+  drl_rl_state *s;
+  drl_transformer *m;
+  const drl_config *cfg;
+  const drl_rl_batch *b; /* [k] */
+  drl_dp *dp;
+  drl_balance *balance;
+  int k;                 /* this rank's shards */
+  int n_keep;            /* D3S samples kept per group */
+  double K;              /* D3S token fraction */
+  int mbs;               /* minibatches of every shard */
+  int64_t kept_all;      /* kept rows of the job */
+  int rows_all;          /* rows of the job */
+  double denom;          /* the loss aggregation's denominator over the job */
+  double sel[SEL_N];     /* the selection's counts over the job */
+  drl_grpo_loss_cfg lc;
+  drl_grpo_stats *acc;   /* [k] the updates' statistics per shard */
+  drl_rl_stats *out;
+} rl_iter;
 
-  /* Sample level on the whole batch (PODS re-normalises on its subset). */
+static drl_status check_batches(const rl_iter *it) {
+  const drl_rl_state *s = it->s;
+  if (it->k != drl_dp_local(it->dp))
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: state for %d shards, this rank runs %d", it->k, drl_dp_local(it->dp));
+  for (int j = 0; j < it->k; ++j) {
+    const drl_rl_batch *b = &it->b[j];
+    int rows = b->n_groups * b->G;
+    if (rows > s->rows_max || b->T > s->T_max || b->T > it->m->T_max)
+      return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: batch of %d x %d exceeds the buffers (%d x %d)", rows, b->T,
+                      s->rows_max, s->T_max);
+    if (b->G != it->b[0].G)
+      return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: shards with group sizes %d and %d", it->b[0].G, b->G);
+  }
+  return DRL_OK;
+}
+
+/* Stage: advantages on the full groups and the sample level on the whole batch (PODS re-normalises on its subset);
+ * every shard's kept rows compacted; the reward statistics. */
+static drl_status stage_select_samples(rl_iter *it, double *resp) {
   rl_global gl;
   memset(&gl, 0, sizeof gl);
-  drl_status st = select_samples(dp, cfg, b, k, n_keep, &gl);
-  if (st != DRL_OK) {
-    global_free(&gl);
-    return st;
-  }
-  double sum = 0, sq = 0;
-  for (int i = 0; i < gl.rows; ++i) sum += gl.rewards[i];
-  out->reward_mean = gl.rows ? sum / gl.rows : 0.0;
-  for (int i = 0; i < gl.rows; ++i) sq += (gl.rewards[i] - out->reward_mean) * (gl.rewards[i] - out->reward_mean);
-  out->reward_std = gl.rows ? sqrt(sq / gl.rows) : 0.0;
-  double *sel_local = (double *)calloc((size_t)k * SEL_N, sizeof(double));
-  if (!sel_local) {
-    global_free(&gl);
-    return DRL_FAIL(DRL_ERR_OOM, "out of memory for shard statistics");
-  }
-  int rows_all = gl.rows;
-  int64_t kept_all = 0;
-  for (int i = 0; i < gl.rows; ++i) kept_all += gl.keep[i];
-  int64_t first = gl.first_row;
-  for (int j = 0; j < k; ++j) {
-    sel_local[j * SEL_N + SEL_RESP] = (double)compact_rows(&s->shard[j], &b[j], &gl, first);
-    first += b[j].n_groups * b[j].G;
+  drl_status st = select_samples(it->dp, it->cfg, it->b, it->k, it->n_keep, &gl);
+  if (st == DRL_OK) {
+    double sum = 0, sq = 0;
+    for (int i = 0; i < gl.rows; ++i) sum += gl.rewards[i];
+    it->out->reward_mean = gl.rows ? sum / gl.rows : 0.0;
+    for (int i = 0; i < gl.rows; ++i) sq += (gl.rewards[i] - it->out->reward_mean) * (gl.rewards[i] - it->out->reward_mean);
+    it->out->reward_std = gl.rows ? sqrt(sq / gl.rows) : 0.0;
+    it->rows_all = gl.rows;
+    for (int i = 0; i < gl.rows; ++i) it->kept_all += gl.keep[i];
+    int64_t first = gl.first_row;
+    for (int j = 0; j < it->k; ++j) {
+      resp[j * SEL_N + SEL_RESP] = (double)compact_rows(&it->s->shard[j], &it->b[j], &gl, first);
+      first += it->b[j].n_groups * it->b[j].G;
+    }
   }
   global_free(&gl);
-  out->kept_samples = kept_all;
+  it->out->kept_samples = it->kept_all;
   /* Every shard splits its kept rows into the same number of minibatches (one optimizer step each). */
-  int mbs = g->minibatches < kept_all ? g->minibatches : (kept_all > 0 ? (int)kept_all : 1);
-  float temperature = (float)g->temperature;
+  int mb = it->cfg->grpo.minibatches;
+  it->mbs = mb < it->kept_all ? mb : (it->kept_all > 0 ? (int)it->kept_all : 1);
+  return st;
+}
 
-  double t1 = drl_seconds();
-  /* Old-policy pass (and the frozen reference), chunked exactly as the updates will be. */
-  for (int j = 0; st == DRL_OK && j < k; ++j) {
-    DRL_RANGE("old_policy");
-    drl_rl_shard *h = &s->shard[j];
-    int kj = h->kept, T = b[j].T;
+/* Stage: the old-policy pass (and the frozen reference), chunked exactly as the updates will be, so the first
+ * epoch's ratio is exactly 1. */
+static drl_status stage_old_policy(rl_iter *it) {
+  DRL_RANGE("old_policy");
+  drl_transformer *m = it->m;
+  float temperature = (float)it->cfg->grpo.temperature;
+  for (int j = 0; j < it->k; ++j) {
+    drl_rl_shard *h = &it->s->shard[j];
+    int kj = h->kept, T = it->b[j].T, mbs = it->mbs;
+    for (int mb = 0; mb < mbs; ++mb)
+      DRL_TRY(forward_rows(m, h, mb * kj / mbs, (mb + 1) * kj / mbs, T, temperature, h->old_lp, h->entropy));
+    if (!it->s->ref_params) continue;
+    float *own = m->ps.params;
+    m->ps.params = it->s->ref_params;
+    drl_status st = DRL_OK;
     for (int mb = 0; st == DRL_OK && mb < mbs; ++mb)
-      st = forward_rows(m, h, mb * kj / mbs, (mb + 1) * kj / mbs, T, temperature, h->old_lp, h->entropy);
-    if (st == DRL_OK && s->ref_params) {
-      float *own = m->ps.params;
-      m->ps.params = s->ref_params;
-      for (int mb = 0; st == DRL_OK && mb < mbs; ++mb)
-        st = forward_rows(m, h, mb * kj / mbs, (mb + 1) * kj / mbs, T, temperature, h->ref_lp, NULL);
-      m->ps.params = own;
-    }
+      st = forward_rows(m, h, mb * kj / mbs, (mb + 1) * kj / mbs, T, temperature, h->ref_lp, NULL);
+    m->ps.params = own;
+    DRL_TRY(st);
   }
-  double t2 = drl_seconds();
-  /* Token level. */
-  if (st == DRL_OK) {
-    DRL_RANGE("downsample");
-    if (d->sampling == DRL_CFG_SAMPLING_D3S && d->token_level && d->token_scope == DRL_CFG_TOKENS_BATCH) {
-      st = select_tokens_batch(dp, s, b, K);
-    } else {
-      for (int j = 0; st == DRL_OK && j < k; ++j) {
-        drl_rl_shard *h = &s->shard[j];
-        if (d->sampling == DRL_CFG_SAMPLING_D3S && d->token_level)
-          st = drl_d3s_select_tokens(h->row_adv, h->entropy, h->valid, NULL, h->kept, b[j].T, K,
-                                     DRL_D3S_TOKENS_SEQUENCE, h->token_mask, NULL);
-        else
-          memcpy(h->token_mask, h->valid, (size_t)h->kept * b[j].T);
-      }
-    }
+  return DRL_OK;
+}
+
+/* Stage: the token level (D3S |A| H at batch or sequence scope; otherwise every response token). */
+static drl_status stage_select_tokens(rl_iter *it) {
+  DRL_RANGE("downsample");
+  const drl_config_d3s *d = &it->cfg->d3s;
+  int d3s = d->sampling == DRL_CFG_SAMPLING_D3S && d->token_level;
+  if (d3s && d->token_scope == DRL_CFG_TOKENS_BATCH) return select_tokens_batch(it->dp, it->s, it->b, it->K);
+  for (int j = 0; j < it->k; ++j) {
+    drl_rl_shard *h = &it->s->shard[j];
+    if (d3s)
+      DRL_TRY(drl_d3s_select_tokens(h->row_adv, h->entropy, h->valid, NULL, h->kept, it->b[j].T, it->K,
+                                    DRL_D3S_TOKENS_SEQUENCE, h->token_mask, NULL));
+    else
+      memcpy(h->token_mask, h->valid, (size_t)h->kept * it->b[j].T);
   }
-  double t3 = drl_seconds();
-  drl_grpo_loss_cfg lc = {(float)g->clip_low, (float)g->clip_high, (float)g->dual_clip, (float)g->kl_beta,
-                          (drl_loss_agg)g->loss_agg, g->max_new_tokens};
-  for (int j = 0; st == DRL_OK && j < k; ++j) {
-    drl_rl_shard *h = &s->shard[j];
-    int T = b[j].T;
-    double *v = sel_local + j * SEL_N;
+  return DRL_OK;
+}
+
+/* Stage: what the selection kept, per shard, summed over the job: counts, entropy, the loss denominator, and
+ * whether any kept token carries a signal. */
+static drl_status stage_measure(rl_iter *it, double *local) {
+  for (int j = 0; j < it->k; ++j) {
+    drl_rl_shard *h = &it->s->shard[j];
+    int T = it->b[j].T;
+    double *v = local + j * SEL_N;
     drl_d3s_stats ds;
     drl_d3s_measure(h->row_adv, NULL, h->valid, h->token_mask, h->kept, T, &ds);
     v[SEL_CAND] = (double)ds.candidate_tokens;
@@ -349,109 +368,156 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
     v[SEL_USEFUL] = (double)ds.useful_samples;
     for (int64_t n = 0; n < (int64_t)h->kept * T; ++n) v[SEL_ENTROPY] += h->valid[n] ? h->entropy[n] : 0.0;
     /* The aggregation's denominator is the whole batch's, so minibatch and shard losses add up to the batch loss. */
-    v[SEL_DENOM] = drl_grpo_loss_denom(lc.agg, h->kept, T, h->token_mask);
+    v[SEL_DENOM] = drl_grpo_loss_denom(it->lc.agg, h->kept, T, h->token_mask);
     /* No kept token with a non-zero advantage (and no KL term) anywhere: the gradient is zero, and the optimizer
      * step is skipped (AdamW's momentum would still move the weights). */
-    int signal = g->kl_beta > 0.0;
+    int signal = it->cfg->grpo.kl_beta > 0.0;
     for (int i = 0; i < h->kept && !signal; ++i)
       if (h->row_adv[i] != 0.0f)
         for (int t = 0; t < T && !signal; ++t) signal = h->token_mask[(size_t)i * T + t] != 0;
     v[SEL_SIGNAL] = signal;
   }
-  double tot[SEL_N];
-  if (st == DRL_OK) st = drl_dp_sum_shards(dp, sel_local, SEL_N, tot);
-  free(sel_local);
-  DRL_TRY(st);
-  out->response_tokens = (int64_t)tot[SEL_RESP];
-  out->response_len = rows_all ? tot[SEL_RESP] / rows_all : 0.0;
-  out->candidate_tokens = (int64_t)tot[SEL_CAND];
-  out->kept_tokens = (int64_t)tot[SEL_KEPT_TOK];
-  out->usefulness = kept_all > 0 ? tot[SEL_USEFUL] / (double)kept_all : 0.0;
-  out->entropy = tot[SEL_CAND] > 0 ? tot[SEL_ENTROPY] / tot[SEL_CAND] : 0.0;
-  double denom = tot[SEL_DENOM];
-  out->skipped = tot[SEL_SIGNAL] == 0.0;
-  float lr = (float)(g->lr > 0 ? g->lr : cfg->optim.lr);
-  out->lr = lr;
+  DRL_TRY(drl_dp_sum_shards(it->dp, local, SEL_N, it->sel));
+  drl_rl_stats *out = it->out;
+  out->response_tokens = (int64_t)it->sel[SEL_RESP];
+  out->response_len = it->rows_all ? it->sel[SEL_RESP] / it->rows_all : 0.0;
+  out->candidate_tokens = (int64_t)it->sel[SEL_CAND];
+  out->kept_tokens = (int64_t)it->sel[SEL_KEPT_TOK];
+  out->usefulness = it->kept_all > 0 ? it->sel[SEL_USEFUL] / (double)it->kept_all : 0.0;
+  out->entropy = it->sel[SEL_CAND] > 0 ? it->sel[SEL_ENTROPY] / it->sel[SEL_CAND] : 0.0;
+  out->skipped = it->sel[SEL_SIGNAL] == 0.0;
+  it->denom = it->sel[SEL_DENOM];
+  return DRL_OK;
+}
 
-  /* Updates: per minibatch, every shard's gradient, summed over the job, then one optimizer step. */
-  drl_grpo_stats *acc = (drl_grpo_stats *)calloc((size_t)k, sizeof *acc);
-  if (!acc) return DRL_FAIL(DRL_ERR_OOM, "out of memory for update statistics");
-  double *mb_loss = (double *)calloc((size_t)k, sizeof(double));
-  if (!mb_loss) {
-    free(acc);
-    return DRL_FAIL(DRL_ERR_OOM, "out of memory for minibatch losses");
+/* Shard j's gradient over its kept rows [lo, hi) of a minibatch, from zero, in chunks of the model's batch; its
+ * summed loss into *loss. */
+static drl_status shard_gradient(rl_iter *it, int j, int lo, int hi, drl_step_faults f, double *loss) {
+  drl_transformer *m = it->m;
+  drl_rl_shard *h = &it->s->shard[j];
+  int T = it->b[j].T, last_shard = j == it->k - 1;
+  *loss = 0.0;
+  DRL_TRY(drl_params_zero_grads(&m->ps));
+  for (int c = lo; c < hi; c += m->B_max) {
+    int B = hi - c < m->B_max ? hi - c : m->B_max;
+    size_t off = (size_t)c * T;
+    DRL_TRY(forward_rows(m, h, c, c + B, T, (float)it->cfg->grpo.temperature, h->lp, NULL));
+    drl_grpo_stats gs;
+    DRL_TRY(drl_grpo_loss(&it->lc, B, T, h->lp + off, h->old_lp + off, it->s->ref_params ? h->ref_lp + off : NULL,
+                          h->row_adv + c, h->token_mask + off, it->denom, h->dlogprob + off, &gs));
+    if (f.nan_loss && j == 0) gs.loss = NAN;
+    *loss += gs.loss;
+    drl_grpo_stats_merge(&it->acc[j], &gs);
+    DRL_TRY(drl_balance_forward(it->balance, m, h->real + off));
+    /* The last backward of this rank's last shard may start the gradient reduction as layers finish. */
+    drl_dp_arm(it->dp, last_shard && c + B >= hi && !f.grad);
+    DRL_TRY(drl_transformer_backward(m, h->dlogprob + off));
   }
-  int rank = dp && dp->comm ? dp->comm->rank : 0;
-  /* A non-finite loss or gradient ends the iteration's updates (out->bad): that update and the rest are skipped. */
-  for (int epoch = 0; st == DRL_OK && epoch < g->ppo_epochs && kept_all > 0 && !out->skipped && !out->bad[0]; ++epoch) {
-    for (int mb = 0; st == DRL_OK && mb < mbs && !out->bad[0]; ++mb) {
-      DRL_RANGE("update");
-      /* Value faults (kernels/fault.h) hit the iteration's first update, before the reduction. */
-      int first_update = epoch == 0 && mb == 0;
-      int inject_grad = first_update && drl_grad_fault_due(rank, s->fault_step);
-      int inject_loss = first_update && drl_fault_value("nan_loss", rank, s->fault_step, NULL);
-      for (int j = 0; st == DRL_OK && j < k; ++j) {
-        drl_rl_shard *h = &s->shard[j];
-        int T = b[j].T, lo = mb * h->kept / mbs, hi = (mb + 1) * h->kept / mbs;
-        st = drl_params_zero_grads(&m->ps);
-        mb_loss[j] = 0.0;
-        for (int c = lo; st == DRL_OK && c < hi; c += m->B_max) {
-          int B = hi - c < m->B_max ? hi - c : m->B_max;
-          size_t off = (size_t)c * T;
-          st = forward_rows(m, h, c, c + B, T, temperature, h->lp, NULL);
-          drl_grpo_stats gs;
-          if (st == DRL_OK)
-            st = drl_grpo_loss(&lc, B, T, h->lp + off, h->old_lp + off, s->ref_params ? h->ref_lp + off : NULL,
-                               h->row_adv + c, h->token_mask + off, denom, h->dlogprob + off, &gs);
-          if (st != DRL_OK) break;
-          if (inject_loss && j == 0) gs.loss = NAN;
-          mb_loss[j] += gs.loss;
-          drl_grpo_stats_merge(&acc[j], &gs);
-          st = drl_balance_forward(balance, m, h->real + off);
-          /* The last backward of this rank's last shard may start the gradient reduction as layers finish. */
-          drl_dp_arm(dp, j == k - 1 && c + B >= hi && !inject_grad);
-          if (st == DRL_OK) st = drl_transformer_backward(m, h->dlogprob + off);
-        }
-        if (st == DRL_OK && inject_grad && j == 0)
-          st = drl_layout_inject_grad_fault(&m->dev, &m->ps.layout, m->ps.grads, rank, s->fault_step, NULL);
-        if (st == DRL_OK) st = drl_dp_grads_push(dp, m->ps.grads);
-      }
-      if (st == DRL_OK) st = drl_dp_grads_reduce(dp, m->ps.grads);
-      double loss = 0.0;
-      if (st == DRL_OK) st = drl_dp_sum_shards(dp, mb_loss, 1, &loss);
-      drl_optim_hparams hp = drl_optim_hparams_at(&cfg->optim, lr, *optim_step + 1);
-      float norm = 0.0f;
-      if (st == DRL_OK) st = drl_optim_step(dp, &m->ps, &hp, loss, &norm, out->bad);
-      if (st == DRL_OK && !out->bad[0]) {
-        ++*optim_step;
-        st = drl_balance_step(balance, m, *optim_step, 1);
-      } else if (st == DRL_OK) {
-        drl_balance_discard(balance);
-      }
-      out->grad_norm = norm;
-    }
+  if (f.grad && j == 0)
+    DRL_TRY(drl_layout_inject_grad_fault(&m->dev, &m->ps.layout, m->ps.grads, drl_dp_rank(it->dp), it->s->fault_step,
+                                         NULL));
+  return drl_dp_grads_push(it->dp, m->ps.grads);
+}
+
+/* Stage: one minibatch update: every shard's gradient, summed over the job, then one optimizer step. */
+static drl_status stage_update(rl_iter *it, int mb, drl_step_faults f, double *mb_loss, int64_t *optim_step) {
+  DRL_RANGE("update");
+  for (int j = 0; j < it->k; ++j) {
+    int kept = it->s->shard[j].kept;
+    DRL_TRY(shard_gradient(it, j, mb * kept / it->mbs, (mb + 1) * kept / it->mbs, f, &mb_loss[j]));
   }
+  DRL_TRY(drl_dp_grads_reduce(it->dp, it->m->ps.grads));
+  double loss = 0.0;
+  DRL_TRY(drl_dp_sum_shards(it->dp, mb_loss, 1, &loss));
+  drl_optim_hparams hp = drl_optim_hparams_at(&it->cfg->optim, (float)it->out->lr, *optim_step + 1);
+  float norm = 0.0f;
+  DRL_TRY(drl_optim_step(it->dp, &it->m->ps, &hp, loss, &norm, it->out->bad));
+  it->out->grad_norm = norm;
+  if (it->out->bad[0]) {
+    drl_balance_discard(it->balance);
+    return DRL_OK;
+  }
+  ++*optim_step;
+  return drl_balance_step(it->balance, it->m, *optim_step, 1);
+}
+
+/* Stage: ppo_epochs x minibatches updates. A non-finite loss or gradient ends them (out->bad): that update and the
+ * rest are skipped. Value faults (kernels/fault.h) hit the first update, before the reduction. */
+static drl_status stage_updates(rl_iter *it, int64_t *optim_step) {
+  const drl_config_grpo *g = &it->cfg->grpo;
+  if (it->kept_all == 0 || it->out->skipped) return DRL_OK;
+  double *mb_loss = (double *)calloc((size_t)it->k, sizeof(double));
+  if (!mb_loss) return DRL_FAIL(DRL_ERR_OOM, "out of memory for minibatch losses");
+  drl_step_faults none = {0, 0}, first = drl_step_faults_at(drl_dp_rank(it->dp), it->s->fault_step);
+  drl_status st = DRL_OK;
+  for (int epoch = 0; st == DRL_OK && epoch < g->ppo_epochs && !it->out->bad[0]; ++epoch)
+    for (int mb = 0; st == DRL_OK && mb < it->mbs && !it->out->bad[0]; ++mb)
+      st = stage_update(it, mb, epoch == 0 && mb == 0 ? first : none, mb_loss, optim_step);
   free(mb_loss);
-  double *upd_local = (double *)calloc((size_t)k * UPD_N, sizeof(double));
-  if (st == DRL_OK && !upd_local) st = DRL_FAIL(DRL_ERR_OOM, "out of memory for update statistics");
-  for (int j = 0; st == DRL_OK && j < k; ++j) {
-    upd_local[j * UPD_N + UPD_LOSS] = acc[j].loss;
-    upd_local[j * UPD_N + UPD_KL] = acc[j].kl;
-    upd_local[j * UPD_N + UPD_TOKENS] = (double)acc[j].tokens;
-    upd_local[j * UPD_N + UPD_CLIPPED] = (double)acc[j].clipped;
+  return st;
+}
+
+/* Stage: the updates' statistics summed over the job. */
+static drl_status stage_finish(rl_iter *it) {
+  double *local = (double *)calloc((size_t)it->k * UPD_N, sizeof(double));
+  if (!local) return DRL_FAIL(DRL_ERR_OOM, "out of memory for update statistics");
+  for (int j = 0; j < it->k; ++j) {
+    local[j * UPD_N + UPD_LOSS] = it->acc[j].loss;
+    local[j * UPD_N + UPD_KL] = it->acc[j].kl;
+    local[j * UPD_N + UPD_TOKENS] = (double)it->acc[j].tokens;
+    local[j * UPD_N + UPD_CLIPPED] = (double)it->acc[j].clipped;
   }
-  free(acc);
   double u[UPD_N] = {0};
-  if (st == DRL_OK) st = drl_dp_sum_shards(dp, upd_local, UPD_N, u);
-  free(upd_local);
-  if (st == DRL_OK) st = drl_device_sync(&m->dev);
+  drl_status st = drl_dp_sum_shards(it->dp, local, UPD_N, u);
+  free(local);
+  DRL_TRY(st);
+  DRL_TRY(drl_device_sync(&it->m->dev));
+  int epochs = it->cfg->grpo.ppo_epochs > 0 ? it->cfg->grpo.ppo_epochs : 1;
+  it->out->loss = u[UPD_LOSS] / epochs;
+  it->out->kl = u[UPD_KL] / epochs;
+  it->out->clip_frac = u[UPD_TOKENS] > 0 ? u[UPD_CLIPPED] / u[UPD_TOKENS] : 0.0;
+  return DRL_OK;
+}
+
+drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cfg, const drl_rl_batch *b,
+                       drl_dp *dp, drl_balance *balance, int iteration, int total, int64_t *optim_step,
+                       drl_rl_stats *out) {
+  DRL_RANGE("grpo_iteration");
+  memset(out, 0, sizeof *out);
+  const drl_config_grpo *g = &cfg->grpo;
+  const drl_config_d3s *d = &cfg->d3s;
+  rl_iter it;
+  memset(&it, 0, sizeof it);
+  it.s = s, it.m = m, it.cfg = cfg, it.b = b, it.dp = dp, it.balance = balance, it.k = s->shards, it.out = out;
+  DRL_TRY(check_batches(&it));
+  double t0 = drl_seconds();
+  drl_d3s_schedule sched = {d->n_init, d->n_final, d->k_init, d->k_final, d->schedule};
+  it.n_keep = b[0].G;
+  it.K = 1.0;
+  if (d->sampling != DRL_CFG_SAMPLING_NONE) DRL_TRY(drl_d3s_schedule_at(&sched, iteration, total, &it.n_keep, &it.K));
+  drl_grpo_loss_cfg lc = {(float)g->clip_low, (float)g->clip_high, (float)g->dual_clip, (float)g->kl_beta,
+                          (drl_loss_agg)g->loss_agg, g->max_new_tokens};
+  it.lc = lc;
+  out->lr = (float)(g->lr > 0 ? g->lr : cfg->optim.lr);
+  double *sel_local = (double *)calloc((size_t)it.k * SEL_N, sizeof(double));
+  it.acc = (drl_grpo_stats *)calloc((size_t)it.k, sizeof *it.acc);
+  drl_status st = sel_local && it.acc ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for shard statistics");
+  double t1 = t0, t2 = t0, t3 = t0;
+  if (st == DRL_OK) st = stage_select_samples(&it, sel_local);
+  t1 = drl_seconds();
+  if (st == DRL_OK) st = stage_old_policy(&it);
+  t2 = drl_seconds();
+  if (st == DRL_OK) st = stage_select_tokens(&it);
+  if (st == DRL_OK) st = stage_measure(&it, sel_local);
+  t3 = drl_seconds();
+  if (st == DRL_OK) st = stage_updates(&it, optim_step);
+  if (st == DRL_OK) st = stage_finish(&it);
+  free(sel_local);
+  free(it.acc);
   DRL_TRY(st);
   out->seconds_select = (t1 - t0) + (t3 - t2);
   out->seconds_old_policy = t2 - t1;
   out->seconds_update = drl_seconds() - t3;
-  out->loss = u[UPD_LOSS] / (g->ppo_epochs > 0 ? g->ppo_epochs : 1);
-  out->kl = u[UPD_KL] / (g->ppo_epochs > 0 ? g->ppo_epochs : 1);
-  out->clip_frac = u[UPD_TOKENS] > 0 ? u[UPD_CLIPPED] / u[UPD_TOKENS] : 0.0;
   return DRL_OK;
 }
 

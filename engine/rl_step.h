@@ -91,10 +91,13 @@ drl_status drl_rl_prepare(drl_rl_state *s, drl_transformer *model, const drl_con
 drl_status drl_rl_surrogate(drl_rl_state *s, drl_transformer *model, const drl_config *cfg, const float *params,
                             double *loss);
 
-/* Whether a gradient value fault of kernels/fault.h (nan_grad, inf_grad) covers this rank at the job's step `step`:
- * the caller then disarms the overlapped reduction (drl_dp_arm) and injects it (drl_layout_inject_grad_fault) into its
- * first shard's gradient before the push. */
-int drl_grad_fault_due(int rank, int64_t step);
+/* The value faults of kernels/fault.h that cover this rank at the job's step: nan_loss makes the step's loss NaN;
+ * grad (nan_grad, inf_grad) sets a value of the first shard's gradient before the reduction
+ * (drl_layout_inject_grad_fault), whose overlapped start (drl_dp_arm) is then disarmed. */
+typedef struct drl_step_faults {
+  int nan_loss, grad;
+} drl_step_faults;
+drl_step_faults drl_step_faults_at(int rank, int64_t step);
 
 /* Counts step `step` of phase: bad (what: "loss" or a tensor's name) or good (what NULL or ""; the streak ends). A bad
  * step is logged as skipped; the max-th in a row (max 0: never) is DRL_ERR_NUMERIC, whose message names the step, the

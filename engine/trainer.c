@@ -186,9 +186,9 @@ static drl_status sft_step(trainer *tr, drl_sft_batch *batch, float *logprob, in
   int64_t normaliser = drl_sft_scored(&r->data, r->n_train, cfg->run.seed, step, 0, cfg->sft.batch_size);
   double *local = (double *)malloc((size_t)k * sizeof(double));
   drl_status st = local ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for shard losses");
-  int rank = r->comm ? r->comm->rank : 0;
+  int rank = drl_dp_rank(&r->dp);
   int64_t global = tr->phase_offset + step;
-  int inject_grad = drl_grad_fault_due(rank, global); /* value faults (kernels/fault.h), before the reduction */
+  drl_step_faults faults = drl_step_faults_at(rank, global);
   for (int j = 0; st == DRL_OK && j < k; ++j) {
     st = drl_sft_batch_fill(batch, &r->data, r->n_train, cfg->run.seed, step, (int64_t)(first + j) * Bs,
                             normaliser);
@@ -196,13 +196,13 @@ static drl_status sft_step(trainer *tr, drl_sft_batch *batch, float *logprob, in
       st = drl_transformer_forward(m, batch->tokens, batch->targets, NULL, Bs, batch->T, 1.0f, logprob, NULL);
     if (st == DRL_OK) st = drl_balance_forward(&r->balance, m, batch->real);
     if (st == DRL_OK) st = drl_params_zero_grads(&m->ps);
-    drl_dp_arm(&r->dp, j == k - 1 && !inject_grad);
+    drl_dp_arm(&r->dp, j == k - 1 && !faults.grad);
     if (st == DRL_OK) st = drl_transformer_backward(m, batch->dlogprob);
-    if (st == DRL_OK && inject_grad && j == 0)
+    if (st == DRL_OK && faults.grad && j == 0)
       st = drl_layout_inject_grad_fault(&m->dev, &m->ps.layout, m->ps.grads, rank, global, NULL);
     if (st == DRL_OK) st = drl_dp_grads_push(&r->dp, m->ps.grads);
     if (st == DRL_OK) local[j] = drl_sft_loss_sum(batch, logprob);
-    if (st == DRL_OK && j == 0 && drl_fault_value("nan_loss", rank, global, NULL)) local[j] = NAN;
+    if (st == DRL_OK && j == 0 && faults.nan_loss) local[j] = NAN;
   }
   if (st == DRL_OK) st = drl_dp_grads_reduce(&r->dp, m->ps.grads);
   if (st == DRL_OK) st = drl_dp_sum_shards(&r->dp, local, 1, loss_sum);
@@ -360,7 +360,7 @@ static drl_status spsa_loss(void *user, const float *params, uint32_t step, uint
                                             c->logprob, NULL);
     m->ps.params = own;
     *loss = drl_sft_loss(&c->batch, c->logprob);
-    if (drl_fault_value("nan_loss", r->comm ? r->comm->rank : 0, step, NULL)) *loss = NAN; /* kernels/fault.h */
+    if (drl_step_faults_at(drl_dp_rank(&r->dp), step).nan_loss) *loss = NAN;
     return st;
   }
   if (!c->prepared || c->prepared_step != step || c->prepared_q != q) {
@@ -375,7 +375,7 @@ static drl_status spsa_loss(void *user, const float *params, uint32_t step, uint
     c->prepared_q = q;
   }
   DRL_TRY(drl_rl_surrogate(&c->grpo.rl, m, cfg, params, loss));
-  if (drl_fault_value("nan_loss", r->comm ? r->comm->rank : 0, step, NULL)) *loss = NAN; /* kernels/fault.h */
+  if (drl_step_faults_at(drl_dp_rank(&r->dp), step).nan_loss) *loss = NAN;
   return DRL_OK;
 }
 
