@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "engine/flow_trainer.h"
+#include "engine/flow_policy.h"
 
 static const char usage[] =
     "usage: dynrl sample CKPT.h5 [-o FILE.h5] [--n N] [--steps T] [--seed S]\n"

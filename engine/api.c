@@ -7,7 +7,7 @@
 
 #include "data/vocab.h"
 #include "engine/config.h"
-#include "engine/flow_trainer.h"
+#include "engine/flow_policy.h"
 #include "engine/grpo_iterate.h"
 #include "engine/run.h"
 #include "kernels/status.h"

@@ -12,7 +12,7 @@
 #include "data/checkpoint.h"
 #include "data/tasks.h"
 #include "engine/evaluate.h"
-#include "engine/flow_trainer.h"
+#include "engine/flow_policy.h"
 #include "engine/log.h"
 #include "engine/sft.h"
 #include "kernels/nvtx.h"

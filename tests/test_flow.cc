@@ -17,7 +17,7 @@ extern "C" {
 #include "data/h5.h"
 #include "engine/config.h"
 #include "engine/flow_grpo.h"
-#include "engine/flow_trainer.h"
+#include "engine/flow_policy.h"
 #include "engine/log.h"
 #include "engine/trainer.h"
 #include "kernels/sde.h"
@@ -367,7 +367,7 @@ TEST(FlowGrpo, DynamicClipBoundsAndTheSurrogate) {
   EXPECT_NEAR(g, std::exp(0.05), 1e-5);
 }
 
-// ---------------- engine/flow_trainer ----------------
+// ---------------- engine/flow_policy ----------------
 
 namespace {
 

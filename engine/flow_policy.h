@@ -1,15 +1,14 @@
-/* The trainer of the flow policy (DESIGN §5-§6): phase flow_pretrain (flow matching on the flow2d task), then phase
- * flow_grpo (GRPO over SDE trees or independent trajectories, engine/flow_grpo). Checkpoints, metrics, evaluation,
- * resume and trainer.stop_after work as for the token trainer; the evaluation is the mean reward of deterministic
- * ODE samples (tree.eval_samples per condition). drl_train dispatches here when trainer.phases are flow phases. */
-#ifndef DRL_FLOW_TRAINER_H
-#define DRL_FLOW_TRAINER_H
+/* The flow policy's plan, derived from the configuration (DESIGN §5-§6): its flow2d task and velocity network, the
+ * tree sampler's parameters per flow_grpo iteration, its network evaluations, the rules its keys obey, and the
+ * samples file of a trained policy. Its phases are engine/phase_flow.c. */
+#ifndef DRL_FLOW_POLICY_H
+#define DRL_FLOW_POLICY_H
 
 #include <stdint.h>
 
 #include "data/flow2d.h"
+#include "distributed/comm.h"
 #include "engine/config.h"
-#include "engine/trainer.h"
 #include "models/flow.h"
 #include "samplers/sde_tree.h"
 
@@ -39,8 +38,8 @@ int64_t drl_flow_nfe_through(const drl_config *cfg, int it);
 /* Rules between keys the flow phases add to drl_config_validate's, for a job of comm's ranks (NULL: one). */
 drl_status drl_flow_check_config(const drl_config *cfg, const drl_comm *comm);
 
-/* Runs the flow phases of cfg (every phase must be a flow phase; one process). */
-drl_status drl_train_flow(const drl_config *cfg, drl_comm *comm, drl_train_summary *summary);
+/* The points the network's activations must hold: a flow-matching batch, the largest tree layer, an eval chunk. */
+int drl_flow_rows_needed(const drl_config *cfg);
 
 /* Loads the flow policy of the checkpoint at ckpt_path (with the configuration stored in it) and writes n ODE samples
  * per condition, from the noise of seed, to out_path atomically:
@@ -54,4 +53,4 @@ drl_status drl_flow_sample_file(const char *ckpt_path, const char *out_path, int
 #ifdef __cplusplus
 }
 #endif
-#endif /* DRL_FLOW_TRAINER_H */
+#endif /* DRL_FLOW_POLICY_H */
