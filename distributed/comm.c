@@ -105,8 +105,11 @@ drl_status drl_comm_init(drl_comm *c, double timeout_s) {
 drl_status drl_comm_attach_device(drl_comm *c, const drl_device *dev) {
   if (c->impl && c->impl->nccl) drl_nccl_destroy(c);
   c->dev = *dev;
-  if (dev->backend == DRL_BACKEND_CUDA && c->size > 1) return drl_nccl_create(c);
-  return DRL_OK;
+  if (dev->backend != DRL_BACKEND_CUDA || c->size == 1) return DRL_OK;
+  unsigned char id[DRL_NCCL_ID_BYTES];
+  if (c->rank == 0) DRL_TRY(drl_nccl_unique_id(id));
+  DRL_TRY(drl_comm_bcast(c, id, sizeof id, 0));
+  return drl_nccl_create(c, id);
 }
 
 void drl_comm_finalize(drl_comm *c) {

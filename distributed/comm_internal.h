@@ -23,8 +23,11 @@ typedef struct drl_comm_pieces {
 } drl_comm_pieces;
 
 /* NCCL on c->dev's stream (comm_nccl.c; DRL_ERR_UNSUPPORTED stubs without NCCL). Every call waits at most
- * c->timeout_s for the communicator to accept it. */
-drl_status drl_nccl_create(drl_comm *c);
+ * c->timeout_s for the communicator to accept it. A communicator is created from one unique id, made by rank 0 and
+ * broadcast by the caller (comm.c) to every rank. */
+#define DRL_NCCL_ID_BYTES 128
+drl_status drl_nccl_unique_id(unsigned char id[DRL_NCCL_ID_BYTES]);
+drl_status drl_nccl_create(drl_comm *c, const unsigned char id[DRL_NCCL_ID_BYTES]);
 void drl_nccl_destroy(drl_comm *c);
 void drl_nccl_abort(drl_comm *c);
 /* Sends send's piece r to rank r and receives rank r's piece into recv's piece r, for every r (self included). */

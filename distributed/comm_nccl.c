@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "comm_internal.h"
 
+#include <string.h>
 #include <time.h>
 
 #ifdef DRL_HAVE_NCCL
@@ -48,10 +49,18 @@ static drl_status settle(drl_comm *c, ncclResult_t r, const char *what) {
   return DRL_OK;
 }
 
-drl_status drl_nccl_create(drl_comm *c) {
+_Static_assert(sizeof(ncclUniqueId) == DRL_NCCL_ID_BYTES, "the broadcast id is NCCL's");
+
+drl_status drl_nccl_unique_id(unsigned char id[DRL_NCCL_ID_BYTES]) {
+  ncclUniqueId u;
+  NCCL_CHECK(ncclGetUniqueId(&u));
+  memcpy(id, &u, sizeof u);
+  return DRL_OK;
+}
+
+drl_status drl_nccl_create(drl_comm *c, const unsigned char id_bytes[DRL_NCCL_ID_BYTES]) {
   ncclUniqueId id;
-  if (c->rank == 0) NCCL_CHECK(ncclGetUniqueId(&id));
-  DRL_TRY(drl_comm_bcast(c, &id, sizeof id, 0));
+  memcpy(&id, id_bytes, sizeof id);
   CUDA_CHECK(cudaSetDevice(c->dev.index));
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
@@ -138,7 +147,14 @@ static drl_status no_nccl(const drl_comm *c) {
                   "rank %d of %d: collectives on CUDA buffers need NCCL, and this dynrl was built without it", c->rank,
                   c->size);
 }
-drl_status drl_nccl_create(drl_comm *c) { return no_nccl(c); }
+drl_status drl_nccl_unique_id(unsigned char id[DRL_NCCL_ID_BYTES]) {
+  memset(id, 0, DRL_NCCL_ID_BYTES); /* drl_nccl_create then says why on every rank */
+  return DRL_OK;
+}
+drl_status drl_nccl_create(drl_comm *c, const unsigned char id[DRL_NCCL_ID_BYTES]) {
+  (void)id;
+  return no_nccl(c);
+}
 void drl_nccl_destroy(drl_comm *c) { (void)c; }
 void drl_nccl_abort(drl_comm *c) { (void)c; }
 drl_status drl_nccl_exchange(drl_comm *c, const float *send, const drl_comm_pieces *sp, float *recv,
