@@ -6,7 +6,7 @@
  *                compaction, and the D3S token selection
  *   old policy   the forward over the kept rows that gives logp_old and the entropies
  *   updates      the clipped-surrogate forward + backward + AdamW step(s)
- * drl_rl_step reports the last three (drl_rl_stats.seconds_*); the first two are timed here.
+ * drl_grpo_update reports the last three (drl_grpo_update_stats.seconds_*); the first two are timed here.
  *
  * The policy is the seeded initialisation unless --init CKPT loads a checkpoint's weights (e.g. a run's ckpt.h5):
  * with random weights rewards are 0, every advantage is 0, and response lengths are random; the work per phase is
@@ -22,7 +22,7 @@
 #include "bench_common.h"
 #include "data/vocab.h"
 #include "engine/config.h"
-#include "engine/rl_step.h"
+#include "engine/grpo_update.h"
 #include "engine/run.h"
 #include "samplers/rollout.h"
 
@@ -89,10 +89,10 @@ int main(int argc, char **argv) {
   int64_t longest = run.max_prompt;
   int T = (int)longest + g->max_new_tokens;
   drl_rollout ro;
-  drl_rl_state rs;
+  drl_grpo_update_state rs;
   memset(&ro, 0, sizeof ro);
   CHECK(drl_rollout_create(&ro, &run.model, rows, T), "rollout create");
-  CHECK(drl_rl_state_create(&rs, &cfg, &run.model, 1, rows, T), "rl state");
+  CHECK(drl_grpo_update_state_create(&rs, &cfg, &run.model, 1, rows, T), "rl state");
   int32_t *prompts = malloc((size_t)n * (size_t)longest * sizeof(int32_t));
   int64_t *offsets = malloc((size_t)(n + 1) * sizeof(int64_t));
   float *rewards = malloc((size_t)rows * sizeof(float));
@@ -114,9 +114,9 @@ int main(int argc, char **argv) {
     double t2 = bench_now();
     t[PH_ROLLOUT] = t1 - t0;
     t[PH_REWARD] = t2 - t1;
-    drl_rl_batch rb = {n, G, batch.T, batch.tokens, batch.row_start, batch.mask, rewards};
-    drl_rl_stats st;
-    CHECK(drl_rl_step(&rs, &run.model, &cfg, &rb, NULL, NULL, it, total, &run.optim_step, &st), "rl step");
+    drl_grpo_update_batch rb = {n, G, batch.T, batch.tokens, batch.row_start, batch.mask, rewards};
+    drl_grpo_update_stats st;
+    CHECK(drl_grpo_update(&rs, &run.model, &cfg, &rb, NULL, NULL, it, total, &run.optim_step, &st), "rl step");
     t[PH_ADV] = st.seconds_select;
     t[PH_OLD] = st.seconds_old_policy;
     t[PH_UPDATE] = st.seconds_update;
@@ -135,9 +135,9 @@ int main(int argc, char **argv) {
   char body[4096];
   int len = snprintf(body, sizeof body,
                      "One GRPO iteration through the engine's functions (drl_rollout_generate, drl_run_score, "
-                     "drl_rl_step), default configuration: %s task, %.2fM-parameter policy (%s), %d prompts x G = %d, "
+                     "drl_grpo_update), default configuration: %s task, %.2fM-parameter policy (%s), %d prompts x G = %d, "
                      "max_new_tokens %d, d3s.sampling %s, ppo_epochs %d, minibatches %d; %d CPU threads. Mean of %d "
-                     "iterations after %d warm-up; the last three phases as drl_rl_step reports them. Per timed "
+                     "iterations after %d warm-up; the last three phases as drl_grpo_update reports them. Per timed "
                      "iteration: %.1f kept rows of %d, %.0f loss tokens, "
                      "%.0f generated tokens (mean response %.1f tokens), batch reward %.3f.\n\n"
                      "| phase | ms / iteration | share |\n|---|---|---|\n",
@@ -157,7 +157,7 @@ int main(int argc, char **argv) {
   free(prompts);
   free(offsets);
   free(rewards);
-  drl_rl_state_free(&rs, &run.model);
+  drl_grpo_update_state_free(&rs, &run.model);
   drl_rollout_free(&ro);
   drl_run_close(&run);
   return rc;

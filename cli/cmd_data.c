@@ -5,7 +5,7 @@
 
 #include "cli.h"
 #include "data/dataset.h"
-#include "data/tasks.h"
+#include "data/task.h"
 #include "data/vocab.h"
 
 static const char usage[] =

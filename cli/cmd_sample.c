@@ -47,7 +47,7 @@ static int run_sample(int argc, char **argv) {
   if (rc != CLI_OK) return rc;
   if (cli_make_parent_dirs(a.out)) return CLI_FAILED;
   double reward = 0.0;
-  if (drl_flow_sample_file(a.file, a.out, (int)a.n, (int)a.steps, (uint64_t)a.seed, &reward) != DRL_OK)
+  if (drl_flow_policy_sample_file(a.file, a.out, (int)a.n, (int)a.steps, (uint64_t)a.seed, &reward) != DRL_OK)
     return cli_fail(a.file);
   printf("wrote %lld samples per condition of %s to %s (mean reward %.4f)\n", a.n, a.file, a.out, reward);
   return CLI_OK;

@@ -13,6 +13,12 @@
 #include "engine/log.h"
 #include "engine/trainer.h"
 
+/* run.log_level converts to the logger's level by value. */
+_Static_assert((int)DRL_CFG_LOG_ERROR == (int)DRL_LOG_ERROR, "run.log_level converts by value");
+_Static_assert((int)DRL_CFG_LOG_WARN == (int)DRL_LOG_WARN, "run.log_level converts by value");
+_Static_assert((int)DRL_CFG_LOG_INFO == (int)DRL_LOG_INFO, "run.log_level converts by value");
+_Static_assert((int)DRL_CFG_LOG_DEBUG == (int)DRL_LOG_DEBUG, "run.log_level converts by value");
+
 static const char usage[] =
     "usage: dynrl train [CFG.yaml] [--set SECTION.KEY=VALUE]... [--resume] [--quiet] [--log-level LEVEL]\n"
     "\n"

@@ -4,9 +4,6 @@
 
 #include "kernels/philox.h"
 
-/* The uid of the flow2d point stream among DRL_RNG_DATA streams (tasks use 1-3, SFT 16, GRPO prompts 17). */
-#define FLOW2D_DATA_UID 18
-
 void drl_flow2d_mode(const drl_flow2d *t, int c, int m, float *xy) {
   double angle = 2.0 * 3.14159265358979323846 * ((double)m / t->modes + (double)c / ((double)t->modes * t->conditions));
   xy[0] = (float)(2.0 * cos(angle));
@@ -14,7 +11,7 @@ void drl_flow2d_mode(const drl_flow2d *t, int c, int m, float *xy) {
 }
 
 void drl_flow2d_point(const drl_flow2d *t, uint64_t seed, uint64_t i, float *xy, int32_t *cond) {
-  uint32_t tag = drl_rng_tag(DRL_RNG_DATA, FLOW2D_DATA_UID, 0);
+  uint32_t tag = drl_rng_tag(DRL_RNG_DATA, DRL_UID_FLOW2D_POINTS, 0);
   int c = (int)(i % (uint64_t)t->conditions);
   int m = (int)(drl_rng_u32(seed, 0, tag, 4 * i) % (uint32_t)t->modes);
   float mu[2];

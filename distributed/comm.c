@@ -103,18 +103,18 @@ drl_status drl_comm_init(drl_comm *c, double timeout_s) {
 }
 
 drl_status drl_comm_attach_device(drl_comm *c, const drl_device *dev) {
-  if (c->impl && c->impl->nccl) drl_nccl_destroy(c);
+  if (c->impl && c->impl->nccl) drl_comm_nccl_destroy(c);
   c->dev = *dev;
   if (dev->backend != DRL_BACKEND_CUDA || c->size == 1) return DRL_OK;
   unsigned char id[DRL_NCCL_ID_BYTES];
-  if (c->rank == 0) DRL_TRY(drl_nccl_unique_id(id));
+  if (c->rank == 0) DRL_TRY(drl_comm_nccl_unique_id(id));
   DRL_TRY(drl_comm_bcast(c, id, sizeof id, 0));
-  return drl_nccl_create(c, id);
+  return drl_comm_nccl_create(c, id);
 }
 
 void drl_comm_finalize(drl_comm *c) {
   if (!c || !c->impl) return;
-  if (c->impl->nccl) drl_nccl_destroy(c);
+  if (c->impl->nccl) drl_comm_nccl_destroy(c);
 #ifdef DRL_HAVE_MPI
   if (c->impl->has_mpi) MPI_Comm_free(&c->impl->mpi);
   int finalized = 1;
@@ -126,7 +126,7 @@ void drl_comm_finalize(drl_comm *c) {
 
 void drl_comm_abort(drl_comm *c, int code) {
   if (!c || !c->impl || c->size == 1) return;
-  if (c->impl->nccl) drl_nccl_abort(c);
+  if (c->impl->nccl) drl_comm_nccl_abort(c);
 #ifdef DRL_HAVE_MPI
   MPI_Abort(c->impl->mpi, code);
 #else
@@ -302,7 +302,7 @@ static drl_status exchange(drl_comm *c, const float *send, const drl_comm_pieces
                            const drl_comm_pieces *rp) {
   for (int r = 0; r < c->size; ++r)
     if (r != c->rank) c->bytes_sent += (uint64_t)sp->count[r] * sizeof(float);
-  if (c->dev.backend == DRL_BACKEND_CUDA) return drl_nccl_exchange(c, send, sp, recv, rp);
+  if (c->dev.backend == DRL_BACKEND_CUDA) return drl_comm_nccl_exchange(c, send, sp, recv, rp);
   DRL_TRY(need_mpi(c, "reduce_scatter"));
 #ifdef DRL_HAVE_MPI
   int *v = (int *)malloc(4 * (size_t)c->size * sizeof(int));
@@ -375,7 +375,7 @@ drl_status drl_comm_allgather_ranges(drl_comm *c, float *buf, int64_t lo, int64_
       int64_t keep = cnt[c->rank];
       cnt[c->rank] = 0;
       drl_comm_pieces sp = {scnt, sdispl}, rp = {cnt, displ};
-      st = drl_nccl_exchange(c, buf + a, &sp, buf + a, &rp);
+      st = drl_comm_nccl_exchange(c, buf + a, &sp, buf + a, &rp);
       cnt[c->rank] = keep;
       continue;
     }
@@ -408,7 +408,7 @@ drl_status drl_comm_allreduce_fast(drl_comm *c, float *buf, int64_t n) {
   if (c->size == 1 || n == 0) return DRL_OK;
   /* A ring all-reduce sends 2 (size - 1) / size of the buffer from every rank. */
   c->bytes_sent += (uint64_t)(2.0 * (double)(c->size - 1) / c->size * (double)n * sizeof(float));
-  if (c->dev.backend == DRL_BACKEND_CUDA) return drl_nccl_allreduce(c, buf, n);
+  if (c->dev.backend == DRL_BACKEND_CUDA) return drl_comm_nccl_allreduce(c, buf, n);
   DRL_TRY(need_mpi(c, "all_reduce"));
 #ifdef DRL_HAVE_MPI
   for (int64_t a = 0; a < n; a += MAX_PIECE) {
@@ -425,14 +425,14 @@ drl_status drl_comm_bcast_device(drl_comm *c, void *buf, size_t bytes, int root)
   if (c->dev.backend == DRL_BACKEND_CUDA && c->size > 1) {
     if (root < 0 || root >= c->size) return DRL_FAIL(DRL_ERR_INVALID_ARG, "broadcast: root %d of %d", root, c->size);
     if (c->rank == root) c->bytes_sent += (uint64_t)bytes * (uint64_t)(c->size - 1);
-    return drl_nccl_bcast(c, buf, bytes, root);
+    return drl_comm_nccl_bcast(c, buf, bytes, root);
   }
   return drl_comm_bcast(c, buf, bytes, root);
 }
 
 drl_status drl_comm_sync(drl_comm *c) {
   if (c->dev.backend != DRL_BACKEND_CUDA) return DRL_OK;
-  if (c->impl && c->impl->nccl) return drl_nccl_sync(c);
+  if (c->impl && c->impl->nccl) return drl_comm_nccl_sync(c);
   return drl_device_sync(&c->dev);
 }
 

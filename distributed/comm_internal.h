@@ -26,16 +26,16 @@ typedef struct drl_comm_pieces {
  * c->timeout_s for the communicator to accept it. A communicator is created from one unique id, made by rank 0 and
  * broadcast by the caller (comm.c) to every rank. */
 #define DRL_NCCL_ID_BYTES 128
-drl_status drl_nccl_unique_id(unsigned char id[DRL_NCCL_ID_BYTES]);
-drl_status drl_nccl_create(drl_comm *c, const unsigned char id[DRL_NCCL_ID_BYTES]);
-void drl_nccl_destroy(drl_comm *c);
-void drl_nccl_abort(drl_comm *c);
+drl_status drl_comm_nccl_unique_id(unsigned char id[DRL_NCCL_ID_BYTES]);
+drl_status drl_comm_nccl_create(drl_comm *c, const unsigned char id[DRL_NCCL_ID_BYTES]);
+void drl_comm_nccl_destroy(drl_comm *c);
+void drl_comm_nccl_abort(drl_comm *c);
 /* Sends send's piece r to rank r and receives rank r's piece into recv's piece r, for every r (self included). */
-drl_status drl_nccl_exchange(drl_comm *c, const float *send, const drl_comm_pieces *sp, float *recv,
+drl_status drl_comm_nccl_exchange(drl_comm *c, const float *send, const drl_comm_pieces *sp, float *recv,
                              const drl_comm_pieces *rp);
-drl_status drl_nccl_allreduce(drl_comm *c, float *buf, int64_t n);
-drl_status drl_nccl_bcast(drl_comm *c, void *buf, size_t bytes, int root);
+drl_status drl_comm_nccl_allreduce(drl_comm *c, float *buf, int64_t n);
+drl_status drl_comm_nccl_bcast(drl_comm *c, void *buf, size_t bytes, int root);
 /* Waits for the stream, watching the communicator for asynchronous errors; aborts it after the timeout. */
-drl_status drl_nccl_sync(drl_comm *c);
+drl_status drl_comm_nccl_sync(drl_comm *c);
 
 #endif /* DRL_COMM_INTERNAL_H */

@@ -51,14 +51,14 @@ static drl_status settle(drl_comm *c, ncclResult_t r, const char *what) {
 
 _Static_assert(sizeof(ncclUniqueId) == DRL_NCCL_ID_BYTES, "the broadcast id is NCCL's");
 
-drl_status drl_nccl_unique_id(unsigned char id[DRL_NCCL_ID_BYTES]) {
+drl_status drl_comm_nccl_unique_id(unsigned char id[DRL_NCCL_ID_BYTES]) {
   ncclUniqueId u;
   NCCL_CHECK(ncclGetUniqueId(&u));
   memcpy(id, &u, sizeof u);
   return DRL_OK;
 }
 
-drl_status drl_nccl_create(drl_comm *c, const unsigned char id_bytes[DRL_NCCL_ID_BYTES]) {
+drl_status drl_comm_nccl_create(drl_comm *c, const unsigned char id_bytes[DRL_NCCL_ID_BYTES]) {
   ncclUniqueId id;
   memcpy(&id, id_bytes, sizeof id);
   CUDA_CHECK(cudaSetDevice(c->dev.index));
@@ -78,7 +78,7 @@ drl_status drl_nccl_create(drl_comm *c, const unsigned char id_bytes[DRL_NCCL_ID
   return st;
 }
 
-void drl_nccl_destroy(drl_comm *c) {
+void drl_comm_nccl_destroy(drl_comm *c) {
   if (!c->impl->nccl) return;
   if (settle(c, ncclCommFinalize(NCCL(c)), "ncclCommFinalize") == DRL_OK && c->impl->nccl)
     ncclCommDestroy(NCCL(c));
@@ -87,7 +87,7 @@ void drl_nccl_destroy(drl_comm *c) {
   c->impl->nccl = NULL;
 }
 
-void drl_nccl_abort(drl_comm *c) {
+void drl_comm_nccl_abort(drl_comm *c) {
   if (c->impl->nccl) ncclCommAbort(NCCL(c));
   c->impl->nccl = NULL;
 }
@@ -98,7 +98,7 @@ static drl_status need_comm(const drl_comm *c) {
                   c->rank);
 }
 
-drl_status drl_nccl_exchange(drl_comm *c, const float *send, const drl_comm_pieces *sp, float *recv,
+drl_status drl_comm_nccl_exchange(drl_comm *c, const float *send, const drl_comm_pieces *sp, float *recv,
                              const drl_comm_pieces *rp) {
   DRL_TRY(need_comm(c));
   DRL_TRY(settle(c, ncclGroupStart(), "ncclGroupStart"));
@@ -113,17 +113,17 @@ drl_status drl_nccl_exchange(drl_comm *c, const float *send, const drl_comm_piec
   return settle(c, ncclGroupEnd(), "ncclGroupEnd (exchange)");
 }
 
-drl_status drl_nccl_allreduce(drl_comm *c, float *buf, int64_t n) {
+drl_status drl_comm_nccl_allreduce(drl_comm *c, float *buf, int64_t n) {
   DRL_TRY(need_comm(c));
   return settle(c, ncclAllReduce(buf, buf, (size_t)n, ncclFloat, ncclSum, NCCL(c), STREAM(c)), "ncclAllReduce");
 }
 
-drl_status drl_nccl_bcast(drl_comm *c, void *buf, size_t bytes, int root) {
+drl_status drl_comm_nccl_bcast(drl_comm *c, void *buf, size_t bytes, int root) {
   DRL_TRY(need_comm(c));
   return settle(c, ncclBroadcast(buf, buf, bytes, ncclUint8, root, NCCL(c), STREAM(c)), "ncclBroadcast");
 }
 
-drl_status drl_nccl_sync(drl_comm *c) {
+drl_status drl_comm_nccl_sync(drl_comm *c) {
   DRL_TRY(need_comm(c));
   double deadline = now() + c->timeout_s;
   for (;;) {
@@ -147,28 +147,28 @@ static drl_status no_nccl(const drl_comm *c) {
                   "rank %d of %d: collectives on CUDA buffers need NCCL, and this dynrl was built without it", c->rank,
                   c->size);
 }
-drl_status drl_nccl_unique_id(unsigned char id[DRL_NCCL_ID_BYTES]) {
-  memset(id, 0, DRL_NCCL_ID_BYTES); /* drl_nccl_create then says why on every rank */
+drl_status drl_comm_nccl_unique_id(unsigned char id[DRL_NCCL_ID_BYTES]) {
+  memset(id, 0, DRL_NCCL_ID_BYTES); /* drl_comm_nccl_create then says why on every rank */
   return DRL_OK;
 }
-drl_status drl_nccl_create(drl_comm *c, const unsigned char id[DRL_NCCL_ID_BYTES]) {
+drl_status drl_comm_nccl_create(drl_comm *c, const unsigned char id[DRL_NCCL_ID_BYTES]) {
   (void)id;
   return no_nccl(c);
 }
-void drl_nccl_destroy(drl_comm *c) { (void)c; }
-void drl_nccl_abort(drl_comm *c) { (void)c; }
-drl_status drl_nccl_exchange(drl_comm *c, const float *send, const drl_comm_pieces *sp, float *recv,
+void drl_comm_nccl_destroy(drl_comm *c) { (void)c; }
+void drl_comm_nccl_abort(drl_comm *c) { (void)c; }
+drl_status drl_comm_nccl_exchange(drl_comm *c, const float *send, const drl_comm_pieces *sp, float *recv,
                              const drl_comm_pieces *rp) {
   (void)send, (void)sp, (void)recv, (void)rp;
   return no_nccl(c);
 }
-drl_status drl_nccl_allreduce(drl_comm *c, float *buf, int64_t n) {
+drl_status drl_comm_nccl_allreduce(drl_comm *c, float *buf, int64_t n) {
   (void)buf, (void)n;
   return no_nccl(c);
 }
-drl_status drl_nccl_bcast(drl_comm *c, void *buf, size_t bytes, int root) {
+drl_status drl_comm_nccl_bcast(drl_comm *c, void *buf, size_t bytes, int root) {
   (void)buf, (void)bytes, (void)root;
   return no_nccl(c);
 }
-drl_status drl_nccl_sync(drl_comm *c) { return no_nccl(c); }
+drl_status drl_comm_nccl_sync(drl_comm *c) { return no_nccl(c); }
 #endif

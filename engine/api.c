@@ -15,7 +15,7 @@
 struct drl_engine {
   drl_config cfg;
   drl_run run;
-  drl_grpo grpo;              /* one shard: the rollouts of the last generate, their rewards, the update state */
+  drl_grpo_iteration grpo;              /* one shard: the rollouts of the last generate, their rewards, the update state */
   drl_reward_source reward;   /* drl_engine_set_reward's callback (none: the task's verifier) */
   int64_t iteration;
   int has_batch;
@@ -38,13 +38,13 @@ drl_status drl_engine_create(const char *config_path, const char *const *overrid
   if (st == DRL_OK && e->cfg.optim.name != DRL_CFG_OPTIM_ADAMW)
     st = DRL_FAIL(DRL_ERR_UNSUPPORTED, "the engine API trains with optim.name: adamw; spsa runs through dynrl train");
   for (int p = 0; st == DRL_OK && p < e->cfg.trainer.phases.count; ++p)
-    if (drl_phase_is_flow(e->cfg.trainer.phases.items[p]))
+    if (drl_flow_policy_phase(e->cfg.trainer.phases.items[p]))
       st = DRL_FAIL(DRL_ERR_UNSUPPORTED, "the engine API drives the token policy; the flow phases (%s) run through "
                     "dynrl train", drl_cfg_phase_name(e->cfg.trainer.phases.items[p]));
   const drl_config_grpo *g = &e->cfg.grpo;
   int rows = g->prompts_per_step * g->group_size, T = e->cfg.model.max_seq;
   if (st == DRL_OK) st = drl_run_open(&e->run, &e->cfg, NULL, rows < 64 ? rows : 64);
-  if (st == DRL_OK) st = drl_grpo_create(&e->grpo, &e->run, 1, 0, g->prompts_per_step, (int64_t)T * g->prompts_per_step, T);
+  if (st == DRL_OK) st = drl_grpo_iterate_create(&e->grpo, &e->run, 1, 0, g->prompts_per_step, (int64_t)T * g->prompts_per_step, T);
   if (st != DRL_OK) {
     drl_engine_destroy(e);
     return st;
@@ -55,7 +55,7 @@ drl_status drl_engine_create(const char *config_path, const char *const *overrid
 
 void drl_engine_destroy(drl_engine *e) {
   if (!e) return;
-  drl_grpo_free(&e->grpo, &e->run);
+  drl_grpo_iterate_free(&e->grpo, &e->run);
   drl_run_close(&e->run);
   free(e);
 }
@@ -78,7 +78,7 @@ drl_status drl_engine_generate(drl_engine *e, const int32_t *tokens, const int64
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "generate: %d prompts; the engine takes 1..grpo.prompts_per_step = %d",
                     n_prompts, g->prompts_per_step);
   e->has_batch = 0;
-  DRL_TRY(drl_grpo_roll_out(&e->grpo, &e->run, e->iteration + 1, 0, tokens, offsets, n_prompts));
+  DRL_TRY(drl_grpo_iterate_roll_out(&e->grpo, &e->run, e->iteration + 1, 0, tokens, offsets, n_prompts));
   e->has_batch = 1;
   const drl_rollout_batch *b = &e->grpo.rollouts[0];
   drl_rollouts r = {b->n_prompts, b->G, b->rows, b->P, b->T, b->tokens, b->row_start, b->response_len,
@@ -88,16 +88,16 @@ drl_status drl_engine_generate(drl_engine *e, const int32_t *tokens, const int64
 }
 
 /* Where the next iteration stands: the engine counts its own iterations as the job's steps. */
-static drl_grpo_at next_at(const drl_engine *e) {
-  drl_grpo_at at = {e->iteration + 1, (int)e->iteration + 1, e->cfg.grpo.steps};
+static drl_grpo_iterate_at next_at(const drl_engine *e) {
+  drl_grpo_iterate_at at = {e->iteration + 1, (int)e->iteration + 1, e->cfg.grpo.steps};
   return at;
 }
 
 /* After an iteration's updates: the engine's counters and statistics. */
-static drl_status finish(drl_engine *e, const drl_rl_stats *rl, drl_stats *stats) {
-  const drl_rl_stats s = *rl;
+static drl_status finish(drl_engine *e, const drl_grpo_update_stats *rl, drl_stats *stats) {
+  const drl_grpo_update_stats s = *rl;
   e->iteration++;
-  drl_status st = drl_bad_steps_record(&e->run.bad, "grpo", e->iteration, s.bad, e->cfg.trainer.max_bad_steps,
+  drl_status st = drl_run_count_step(&e->run.bad, "grpo", e->iteration, s.bad, e->cfg.trainer.max_bad_steps,
                                        e->last_ckpt);
   drl_stats out = {e->iteration, e->run.optim_step, s.reward_mean, s.reward_std, s.loss, s.grad_norm,
                    s.clip_frac, s.kl, s.entropy, s.usefulness, s.kept_samples, s.kept_tokens,
@@ -112,10 +112,10 @@ drl_status drl_engine_train(drl_engine *e, const float *rewards, drl_stats *stat
   DRL_TRY(need(rewards, "rewards"));
   if (!e->has_batch) return DRL_FAIL(DRL_ERR_INVALID_ARG, "train: no rollouts (call drl_engine_generate first)");
   memmove(e->grpo.rewards, rewards, (size_t)e->grpo.rollouts[0].rows * sizeof(float));
-  drl_grpo_at at = next_at(e);
-  drl_rl_stats s;
+  drl_grpo_iterate_at at = next_at(e);
+  drl_grpo_update_stats s;
   e->has_batch = 0;
-  DRL_TRY(drl_grpo_update(&e->grpo, &e->run, &at, &s));
+  DRL_TRY(drl_grpo_iterate_update(&e->grpo, &e->run, &at, &s));
   return finish(e, &s, stats);
 }
 
@@ -128,8 +128,8 @@ drl_status drl_engine_set_reward(drl_engine *e, drl_reward_fn fn, void *user) {
 
 drl_status drl_engine_iterate(drl_engine *e, drl_stats *stats) {
   DRL_TRY(need(e, "engine"));
-  drl_grpo_at at = next_at(e);
-  drl_rl_stats s;
+  drl_grpo_iterate_at at = next_at(e);
+  drl_grpo_update_stats s;
   e->has_batch = 0;
   DRL_TRY(drl_grpo_iterate(&e->grpo, &e->run, &e->reward, &at, &s));
   return finish(e, &s, stats);

@@ -23,7 +23,7 @@ static int cmp_desc(const void *pa, const void *pb) {
   return (a->i > b->i) - (a->i < b->i);
 }
 
-drl_status drl_maxvar_subset(const float *v, int n, int k, int *out_idx) {
+drl_status drl_d3s_maxvar_subset(const float *v, int n, int k, int *out_idx) {
   if (n < 0 || k < 0 || k > n)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "max-variance subset: cannot keep %d of %d values", k, n);
   if (k == 0) return DRL_OK;
@@ -113,11 +113,11 @@ drl_status drl_d3s_select_samples(const float *adv, int n_groups, int G, int n_k
   memset(keep, 0, (size_t)rows);
   drl_status st = DRL_OK;
   if (scope == DRL_D3S_CROSS) {
-    st = drl_maxvar_subset(adv, rows, total, idx);
+    st = drl_d3s_maxvar_subset(adv, rows, total, idx);
     for (int j = 0; st == DRL_OK && j < total; ++j) keep[idx[j]] = 1;
   } else {
     for (int g = 0; st == DRL_OK && g < n_groups; ++g) {
-      st = drl_maxvar_subset(adv + (size_t)g * G, G, n_keep, idx);
+      st = drl_d3s_maxvar_subset(adv + (size_t)g * G, G, n_keep, idx);
       for (int j = 0; st == DRL_OK && j < n_keep; ++j) keep[(size_t)g * G + idx[j]] = 1;
     }
   }
@@ -125,7 +125,7 @@ drl_status drl_d3s_select_samples(const float *adv, int n_groups, int G, int n_k
   return st == DRL_OK ? DRL_OK : drl_fail_context(st, "D3S sample selection");
 }
 
-drl_status drl_pods_select(const float *rewards, int n_groups, int G, int n_keep, int dr_grpo, float eps,
+drl_status drl_d3s_pods_select(const float *rewards, int n_groups, int G, int n_keep, int dr_grpo, float eps,
                            uint8_t *keep, float *adv) {
   DRL_TRY(check_groups("PODS selection", n_groups, G, n_keep));
   int rows = n_groups * G;
@@ -144,7 +144,7 @@ drl_status drl_pods_select(const float *rewards, int n_groups, int G, int n_keep
   drl_status st = DRL_OK;
   for (int g = 0; st == DRL_OK && g < n_groups; ++g) {
     size_t base = (size_t)g * G;
-    st = drl_maxvar_subset(rewards + base, G, n_keep, idx);
+    st = drl_d3s_maxvar_subset(rewards + base, G, n_keep, idx);
     if (st != DRL_OK) break;
     for (int j = 0; j < n_keep; ++j) r[j] = rewards[base + idx[j]];
     st = drl_grpo_advantages(r, 1, n_keep, dr_grpo, eps, a); /* PODS re-normalises on the kept subset */

@@ -49,7 +49,7 @@ typedef struct drl_d3s_stats {
 } drl_d3s_stats;
 
 /* Indices (ascending) of a size-k subset of v[0..n) with maximal variance, in O(n log n + k); tie-break above. */
-drl_status drl_maxvar_subset(const float *v, int n, int k, int *out_idx);
+drl_status drl_d3s_maxvar_subset(const float *v, int n, int k, int *out_idx);
 
 /* keep[row] = 1 for the rows D3S keeps from n_groups x G advantages: cross = one max-variance subset of
  * n_groups * n_keep rows over the batch, intra = n_keep rows per group; 0 elsewhere. Fails if n_keep > G. */
@@ -58,7 +58,7 @@ drl_status drl_d3s_select_samples(const float *adv, int n_groups, int G, int n_k
 
 /* PODS: per group keep the n_keep rows of maximal reward variance and write their advantages re-normalised on the
  * kept rewards (drl_grpo_advantages' arithmetic on the subset); dropped rows get keep 0 and advantage 0. */
-drl_status drl_pods_select(const float *rewards, int n_groups, int G, int n_keep, int dr_grpo, float eps,
+drl_status drl_d3s_pods_select(const float *rewards, int n_groups, int G, int n_keep, int dr_grpo, float eps,
                            uint8_t *keep, float *adv);
 
 /* Tokens to keep out of n candidates at fraction K in (0, 1]: ceil(K n), at least 1 when n > 0, 0 when n == 0

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/tasks.h"
+#include "data/task.h"
 #include "data/vocab.h"
 #include "kernels/nvtx.h"
 
@@ -59,7 +59,7 @@ static drl_status eval_group(drl_transformer *m, const drl_dataset *ds, int64_t 
   return DRL_OK;
 }
 
-drl_status drl_eval_greedy(drl_transformer *m, const drl_dataset *ds, int64_t first, int64_t n, int max_new,
+drl_status drl_evaluate_greedy(drl_transformer *m, const drl_dataset *ds, int64_t first, int64_t n, int max_new,
                            double *accuracy) {
   DRL_RANGE("eval");
   *accuracy = 0.0;

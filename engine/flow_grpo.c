@@ -7,13 +7,13 @@
 #include "kernels/nvtx.h"
 
 /* Nodes per group in layer j. */
-static int64_t per_group(const drl_tree *t, int j) { return drl_tree_layer_size(&t->p, t->groups, j) / t->groups; }
+static int64_t per_group(const drl_sde_tree *t, int j) { return drl_sde_tree_layer_size(&t->p, t->groups, j) / t->groups; }
 
-void drl_tree_values(const drl_tree *t, double *value) {
+void drl_flow_grpo_values(const drl_sde_tree *t, double *value) {
   int d = t->p.depth, b = t->p.branch;
   for (int q = 0; q < t->leaves; ++q) value[t->layer_first[d] + q] = t->reward[q];
   for (int j = d - 1; j >= 0; --j) {
-    int64_t n = drl_tree_layer_size(&t->p, t->groups, j);
+    int64_t n = drl_sde_tree_layer_size(&t->p, t->groups, j);
     for (int64_t q = 0; q < n; ++q) {
       double s = 0.0;
       for (int c = 0; c < b; ++c) s += value[t->layer_first[j + 1] + q * b + c];
@@ -31,7 +31,7 @@ static void mean_std(const double *v, int64_t n, double *mean, double *std) {
   *std = n > 1 ? sqrt(q / (double)(n - 1)) : 0.0;
 }
 
-void drl_tree_advantages(const drl_tree *t, const double *value, const drl_flow_grpo_cfg *c, float *adv) {
+void drl_flow_grpo_advantages(const drl_sde_tree *t, const double *value, const drl_flow_grpo_cfg *c, float *adv) {
   int d = t->p.depth;
   memset(adv, 0, (size_t)t->nodes * sizeof(float));
   int64_t leaves_g = per_group(t, d);
@@ -60,7 +60,7 @@ void drl_tree_advantages(const drl_tree *t, const double *value, const drl_flow_
   }
 }
 
-double drl_tree_edge_loss(float adv, float logp, float logp_old, float eps, float *dlogp, int *clipped) {
+double drl_flow_grpo_edge_loss(float adv, float logp, float logp_old, float eps, float *dlogp, int *clipped) {
   double rho = exp((double)logp - (double)logp_old), lo = 1.0 - eps, hi = 1.0 + eps;
   double rc = rho < lo ? lo : (rho > hi ? hi : rho);
   double un = -(double)adv * rho, cl = -(double)adv * rc;
@@ -69,7 +69,7 @@ double drl_tree_edge_loss(float adv, float logp, float logp_old, float eps, floa
   return *clipped ? cl : un;
 }
 
-drl_status drl_flow_grpo_grad(drl_tree *t, drl_flow *model, const drl_flow_grpo_cfg *c,
+drl_status drl_flow_grpo_grad(drl_sde_tree *t, drl_flow *model, const drl_flow_grpo_cfg *c,
                               drl_flow_grpo_stats *out) {
   DRL_RANGE("flow_grpo_update");
   memset(out, 0, sizeof *out);
@@ -85,8 +85,8 @@ drl_status drl_flow_grpo_grad(drl_tree *t, drl_flow *model, const drl_flow_grpo_
                       ? DRL_OK
                       : DRL_FAIL(DRL_ERR_OOM, "out of memory for flow GRPO");
   if (st != DRL_OK) goto done;
-  drl_tree_values(t, value);
-  drl_tree_advantages(t, value, c, adv);
+  drl_flow_grpo_values(t, value);
+  drl_flow_grpo_advantages(t, value, c, adv);
   int64_t leaves_g = per_group(t, d);
   double rsum = 0.0, ssum = 0.0;
   for (int g = 0; g < t->groups; ++g) {
@@ -107,13 +107,13 @@ drl_status drl_flow_grpo_grad(drl_tree *t, drl_flow *model, const drl_flow_grpo_
   st = drl_params_zero_grads(&model->ps);
   int64_t clipped = 0;
   for (int j = 0; st == DRL_OK && j < d; ++j) {
-    int64_t rows = drl_tree_layer_size(&t->p, t->groups, j), children = rows * b, first = t->layer_first[j + 1];
-    st = drl_tree_edge_logprob(t, model, j, logp, v);
+    int64_t rows = drl_sde_tree_layer_size(&t->p, t->groups, j), children = rows * b, first = t->layer_first[j + 1];
+    st = drl_sde_tree_edge_logprob(t, model, j, logp, v);
     if (st != DRL_OK) break;
     for (int64_t e = 0; e < children; ++e) {
-      float a = adv[first + e], eps = drl_tree_clip_eps(c->clip_low, c->clip_high, c->sensitivity, a), g = 0.0f;
+      float a = adv[first + e], eps = drl_flow_grpo_clip_eps(c->clip_low, c->clip_high, c->sensitivity, a), g = 0.0f;
       int cl = 0;
-      double l = drl_tree_edge_loss(a, logp[e], t->logp_old[first + e], eps, &g, &cl);
+      double l = drl_flow_grpo_edge_loss(a, logp[e], t->logp_old[first + e], eps, &g, &cl);
       out->rl_loss += l / (double)out->edges;
       dlogp[e] = (float)((double)g / (double)out->edges);
       clipped += cl;
@@ -136,7 +136,7 @@ drl_status drl_flow_grpo_grad(drl_tree *t, drl_flow *model, const drl_flow_grpo_
       }
       out->sft_loss += w * term / rows;
     }
-    st = drl_tree_edge_backward(t, model, j, dlogp, c->sft_weight > 0 ? dv : NULL);
+    st = drl_sde_tree_edge_backward(t, model, j, dlogp, c->sft_weight > 0 ? dv : NULL);
     out->nfe_train += rows;
   }
   out->loss = out->rl_loss + c->sft_weight * out->sft_loss;

@@ -44,24 +44,24 @@ typedef struct drl_flow_grpo_stats {
 } drl_flow_grpo_stats;
 
 /* The dynamic clip bound of an edge with advantage a. */
-static inline float drl_tree_clip_eps(float low, float high, float sensitivity, float a) {
+static inline float drl_flow_grpo_clip_eps(float low, float high, float sensitivity, float a) {
   return low + (high - low) / (1.0f + expf(-sensitivity * a));
 }
 
 /* value[n] for every node (host [tree->nodes]): leaves (layer depth) their reward, the rest the mean of their
  * children's values. */
-void drl_tree_values(const drl_tree *tree, double *value);
+void drl_flow_grpo_values(const drl_sde_tree *tree, double *value);
 
 /* The edge advantage of every node of layers 1..depth (adv [nodes], layer 0 entries 0), clamped. */
-void drl_tree_advantages(const drl_tree *tree, const double *value, const drl_flow_grpo_cfg *cfg, float *adv);
+void drl_flow_grpo_advantages(const drl_sde_tree *tree, const double *value, const drl_flow_grpo_cfg *cfg, float *adv);
 
 /* The loss of one edge and dL/dlogp; *clipped = 1 when the clipped branch is active. */
-double drl_tree_edge_loss(float adv, float logp, float logp_old, float eps, float *dlogp, int *clipped);
+double drl_flow_grpo_edge_loss(float adv, float logp, float logp_old, float eps, float *dlogp, int *clipped);
 
 /* The gradient of one update from a sampled forest with rewards, in model->ps.grads (zeroed first): every window
- * layer's training pass (drl_tree_edge_logprob, the losses, drl_tree_edge_backward); the caller takes the optimizer
+ * layer's training pass (drl_sde_tree_edge_logprob, the losses, drl_sde_tree_edge_backward); the caller takes the optimizer
  * step. */
-drl_status drl_flow_grpo_grad(drl_tree *tree, drl_flow *model, const drl_flow_grpo_cfg *cfg,
+drl_status drl_flow_grpo_grad(drl_sde_tree *tree, drl_flow *model, const drl_flow_grpo_cfg *cfg,
                               drl_flow_grpo_stats *stats);
 
 #ifdef __cplusplus

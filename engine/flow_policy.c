@@ -7,16 +7,16 @@
 #include "data/checkpoint.h"
 #include "data/h5.h"
 
-int drl_phase_is_flow(drl_cfg_phase p) { return p == DRL_CFG_PHASE_FLOW_PRETRAIN || p == DRL_CFG_PHASE_FLOW_GRPO; }
+int drl_flow_policy_phase(drl_cfg_phase p) { return p == DRL_CFG_PHASE_FLOW_PRETRAIN || p == DRL_CFG_PHASE_FLOW_GRPO; }
 
-void drl_flow_task_of(const drl_config *cfg, drl_flow2d *task) {
+void drl_flow_policy_task(const drl_config *cfg, drl_flow2d *task) {
   task->conditions = cfg->flow.conditions;
   task->modes = cfg->flow.modes;
   task->mode_std = (float)cfg->flow.mode_std;
   task->reward_width = (float)cfg->flow.reward_width;
 }
 
-void drl_flow_config_of(const drl_config *cfg, drl_flow_config *fc) {
+void drl_flow_policy_network(const drl_config *cfg, drl_flow_config *fc) {
   const drl_config_flow *f = &cfg->flow;
   fc->dim = 2;
   fc->n_cond = f->conditions;
@@ -28,22 +28,22 @@ void drl_flow_config_of(const drl_config *cfg, drl_flow_config *fc) {
   fc->max_freq = (float)f->max_freq;
 }
 
-int drl_flow_window_at(const drl_config *cfg, int it) {
+int drl_flow_policy_window(const drl_config *cfg, int it) {
   const drl_config_tree *t = &cfg->tree;
   int l = t->window_start + (t->window_every > 0 ? (it - 1) / t->window_every : 0);
   return l < t->steps - t->depth ? l : t->steps - t->depth;
 }
 
-drl_tree_params drl_flow_tree_params(const drl_config *cfg, int it) {
+drl_sde_tree_params drl_flow_policy_tree_params(const drl_config *cfg, int it) {
   const drl_config_tree *t = &cfg->tree;
   int tree = t->sampling == DRL_CFG_TREE_TREE;
-  drl_tree_params p = {t->steps,
+  drl_sde_tree_params p = {t->steps,
                        (float)t->shift,
                        (float)t->noise,
                        (float)t->noise_growth,
                        t->depth,
                        tree ? t->branch : 1,
-                       drl_flow_window_at(cfg, it),
+                       drl_flow_policy_window(cfg, it),
                        tree ? 1 : t->group_size,
                        !tree && t->shared_noise,
                        t->logprob == DRL_CFG_LOGPROB_MEAN,
@@ -52,21 +52,21 @@ drl_tree_params drl_flow_tree_params(const drl_config *cfg, int it) {
   return p;
 }
 
-int64_t drl_flow_nfe_through(const drl_config *cfg, int it) {
+int64_t drl_flow_policy_nfe_through(const drl_config *cfg, int it) {
   int64_t n = 0;
   for (int i = 1; i <= it; ++i) {
-    drl_tree_params p = drl_flow_tree_params(cfg, i);
+    drl_sde_tree_params p = drl_flow_policy_tree_params(cfg, i);
     n += (int64_t)cfg->tree.conditions_per_iter * p.roots *
-         (drl_tree_sample_nfe(&p) + cfg->tree.epochs * drl_tree_train_nfe(&p));
+         (drl_sde_tree_sample_nfe(&p) + cfg->tree.epochs * drl_sde_tree_train_nfe(&p));
   }
   return n;
 }
 
 /* Rules between keys the flow phases add to drl_config_validate's. */
-drl_status drl_flow_check_config(const drl_config *cfg, const drl_comm *comm) {
+drl_status drl_flow_policy_check(const drl_config *cfg, const drl_comm *comm) {
   const drl_config_tree *t = &cfg->tree;
   for (int p = 0; p < cfg->trainer.phases.count; ++p)
-    if (!drl_phase_is_flow(cfg->trainer.phases.items[p]))
+    if (!drl_flow_policy_phase(cfg->trainer.phases.items[p]))
       return DRL_FAIL(DRL_ERR_CONFIG, "trainer.phases mixes flow phases with '%s': the flow policy runs only "
                       "flow_pretrain and flow_grpo", drl_cfg_phase_name(cfg->trainer.phases.items[p]));
   if (comm && comm->size > 1)
@@ -78,18 +78,18 @@ drl_status drl_flow_check_config(const drl_config *cfg, const drl_comm *comm) {
   if (t->window_start + t->depth > t->steps)
     return DRL_FAIL(DRL_ERR_CONFIG, "tree.window_start (%d) + tree.depth (%d) must be at most tree.steps (%d)",
                     t->window_start, t->depth, t->steps);
-  drl_tree_params p = drl_flow_tree_params(cfg, 1);
-  DRL_TRY(drl_tree_params_check(&p));
-  if (drl_tree_rows_needed(&p, t->conditions_per_iter) > (1 << 24))
+  drl_sde_tree_params p = drl_flow_policy_tree_params(cfg, 1);
+  DRL_TRY(drl_sde_tree_params_check(&p));
+  if (drl_sde_tree_rows_needed(&p, t->conditions_per_iter) > (1 << 24))
     return DRL_FAIL(DRL_ERR_CONFIG, "tree.conditions_per_iter x leaves per condition = %lld points per call: too many",
-                    (long long)drl_tree_rows_needed(&p, t->conditions_per_iter));
+                    (long long)drl_sde_tree_rows_needed(&p, t->conditions_per_iter));
   return DRL_OK;
 }
 
 /* The points the network's activations must hold: a flow-matching batch, the largest tree layer, an eval chunk. */
-int drl_flow_rows_needed(const drl_config *cfg) {
-  drl_tree_params p = drl_flow_tree_params(cfg, 1);
-  int64_t rows = drl_tree_rows_needed(&p, cfg->tree.conditions_per_iter);
+int drl_flow_policy_rows(const drl_config *cfg) {
+  drl_sde_tree_params p = drl_flow_policy_tree_params(cfg, 1);
+  int64_t rows = drl_sde_tree_rows_needed(&p, cfg->tree.conditions_per_iter);
   if (rows < cfg->flow.batch_size) rows = cfg->flow.batch_size;
   if (rows < 4096) rows = 4096; /* the evaluation's chunk */
   return (int)rows;
@@ -97,7 +97,7 @@ int drl_flow_rows_needed(const drl_config *cfg) {
 
 /* ---- samples for pictures ---- */
 
-drl_status drl_flow_sample_file(const char *ckpt_path, const char *out_path, int n, int steps, uint64_t seed,
+drl_status drl_flow_policy_sample_file(const char *ckpt_path, const char *out_path, int n, int steps, uint64_t seed,
                                 double *mean_reward) {
   if (n < 1) return DRL_FAIL(DRL_ERR_INVALID_ARG, "samples per condition must be >= 1, got %d", n);
   drl_checkpoint ck;
@@ -120,8 +120,8 @@ drl_status drl_flow_sample_file(const char *ckpt_path, const char *out_path, int
     st = DRL_FAIL(DRL_ERR_CONFIG, "%s holds a token policy (phase %s), not a flow policy", ckpt_path, ck.phase);
     goto done;
   }
-  drl_flow_config_of(&cfg, &fc);
-  drl_flow_task_of(&cfg, &task);
+  drl_flow_policy_network(&cfg, &fc);
+  drl_flow_policy_task(&cfg, &task);
   if (steps <= 0) steps = cfg.tree.steps;
   DRL_TRY_GOTO(drl_device_open(&dev, cfg.run.device == DRL_CFG_DEVICE_CUDA ? DRL_BACKEND_CUDA : DRL_BACKEND_CPU,
                                cfg.run.device_index));
@@ -145,7 +145,7 @@ drl_status drl_flow_sample_file(const char *ckpt_path, const char *out_path, int
     target[c] = c % M;
     for (int m = 0; m < M; ++m) drl_flow2d_mode(&task, c, m, modes + ((size_t)c * M + m) * 2);
   }
-  DRL_TRY_GOTO(drl_flow_sample_ode(&model, conds, C, n, steps, (float)cfg.tree.shift, seed, x));
+  DRL_TRY_GOTO(drl_sde_tree_sample_ode(&model, conds, C, n, steps, (float)cfg.tree.shift, seed, x));
   double s = 0.0;
   for (int64_t i = 0; i < N; ++i) {
     cond[i] = (int32_t)(i / n);

@@ -6,7 +6,7 @@
 #include "data/vocab.h"
 #include "kernels/nvtx.h"
 
-drl_status drl_grpo_create(drl_grpo *g, drl_run *r, int shards, int first_shard, int n, int64_t prompt_cap, int T) {
+drl_status drl_grpo_iterate_create(drl_grpo_iteration *g, drl_run *r, int shards, int first_shard, int n, int64_t prompt_cap, int T) {
   memset(g, 0, sizeof *g);
   g->shards = shards > 0 ? shards : drl_dp_local(&r->dp);
   g->first_shard = shards > 0 ? first_shard : drl_dp_first(&r->dp);
@@ -19,33 +19,33 @@ drl_status drl_grpo_create(drl_grpo *g, drl_run *r, int shards, int first_shard,
   g->offsets = (int64_t *)malloc(k * (size_t)(n + 1) * sizeof(int64_t));
   g->rewards = (float *)malloc(k * rows * sizeof(float));
   g->rollouts = (drl_rollout_batch *)calloc(k, sizeof *g->rollouts);
-  g->batch = (drl_rl_batch *)calloc(k, sizeof *g->batch);
+  g->batch = (drl_grpo_update_batch *)calloc(k, sizeof *g->batch);
   drl_status st = g->prompts && g->offsets && g->rewards && g->rollouts && g->batch
                       ? DRL_OK
                       : DRL_FAIL(DRL_ERR_OOM, "out of memory for GRPO buffers");
   if (st == DRL_OK) st = drl_rollout_create(&g->sampler, &r->model, (int)rows, T);
-  if (st == DRL_OK) st = drl_rl_state_create(&g->rl, r->cfg, &r->model, g->shards, (int)rows, T);
-  if (st != DRL_OK) drl_grpo_free(g, r);
+  if (st == DRL_OK) st = drl_grpo_update_state_create(&g->rl, r->cfg, &r->model, g->shards, (int)rows, T);
+  if (st != DRL_OK) drl_grpo_iterate_free(g, r);
   return st;
 }
 
-void drl_grpo_free(drl_grpo *g, drl_run *r) {
+void drl_grpo_iterate_free(drl_grpo_iteration *g, drl_run *r) {
   for (int j = 0; g->rollouts && j < g->shards; ++j) drl_rollout_batch_free(&g->rollouts[j]);
   free(g->rollouts);
   free(g->batch);
   free(g->prompts);
   free(g->offsets);
   free(g->rewards);
-  drl_rl_state_free(&g->rl, &r->model);
+  drl_grpo_update_state_free(&g->rl, &r->model);
   drl_rollout_free(&g->sampler);
   memset(g, 0, sizeof *g);
 }
 
-static int32_t *shard_prompts(const drl_grpo *g, int j) { return g->prompts + (size_t)j * g->prompt_cap; }
-static int64_t *shard_offsets(const drl_grpo *g, int j) { return g->offsets + (size_t)j * (g->n + 1); }
-static float *shard_rewards(const drl_grpo *g, int j) { return g->rewards + (size_t)j * g->n * g->G; }
+static int32_t *shard_prompts(const drl_grpo_iteration *g, int j) { return g->prompts + (size_t)j * g->prompt_cap; }
+static int64_t *shard_offsets(const drl_grpo_iteration *g, int j) { return g->offsets + (size_t)j * (g->n + 1); }
+static float *shard_rewards(const drl_grpo_iteration *g, int j) { return g->rewards + (size_t)j * g->n * g->G; }
 
-drl_status drl_grpo_roll_out(drl_grpo *g, drl_run *r, int64_t step, int j, const int32_t *tokens,
+drl_status drl_grpo_iterate_roll_out(drl_grpo_iteration *g, drl_run *r, int64_t step, int j, const int32_t *tokens,
                              const int64_t *offsets, int n) {
   DRL_RANGE("rollout");
   const drl_config_grpo *c = &r->cfg->grpo;
@@ -62,12 +62,12 @@ drl_status drl_grpo_roll_out(drl_grpo *g, drl_run *r, int64_t step, int j, const
                            0,            first_rollout};
   drl_rollout_batch *b = &g->rollouts[j];
   DRL_TRY(drl_rollout_generate(&g->sampler, &r->model, shard_prompts(g, j), shard_offsets(g, j), n, &rp, b));
-  drl_rl_batch v = {n, g->G, b->T, b->tokens, b->row_start, b->mask, shard_rewards(g, j)};
+  drl_grpo_update_batch v = {n, g->G, b->T, b->tokens, b->row_start, b->mask, shard_rewards(g, j)};
   g->batch[j] = v;
   return DRL_OK;
 }
 
-drl_status drl_grpo_score(drl_grpo *g, drl_run *r, const drl_reward_source *src, int j) {
+drl_status drl_grpo_iterate_score(drl_grpo_iteration *g, drl_run *r, const drl_reward_source *src, int j) {
   const drl_rollout_batch *b = &g->rollouts[j];
   const int32_t *prompts = shard_prompts(g, j);
   const int64_t *offsets = shard_offsets(g, j);
@@ -82,21 +82,21 @@ drl_status drl_grpo_score(drl_grpo *g, drl_run *r, const drl_reward_source *src,
   return DRL_OK;
 }
 
-drl_status drl_grpo_sample(drl_grpo *g, drl_run *r, const drl_reward_source *src, int64_t step, int j) {
+drl_status drl_grpo_iterate_sample(drl_grpo_iteration *g, drl_run *r, const drl_reward_source *src, int64_t step, int j) {
   int64_t first_prompt = (int64_t)(g->first_shard + j) * g->n;
   drl_run_draw_prompts(r, (uint32_t)step, first_prompt, g->n, shard_prompts(g, j), shard_offsets(g, j));
-  DRL_TRY(drl_grpo_roll_out(g, r, step, j, shard_prompts(g, j), shard_offsets(g, j), g->n));
-  return drl_grpo_score(g, r, src, j);
+  DRL_TRY(drl_grpo_iterate_roll_out(g, r, step, j, shard_prompts(g, j), shard_offsets(g, j), g->n));
+  return drl_grpo_iterate_score(g, r, src, j);
 }
 
-drl_status drl_grpo_update(drl_grpo *g, drl_run *r, const drl_grpo_at *at, drl_rl_stats *stats) {
+drl_status drl_grpo_iterate_update(drl_grpo_iteration *g, drl_run *r, const drl_grpo_iterate_at *at, drl_grpo_update_stats *stats) {
   g->rl.fault_step = at->step;
-  return drl_rl_step(&g->rl, &r->model, r->cfg, g->batch, &r->dp, &r->balance, at->iteration, at->total,
+  return drl_grpo_update(&g->rl, &r->model, r->cfg, g->batch, &r->dp, &r->balance, at->iteration, at->total,
                      &r->optim_step, stats);
 }
 
-drl_status drl_grpo_iterate(drl_grpo *g, drl_run *r, const drl_reward_source *src, const drl_grpo_at *at,
-                            drl_rl_stats *stats) {
-  for (int j = 0; j < g->shards; ++j) DRL_TRY(drl_grpo_sample(g, r, src, at->step, j));
-  return drl_grpo_update(g, r, at, stats);
+drl_status drl_grpo_iterate(drl_grpo_iteration *g, drl_run *r, const drl_reward_source *src, const drl_grpo_iterate_at *at,
+                            drl_grpo_update_stats *stats) {
+  for (int j = 0; j < g->shards; ++j) DRL_TRY(drl_grpo_iterate_sample(g, r, src, at->step, j));
+  return drl_grpo_iterate_update(g, r, at, stats);
 }

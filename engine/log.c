@@ -28,17 +28,17 @@ void drl_log(drl_log_level level, const char *fmt, ...) {
   fflush(out);
 }
 
-double drl_seconds(void) {
+double drl_log_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void drl_progress_begin(drl_progress *p, const char *label, int64_t total, int64_t start, int every) {
+void drl_log_progress_begin(drl_log_progress *p, const char *label, int64_t total, int64_t start, int every) {
   p->label = label;
   p->total = total;
   p->start = start;
-  p->t0 = drl_seconds();
+  p->t0 = drl_log_seconds();
   p->every = every > 0 ? every : 1;
   p->tty = isatty(STDOUT_FILENO);
 }
@@ -51,11 +51,11 @@ static void format_duration(double s, char *buf, size_t cap) {
     snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
 }
 
-void drl_progress_update(drl_progress *p, int64_t step, const char *text) {
+void drl_log_progress_update(drl_log_progress *p, int64_t step, const char *text) {
   if (!printing(DRL_LOG_INFO)) return;
   int last = step == p->total;
   if (!p->tty && step % p->every != 0 && !last) return;
-  double done = (double)(step - p->start), elapsed = drl_seconds() - p->t0;
+  double done = (double)(step - p->start), elapsed = drl_log_seconds() - p->t0;
   double eta = done > 0 ? elapsed / done * (double)(p->total - step) : 0.0;
   char eta_s[32], el_s[32];
   format_duration(eta, eta_s, sizeof eta_s);
@@ -73,7 +73,7 @@ void drl_progress_update(drl_progress *p, int64_t step, const char *text) {
   fflush(stdout);
 }
 
-void drl_progress_end(drl_progress *p) {
+void drl_log_progress_end(drl_log_progress *p) {
   if (p->tty && printing(DRL_LOG_INFO)) {
     putchar('\n');
     fflush(stdout);

@@ -22,25 +22,25 @@ void drl_log(drl_log_level level, const char *fmt, ...)
 #endif
     ;
 
-typedef struct drl_progress {
+typedef struct drl_log_progress {
   const char *label;
   int64_t total, start; /* steps; start = the step the loop resumed from */
   double t0;            /* when the loop started */
   int every;            /* plain-line period when not on a terminal */
   int tty;
-} drl_progress;
+} drl_log_progress;
 
 /* Starts a progress display of total steps, resuming at step start. */
-void drl_progress_begin(drl_progress *p, const char *label, int64_t total, int64_t start, int every);
+void drl_log_progress_begin(drl_log_progress *p, const char *label, int64_t total, int64_t start, int every);
 
 /* Shows step (1-based) with the caller's summary text ("loss 0.41 tok/s 12000"); adds the ETA. */
-void drl_progress_update(drl_progress *p, int64_t step, const char *text);
+void drl_log_progress_update(drl_log_progress *p, int64_t step, const char *text);
 
 /* Ends the display (a newline after an in-place bar). */
-void drl_progress_end(drl_progress *p);
+void drl_log_progress_end(drl_log_progress *p);
 
 /* Monotonic seconds. */
-double drl_seconds(void);
+double drl_log_seconds(void);
 
 #ifdef __cplusplus
 }

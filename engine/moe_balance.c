@@ -6,9 +6,9 @@
 #include "kernels/nvtx.h"
 #include "models/moe.h"
 
-int drl_balance_active(const drl_balance *b) { return b && b->L > 0; }
+int drl_moe_balance_active(const drl_moe_balance *b) { return b && b->L > 0; }
 
-drl_status drl_balance_init(drl_balance *b, const drl_config *cfg, const drl_transformer *m, drl_dp *dp) {
+drl_status drl_moe_balance_init(drl_moe_balance *b, const drl_config *cfg, const drl_transformer *m, drl_dp *dp) {
   memset(b, 0, sizeof *b);
   b->cfg = cfg;
   b->dp = dp;
@@ -24,13 +24,13 @@ drl_status drl_balance_init(drl_balance *b, const drl_config *cfg, const drl_tra
   b->aux = (float *)calloc(n, sizeof(float));
   b->load = (double *)calloc(n, sizeof(double));
   if (!b->bias || !b->counts || !b->fwd_counts || !b->fwd_scores || !b->aux || !b->load) {
-    drl_balance_free(b);
+    drl_moe_balance_free(b);
     return DRL_FAIL(DRL_ERR_OOM, "out of memory for MoE balancing state");
   }
   return DRL_OK;
 }
 
-void drl_balance_free(drl_balance *b) {
+void drl_moe_balance_free(drl_moe_balance *b) {
   if (!b) return;
   free(b->bias);
   free(b->counts);
@@ -42,11 +42,10 @@ void drl_balance_free(drl_balance *b) {
 }
 
 /* Whether block l is an MoE block. */
-static int moe_block(const drl_balance *b, int l) { return l >= b->cfg->moe.first_layer; }
+static int moe_block(const drl_moe_balance *b, int l) { return l >= b->cfg->moe.first_layer; }
 
-drl_status drl_balance_forward(void *user, drl_transformer *m, const uint8_t *real) {
-  drl_balance *b = (drl_balance *)user;
-  if (!drl_balance_active(b)) return DRL_OK;
+drl_status drl_moe_balance_forward(drl_moe_balance *b, drl_transformer *m, const uint8_t *real) {
+  if (!drl_moe_balance_active(b)) return DRL_OK;
   DRL_RANGE("moe_balance");
   size_t n = (size_t)b->L * b->E;
   int aux_loss = b->cfg->moe.balance == DRL_CFG_BALANCE_AUX_LOSS;
@@ -75,7 +74,7 @@ drl_status drl_balance_forward(void *user, drl_transformer *m, const uint8_t *re
   return drl_transformer_moe_set_aux(m, b->aux, real);
 }
 
-double drl_balance_maxvio(const drl_balance *b, const double *counts, double *per_block) {
+double drl_moe_balance_maxvio(const drl_moe_balance *b, const double *counts, double *per_block) {
   double sum = 0.0;
   int blocks = 0;
   for (int l = 0; l < b->L; ++l) {
@@ -89,8 +88,8 @@ double drl_balance_maxvio(const drl_balance *b, const double *counts, double *pe
   return blocks ? sum / blocks : 0.0;
 }
 
-drl_status drl_balance_step(drl_balance *b, drl_transformer *m, int64_t step, int rl) {
-  if (!drl_balance_active(b)) return DRL_OK;
+drl_status drl_moe_balance_step(drl_moe_balance *b, drl_transformer *m, int64_t step, int rl) {
+  if (!drl_moe_balance_active(b)) return DRL_OK;
   DRL_RANGE("moe_balance");
   size_t n = (size_t)b->L * b->E;
   /* The global batch: integer counts, so any summation order gives the same bits; the auxiliary loss is summed in
@@ -101,7 +100,7 @@ drl_status drl_balance_step(drl_balance *b, drl_transformer *m, int64_t step, in
     DRL_TRY(drl_comm_sum_f64(b->dp->comm, b->counts, b->counts, (int)n + 2));
   b->aux_loss = b->counts[n];
   b->forwards = (int)b->counts[n + 1];
-  b->maxvio_batch = drl_balance_maxvio(b, b->counts, NULL);
+  b->maxvio_batch = drl_moe_balance_maxvio(b, b->counts, NULL);
   for (int l = 0; l < b->L; ++l) {
     double total = 0.0;
     for (int e = 0; e < b->E; ++e) total += b->counts[(size_t)l * b->E + e];
@@ -129,15 +128,15 @@ drl_status drl_balance_step(drl_balance *b, drl_transformer *m, int64_t step, in
   return DRL_OK;
 }
 
-void drl_balance_discard(drl_balance *b) {
-  if (!drl_balance_active(b)) return;
+void drl_moe_balance_discard(drl_moe_balance *b) {
+  if (!drl_moe_balance_active(b)) return;
   memset(b->counts, 0, (size_t)b->L * b->E * sizeof(double));
   b->aux_loss = 0.0;
   b->forwards = 0;
 }
 
-drl_status drl_balance_set_bias(drl_balance *b, drl_transformer *m, const float *bias) {
-  if (!drl_balance_active(b)) return DRL_OK;
+drl_status drl_moe_balance_set_bias(drl_moe_balance *b, drl_transformer *m, const float *bias) {
+  if (!drl_moe_balance_active(b)) return DRL_OK;
   memcpy(b->bias, bias, (size_t)b->L * b->E * sizeof(float));
   return drl_transformer_moe_set_bias(m, b->bias);
 }

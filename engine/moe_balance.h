@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-typedef struct drl_balance {
+typedef struct drl_moe_balance {
   const drl_config *cfg;
   drl_dp *dp;            /* the job's shards (NULL: one process) */
   int L, E, K;           /* blocks, experts, top-k; L = 0 without MoE blocks */
@@ -35,35 +35,35 @@ typedef struct drl_balance {
   double *load;          /* [L E] of the last step: each expert's share of its block's routes */
   double last_aux_loss;  /* of the last step: the job's auxiliary loss per forward */
   int fresh;             /* a step has happened since the trainer last reported these */
-} drl_balance;
+} drl_moe_balance;
 
 /* Sets up balancing for model's MoE blocks (nothing to do without any). */
-drl_status drl_balance_init(drl_balance *b, const drl_config *cfg, const drl_transformer *model, drl_dp *dp);
+drl_status drl_moe_balance_init(drl_moe_balance *b, const drl_config *cfg, const drl_transformer *model, drl_dp *dp);
 
 /* Frees the host arrays; safe on a zeroed one. */
-void drl_balance_free(drl_balance *b);
+void drl_moe_balance_free(drl_moe_balance *b);
 
 /* Whether the model has MoE blocks. */
-int drl_balance_active(const drl_balance *b);
+int drl_moe_balance_active(const drl_moe_balance *b);
 
 /* After a training forward of model and before its backward: counts the routes of the positions with real != 0
- * (host [B T] of that forward; NULL: all) and, with aux_loss, sets the auxiliary loss for the backward. user is the
- * drl_balance (the signature of a drl_rl_hooks callback). */
-drl_status drl_balance_forward(void *user, drl_transformer *model, const uint8_t *real);
+ * (host [B T] of that forward; NULL: all) and, with aux_loss, sets the auxiliary loss for the backward. b NULL or
+ * inactive: nothing to do. */
+drl_status drl_moe_balance_forward(drl_moe_balance *b, drl_transformer *model, const uint8_t *real);
 
 /* After an optimizer step (collective: sums the counts over the job): MaxVio_batch, the expert loads, and the
  * aux_free bias step at optimizer step `step` (rl: an RL phase's rate), applied to model. */
-drl_status drl_balance_step(drl_balance *b, drl_transformer *model, int64_t step, int rl);
+drl_status drl_moe_balance_step(drl_moe_balance *b, drl_transformer *model, int64_t step, int rl);
 
-/* Instead of drl_balance_step for a skipped optimizer step: forgets the step's counts (no bias step, no statistics). */
-void drl_balance_discard(drl_balance *b);
+/* Instead of drl_moe_balance_step for a skipped optimizer step: forgets the step's counts (no bias step, no statistics). */
+void drl_moe_balance_discard(drl_moe_balance *b);
 
 /* Replaces the bias (host [L E], e.g. from a checkpoint) and routes model with it. */
-drl_status drl_balance_set_bias(drl_balance *b, drl_transformer *model, const float *bias);
+drl_status drl_moe_balance_set_bias(drl_moe_balance *b, drl_transformer *model, const float *bias);
 
 /* MaxVio of counts [L E] averaged over the MoE blocks; per_block (may be NULL) receives each block's ([L], dense
  * blocks 0). */
-double drl_balance_maxvio(const drl_balance *b, const double *counts, double *per_block);
+double drl_moe_balance_maxvio(const drl_moe_balance *b, const double *counts, double *per_block);
 
 #ifdef __cplusplus
 }

@@ -13,7 +13,7 @@ drl_optim_hparams drl_optim_hparams_at(const drl_config_optim *o, float lr, int6
   return hp;
 }
 
-float drl_lr_at(const drl_config_optim *o, int step, int total) {
+float drl_optim_lr_at(const drl_config_optim *o, int step, int total) {
   double lr = o->lr;
   if (o->warmup_steps > 0 && step <= o->warmup_steps) return (float)(lr * step / o->warmup_steps);
   if (o->lr_schedule == DRL_CFG_LR_CONSTANT || total <= o->warmup_steps) return (float)lr;

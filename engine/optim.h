@@ -25,7 +25,7 @@ drl_optim_hparams drl_optim_hparams_at(const drl_config_optim *o, float lr, int6
 
 /* The learning rate at 1-based step of total steps: linear warmup, then cosine decay to min_lr_ratio * lr, or
  * constant. */
-float drl_lr_at(const drl_config_optim *o, int step, int total);
+float drl_optim_lr_at(const drl_config_optim *o, int step, int total);
 
 /* One AdamW step of ps from its reduced gradient (dp NULL: one process, else through dp's ranks and ZeRO part),
  * weight decay on the tensors that take it, the global norm clipped to hp->grad_clip. A bad step changes nothing

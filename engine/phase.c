@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/rl_step.h"
+#include "engine/grpo_update.h"
 #include "kernels/fault.h"
 #include "kernels/nvtx.h"
 
@@ -36,8 +36,8 @@ static int moe_col(const drl_trainer *tr, int l, int kind) {
   return DRL_M_COUNT + l * (2 + tr->run.balance.E) + kind;
 }
 
-drl_status drl_trainer_columns(drl_trainer *tr) {
-  const drl_balance *b = &tr->run.balance;
+drl_status drl_phase_columns(drl_trainer *tr) {
+  const drl_moe_balance *b = &tr->run.balance;
   const drl_metric *base = tr->run.flow_policy ? flow_columns : token_columns;
   int n_base = tr->run.flow_policy ? (int)(sizeof flow_columns / sizeof flow_columns[0])
                                    : (int)(sizeof token_columns / sizeof token_columns[0]);
@@ -70,7 +70,7 @@ drl_status drl_trainer_columns(drl_trainer *tr) {
   return DRL_OK;
 }
 
-void drl_trainer_columns_free(drl_trainer *tr) {
+void drl_phase_columns_free(drl_trainer *tr) {
   drl_metrics_close(&tr->metrics);
   for (int i = 0; tr->names && i < tr->n_cols; ++i)
     if (tr->cols[i] >= DRL_M_COUNT) free(tr->names[i]);
@@ -98,13 +98,13 @@ static double *row_init(drl_trainer *tr, drl_cfg_phase phase) {
 
 /* The MoE statistics of the step's last optimizer step into the row. */
 static void moe_metrics(drl_trainer *tr, double *row) {
-  drl_balance *b = &tr->run.balance;
-  if (drl_balance_active(b) && b->fresh) { /* iterations without an optimizer step report none */
+  drl_moe_balance *b = &tr->run.balance;
+  if (drl_moe_balance_active(b) && b->fresh) { /* iterations without an optimizer step report none */
     b->fresh = 0;
     double per_block[1024];
     row[DRL_M_MOE_MAXVIO_BATCH] = b->maxvio_batch;
     row[DRL_M_MOE_AUX_LOSS] = b->last_aux_loss;
-    drl_balance_maxvio(b, b->load, b->L <= 1024 ? per_block : NULL);
+    drl_moe_balance_maxvio(b, b->load, b->L <= 1024 ? per_block : NULL);
     for (int l = 0; l < b->L && l < 1024; ++l) {
       if (l < tr->cfg->moe.first_layer) continue;
       row[moe_col(tr, l, 0)] = per_block[l];
@@ -117,14 +117,14 @@ static void moe_metrics(drl_trainer *tr, double *row) {
 static drl_status heldout_metrics(drl_trainer *tr, double *row) {
   drl_run *r = &tr->run;
   if (r->n_eval == 0) return DRL_OK;
-  const drl_balance *b = &r->balance;
+  const drl_moe_balance *b = &r->balance;
   double loss = 0.0;
   if (b->L > 0) memset(tr->heldout_counts, 0, (size_t)b->L * b->E * sizeof(double));
   DRL_TRY(drl_run_heldout(r, &loss, b->L > 0 ? tr->heldout_counts : NULL));
   row[DRL_M_HELDOUT_LOSS] = loss;
   if (b->L > 0) {
     double per_block[1024];
-    row[DRL_M_MOE_MAXVIO_GLOBAL] = drl_balance_maxvio(b, tr->heldout_counts, b->L <= 1024 ? per_block : NULL);
+    row[DRL_M_MOE_MAXVIO_GLOBAL] = drl_moe_balance_maxvio(b, tr->heldout_counts, b->L <= 1024 ? per_block : NULL);
     for (int l = tr->cfg->moe.first_layer; l < b->L && l < 1024; ++l) row[moe_col(tr, l, 1)] = per_block[l];
   }
   return DRL_OK;
@@ -138,12 +138,12 @@ static drl_status evaluate_into(drl_trainer *tr, const drl_phase *ph, int step, 
   if (tr->run.flow_policy) {
     row[DRL_M_EVAL_REWARD] = value;
     if (step < ph->steps) {
-      drl_progress_end(&tr->progress);
+      drl_log_progress_end(&tr->progress);
       drl_log(DRL_LOG_INFO, "%s step %d: eval reward %.4f", phase, step, value);
     }
   } else if (value >= 0) {
     row[DRL_M_EVAL_ACCURACY] = value;
-    drl_progress_end(&tr->progress);
+    drl_log_progress_end(&tr->progress);
     drl_log(DRL_LOG_INFO, "%s step %d: held-out exact match %.3f", phase, step, value);
   }
   return DRL_OK;
@@ -179,7 +179,7 @@ static drl_status after_step(drl_trainer *tr, const drl_phase *ph, int step, dou
 static drl_status count_bad(drl_trainer *tr, const drl_phase *ph, int step, const char *bad, double *row) {
   const char *phase = drl_cfg_phase_name(ph->phase);
   drl_status st =
-      drl_bad_steps_record(&tr->run.bad, phase, step, bad, tr->cfg->trainer.max_bad_steps, tr->last_ckpt);
+      drl_run_count_step(&tr->run.bad, phase, step, bad, tr->cfg->trainer.max_bad_steps, tr->last_ckpt);
   row[DRL_M_BAD_STEPS] = (double)tr->run.bad.total;
   if (st != DRL_OK && log_row(tr, step) != DRL_OK)
     drl_log(DRL_LOG_WARN, "the metrics row of %s step %d was not written", phase, step);
@@ -187,30 +187,30 @@ static drl_status count_bad(drl_trainer *tr, const drl_phase *ph, int step, cons
 }
 
 drl_status drl_phase_run(drl_trainer *tr, drl_phase *ph, int start, drl_train_summary *sum) {
-  drl_progress_begin(&tr->progress, ph->label, ph->steps, start, tr->cfg->run.log_every);
-  tr->t0 = drl_seconds();
+  drl_log_progress_begin(&tr->progress, ph->label, ph->steps, start, tr->cfg->run.log_every);
+  tr->t0 = drl_log_seconds();
   tr->tokens = 0;
   drl_status st = DRL_OK;
   for (int step = start + 1; st == DRL_OK && step <= ph->steps; ++step) {
-    double t_step = drl_seconds();
+    double t_step = drl_log_seconds();
     double *row = row_init(tr, ph->phase);
-    drl_step_out out;
+    drl_phase_out out;
     memset(&out, 0, sizeof out);
     st = ph->step(tr, ph->state, step, row, &out);
     if (st != DRL_OK) break;
     sum->steps++;
     sum->final_loss = out.loss;
-    drl_progress_update(&tr->progress, step, out.text);
+    drl_log_progress_update(&tr->progress, step, out.text);
     moe_metrics(tr, row);
-    row[DRL_M_STEP_SECONDS] = drl_seconds() - t_step;
+    row[DRL_M_STEP_SECONDS] = drl_log_seconds() - t_step;
     st = count_bad(tr, ph, step, out.bad, row);
     if (st != DRL_OK) break;
     int stop = 0;
     st = after_step(tr, ph, step, row, sum, &stop);
     if (stop) break;
   }
-  drl_progress_end(&tr->progress);
-  double el = drl_seconds() - tr->t0;
+  drl_log_progress_end(&tr->progress);
+  double el = drl_log_seconds() - tr->t0;
   sum->seconds += el;
   sum->tokens_per_second = el > 0 ? tr->tokens / el : 0.0;
   if (ph->close) ph->close(tr, ph->state);

@@ -45,7 +45,7 @@ typedef struct drl_trainer {
   const drl_config *cfg;
   int writes;             /* this rank writes the metrics file (rank 0) */
   drl_metrics metrics;
-  drl_progress progress;
+  drl_log_progress progress;
   int64_t phase_offset;   /* global step of the current phase's step 0 (metrics rows, random streams) */
   int last_phase;         /* the current phase is the last of trainer.phases */
   double t0, tokens;      /* this phase's wall clock and trained tokens */
@@ -60,11 +60,11 @@ typedef struct drl_trainer {
 } drl_trainer;
 
 /* What a step tells the loop. */
-typedef struct drl_step_out {
+typedef struct drl_phase_out {
   double loss;                   /* the step's training loss */
   char bad[DRL_TENSOR_NAME_CAP]; /* what was not finite ("loss" or a tensor) for a skipped step; "" otherwise */
   char text[200];                /* the progress line */
-} drl_step_out;
+} drl_phase_out;
 
 /* A phase: its step (1-based, of steps) fills the row's metrics and *out; state is the phase's own. */
 typedef struct drl_phase {
@@ -74,15 +74,15 @@ typedef struct drl_phase {
   int eval_every;        /* evaluate every N steps (0: never) */
   int eval_last;         /* also evaluate after the last step, into its row */
   void *state;
-  drl_status (*step)(drl_trainer *tr, void *state, int step, double *row, drl_step_out *out);
+  drl_status (*step)(drl_trainer *tr, void *state, int step, double *row, drl_phase_out *out);
   void (*close)(drl_trainer *tr, void *state); /* frees state */
 } drl_phase;
 
 /* Metrics columns of tr's policy, its row and scratch (after drl_run_open). */
-drl_status drl_trainer_columns(drl_trainer *tr);
+drl_status drl_phase_columns(drl_trainer *tr);
 
-/* Frees what drl_trainer_columns made and closes the metrics file; safe on a zeroed trainer. */
-void drl_trainer_columns_free(drl_trainer *tr);
+/* Frees what drl_phase_columns made and closes the metrics file; safe on a zeroed trainer. */
+void drl_phase_columns_free(drl_trainer *tr);
 
 /* Runs ph's steps start + 1 .. ph->steps: per step the row, the step, the skipped-step count, evaluation, the
  * metrics row, the checkpoint and trainer.stop_after (summary->stopped_at). Closes ph. */

@@ -9,13 +9,14 @@
 #include "engine/flow_policy.h"
 #include "engine/optim.h"
 #include "engine/phase.h"
-#include "engine/rl_step.h"
+#include "kernels/fault.h"
 #include "kernels/nvtx.h"
 #include "kernels/philox.h"
 
-/* The uid of the flow-matching draws among DRL_RNG_DATA streams (flow2d points use 18): per point of a step one
- * Philox block, word 0 the training point, word 1 the time, words 2-3 the noise. */
-#define FLOW_MATCH_UID 19
+/* The configuration's enum converts to the flow GRPO's by value. */
+_Static_assert((int)DRL_CFG_TADV_SUBTREE == (int)DRL_TREE_ADV_SUBTREE, "tree.advantage converts by value");
+_Static_assert((int)DRL_CFG_TADV_DEPTH == (int)DRL_TREE_ADV_DEPTH, "tree.advantage converts by value");
+_Static_assert((int)DRL_CFG_TADV_SIBLING == (int)DRL_TREE_ADV_SIBLING, "tree.advantage converts by value");
 
 /* The optimizer step of the flow policy (engine/optim.h); a good one advances the step counter. */
 static drl_status flow_optim_step(drl_run *r, float lr, double loss, float *norm, char *bad) {
@@ -50,7 +51,8 @@ static void pretrain_close(drl_trainer *tr, void *state) {
  * x_t = (1 - t) x_0 + t eps, target eps - x_0 (host arrays). */
 static void matching_batch(const drl_run *r, pretrain_state *f, uint32_t gstep) {
   const drl_config *cfg = r->cfg;
-  uint32_t tag = drl_rng_tag(DRL_RNG_DATA, FLOW_MATCH_UID, 0);
+  /* per point one Philox block: word 0 the training point, word 1 the time, words 2-3 the noise */
+  uint32_t tag = drl_rng_tag(DRL_RNG_DATA, DRL_UID_FLOW_MATCHING, 0);
   for (int i = 0; i < f->B; ++i) {
     drl_philox_block b = drl_rng_block(cfg->run.seed, gstep, tag, (uint64_t)i);
     float x0[2], eps[2];
@@ -66,7 +68,7 @@ static void matching_batch(const drl_run *r, pretrain_state *f, uint32_t gstep) 
 }
 
 /* One flow-matching step: loss = mean |v(x_t, t, c) - (eps - x_0)|^2 over points and dimensions. */
-static drl_status pretrain_step(drl_trainer *tr, void *state, int step, double *row, drl_step_out *out) {
+static drl_status pretrain_step(drl_trainer *tr, void *state, int step, double *row, drl_phase_out *out) {
   DRL_RANGE("flow_pretrain_step");
   pretrain_state *f = (pretrain_state *)state;
   drl_run *r = &tr->run;
@@ -87,8 +89,8 @@ static drl_status pretrain_step(drl_trainer *tr, void *state, int step, double *
     f->h_dv[i] = (float)(2.0 * d * scale);
   }
   double loss = s * scale;
-  if (drl_step_faults_at(0, gstep).nan_loss) loss = NAN;
-  float lr = drl_lr_at(&tr->cfg->optim, step, tr->cfg->flow.pretrain_steps), norm = 0.0f;
+  if (drl_fault_values_at(0, gstep).nan_loss) loss = NAN;
+  float lr = drl_optim_lr_at(&tr->cfg->optim, step, tr->cfg->flow.pretrain_steps), norm = 0.0f;
   if (isfinite(loss)) {
     DRL_TRY(drl_copy_to_device(dev, f->d_dv, f->h_dv, xb));
     DRL_TRY(drl_params_zero_grads(r->ps));
@@ -138,7 +140,7 @@ done:
 /* ---- flow_grpo ---- */
 
 typedef struct tree_state {
-  drl_tree tree;
+  drl_sde_tree tree;
   int32_t *cond;     /* [tree.conditions_per_iter] */
   drl_flow_grpo_cfg gc;
   float lr;
@@ -150,23 +152,23 @@ static void tree_close(drl_trainer *tr, void *state) {
   tree_state *s = (tree_state *)state;
   if (!s) return;
   free(s->cond);
-  drl_tree_free(&s->tree);
+  drl_sde_tree_free(&s->tree);
   free(s);
 }
 
 /* Samples a forest for the iteration's conditions, rewards its leaves and takes tree.epochs updates on it (the
  * statistics of the last; a non-finite loss or gradient skips that update and the iteration's rest). */
-static drl_status tree_step(drl_trainer *tr, void *state, int it, double *row, drl_step_out *out) {
+static drl_status tree_step(drl_trainer *tr, void *state, int it, double *row, drl_phase_out *out) {
   DRL_RANGE("flow_grpo_iteration");
   tree_state *s = (tree_state *)state;
   drl_run *r = &tr->run;
   const drl_config *cfg = tr->cfg;
-  drl_tree *tree = &s->tree;
+  drl_sde_tree *tree = &s->tree;
   int G = cfg->tree.conditions_per_iter;
   uint32_t gstep = (uint32_t)(tr->phase_offset + it);
   for (int g = 0; g < G; ++g) s->cond[g] = (int32_t)(((int64_t)(it - 1) * G + g) % r->task.conditions);
-  tree->p.window = drl_flow_window_at(cfg, it);
-  DRL_TRY(drl_tree_sample(tree, &r->flow, s->cond, gstep));
+  tree->p.window = drl_flow_policy_window(cfg, it);
+  DRL_TRY(drl_sde_tree_sample(tree, &r->flow, s->cond, gstep));
   int64_t per = tree->leaves / G;
   for (int q = 0; q < tree->leaves; ++q)
     tree->reward[q] = drl_flow2d_reward(&r->task, tree->leaf_x + 2 * q, s->cond[q / per]);
@@ -174,7 +176,7 @@ static drl_status tree_step(drl_trainer *tr, void *state, int it, double *row, d
   int64_t nfe = tree->nfe;
   for (int e = 0; e < cfg->tree.epochs && !out->bad[0]; ++e) {
     DRL_TRY(drl_flow_grpo_grad(tree, &r->flow, &s->gc, &gs));
-    if (e == 0 && drl_step_faults_at(0, gstep).nan_loss) gs.loss = NAN;
+    if (e == 0 && drl_fault_values_at(0, gstep).nan_loss) gs.loss = NAN;
     if (e == 0) DRL_TRY(drl_layout_inject_grad_fault(&r->dev, &r->ps->layout, r->ps->grads, 0, gstep, NULL));
     DRL_TRY(flow_optim_step(r, s->lr, gs.loss, &gs.grad_norm, out->bad));
     nfe += gs.nfe_train;
@@ -211,9 +213,9 @@ drl_status drl_phase_flow_grpo(drl_trainer *tr, int start, drl_phase *ph) {
                           (float)tc->sft_weight,       (float)tc->sft_wmax};
   s->gc = gc;
   s->lr = (float)(tc->lr > 0 ? tc->lr : cfg->optim.lr);
-  s->nfe_total = drl_flow_nfe_through(cfg, start);
-  drl_tree_params p0 = drl_flow_tree_params(cfg, 1);
-  drl_status st = drl_tree_create(&s->tree, &p0, tc->conditions_per_iter, 2, &tr->run.dev);
+  s->nfe_total = drl_flow_policy_nfe_through(cfg, start);
+  drl_sde_tree_params p0 = drl_flow_policy_tree_params(cfg, 1);
+  drl_status st = drl_sde_tree_create(&s->tree, &p0, tc->conditions_per_iter, 2, &tr->run.dev);
   s->cond = (int32_t *)malloc((size_t)tc->conditions_per_iter * sizeof(int32_t));
   if (st == DRL_OK && !s->cond) st = DRL_FAIL(DRL_ERR_OOM, "out of memory for conditions");
   if (st != DRL_OK) tree_close(tr, s);

@@ -5,19 +5,19 @@
 #include "engine/grpo_iterate.h"
 #include "engine/phase.h"
 
-static drl_status grpo_step(drl_trainer *tr, void *state, int step, double *row, drl_step_out *out) {
+static drl_status grpo_step(drl_trainer *tr, void *state, int step, double *row, drl_phase_out *out) {
   const drl_config_grpo *g = &tr->cfg->grpo;
   drl_run *r = &tr->run;
-  drl_grpo *it = (drl_grpo *)state;
-  drl_grpo_at at = {tr->phase_offset + step, step, g->steps};
-  drl_rl_stats rl;
+  drl_grpo_iteration *it = (drl_grpo_iteration *)state;
+  drl_grpo_iterate_at at = {tr->phase_offset + step, step, g->steps};
+  drl_grpo_update_stats rl;
   DRL_TRY(drl_grpo_iterate(it, r, NULL, &at, &rl));
   double generated = (double)it->sampler.generated_tokens; /* this phase's, over the job */
   if (r->comm) DRL_TRY(drl_comm_sum_f64(r->comm, &generated, &generated, 1));
   tr->tokens += (double)rl.kept_tokens;
   out->loss = rl.loss;
   snprintf(out->bad, sizeof out->bad, "%s", rl.bad);
-  double el = drl_seconds() - tr->t0, gen_tps = el > 0 ? generated / el : 0.0;
+  double el = drl_log_seconds() - tr->t0, gen_tps = el > 0 ? generated / el : 0.0;
   snprintf(out->text, sizeof out->text,
            "reward %.3f loss %.4f kept %lld/%d rows %lld tok entropy %.3f gen tok/s %.0f", rl.reward_mean, rl.loss,
            (long long)rl.kept_samples, it->n * it->G * drl_dp_shards(&r->dp), (long long)rl.kept_tokens, rl.entropy,
@@ -40,7 +40,7 @@ static drl_status grpo_step(drl_trainer *tr, void *state, int step, double *row,
 }
 
 static void grpo_close(drl_trainer *tr, void *state) {
-  drl_grpo_free((drl_grpo *)state, &tr->run);
+  drl_grpo_iterate_free((drl_grpo_iteration *)state, &tr->run);
   free(state);
 }
 
@@ -56,9 +56,9 @@ drl_status drl_phase_grpo(drl_trainer *tr, int start, drl_phase *ph) {
   if (g->kl_beta > 0 && start > 0)
     drl_log(DRL_LOG_WARN, "grpo.kl_beta > 0: the KL reference after a resume is the resumed policy, not the policy "
                           "the phase started from");
-  drl_grpo *it = (drl_grpo *)calloc(1, sizeof *it);
+  drl_grpo_iteration *it = (drl_grpo_iteration *)calloc(1, sizeof *it);
   if (!it) return DRL_FAIL(DRL_ERR_OOM, "out of memory for the grpo phase");
-  drl_status st = drl_grpo_create(it, r, 0, 0, ns, (int64_t)ns * r->max_prompt, T);
+  drl_status st = drl_grpo_iterate_create(it, r, 0, 0, ns, (int64_t)ns * r->max_prompt, T);
   if (st != DRL_OK) {
     free(it);
     return st;

@@ -6,8 +6,8 @@
 
 #include "engine/optim.h"
 #include "engine/phase.h"
-#include "engine/rl_step.h"
 #include "engine/sft.h"
+#include "kernels/fault.h"
 #include "kernels/nvtx.h"
 
 typedef struct sft_state {
@@ -28,13 +28,13 @@ static drl_status sft_update(drl_trainer *tr, sft_state *s, int step, float lr, 
   drl_status st = local ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for shard losses");
   int rank = drl_dp_rank(&r->dp);
   int64_t global = tr->phase_offset + step;
-  drl_step_faults faults = drl_step_faults_at(rank, global);
+  drl_fault_values faults = drl_fault_values_at(rank, global);
   for (int j = 0; st == DRL_OK && j < k; ++j) {
     st = drl_sft_batch_fill(batch, &r->data, r->n_train, cfg->run.seed, step, (int64_t)(first + j) * Bs,
                             normaliser);
     if (st == DRL_OK)
       st = drl_transformer_forward(m, batch->tokens, batch->targets, NULL, Bs, batch->T, 1.0f, s->logprob, NULL);
-    if (st == DRL_OK) st = drl_balance_forward(&r->balance, m, batch->real);
+    if (st == DRL_OK) st = drl_moe_balance_forward(&r->balance, m, batch->real);
     if (st == DRL_OK) st = drl_params_zero_grads(&m->ps);
     drl_dp_arm(&r->dp, j == k - 1 && !faults.grad);
     if (st == DRL_OK) st = drl_transformer_backward(m, batch->dlogprob);
@@ -51,24 +51,24 @@ static drl_status sft_update(drl_trainer *tr, sft_state *s, int step, float lr, 
   drl_optim_hparams hp = drl_optim_hparams_at(&cfg->optim, lr, r->optim_step + 1);
   DRL_TRY(drl_optim_step(&r->dp, &m->ps, &hp, *loss, norm, bad));
   if (bad[0]) {
-    drl_balance_discard(&r->balance);
+    drl_moe_balance_discard(&r->balance);
   } else {
     r->optim_step++;
-    DRL_TRY(drl_balance_step(&r->balance, m, r->optim_step, 0));
+    DRL_TRY(drl_moe_balance_step(&r->balance, m, r->optim_step, 0));
   }
   *loss /= normaliser > 0 ? (double)normaliser : 1.0;
   return DRL_OK;
 }
 
-static drl_status sft_step(drl_trainer *tr, void *state, int step, double *row, drl_step_out *out) {
+static drl_status sft_step(drl_trainer *tr, void *state, int step, double *row, drl_phase_out *out) {
   DRL_RANGE("sft_step");
   const drl_config *cfg = tr->cfg;
   drl_run *r = &tr->run;
   sft_state *s = (sft_state *)state;
-  float norm = 0.0f, lr = drl_lr_at(&cfg->optim, step, cfg->sft.steps);
+  float norm = 0.0f, lr = drl_optim_lr_at(&cfg->optim, step, cfg->sft.steps);
   DRL_TRY(sft_update(tr, s, step, lr, &norm, &out->loss, out->bad));
   tr->tokens += (double)cfg->sft.batch_size * s->batch.T;
-  double el = drl_seconds() - tr->t0, tps = el > 0 ? tr->tokens / el : 0.0;
+  double el = drl_log_seconds() - tr->t0, tps = el > 0 ? tr->tokens / el : 0.0;
   snprintf(out->text, sizeof out->text, "loss %.4f lr %.2e gnorm %.3f tok/s %.0f", out->loss, (double)lr,
            (double)norm, tps);
   row[DRL_M_LOSS] = out->loss;

@@ -11,6 +11,13 @@
 #include "engine/phase.h"
 #include "engine/sft.h"
 #include "engine/spsa.h"
+#include "kernels/fault.h"
+
+/* The configuration's enums convert to the SPSA engine's by value. */
+_Static_assert((int)DRL_CFG_PERTURB_RADEMACHER == (int)DRL_SPSA_RADEMACHER, "spsa.perturbation and spsa.codec convert by value");
+_Static_assert((int)DRL_CFG_PERTURB_NORMAL == (int)DRL_SPSA_NORMAL, "spsa.perturbation and spsa.codec convert by value");
+_Static_assert((int)DRL_CFG_CODEC_LOG8 == (int)DRL_SPSA_LOG8, "spsa.perturbation and spsa.codec convert by value");
+_Static_assert((int)DRL_CFG_CODEC_FP32 == (int)DRL_SPSA_FP32, "spsa.perturbation and spsa.codec convert by value");
 
 typedef struct spsa_state {
   drl_trainer *tr;
@@ -19,7 +26,7 @@ typedef struct spsa_state {
   int T;
   drl_sft_batch batch;
   float *logprob;
-  drl_grpo grpo;
+  drl_grpo_iteration grpo;
   int prepared;
   uint32_t prepared_step, prepared_q;
   double reward_sum;
@@ -43,27 +50,27 @@ static drl_status sft_loss(spsa_state *c, const float *params, uint32_t step, ui
 static drl_status grpo_loss(spsa_state *c, const float *params, uint32_t step, uint32_t q, double *loss) {
   drl_run *r = &c->tr->run;
   if (!c->prepared || c->prepared_step != step || c->prepared_q != q) {
-    drl_grpo *g = &c->grpo;
+    drl_grpo_iteration *g = &c->grpo;
     g->first_shard = (int)q;
-    DRL_TRY(drl_grpo_sample(g, r, NULL, step, 0));
-    DRL_TRY(drl_rl_prepare(&g->rl, &r->model, c->tr->cfg, &g->batch[0]));
+    DRL_TRY(drl_grpo_iterate_sample(g, r, NULL, step, 0));
+    DRL_TRY(drl_grpo_update_prepare(&g->rl, &r->model, c->tr->cfg, &g->batch[0]));
     for (int i = 0; i < g->rollouts[0].rows; ++i) c->reward_sum += g->rewards[i];
     c->reward_rows += g->rollouts[0].rows;
     c->prepared = 1;
     c->prepared_step = step;
     c->prepared_q = q;
   }
-  return drl_rl_surrogate(&c->grpo.rl, &r->model, c->tr->cfg, params, loss);
+  return drl_grpo_update_surrogate(&c->grpo.rl, &r->model, c->tr->cfg, params, loss);
 }
 
 static drl_status spsa_loss(void *user, const float *params, uint32_t step, uint32_t q, double *loss) {
   spsa_state *c = (spsa_state *)user;
   DRL_TRY(c->phase == DRL_CFG_PHASE_SFT ? sft_loss(c, params, step, q, loss) : grpo_loss(c, params, step, q, loss));
-  if (drl_step_faults_at(drl_dp_rank(&c->tr->run.dp), step).nan_loss) *loss = NAN;
+  if (drl_fault_values_at(drl_dp_rank(&c->tr->run.dp), step).nan_loss) *loss = NAN;
   return DRL_OK;
 }
 
-static drl_status spsa_step(drl_trainer *tr, void *state, int step, double *row, drl_step_out *out) {
+static drl_status spsa_step(drl_trainer *tr, void *state, int step, double *row, drl_phase_out *out) {
   spsa_state *c = (spsa_state *)state;
   const drl_config *cfg = tr->cfg;
   const drl_config_spsa *sc = &cfg->spsa;
@@ -76,7 +83,7 @@ static drl_status spsa_step(drl_trainer *tr, void *state, int step, double *row,
   snprintf(out->bad, sizeof out->bad, "%s", ss.skipped ? "loss" : "");
   double per_rank = c->phase == DRL_CFG_PHASE_SFT ? (double)cfg->sft.batch_size * c->T : (double)c->reward_rows * c->T;
   tr->tokens += 2.0 * sc->samples * per_rank * (r->comm ? r->comm->size : 1); /* forward passes of the job */
-  double el = drl_seconds() - tr->t0, tps = el > 0 ? tr->tokens / el : 0.0;
+  double el = drl_log_seconds() - tr->t0, tps = el > 0 ? tr->tokens / el : 0.0;
   double reward = c->reward_rows ? c->reward_sum / (double)c->reward_rows : NAN;
   if (c->phase == DRL_CFG_PHASE_SFT)
     snprintf(out->text, sizeof out->text, "loss %.4f |g| %.3g bytes/step %lld tok/s %.0f", ss.loss, ss.grad_abs,
@@ -104,7 +111,7 @@ static void spsa_close(drl_trainer *tr, void *state) {
   drl_spsa_free(&c->sp);
   drl_sft_batch_free(&c->batch);
   free(c->logprob);
-  drl_grpo_free(&c->grpo, &tr->run);
+  drl_grpo_iterate_free(&c->grpo, &tr->run);
   free(c);
 }
 
@@ -136,7 +143,7 @@ drl_status drl_phase_spsa(drl_trainer *tr, drl_cfg_phase phase, int start, drl_p
     if (c->T > cfg->model.max_seq)
       st = DRL_FAIL(DRL_ERR_CONFIG, "prompts of %d tokens plus grpo.max_new_tokens = %d exceed model.max_seq = %d",
                     r->max_prompt, g->max_new_tokens, cfg->model.max_seq);
-    if (st == DRL_OK) st = drl_grpo_create(&c->grpo, r, 1, 0, n, (int64_t)n * r->max_prompt, c->T);
+    if (st == DRL_OK) st = drl_grpo_iterate_create(&c->grpo, r, 1, 0, n, (int64_t)n * r->max_prompt, c->T);
   }
   if (st != DRL_OK) spsa_close(tr, c);
   return st;

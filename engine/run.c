@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "data/checkpoint.h"
-#include "data/tasks.h"
+#include "data/task.h"
 #include "engine/evaluate.h"
 #include "engine/flow_policy.h"
 #include "engine/log.h"
@@ -97,9 +97,9 @@ static drl_status make_model(drl_run *r, int B_max) {
 
 /* The flow network of cfg's flow2d task. */
 static drl_status make_flow(drl_run *r, int B_max) {
-  drl_flow_task_of(r->cfg, &r->task);
+  drl_flow_policy_task(r->cfg, &r->task);
   drl_flow_config fc;
-  drl_flow_config_of(r->cfg, &fc);
+  drl_flow_policy_network(r->cfg, &fc);
   DRL_TRY(drl_flow_create(&r->flow, &fc, &r->dev, B_max, r->cfg->run.seed));
   r->ps = &r->flow.ps;
   return DRL_OK;
@@ -184,7 +184,7 @@ drl_status drl_run_resume(drl_run *r, const char *path, char *phase, size_t phas
   if (st == DRL_OK && nb > 0 && ck.moe_bias_n != nb)
     st = DRL_FAIL(DRL_ERR_FORMAT, "%s holds %lld MoE bias values, the policy has %lld", path,
                   (long long)ck.moe_bias_n, (long long)nb);
-  if (st == DRL_OK && nb > 0) st = drl_balance_set_bias(&r->balance, &r->model, ck.moe_bias);
+  if (st == DRL_OK && nb > 0) st = drl_moe_balance_set_bias(&r->balance, &r->model, ck.moe_bias);
   if (st == DRL_OK) st = drl_device_sync(&r->dev);
   snprintf(phase, phase_cap, "%s", ck.phase);
   *step = (int)ck.trainer_step;
@@ -205,7 +205,7 @@ static drl_status flow_evaluate(drl_run *r, double *reward) {
   drl_status st = cond && x ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for %d evaluation samples", C * n);
   for (int c = 0; st == DRL_OK && c < C; ++c) cond[c] = c;
   if (st == DRL_OK)
-    st = drl_flow_sample_ode(&r->flow, cond, C, n, cfg->tree.steps, (float)cfg->tree.shift, cfg->run.seed, x);
+    st = drl_sde_tree_sample_ode(&r->flow, cond, C, n, cfg->tree.steps, (float)cfg->tree.shift, cfg->run.seed, x);
   double s = 0.0;
   for (int64_t i = 0; st == DRL_OK && i < (int64_t)C * n; ++i)
     s += drl_flow2d_reward(&r->task, x + 2 * i, (int)(i / n));
@@ -222,23 +222,20 @@ drl_status drl_run_evaluate(drl_run *r, double *acc) {
     return DRL_OK;
   }
   int R = run_size(r), me = run_rank(r);
-  if (R == 1) return drl_eval_greedy(&r->model, &r->data, r->n_train, r->n_eval, r->max_answer, acc);
+  if (R == 1) return drl_evaluate_greedy(&r->model, &r->data, r->n_train, r->n_eval, r->max_answer, acc);
   int64_t a = r->n_eval * me / R, b = r->n_eval * (me + 1) / R;
   double mean = 0.0, correct = 0.0;
-  DRL_TRY(drl_eval_greedy(&r->model, &r->data, r->n_train + a, b - a, r->max_answer, &mean));
+  DRL_TRY(drl_evaluate_greedy(&r->model, &r->data, r->n_train + a, b - a, r->max_answer, &mean));
   correct = floor(mean * (double)(b - a) + 0.5); /* exact-match rewards are 0 or 1 */
   DRL_TRY(drl_comm_sum_f64(r->comm, &correct, &correct, 1));
   *acc = correct / (double)r->n_eval;
   return DRL_OK;
 }
 
-/* The uid of the GRPO prompt stream among DRL_RNG_DATA streams. */
-#define GRPO_PROMPT_UID 17
-
 /* See run.h. Gathers the training prompts of iteration `step` (drawn by the Philox data stream) into tokens/offsets. */
 void drl_run_draw_prompts(const drl_run *r, uint32_t step, int64_t first, int n, int32_t *tokens, int64_t *offsets) {
   uint64_t seed = r->cfg->run.seed;
-  uint32_t tag = drl_rng_tag(DRL_RNG_DATA, GRPO_PROMPT_UID, 0);
+  uint32_t tag = drl_rng_tag(DRL_RNG_DATA, DRL_UID_GRPO_PROMPTS, 0);
   offsets[0] = 0;
   for (int i = 0; i < n; ++i) {
     int64_t e = (int64_t)(drl_rng_u64(seed, step, tag, (uint64_t)(first + i)) % (uint64_t)r->n_train);
@@ -353,9 +350,9 @@ drl_status drl_run_open(drl_run *r, const drl_config *cfg, drl_comm *comm, int B
   r->cfg = cfg;
   r->comm = comm;
   drl_status st = DRL_OK;
-  for (int p = 0; p < cfg->trainer.phases.count; ++p) r->flow_policy |= drl_phase_is_flow(cfg->trainer.phases.items[p]);
+  for (int p = 0; p < cfg->trainer.phases.count; ++p) r->flow_policy |= drl_flow_policy_phase(cfg->trainer.phases.items[p]);
   DRL_TRY_GOTO(drl_config_validate(cfg));
-  if (r->flow_policy) DRL_TRY_GOTO(drl_flow_check_config(cfg, comm));
+  if (r->flow_policy) DRL_TRY_GOTO(drl_flow_policy_check(cfg, comm));
   DRL_TRY_GOTO(open_env(cfg, comm, &r->dev, &r->config_yaml, r->ckpt_path, sizeof r->ckpt_path));
   if (r->flow_policy) {
     DRL_TRY_GOTO(make_flow(r, B_max));
@@ -365,14 +362,14 @@ drl_status drl_run_open(drl_run *r, const drl_config *cfg, drl_comm *comm, int B
   DRL_TRY_GOTO(load_data(r));
   DRL_TRY_GOTO(make_model(r, B_max));
   DRL_TRY_GOTO(setup_dp(r));
-  DRL_TRY_GOTO(drl_balance_init(&r->balance, cfg, &r->model, &r->dp));
+  DRL_TRY_GOTO(drl_moe_balance_init(&r->balance, cfg, &r->model, &r->dp));
 done:
   if (st != DRL_OK) drl_run_close(r);
   return st;
 }
 
 void drl_run_close(drl_run *r) {
-  drl_balance_free(&r->balance);
+  drl_moe_balance_free(&r->balance);
   drl_dp_free(&r->dp);
   drl_transformer_free(&r->model);
   drl_flow_free(&r->flow);
@@ -380,4 +377,25 @@ void drl_run_close(drl_run *r) {
   free(r->config_yaml);
   drl_device_close(&r->dev);
   memset(r, 0, sizeof *r);
+}
+
+drl_status drl_run_count_step(drl_bad_steps *b, const char *phase, int64_t step, const char *what, int max,
+                                const char *last_ckpt) {
+  if (!what || !what[0]) {
+    b->streak = 0;
+    return DRL_OK;
+  }
+  b->total++;
+  if (b->streak++ == 0 || !b->first[0]) snprintf(b->first, sizeof b->first, "%s", what);
+  const char *kind = strcmp(b->first, "loss") == 0 ? "loss" : "gradient";
+  if (max > 0 && b->streak >= max) {
+    int none = !last_ckpt || !last_ckpt[0];
+    return DRL_FAIL(DRL_ERR_NUMERIC, "%s step %lld: %lld consecutive steps with a non-finite %s (first in %s); "
+                    "stopping; %s%s", phase, (long long)step, (long long)b->streak, kind, b->first,
+                    none ? "no checkpoint was written" : "the last good checkpoint is ", none ? "" : last_ckpt);
+  }
+  drl_log(DRL_LOG_WARN, "%s step %lld: non-finite %s (in %s): the step is skipped (%lld skipped, %lld in a row)",
+          phase, (long long)step, strcmp(what, "loss") == 0 ? "loss" : "gradient", what, (long long)b->total,
+          (long long)b->streak);
+  return DRL_OK;
 }

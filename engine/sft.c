@@ -5,9 +5,6 @@
 
 #include "kernels/philox.h"
 
-/* The uid of the SFT example stream among DRL_RNG_DATA streams (tasks use 1-3). */
-#define SFT_DATA_UID 16
-
 drl_status drl_sft_max_len(const drl_dataset *ds, int64_t first, int64_t n, int *max_len) {
   if (ds->answers.n != ds->prompts.n) return DRL_FAIL(DRL_ERR_INVALID_ARG, "SFT needs a dataset with answers");
   if (first < 0 || n < 0 || first + n > ds->prompts.n)
@@ -49,7 +46,7 @@ void drl_sft_batch_free(drl_sft_batch *b) {
 
 /* The example row r of step `step` draws. */
 static int64_t sft_example(uint64_t seed, int step, int64_t r, int64_t n_train) {
-  uint32_t tag = drl_rng_tag(DRL_RNG_DATA, SFT_DATA_UID, 0);
+  uint32_t tag = drl_rng_tag(DRL_RNG_DATA, DRL_UID_SFT_ORDER, 0);
   return (int64_t)(drl_rng_u64(seed, (uint32_t)step, tag, (uint64_t)r) % (uint64_t)n_train);
 }
 

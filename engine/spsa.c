@@ -62,7 +62,7 @@ void drl_spsa_join(drl_spsa *s) {
   if (s->status == DRL_SPSA_OBSERVER) s->status = DRL_SPSA_JOINING;
 }
 
-uint64_t drl_params_hash(const float *x, int64_t n) {
+uint64_t drl_spsa_params_hash(const float *x, int64_t n) {
   const unsigned char *p = (const unsigned char *)x;
   uint64_t h = 1469598103934665603ull;
   for (int64_t i = 0; i < n * (int64_t)sizeof(float); ++i) {
@@ -80,7 +80,7 @@ drl_status drl_spsa_check(drl_spsa *s, const float *theta, uint32_t step) {
   drl_status st = host && all ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory hashing %lld parameters", (long long)s->n);
   uint64_t mine[2] = {(uint64_t)s->status, 0};
   if (st == DRL_OK) st = drl_copy_to_host(&s->dev, host, theta, (size_t)s->n * sizeof(float));
-  if (st == DRL_OK) mine[1] = drl_params_hash(host, s->n);
+  if (st == DRL_OK) mine[1] = drl_spsa_params_hash(host, s->n);
   if (st == DRL_OK) st = gather(s, mine, sizeof mine, all);
   if (st == DRL_OK) s->hash_total += sizeof mine;
   int ref = -1;
@@ -127,7 +127,7 @@ static drl_status contribute(drl_spsa *s, const float *theta, uint32_t step, drl
     }
     if (c->codec == DRL_SPSA_LOG8) {
       float u = drl_rng_uniform(c->seed, step, drl_rng_tag(DRL_RNG_ROUNDING, q >> 12, q & 0xFFFu), 0);
-      rec[1 + j] = drl_log8_encode(g, u);
+      rec[1 + j] = drl_spsa_codec_encode(g, u);
     } else {
       memcpy(rec + 1 + (size_t)j * sizeof(float), &g, sizeof g);
     }
@@ -173,7 +173,7 @@ drl_status drl_spsa_step(drl_spsa *s, float *theta, uint32_t step, drl_spsa_loss
     for (int j = 0; j < G; ++j) {
       float g;
       if (s->cfg.codec == DRL_SPSA_LOG8)
-        g = drl_log8_decode(rec[1 + j]);
+        g = drl_spsa_codec_decode(rec[1 + j]);
       else
         memcpy(&g, rec + 1 + (size_t)j * sizeof(float), sizeof g);
       if (g == 0.0f) continue; /* adds exactly nothing */

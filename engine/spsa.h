@@ -91,7 +91,7 @@ drl_status drl_spsa_step(drl_spsa *s, float *theta, uint32_t step, drl_spsa_loss
 drl_status drl_spsa_check(drl_spsa *s, const float *theta, uint32_t step);
 
 /* FNV-1a 64 of n floats' bytes (host). */
-uint64_t drl_params_hash(const float *x, int64_t n);
+uint64_t drl_spsa_params_hash(const float *x, int64_t n);
 
 #ifdef __cplusplus
 }

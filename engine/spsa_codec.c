@@ -52,26 +52,26 @@ static const uint32_t log8_bits[256] = {
     0xC4E2015Bu, 0xC5000C7Du, 0xC5111929u, 0xC5246AFBu,
 };
 
-float drl_log8_decode(uint8_t b) {
+float drl_spsa_codec_decode(uint8_t b) {
   float f;
   memcpy(&f, &log8_bits[b], sizeof f);
   return f;
 }
 
-uint8_t drl_log8_encode(float g, float u) {
+uint8_t drl_spsa_codec_encode(float g, float u) {
   if (!isfinite(g) || g == 0.0f) return 0;
   double a = fabs((double)g);
   uint8_t sign = g < 0.0f ? 0x80u : 0x00u;
-  if (a >= (double)drl_log8_decode(127)) return (uint8_t)(sign | 127u);
+  if (a >= (double)drl_spsa_codec_decode(127)) return (uint8_t)(sign | 127u);
   /* The level below: the largest k in [0, 126] with L_k <= a (L_0 = 0 <= a), by bisection over the increasing table. */
   int lo = 0, hi = 127; /* invariant: L_lo <= a < L_hi */
   while (hi - lo > 1) {
     int mid = (lo + hi) / 2;
-    if ((double)drl_log8_decode((uint8_t)mid) <= a) lo = mid;
+    if ((double)drl_spsa_codec_decode((uint8_t)mid) <= a) lo = mid;
     else hi = mid;
   }
   /* Both differences are exact in double (neighbouring floats), and the quotient is correctly rounded. */
-  double below = (double)drl_log8_decode((uint8_t)lo), above = (double)drl_log8_decode((uint8_t)hi);
+  double below = (double)drl_spsa_codec_decode((uint8_t)lo), above = (double)drl_spsa_codec_decode((uint8_t)hi);
   int k = (double)u < (a - below) / (above - below) ? hi : lo;
   return k == 0 ? 0 : (uint8_t)(sign | (unsigned)k);
 }

@@ -14,14 +14,14 @@ extern "C" {
 #endif
 
 /* The decoded value of a LOG8 byte (a table lookup). */
-float drl_log8_decode(uint8_t b);
+float drl_spsa_codec_decode(uint8_t b);
 
 /* Encodes a finite g by stochastic rounding in value space with the uniform u in [0, 1): for L_k <= |g| < L_{k+1}
  * (L_0 = 0) it picks k + 1 when u < (|g| - L_k) / (L_{k+1} - L_k) (in double from the table values), else k, so
  * E[decode] = g for |g| <= L_127; |g| >= L_127 saturates to 127. The level is found by a search over the table, not
  * by log(). Zero (either sign, or rounded down to level 0) is the byte 0x00. A non-finite g is the caller's bug: it
  * gives 0x00, so the caller must check g first. */
-uint8_t drl_log8_encode(float g, float u);
+uint8_t drl_spsa_codec_encode(float g, float u);
 
 #ifdef __cplusplus
 }

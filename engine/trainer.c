@@ -44,7 +44,7 @@ static int split_shards(const drl_config *cfg, const drl_comm *comm) {
 /* Rows the policy's activations must hold: a flow policy's largest call; a shard of an SFT batch, or a chunk of a
  * shard's GRPO rollouts (larger minibatches are accumulated chunk by chunk). */
 static int batch_rows(const drl_config *cfg, int shards, int flow) {
-  if (flow) return drl_flow_rows_needed(cfg);
+  if (flow) return drl_flow_policy_rows(cfg);
   int rows = cfg->sft.batch_size / shards;
   for (int p = 0; p < cfg->trainer.phases.count; ++p)
     if (cfg->trainer.phases.items[p] == DRL_CFG_PHASE_GRPO) {
@@ -75,17 +75,17 @@ static drl_status open_trainer(drl_trainer *tr, const drl_config *cfg, drl_comm 
   tr->cfg = cfg;
   tr->writes = !comm || comm->rank == 0;
   int flow = 0;
-  for (int p = 0; p < cfg->trainer.phases.count; ++p) flow |= drl_phase_is_flow(cfg->trainer.phases.items[p]);
+  for (int p = 0; p < cfg->trainer.phases.count; ++p) flow |= drl_flow_policy_phase(cfg->trainer.phases.items[p]);
   int shards = split_shards(cfg, comm);
   if (flow) {
-    /* drl_flow_rows_needed reads the tree keys: checked first */
+    /* drl_flow_policy_rows reads the tree keys: checked first */
     DRL_TRY(drl_config_validate(cfg));
-    DRL_TRY(drl_flow_check_config(cfg, comm));
+    DRL_TRY(drl_flow_policy_check(cfg, comm));
   } else {
     DRL_TRY(check_shards(cfg, shards));
   }
   DRL_TRY(drl_run_open(&tr->run, cfg, comm, batch_rows(cfg, shards, flow)));
-  return drl_trainer_columns(tr);
+  return drl_phase_columns(tr);
 }
 
 static void describe(const drl_trainer *tr, const drl_comm *comm) {
@@ -207,7 +207,7 @@ drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *s
     log_eval(&tr, "after training", sum->eval_after);
   }
 done:
-  drl_trainer_columns_free(&tr);
+  drl_phase_columns_free(&tr);
   drl_run_close(r);
   return st;
 }

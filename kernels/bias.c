@@ -8,7 +8,7 @@
 #define BIAS_COL_BLOCK 64
 
 drl_status drl_bias_add_cpu(float *y, const float *b, int64_t rows, int cols) {
-#pragma omp parallel for schedule(static) if (rows * cols > (1 << 16))
+#pragma omp parallel for schedule(static) if (rows * cols > DRL_OMP_MIN_CHEAP)
   for (int64_t r = 0; r < rows; ++r) {
     float *yr = y + r * cols;
     for (int c = 0; c < cols; ++c) yr[c] = drl_fadd(yr[c], b[c]);
@@ -18,7 +18,7 @@ drl_status drl_bias_add_cpu(float *y, const float *b, int64_t rows, int cols) {
 
 drl_status drl_bias_backward_cpu(float *db, const float *dy, int64_t rows, int cols) {
   const int blocks = (cols + BIAS_COL_BLOCK - 1) / BIAS_COL_BLOCK;
-#pragma omp parallel for schedule(static) if (rows * cols > (1 << 16))
+#pragma omp parallel for schedule(static) if (rows * cols > DRL_OMP_MIN_CHEAP)
   for (int blk = 0; blk < blocks; ++blk) {
     const int c0 = blk * BIAS_COL_BLOCK, nc = cols - c0 < BIAS_COL_BLOCK ? cols - c0 : BIAS_COL_BLOCK;
     double acc[BIAS_COL_BLOCK];

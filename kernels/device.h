@@ -39,6 +39,14 @@ typedef struct drl_device {
 /* Number of usable CUDA devices: 0 when built without CUDA or when none is visible. Never fails. */
 int drl_cuda_device_count(void);
 
+/* The work (elements, or elements x width) below which a CPU kernel's loop runs on one thread: there OpenMP's
+ * fork and join cost more than they save. Results never depend on it (every reduction has a fixed order). The
+ * cheaper the work per element, the more elements it takes to pay. */
+#define DRL_OMP_MIN_CHEAP (1 << 16)  /* copies, adds, scales: a few flops per element */
+#define DRL_OMP_MIN_GATHER (1 << 15) /* row gathers and scatters */
+#define DRL_OMP_MIN_MATH (1 << 14)   /* transcendentals or a short reduction per element */
+#define DRL_OMP_MIN_HEAVY (1 << 12)  /* tens of flops and a sampled normal per element */
+
 /* Pins the CPU thread count of OpenMP loops and OpenBLAS GEMMs; 0 leaves the defaults (all cores). */
 void drl_cpu_set_threads(int n);
 

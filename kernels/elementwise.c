@@ -3,19 +3,19 @@
 #include "nvtx.h"
 
 drl_status drl_add_cpu(float *out, const float *a, const float *b, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
+#pragma omp parallel for schedule(static) if (n > DRL_OMP_MIN_CHEAP)
   for (int64_t i = 0; i < n; ++i) out[i] = drl_add_elem(a[i], b[i]);
   return DRL_OK;
 }
 
 drl_status drl_axpy_cpu(float *y, float alpha, const float *x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
+#pragma omp parallel for schedule(static) if (n > DRL_OMP_MIN_CHEAP)
   for (int64_t i = 0; i < n; ++i) y[i] = drl_axpy_elem(y[i], alpha, x[i]);
   return DRL_OK;
 }
 
 drl_status drl_scale_cpu(float *x, float s, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
+#pragma omp parallel for schedule(static) if (n > DRL_OMP_MIN_CHEAP)
   for (int64_t i = 0; i < n; ++i) x[i] = drl_scale_elem(x[i], s);
   return DRL_OK;
 }

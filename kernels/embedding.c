@@ -19,7 +19,7 @@ static drl_status check_tokens(const char *op, const int32_t *tokens, int N, int
 
 drl_status drl_embedding_forward_cpu(float *out, const int32_t *tokens, const float *table, int N, int C, int V) {
   DRL_TRY(check_tokens("drl_embedding_forward", tokens, N, V));
-#pragma omp parallel for schedule(static) if ((int64_t)N * C > (1 << 15))
+#pragma omp parallel for schedule(static) if ((int64_t)N * C > DRL_OMP_MIN_GATHER)
   for (int n = 0; n < N; ++n)
     memcpy(out + (int64_t)n * C, table + (int64_t)tokens[n] * C, (size_t)C * sizeof(float));
   return DRL_OK;
@@ -29,7 +29,7 @@ drl_status drl_embedding_backward_cpu(float *dtable, const float *dout, const in
   DRL_TRY(check_tokens("drl_embedding_backward", tokens, N, V));
   /* Each thread owns a range of channels and sweeps every row once: each (token, channel) sum still runs in
    * increasing n, so the split (and the thread count) cannot change a bit. */
-#pragma omp parallel if ((int64_t)N * C > (1 << 15))
+#pragma omp parallel if ((int64_t)N * C > DRL_OMP_MIN_GATHER)
   {
     int t = omp_get_thread_num(), T = omp_get_num_threads();
     int64_t blocks = (C + EMB_CHANNEL_ALIGN - 1) / EMB_CHANNEL_ALIGN;

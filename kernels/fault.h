@@ -29,6 +29,14 @@ void drl_fault_reset(void);
 /* 1 if a spec of this value kind covers rank and step; *detail (when not NULL) gets the spec's detail ("" if none). */
 int drl_fault_value(const char *kind, int rank, int64_t step, const char **detail);
 
+/* The value faults covering this rank at the job's step, for a training step's loss and gradient: nan_loss makes the
+ * loss NaN; grad (nan_grad, inf_grad) sets a value of the first shard's gradient before the reduction (see
+ * drl_layout_inject_grad_fault), whose overlapped start is then disarmed. One hook for every phase. */
+typedef struct drl_fault_values {
+  int nan_loss, grad;
+} drl_fault_values;
+drl_fault_values drl_fault_values_at(int rank, int64_t step);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,7 +17,7 @@ drl_status drl_kv_append_cpu(float *k_cache, float *v_cache, const float *k_src,
                       "x %d positions",
                       i, source_row(src_row, i), (int)slot[i], (int)pos[i], src_rows, n_slots, T_cap);
   const size_t row_bytes = (size_t)kv_dim * sizeof(float);
-#pragma omp parallel for schedule(static) if ((int64_t)N * kv_dim > (1 << 16))
+#pragma omp parallel for schedule(static) if ((int64_t)N * kv_dim > DRL_OMP_MIN_CHEAP)
   for (int i = 0; i < N; ++i) {
     int64_t dst = drl_kv_offset(slot[i], pos[i], T_cap, kv_dim), src = (int64_t)source_row(src_row, i) * kv_dim;
     memcpy(k_cache + dst, k_src + src, row_bytes);

@@ -43,7 +43,7 @@ static drl_status check_indices(const char *op, const char *what, const int32_t 
 
 drl_status drl_moe_route_cpu(float *scores, int32_t *sel, float *gates, const float *logits, const float *bias,
                              int64_t R, int E, int K, int normalize, float route_scale) {
-#pragma omp parallel for schedule(static) if (R * E > (1 << 14))
+#pragma omp parallel for schedule(static) if (R * E > DRL_OMP_MIN_MATH)
   for (int64_t r = 0; r < R; ++r)
     drl_moe_route_row(scores + r * E, sel + r * K, gates + r * K, logits + r * E, bias, E, K, normalize, route_scale);
   return DRL_OK;
@@ -53,7 +53,7 @@ drl_status drl_moe_route_backward_cpu(float *dlogits, const float *dgates, const
                                       int64_t R, int E, int K, int normalize, float route_scale, const float *aux,
                                       const uint8_t *row_mask) {
   DRL_TRY(check_indices("drl_moe_route_backward", "sel", sel, R * K, E));
-#pragma omp parallel for schedule(static) if (R * E > (1 << 14))
+#pragma omp parallel for schedule(static) if (R * E > DRL_OMP_MIN_MATH)
   for (int64_t r = 0; r < R; ++r) {
     const float *row_aux = aux && (!row_mask || row_mask[r]) ? aux : NULL;
     drl_moe_route_backward_row(dlogits + r * E, dgates + r * K, scores + r * E, sel + r * K, E, K, normalize,
@@ -84,7 +84,7 @@ drl_status drl_moe_dispatch_cpu(int32_t *order, int32_t *slot, int64_t *offsets,
 drl_status drl_moe_gather_cpu(float *out, const float *in, const int32_t *order, int64_t R, int K, int C) {
   const int64_t n = R * K;
   DRL_TRY(check_indices("drl_moe_gather", "order", order, n, n));
-#pragma omp parallel for schedule(static) if (n * C > (1 << 16))
+#pragma omp parallel for schedule(static) if (n * C > DRL_OMP_MIN_CHEAP)
   for (int64_t p = 0; p < n; ++p)
     memcpy(out + p * C, in + (int64_t)(order[p] / K) * C, (size_t)C * sizeof(float));
   return DRL_OK;
@@ -93,7 +93,7 @@ drl_status drl_moe_gather_cpu(float *out, const float *in, const int32_t *order,
 drl_status drl_moe_combine_cpu(float *out, const float *y, const int32_t *slot, const float *w, int64_t R, int K,
                                int C) {
   DRL_TRY(check_indices("drl_moe_combine", "slot", slot, R * K, R * K));
-#pragma omp parallel for schedule(static) if (R * C > (1 << 14))
+#pragma omp parallel for schedule(static) if (R * C > DRL_OMP_MIN_MATH)
   for (int64_t r = 0; r < R; ++r) {
     const int32_t *s = slot + r * K;
     const float *wr = w ? w + r * K : NULL;
@@ -110,7 +110,7 @@ drl_status drl_moe_combine_backward_cpu(float *dy, float *dw, const float *dout,
     for (int64_t a = 0; a < R * K; ++a) dw[a] = 0.0f;
     return DRL_OK;
   }
-#pragma omp parallel for schedule(static) if (R * K * C > (1 << 14))
+#pragma omp parallel for schedule(static) if (R * K * C > DRL_OMP_MIN_MATH)
   for (int64_t r = 0; r < R; ++r) {
     const float *g = dout + r * C;
     for (int k = 0; k < K; ++k) {

@@ -32,6 +32,27 @@ enum drl_rng_purpose {
   DRL_RNG_TEST = 15
 };
 
+/* The uid of every stream (bits 16-31 of the tag), by purpose: every random number of dynrl is drawn from one of
+ * these, so no two users share a stream. ROLLOUT streams take the uid the caller gives (0 in the engine); SPSA and
+ * ROUNDING streams fold the high bits of the sample index into it (kernels/spsa.h). */
+enum drl_rng_uid {
+  /* DRL_RNG_DATA */
+  DRL_UID_TASK_ADD = 1,       /* the built-in tasks' generators (data/task.c) */
+  DRL_UID_TASK_SORT = 2,
+  DRL_UID_TASK_KEYFORK = 3,
+  DRL_UID_SFT_ORDER = 16,     /* SFT examples of a step (engine/sft.c) */
+  DRL_UID_GRPO_PROMPTS = 17,  /* GRPO prompts of an iteration (engine/run.c) */
+  DRL_UID_FLOW2D_POINTS = 18, /* flow2d training points (data/flow2d.c) */
+  DRL_UID_FLOW_MATCHING = 19, /* flow-matching point, time and noise (engine/phase_flow.c) */
+  /* DRL_RNG_INIT */
+  DRL_UID_INIT_TRANSFORMER = 0,
+  DRL_UID_INIT_FLOW = 1,
+  /* DRL_RNG_SDE (samplers/sde_tree.c) */
+  DRL_UID_SDE_ROOT_NOISE = 1,
+  DRL_UID_SDE_ODE_NOISE = 2,
+  DRL_UID_SDE_EDGE_NOISE = 3
+};
+
 typedef struct drl_philox_block {
   uint32_t v[4];
 } drl_philox_block;

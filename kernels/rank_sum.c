@@ -6,7 +6,7 @@
 #include "nvtx.h"
 
 drl_status drl_rank_sum_cpu(float *out, const float *in, int count, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > (1 << 14))
+#pragma omp parallel for schedule(static) if (n > DRL_OMP_MIN_MATH)
   for (int64_t k = 0; k < n; ++k) out[k] = drl_tree_sum_elem(in + k, n, count);
   return DRL_OK;
 }

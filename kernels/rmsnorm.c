@@ -10,7 +10,7 @@ int64_t drl_rmsnorm_scratch_floats(const drl_device *dev, int N, int C) {
 
 drl_status drl_rmsnorm_forward_cpu(float *out, float *rstd, const float *inp, const float *weight, int N, int C,
                                    float eps) {
-#pragma omp parallel for schedule(static) if ((int64_t)N * C > (1 << 14))
+#pragma omp parallel for schedule(static) if ((int64_t)N * C > DRL_OMP_MIN_MATH)
   for (int n = 0; n < N; ++n) {
     const float *x = inp + (int64_t)n * C;
     float *o = out + (int64_t)n * C;
@@ -26,7 +26,7 @@ drl_status drl_rmsnorm_backward_cpu(float *dinp, float *dweight, const float *do
   const int R = DRL_RMSNORM_CHUNK_ROWS;
   int nchunks = (N + R - 1) / R;
   /* One pass per chunk: dinp for its rows and the chunk's partial dweight, summed in row order. */
-#pragma omp parallel for schedule(static) if ((int64_t)N * C > (1 << 14))
+#pragma omp parallel for schedule(static) if ((int64_t)N * C > DRL_OMP_MIN_MATH)
   for (int k = 0; k < nchunks; ++k) {
     float *part = scratch + (int64_t)k * C;
     for (int c = 0; c < C; ++c) part[c] = 0.0f;

@@ -7,7 +7,7 @@
 drl_status drl_sde_step_cpu(float *x_next, float *logp, const float *x, const float *v, const float *t,
                             const float *dt, const float *sigma, const uint64_t *noise_index, drl_rng_stream s,
                             int64_t rows, int D, int mean_over_dims) {
-#pragma omp parallel for schedule(static) if (rows * D > (1 << 12))
+#pragma omp parallel for schedule(static) if (rows * D > DRL_OMP_MIN_HEAVY)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t o = r * D;
     float lp = drl_sde_row(x_next + o, x + o, v + o, t[r], dt[r], sigma[r], &s, noise_index[r] * (uint64_t)D, D,
@@ -19,7 +19,7 @@ drl_status drl_sde_step_cpu(float *x_next, float *logp, const float *x, const fl
 
 drl_status drl_sde_logprob_cpu(float *logp, const float *x_next, const float *x, const float *v, const float *t,
                                const float *dt, const float *sigma, int64_t rows, int D, int mean_over_dims) {
-#pragma omp parallel for schedule(static) if (rows * D > (1 << 14))
+#pragma omp parallel for schedule(static) if (rows * D > DRL_OMP_MIN_MATH)
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t o = r * D;
     logp[r] = drl_sde_logprob_row(x_next + o, x + o, v + o, t[r], dt[r], sigma[r], D, mean_over_dims);
@@ -30,7 +30,7 @@ drl_status drl_sde_logprob_cpu(float *logp, const float *x_next, const float *x,
 drl_status drl_sde_logprob_backward_cpu(float *dv, const float *dlogp, const float *x_next, const float *x,
                                         const float *v, const float *t, const float *dt, const float *sigma,
                                         int64_t rows, int D, int mean_over_dims) {
-#pragma omp parallel for schedule(static) if (rows * D > (1 << 14))
+#pragma omp parallel for schedule(static) if (rows * D > DRL_OMP_MIN_MATH)
   for (int64_t r = 0; r < rows; ++r) {
     if (sigma[r] == 0.0f) continue; /* an ODE step has no density: nothing flows back */
     const int64_t o = r * D;

@@ -4,13 +4,13 @@
 #include "nvtx.h"
 
 drl_status drl_silu_forward_cpu(float *out, const float *x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
+#pragma omp parallel for schedule(static) if (n > DRL_OMP_MIN_CHEAP)
   for (int64_t i = 0; i < n; ++i) out[i] = drl_silu_elem(x[i]);
   return DRL_OK;
 }
 
 drl_status drl_silu_backward_cpu(float *dx, const float *dout, const float *x, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
+#pragma omp parallel for schedule(static) if (n > DRL_OMP_MIN_CHEAP)
   for (int64_t i = 0; i < n; ++i) dx[i] = drl_silu_backward_elem(dout[i], x[i]);
   return DRL_OK;
 }

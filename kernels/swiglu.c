@@ -3,14 +3,14 @@
 #include "nvtx.h"
 
 drl_status drl_swiglu_forward_cpu(float *out, const float *gate, const float *up, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > (1 << 14))
+#pragma omp parallel for schedule(static) if (n > DRL_OMP_MIN_MATH)
   for (int64_t i = 0; i < n; ++i) out[i] = drl_swiglu_elem(gate[i], up[i]);
   return DRL_OK;
 }
 
 drl_status drl_swiglu_backward_cpu(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
                                    int64_t n) {
-#pragma omp parallel for schedule(static) if (n > (1 << 14))
+#pragma omp parallel for schedule(static) if (n > DRL_OMP_MIN_MATH)
   for (int64_t i = 0; i < n; ++i) drl_swiglu_backward_elem(dout[i], gate[i], up[i], &dgate[i], &dup[i]);
   return DRL_OK;
 }

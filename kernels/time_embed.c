@@ -6,7 +6,7 @@
 #include "nvtx.h"
 
 drl_status drl_time_embed_cpu(float *out, const float *t, const float *freq, int64_t rows, int half) {
-#pragma omp parallel for schedule(static) if (rows * half > (1 << 14))
+#pragma omp parallel for schedule(static) if (rows * half > DRL_OMP_MIN_MATH)
   for (int64_t r = 0; r < rows; ++r) {
     float *o = out + r * 2 * half;
     for (int k = 0; k < half; ++k) drl_time_embed_pair(t[r], freq[k], &o[2 * k], &o[2 * k + 1]);

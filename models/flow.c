@@ -83,7 +83,7 @@ static drl_status init_params(drl_flow *m, uint64_t seed) {
   int64_t n = m->ps.layout.total;
   float *host = NULL;
   DRL_TRY(drl_host_alloc((void **)&host, (size_t)n * sizeof(float), "initial flow parameters (host copy)"));
-  drl_rng_stream s = {seed, 0, drl_rng_tag(DRL_RNG_INIT, 1, 0)}; /* uid 1: not the transformer's stream */
+  drl_rng_stream s = {seed, 0, drl_rng_tag(DRL_RNG_INIT, DRL_UID_INIT_FLOW, 0)};
   drl_status st = drl_rng_fill_cpu(host, (uint64_t)n, s, 0, DRL_DIST_NORMAL);
   for (int i = 0; st == DRL_OK && i < m->ps.layout.count; ++i) {
     const drl_tensor_info *t = &m->ps.layout.tensors[i];

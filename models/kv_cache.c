@@ -104,7 +104,7 @@ static drl_status check_model(const drl_kv_cache *c, const drl_transformer *m) {
   return DRL_OK;
 }
 
-drl_status drl_kv_prefill(drl_kv_cache *c, drl_transformer *m, const int32_t *tokens, const int32_t *row_start, int B,
+drl_status drl_kv_cache_prefill(drl_kv_cache *c, drl_transformer *m, const int32_t *tokens, const int32_t *row_start, int B,
                           int P, int G, float temperature, float *logits) {
   DRL_RANGE("prefill");
   DRL_TRY(check_model(c, m));
@@ -188,7 +188,7 @@ static drl_status stage_decode(drl_kv_cache *c, const drl_transformer *m, const 
   return st;
 }
 
-drl_status drl_kv_decode(drl_kv_cache *c, const drl_transformer *m, const int32_t *tokens, const int32_t *slots, int N,
+drl_status drl_kv_cache_decode(drl_kv_cache *c, const drl_transformer *m, const int32_t *tokens, const int32_t *slots, int N,
                          float temperature, float *logits) {
   DRL_RANGE("decode");
   DRL_TRY(check_model(c, m));

@@ -193,7 +193,7 @@ static drl_status init_params(drl_transformer *m, uint64_t seed) {
   int64_t n = m->ps.layout.total;
   float *host = NULL;
   DRL_TRY(drl_host_alloc((void **)&host, (size_t)n * sizeof(float), "initial parameters (host copy)"));
-  drl_rng_stream s = {seed, 0, drl_rng_tag(DRL_RNG_INIT, 0, 0)};
+  drl_rng_stream s = {seed, 0, drl_rng_tag(DRL_RNG_INIT, DRL_UID_INIT_TRANSFORMER, 0)};
   drl_status st = drl_rng_fill_cpu(host, (uint64_t)n, s, 0, DRL_DIST_NORMAL);
   float resid_std = m->cfg.init_std / sqrtf(2.0f * (float)m->cfg.n_layers);
   for (int i = 0; st == DRL_OK && i < m->ps.layout.count; ++i) {

@@ -205,7 +205,7 @@ drl_status drl_rollout_generate(drl_rollout *r, drl_transformer *m, const int32_
       memcpy(out->tokens + (size_t)row * T, block + (size_t)i * P, (size_t)P * sizeof(int32_t));
     }
   }
-  DRL_TRY(drl_kv_prefill(&r->cache, m, block, block_rs, n_prompts, P, G, p->temperature, r->next_logits));
+  DRL_TRY(drl_kv_cache_prefill(&r->cache, m, block, block_rs, n_prompts, P, G, p->temperature, r->next_logits));
   for (int row = 0; row < rows; ++row) {
     r->active[row] = row;
     memcpy(r->logits + (size_t)row * V, r->next_logits + (size_t)(row / G) * V, (size_t)V * sizeof(float));
@@ -227,7 +227,7 @@ drl_status drl_rollout_generate(drl_rollout *r, drl_transformer *m, const int32_
       }
     n_active = kept;
     if (n_active == 0 || s + 1 == p->max_new_tokens) break;
-    DRL_TRY(drl_kv_decode(&r->cache, m, r->tokens_in, r->active, n_active, p->temperature, r->next_logits));
+    DRL_TRY(drl_kv_cache_decode(&r->cache, m, r->tokens_in, r->active, n_active, p->temperature, r->next_logits));
     float *x = r->logits;
     r->logits = r->next_logits;
     r->next_logits = x;

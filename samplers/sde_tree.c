@@ -11,7 +11,6 @@
 #include "models/carve.h"
 
 /* uids of the flow sampler's streams among DRL_RNG_SDE streams */
-enum { ROOT_NOISE_UID = 1, ODE_NOISE_UID = 2, EDGE_NOISE_UID = 3 };
 
 static int64_t ipow(int b, int e) {
   int64_t r = 1;
@@ -19,7 +18,7 @@ static int64_t ipow(int b, int e) {
   return r;
 }
 
-drl_status drl_tree_params_check(const drl_tree_params *p) {
+drl_status drl_sde_tree_params_check(const drl_sde_tree_params *p) {
   if (p->steps < 1 || p->depth < 1 || p->window < 0 || p->window + p->depth > p->steps || p->branch < 1 ||
       p->roots < 1)
     return DRL_FAIL(DRL_ERR_INVALID_ARG,
@@ -33,27 +32,27 @@ drl_status drl_tree_params_check(const drl_tree_params *p) {
   return DRL_OK;
 }
 
-int64_t drl_tree_layer_size(const drl_tree_params *p, int groups, int j) {
+int64_t drl_sde_tree_layer_size(const drl_sde_tree_params *p, int groups, int j) {
   return (int64_t)groups * p->roots * ipow(p->branch, j);
 }
 
-int64_t drl_tree_sample_nfe(const drl_tree_params *p) {
+int64_t drl_sde_tree_sample_nfe(const drl_sde_tree_params *p) {
   int64_t n = p->window;
   for (int j = 0; j < p->depth; ++j) n += ipow(p->branch, j);
   return n + ipow(p->branch, p->depth) * (p->steps - p->window - p->depth);
 }
 
-int64_t drl_tree_train_nfe(const drl_tree_params *p) {
+int64_t drl_sde_tree_train_nfe(const drl_sde_tree_params *p) {
   int64_t n = 0;
   for (int j = 0; j < p->depth; ++j) n += ipow(p->branch, j);
   return n;
 }
 
-int64_t drl_tree_rows_needed(const drl_tree_params *p, int groups) {
-  return drl_tree_layer_size(p, groups, p->depth);
+int64_t drl_sde_tree_rows_needed(const drl_sde_tree_params *p, int groups) {
+  return drl_sde_tree_layer_size(p, groups, p->depth);
 }
 
-static size_t carve_device(drl_tree *t, void *base) {
+static size_t carve_device(drl_sde_tree *t, void *base) {
   drl_carve c = {(char *)base, 0};
   size_t R = (size_t)t->rows_max, f = sizeof(float), D = (size_t)t->D;
   float **rd[] = {&t->d_x, &t->d_v, &t->d_xr, &t->d_vr, &t->d_next};
@@ -66,9 +65,9 @@ static size_t carve_device(drl_tree *t, void *base) {
   return c.used;
 }
 
-drl_status drl_tree_create(drl_tree *t, const drl_tree_params *p, int groups, int D, const drl_device *dev) {
+drl_status drl_sde_tree_create(drl_sde_tree *t, const drl_sde_tree_params *p, int groups, int D, const drl_device *dev) {
   memset(t, 0, sizeof *t);
-  DRL_TRY(drl_tree_params_check(p));
+  DRL_TRY(drl_sde_tree_params_check(p));
   if (groups < 1 || D < 1) return DRL_FAIL(DRL_ERR_INVALID_ARG, "tree: %d groups of %d dimensions", groups, D);
   t->p = *p;
   t->groups = groups;
@@ -79,11 +78,11 @@ drl_status drl_tree_create(drl_tree *t, const drl_tree_params *p, int groups, in
   int64_t n = 0;
   for (int j = 0; j <= p->depth; ++j) {
     t->layer_first[j] = (int)n;
-    n += drl_tree_layer_size(p, groups, j);
+    n += drl_sde_tree_layer_size(p, groups, j);
   }
   t->layer_first[p->depth + 1] = (int)n;
   t->nodes = (int)n;
-  t->leaves = (int)drl_tree_layer_size(p, groups, p->depth);
+  t->leaves = (int)drl_sde_tree_layer_size(p, groups, p->depth);
   t->rows_max = t->leaves;
   t->cond = (int32_t *)calloc((size_t)groups, sizeof(int32_t));
   t->parent = (int32_t *)malloc((size_t)n * sizeof(int32_t));
@@ -113,11 +112,11 @@ drl_status drl_tree_create(drl_tree *t, const drl_tree_params *p, int groups, in
     if (st == DRL_OK) st = drl_device_sync(dev);
     free(rep);
   }
-  if (st != DRL_OK) drl_tree_free(t);
+  if (st != DRL_OK) drl_sde_tree_free(t);
   return st;
 }
 
-void drl_tree_free(drl_tree *t) {
+void drl_sde_tree_free(drl_sde_tree *t) {
   if (!t) return;
   free(t->layer_first);
   free(t->cond);
@@ -134,7 +133,7 @@ void drl_tree_free(drl_tree *t) {
 }
 
 /* Uploads one value per row for rows [0, n): the step's time, step size and sigma, and each row's condition. */
-static drl_status set_rows(drl_tree *t, int64_t n, float tk, float dtk, float sigma, const int32_t *cond_of_row,
+static drl_status set_rows(drl_sde_tree *t, int64_t n, float tk, float dtk, float sigma, const int32_t *cond_of_row,
                            const uint64_t *noise) {
   float *h = (float *)malloc((size_t)n * 3 * sizeof(float));
   if (!h) return DRL_FAIL(DRL_ERR_OOM, "out of memory for %lld tree rows", (long long)n);
@@ -151,14 +150,14 @@ static drl_status set_rows(drl_tree *t, int64_t n, float tk, float dtk, float si
 }
 
 /* The condition of each node of layer j. */
-static void layer_conds(const drl_tree *t, int j, int32_t *out) {
-  int64_t n = drl_tree_layer_size(&t->p, t->groups, j), per_group = n / t->groups;
+static void layer_conds(const drl_sde_tree *t, int j, int32_t *out) {
+  int64_t n = drl_sde_tree_layer_size(&t->p, t->groups, j), per_group = n / t->groups;
   for (int64_t q = 0; q < n; ++q) out[q] = t->cond[q / per_group];
 }
 
-static drl_status ode_steps(drl_tree *t, drl_flow *model, const float *grid, int k0, int k1, int64_t rows,
+static drl_status ode_steps(drl_sde_tree *t, drl_flow *model, const float *grid, int k0, int k1, int64_t rows,
                             const int32_t *conds) {
-  drl_rng_stream s = {t->p.seed, t->p.iteration, drl_rng_tag(DRL_RNG_SDE, EDGE_NOISE_UID, 0)};
+  drl_rng_stream s = {t->p.seed, t->p.iteration, drl_rng_tag(DRL_RNG_SDE, DRL_UID_SDE_EDGE_NOISE, 0)};
   for (int k = k0; k < k1; ++k) {
     DRL_TRY(set_rows(t, rows, grid[k], grid[k + 1] - grid[k], 0.0f, conds, NULL));
     DRL_TRY(drl_flow_forward(model, t->d_x, t->d_t, t->d_cond, (int)rows, t->d_v));
@@ -172,12 +171,12 @@ static drl_status ode_steps(drl_tree *t, drl_flow *model, const float *grid, int
   return DRL_OK;
 }
 
-drl_status drl_tree_sample(drl_tree *t, drl_flow *model, const int32_t *cond, uint32_t iteration) {
+drl_status drl_sde_tree_sample(drl_sde_tree *t, drl_flow *model, const int32_t *cond, uint32_t iteration) {
   DRL_RANGE("tree_sample");
-  const drl_tree_params *p = &t->p;
-  if (drl_tree_rows_needed(p, t->groups) > model->rows_max)
+  const drl_sde_tree_params *p = &t->p;
+  if (drl_sde_tree_rows_needed(p, t->groups) > model->rows_max)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "tree: the sampler needs model calls of %lld points, the model holds %d",
-                    (long long)drl_tree_rows_needed(p, t->groups), model->rows_max);
+                    (long long)drl_sde_tree_rows_needed(p, t->groups), model->rows_max);
   t->p.iteration = iteration;
   t->nfe = 0;
   memcpy(t->cond, cond, (size_t)t->groups * sizeof(int32_t));
@@ -185,12 +184,12 @@ drl_status drl_tree_sample(drl_tree *t, drl_flow *model, const int32_t *cond, ui
   float *grid = (float *)malloc((size_t)(T + 1) * sizeof(float));
   int32_t *conds = (int32_t *)malloc((size_t)t->leaves * sizeof(int32_t));
   uint64_t *noise = (uint64_t *)malloc((size_t)t->leaves * sizeof(uint64_t));
-  float *x0 = (float *)malloc((size_t)drl_tree_layer_size(p, t->groups, 0) * D * sizeof(float));
+  float *x0 = (float *)malloc((size_t)drl_sde_tree_layer_size(p, t->groups, 0) * D * sizeof(float));
   drl_status st = grid && conds && noise && x0 ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for tree sampling");
   if (st == DRL_OK) drl_time_grid(grid, T, p->shift);
   /* Roots: one addressed normal stream for the iteration's starting noises. */
-  int64_t R0 = drl_tree_layer_size(p, t->groups, 0);
-  uint32_t root_tag = drl_rng_tag(DRL_RNG_SDE, ROOT_NOISE_UID, 0);
+  int64_t R0 = drl_sde_tree_layer_size(p, t->groups, 0);
+  uint32_t root_tag = drl_rng_tag(DRL_RNG_SDE, DRL_UID_SDE_ROOT_NOISE, 0);
   for (int64_t q = 0; st == DRL_OK && q < R0; ++q) {
     int64_t src = p->shared_noise ? q / p->roots : q; /* the noise of the group, or of the root */
     for (int d = 0; d < D; ++d) x0[q * D + d] = drl_rng_normal(p->seed, iteration, root_tag, (uint64_t)(src * D + d));
@@ -199,10 +198,10 @@ drl_status drl_tree_sample(drl_tree *t, drl_flow *model, const int32_t *cond, ui
   if (st == DRL_OK) layer_conds(t, 0, conds);
   if (st == DRL_OK) st = ode_steps(t, model, grid, 0, l, R0, conds);
   if (st == DRL_OK) st = drl_copy_to_host(&t->dev, t->x, t->d_x, (size_t)R0 * D * sizeof(float));
-  drl_rng_stream s = {p->seed, iteration, drl_rng_tag(DRL_RNG_SDE, EDGE_NOISE_UID, 0)};
+  drl_rng_stream s = {p->seed, iteration, drl_rng_tag(DRL_RNG_SDE, DRL_UID_SDE_EDGE_NOISE, 0)};
   for (int j = 0; st == DRL_OK && j < p->depth; ++j) {
     int k = l + j;
-    int64_t rows = drl_tree_layer_size(p, t->groups, j), children = rows * p->branch;
+    int64_t rows = drl_sde_tree_layer_size(p, t->groups, j), children = rows * p->branch;
     float g = 1.0f + (p->depth > 1 ? p->growth * (float)j / (float)(p->depth - 1) : 0.0f);
     t->t[j] = grid[k];
     t->dt[j] = grid[k + 1] - grid[k];
@@ -236,11 +235,11 @@ drl_status drl_tree_sample(drl_tree *t, drl_flow *model, const int32_t *cond, ui
   return st;
 }
 
-drl_status drl_tree_edge_logprob(drl_tree *t, drl_flow *model, int j, float *logp, float *v_host) {
-  const drl_tree_params *p = &t->p;
+drl_status drl_sde_tree_edge_logprob(drl_sde_tree *t, drl_flow *model, int j, float *logp, float *v_host) {
+  const drl_sde_tree_params *p = &t->p;
   if (j < 0 || j >= p->depth) return DRL_FAIL(DRL_ERR_INVALID_ARG, "tree: layer %d outside 0..%d", j, p->depth - 1);
   int D = t->D;
-  int64_t rows = drl_tree_layer_size(p, t->groups, j), children = rows * p->branch;
+  int64_t rows = drl_sde_tree_layer_size(p, t->groups, j), children = rows * p->branch;
   int32_t *conds = (int32_t *)malloc((size_t)rows * sizeof(int32_t));
   if (!conds) return DRL_FAIL(DRL_ERR_OOM, "out of memory for a tree layer");
   layer_conds(t, j, conds);
@@ -263,12 +262,12 @@ drl_status drl_tree_edge_logprob(drl_tree *t, drl_flow *model, int j, float *log
   return st;
 }
 
-drl_status drl_tree_edge_backward(drl_tree *t, drl_flow *model, int j, const float *dlogp, const float *dv_extra) {
-  const drl_tree_params *p = &t->p;
+drl_status drl_sde_tree_edge_backward(drl_sde_tree *t, drl_flow *model, int j, const float *dlogp, const float *dv_extra) {
+  const drl_sde_tree_params *p = &t->p;
   int D = t->D;
-  int64_t rows = drl_tree_layer_size(p, t->groups, j), children = rows * p->branch;
+  int64_t rows = drl_sde_tree_layer_size(p, t->groups, j), children = rows * p->branch;
   /* d_xr, d_vr and d_next still hold the repeated parents, their velocities and the children from
-   * drl_tree_edge_logprob; the parents themselves (d_x) are no longer needed, so d_x takes the children's dv. */
+   * drl_sde_tree_edge_logprob; the parents themselves (d_x) are no longer needed, so d_x takes the children's dv. */
   float *dv_rep = t->d_x, *dv = t->d_v;
   DRL_TRY(drl_copy_to_device(&t->dev, t->d_logp, dlogp, (size_t)children * sizeof(float)));
   DRL_TRY(drl_memset(&t->dev, dv_rep, 0, (size_t)children * D * sizeof(float)));
@@ -284,7 +283,7 @@ drl_status drl_tree_edge_backward(drl_tree *t, drl_flow *model, int j, const flo
   return drl_flow_backward(model, dv);
 }
 
-drl_status drl_flow_sample_ode(drl_flow *model, const int32_t *cond, int n_cond, int n, int steps, float shift,
+drl_status drl_sde_tree_sample_ode(drl_flow *model, const int32_t *cond, int n_cond, int n, int steps, float shift,
                                uint64_t seed, float *out) {
   DRL_RANGE("flow_sample_ode");
   const drl_device *dev = &model->dev;
@@ -306,7 +305,7 @@ drl_status drl_flow_sample_ode(drl_flow *model, const int32_t *cond, int n_cond,
   if (st == DRL_OK) st = drl_alloc(dev, (void **)&dz, (size_t)chunk * sizeof(uint64_t), "ODE noise indices");
   if (st == DRL_OK) st = drl_memset(dev, dz, 0, (size_t)chunk * sizeof(uint64_t)); /* read, never used: sigma 0 */
   if (st == DRL_OK) drl_time_grid(grid, steps, shift);
-  uint32_t tag = drl_rng_tag(DRL_RNG_SDE, ODE_NOISE_UID, 0);
+  uint32_t tag = drl_rng_tag(DRL_RNG_SDE, DRL_UID_SDE_ODE_NOISE, 0);
   drl_rng_stream s = {seed, 0, tag};
   for (int64_t a = 0; st == DRL_OK && a < total; a += chunk) {
     int rows = (int)(total - a < chunk ? total - a : chunk);

@@ -633,7 +633,7 @@ TEST(Config, NullArgumentsAreRejected) {
 }
 
 extern "C" {
-#include "data/tasks.h"
+#include "data/task.h"
 }
 
 // The config's task enumeration and the data layer's built-in tasks are the same set.

@@ -83,7 +83,7 @@ TEST(MaxVarSubset, MatchesBruteForceOverAllSubsets) {
             brute = std::max(brute, pop_var(s));
           }
           std::vector<int> idx(k + 1, -7);
-          ASSERT_EQ(drl_maxvar_subset(v.data(), n, k, idx.data()), DRL_OK) << last_error();
+          ASSERT_EQ(drl_d3s_maxvar_subset(v.data(), n, k, idx.data()), DRL_OK) << last_error();
           idx.resize(k);
           for (int j = 0; j < k; ++j) {
             ASSERT_GE(idx[j], 0);
@@ -95,7 +95,7 @@ TEST(MaxVarSubset, MatchesBruteForceOverAllSubsets) {
           EXPECT_GE(pop_var(pick(v, idx)), brute - 1e-9 * (scale + 1e-30)) << "n " << n << " k " << k << " kind " << kind;
           EXPECT_EQ(idx, documented_subset(v, k)) << "tie-break, n " << n << " k " << k << " kind " << kind;
           std::vector<int> again(k + 1);
-          ASSERT_EQ(drl_maxvar_subset(v.data(), n, k, again.data()), DRL_OK);
+          ASSERT_EQ(drl_d3s_maxvar_subset(v.data(), n, k, again.data()), DRL_OK);
           again.resize(k);
           EXPECT_EQ(again, idx);
           ++instances;
@@ -107,21 +107,21 @@ TEST(MaxVarSubset, MatchesBruteForceOverAllSubsets) {
 TEST(MaxVarSubset, HandCasesAndTieBreak) {
   int idx[4];
   const float a[4] = {1, 1, 0, 0};  // order 0, 1, 2, 3; a = 1 takes index 0 and the last of the order, 3
-  ASSERT_EQ(drl_maxvar_subset(a, 4, 2, idx), DRL_OK);
+  ASSERT_EQ(drl_d3s_maxvar_subset(a, 4, 2, idx), DRL_OK);
   EXPECT_EQ(idx[0], 0);
   EXPECT_EQ(idx[1], 3);
   const float e[4] = {5, 5, 5, 5};  // every subset ties: a = 0, the last two of the order
-  ASSERT_EQ(drl_maxvar_subset(e, 4, 2, idx), DRL_OK);
+  ASSERT_EQ(drl_d3s_maxvar_subset(e, 4, 2, idx), DRL_OK);
   EXPECT_EQ(idx[0], 2);
   EXPECT_EQ(idx[1], 3);
   const float s[5] = {0.1f, -3.0f, 2.0f, 0.0f, 4.0f};  // the extremes
-  ASSERT_EQ(drl_maxvar_subset(s, 5, 2, idx), DRL_OK);
+  ASSERT_EQ(drl_d3s_maxvar_subset(s, 5, 2, idx), DRL_OK);
   EXPECT_EQ(idx[0], 1);
   EXPECT_EQ(idx[1], 4);
-  EXPECT_EQ(drl_maxvar_subset(s, 5, 6, idx), DRL_ERR_INVALID_ARG);
+  EXPECT_EQ(drl_d3s_maxvar_subset(s, 5, 6, idx), DRL_ERR_INVALID_ARG);
   const float bad[2] = {1.0f, NAN};
-  EXPECT_EQ(drl_maxvar_subset(bad, 2, 1, idx), DRL_ERR_NUMERIC);
-  EXPECT_EQ(drl_maxvar_subset(nullptr, 0, 0, nullptr), DRL_OK);
+  EXPECT_EQ(drl_d3s_maxvar_subset(bad, 2, 1, idx), DRL_ERR_NUMERIC);
+  EXPECT_EQ(drl_d3s_maxvar_subset(nullptr, 0, 0, nullptr), DRL_OK);
 }
 
 // Three groups of G = 4 and N_s = 2: all-zero rewards, one rare success, one rare failure.
@@ -187,7 +187,7 @@ TEST(D3sSamples, PodsRenormalisesWhileD3sKeepsFullGroupAdvantages) {
 
   std::vector<uint8_t> pkeep(6);
   float padv[6];
-  ASSERT_EQ(drl_pods_select(r, 1, 6, 2, 0, 1e-6f, pkeep.data(), padv), DRL_OK) << last_error();
+  ASSERT_EQ(drl_d3s_pods_select(r, 1, 6, 2, 0, 1e-6f, pkeep.data(), padv), DRL_OK) << last_error();
   EXPECT_EQ(kept_rows(pkeep), (std::vector<int>{2, 5}));
   // re-normalised on {1, 0}: mean 0.5, std sqrt(0.5)
   EXPECT_NEAR(padv[2], 0.5 / (std::sqrt(0.5) + 1e-6), 1e-6);
@@ -195,10 +195,10 @@ TEST(D3sSamples, PodsRenormalisesWhileD3sKeepsFullGroupAdvantages) {
   EXPECT_GT(std::fabs(padv[2] - adv[2]), 1.0);  // the two methods differ
   for (int i : {0, 1, 3, 4}) EXPECT_EQ(padv[i], 0.0f);
   // Dr.GRPO flavour of PODS: r - mean on the subset
-  ASSERT_EQ(drl_pods_select(r, 1, 6, 2, 1, 1e-6f, pkeep.data(), padv), DRL_OK);
+  ASSERT_EQ(drl_d3s_pods_select(r, 1, 6, 2, 1, 1e-6f, pkeep.data(), padv), DRL_OK);
   EXPECT_EQ(padv[2], 0.5f);
   EXPECT_EQ(padv[5], -0.5f);
-  EXPECT_EQ(drl_pods_select(r, 1, 6, 7, 0, 1e-6f, pkeep.data(), padv), DRL_ERR_INVALID_ARG);
+  EXPECT_EQ(drl_d3s_pods_select(r, 1, 6, 7, 0, 1e-6f, pkeep.data(), padv), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("N_s");
 }
 

@@ -11,7 +11,7 @@
 #include "test_util.h"
 
 extern "C" {
-#include "data/tasks.h"
+#include "data/task.h"
 #include "distributed/dp.h"
 #include "engine/config.h"
 #include "engine/log.h"
@@ -192,7 +192,7 @@ TEST(Spsa, OneProcessDescendsAndTheHashIsFnv1a) {
   float zero = 0.0f;
   uint64_t h = 1469598103934665603ull;
   for (int i = 0; i < 4; ++i) h = (h ^ 0) * 1099511628211ull;
-  EXPECT_EQ(drl_params_hash(&zero, 1), h);
+  EXPECT_EQ(drl_spsa_params_hash(&zero, 1), h);
   drl_spsa s;
   drl_spsa_config bad = {3, 0.5f, 0.0f, 1, DRL_SPSA_RADEMACHER, DRL_SPSA_LOG8, 0};
   EXPECT_EQ(drl_spsa_create(&s, &bad, nullptr, &dev, n), DRL_ERR_INVALID_ARG);

@@ -21,7 +21,7 @@
 
 extern "C" {
 #include "data/dataset.h"
-#include "data/tasks.h"
+#include "data/task.h"
 }
 
 namespace {

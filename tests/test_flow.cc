@@ -28,7 +28,7 @@ extern "C" {
 namespace {
 
 // One flow GRPO update: the gradient of the forest's loss, then the optimizer step.
-drl_status grpo_update(drl_tree *tree, drl_flow *m, const drl_flow_grpo_cfg &gc, const drl_optim_hparams &hp,
+drl_status grpo_update(drl_sde_tree *tree, drl_flow *m, const drl_flow_grpo_cfg &gc, const drl_optim_hparams &hp,
                        drl_flow_grpo_stats *st) {
   drl_status s = drl_flow_grpo_grad(tree, m, &gc, st);
   return s == DRL_OK ? optim_step(&m->ps, hp, &st->grad_norm) : s;
@@ -50,8 +50,8 @@ struct Flow {
   }
 };
 
-drl_tree_params tree_params(int steps, int window, int depth, int branch, int roots) {
-  drl_tree_params p = {steps, 1.0f, 0.7f, 1.0f, depth, branch, window, roots, 0, 1, 42, 0};
+drl_sde_tree_params tree_params(int steps, int window, int depth, int branch, int roots) {
+  drl_sde_tree_params p = {steps, 1.0f, 0.7f, 1.0f, depth, branch, window, roots, 0, 1, 42, 0};
   return p;
 }
 
@@ -80,15 +80,15 @@ std::vector<double> finite_differences(drl_flow *m, F loss, float h) {
 // A sampled forest on the CPU with a small random network (groups conditions 0, 1, ...).
 struct Forest {
   Flow f;
-  drl_tree tree;
-  Forest(const drl_tree_params &p, int groups, const drl_flow_config &c = kSmall)
-      : f(c, (int)drl_tree_rows_needed(&p, groups)) {
-    EXPECT_EQ(drl_tree_create(&tree, &p, groups, 2, &f.dev), DRL_OK) << last_error();
+  drl_sde_tree tree;
+  Forest(const drl_sde_tree_params &p, int groups, const drl_flow_config &c = kSmall)
+      : f(c, (int)drl_sde_tree_rows_needed(&p, groups)) {
+    EXPECT_EQ(drl_sde_tree_create(&tree, &p, groups, 2, &f.dev), DRL_OK) << last_error();
     std::vector<int32_t> cond(groups);
     for (int g = 0; g < groups; ++g) cond[g] = g % c.n_cond;
-    EXPECT_EQ(drl_tree_sample(&tree, &f.m, cond.data(), 3), DRL_OK) << last_error();
+    EXPECT_EQ(drl_sde_tree_sample(&tree, &f.m, cond.data(), 3), DRL_OK) << last_error();
   }
-  ~Forest() { drl_tree_free(&tree); }
+  ~Forest() { drl_sde_tree_free(&tree); }
 };
 
 }  // namespace
@@ -142,31 +142,31 @@ TEST(FlowModel, GradientMatchesFiniteDifferences) {
 
 // research note D.2.6: the worked example (T = 25, d = 4, G = 16) and the formula against the sampler's count.
 TEST(SdeTree, NfeMatchesTheFormula) {
-  drl_tree_params tree = tree_params(25, 0, 4, 2, 1), late = tree_params(25, 21, 4, 2, 1),
+  drl_sde_tree_params tree = tree_params(25, 0, 4, 2, 1), late = tree_params(25, 21, 4, 2, 1),
                   mix = tree_params(25, 0, 4, 1, 16);
-  EXPECT_EQ(drl_tree_sample_nfe(&tree), 351);
-  EXPECT_EQ(drl_tree_sample_nfe(&late), 36);
-  EXPECT_EQ(drl_tree_train_nfe(&tree), 15);
-  EXPECT_EQ(mix.roots * drl_tree_sample_nfe(&mix), 400);
-  EXPECT_EQ(mix.roots * drl_tree_train_nfe(&mix), 64);
+  EXPECT_EQ(drl_sde_tree_sample_nfe(&tree), 351);
+  EXPECT_EQ(drl_sde_tree_sample_nfe(&late), 36);
+  EXPECT_EQ(drl_sde_tree_train_nfe(&tree), 15);
+  EXPECT_EQ(mix.roots * drl_sde_tree_sample_nfe(&mix), 400);
+  EXPECT_EQ(mix.roots * drl_sde_tree_train_nfe(&mix), 64);
   struct Case {
     int T, l, d, b, roots, groups;
   } cases[] = {{6, 0, 3, 2, 1, 2}, {6, 2, 3, 2, 1, 3}, {6, 1, 2, 3, 2, 1}, {5, 0, 5, 1, 4, 2}, {7, 3, 4, 1, 3, 2}};
   for (const Case &k : cases) {
-    drl_tree_params p = tree_params(k.T, k.l, k.d, k.b, k.roots);
+    drl_sde_tree_params p = tree_params(k.T, k.l, k.d, k.b, k.roots);
     Forest F(p, k.groups);
-    EXPECT_EQ(F.tree.nfe, (int64_t)k.groups * k.roots * drl_tree_sample_nfe(&p))
+    EXPECT_EQ(F.tree.nfe, (int64_t)k.groups * k.roots * drl_sde_tree_sample_nfe(&p))
         << "T " << k.T << " l " << k.l << " d " << k.d << " b " << k.b;
     // The formula itself: l + sum_j b^j + b^d (T - l - d).
     int64_t bd = 1, inner = 0;
     for (int j = 0; j < k.d; ++j) inner += bd, bd *= k.b;
-    EXPECT_EQ(drl_tree_sample_nfe(&p), k.l + inner + bd * (k.T - k.l - k.d));
+    EXPECT_EQ(drl_sde_tree_sample_nfe(&p), k.l + inner + bd * (k.T - k.l - k.d));
     drl_flow_grpo_cfg gc = {DRL_TREE_ADV_SUBTREE, 1e-6f, 5.0f, 1e-4f, 1e-3f, 1.0f, 0.1f, 2.0f};
     drl_optim_hparams hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 1};
     drl_flow_grpo_stats st;
     for (int q = 0; q < F.tree.leaves; ++q) F.tree.reward[q] = (float)(q % 3);
     ASSERT_EQ(grpo_update(&F.tree, &F.f.m, gc, hp, &st), DRL_OK) << last_error();
-    EXPECT_EQ(st.nfe_train, (int64_t)k.groups * k.roots * drl_tree_train_nfe(&p));
+    EXPECT_EQ(st.nfe_train, (int64_t)k.groups * k.roots * drl_sde_tree_train_nfe(&p));
     EXPECT_EQ(st.edges, F.tree.nodes - F.tree.layer_first[1]);
   }
 }
@@ -174,10 +174,10 @@ TEST(SdeTree, NfeMatchesTheFormula) {
 // Every child is its parent's SDE step with the layer's sigma = a g(j) sqrt(t / (1 - t)) (t_1 at t = 1), and its
 // stored log-probability is the Gaussian density of that step under that same sigma.
 TEST(SdeTree, ChildrenAreSdeStepsWithTheLayerSigma) {
-  drl_tree_params p = tree_params(8, 0, 3, 2, 1);
+  drl_sde_tree_params p = tree_params(8, 0, 3, 2, 1);
   p.growth = 1.5f;
   Forest F(p, 2);
-  const drl_tree &t = F.tree;
+  const drl_sde_tree &t = F.tree;
   std::vector<float> grid(p.steps + 1);
   drl_time_grid(grid.data(), p.steps, p.shift);
   for (int j = 0; j < p.depth; ++j) {
@@ -186,7 +186,7 @@ TEST(SdeTree, ChildrenAreSdeStepsWithTheLayerSigma) {
     EXPECT_NEAR(t.sigma[j], want, 1e-6 * want) << "layer " << j;
     EXPECT_EQ(t.t[j], grid[j]);
     EXPECT_EQ(t.dt[j], grid[j + 1] - grid[j]);
-    int64_t rows = drl_tree_layer_size(&p, t.groups, j);
+    int64_t rows = drl_sde_tree_layer_size(&p, t.groups, j);
     std::vector<float> v(rows * 2), tk(rows, t.t[j]);
     std::vector<int32_t> cond(rows);
     for (int64_t q = 0; q < rows; ++q) cond[q] = t.cond[q / (rows / t.groups)];
@@ -215,13 +215,13 @@ TEST(SdeTree, ChildrenAreSdeStepsWithTheLayerSigma) {
 TEST(SdeTree, OnPolicyRatioIsExactlyOne) {
   for (int mean : {1, 0})
     for (int branch : {2, 1}) {
-      drl_tree_params p = tree_params(6, 1, 3, branch, branch == 1 ? 4 : 1);
+      drl_sde_tree_params p = tree_params(6, 1, 3, branch, branch == 1 ? 4 : 1);
       p.mean_over_dims = mean;
       Forest F(p, 2);
       for (int j = 0; j < p.depth; ++j) {
-        int64_t children = drl_tree_layer_size(&p, 2, j + 1);
+        int64_t children = drl_sde_tree_layer_size(&p, 2, j + 1);
         std::vector<float> lp(children);
-        ASSERT_EQ(drl_tree_edge_logprob(&F.tree, &F.f.m, j, lp.data(), nullptr), DRL_OK) << last_error();
+        ASSERT_EQ(drl_sde_tree_edge_logprob(&F.tree, &F.f.m, j, lp.data(), nullptr), DRL_OK) << last_error();
         EXPECT_EQ(0, memcmp(lp.data(), F.tree.logp_old + F.tree.layer_first[j + 1], children * sizeof(float)))
             << "layer " << j << " branch " << branch << " mean " << mean;
       }
@@ -243,7 +243,7 @@ TEST(SdeTree, OnPolicyRatioIsExactlyOne) {
 // Independent trajectories with shared_noise start a group's roots from one noise; without it, from their own.
 TEST(SdeTree, SharedNoiseSharesTheGroupsStart) {
   for (int shared : {0, 1}) {
-    drl_tree_params p = tree_params(5, 2, 2, 1, 3);
+    drl_sde_tree_params p = tree_params(5, 2, 2, 1, 3);
     p.shared_noise = shared;
     Forest F(p, 2);
     const float *x = F.tree.x;  // layer 0: the roots after the ODE prefix, 3 per group
@@ -257,21 +257,21 @@ TEST(SdeTree, SharedNoiseSharesTheGroupsStart) {
 // The training pass's backward (through the SDE mean, the sum over siblings and the network) against central
 // differences of L = sum_e w_e logp_e + sum_n u_n . v(x_n) over a window layer.
 TEST(SdeTree, EdgeBackwardMatchesFiniteDifferences) {
-  drl_tree_params p = tree_params(6, 1, 2, 3, 1);
+  drl_sde_tree_params p = tree_params(6, 1, 2, 3, 1);
   p.noise = 1.2f;
   Forest F(p, 2);
   Flow &f = F.f;
   for (int j = 0; j < p.depth; ++j) {
-    int64_t rows = drl_tree_layer_size(&p, 2, j), children = rows * p.branch;
+    int64_t rows = drl_sde_tree_layer_size(&p, 2, j), children = rows * p.branch;
     std::vector<float> w = random_normal(children, 1.0f, 10 + j), u = random_normal(rows * 2, 1.0f, 20 + j);
     std::vector<float> lp(children), v(rows * 2);
     auto loss = [&]() {
-      EXPECT_EQ(drl_tree_edge_logprob(&F.tree, &f.m, j, lp.data(), v.data()), DRL_OK);
+      EXPECT_EQ(drl_sde_tree_edge_logprob(&F.tree, &f.m, j, lp.data(), v.data()), DRL_OK);
       return dot(w.data(), lp.data(), children) + dot(u.data(), v.data(), v.size());
     };
     ASSERT_EQ(drl_params_zero_grads(&f.m.ps), DRL_OK);
     loss();
-    ASSERT_EQ(drl_tree_edge_backward(&F.tree, &f.m, j, w.data(), u.data()), DRL_OK) << last_error();
+    ASSERT_EQ(drl_sde_tree_edge_backward(&F.tree, &f.m, j, w.data(), u.data()), DRL_OK) << last_error();
     std::vector<float> got(f.m.ps.grads, f.m.ps.grads + f.m.ps.layout.total);
     std::vector<double> fd = finite_differences(&f.m, loss, 1e-2f);
     // The float log-densities carry (x' - mu)^2 / var terms of a few units, so the differences' rounding is
@@ -285,14 +285,14 @@ TEST(SdeTree, EdgeBackwardMatchesFiniteDifferences) {
 // Two groups of a depth-2 binary tree with rewards set by hand: node values, then options A, B and C and the clamp.
 TEST(FlowGrpo, ValuesAndAdvantagesOnAHandBuiltTree) {
   drl_device dev = cpu_device();
-  drl_tree_params p = tree_params(4, 0, 2, 2, 1);
-  drl_tree t;
-  ASSERT_EQ(drl_tree_create(&t, &p, 2, 2, &dev), DRL_OK);
+  drl_sde_tree_params p = tree_params(4, 0, 2, 2, 1);
+  drl_sde_tree t;
+  ASSERT_EQ(drl_sde_tree_create(&t, &p, 2, 2, &dev), DRL_OK);
   ASSERT_EQ(t.nodes, 2 * (1 + 2 + 4));
   const float R[8] = {1, 0, 0, 0, 0.5f, 0.5f, 0.5f, 0.5f};  // group 1: no spread
   memcpy(t.reward, R, sizeof R);
   std::vector<double> V(t.nodes);
-  drl_tree_values(&t, V.data());
+  drl_flow_grpo_values(&t, V.data());
   // layer 0: roots; layer 1: 2 per group; layer 2: the leaves
   EXPECT_DOUBLE_EQ(V[0], 0.25);
   EXPECT_DOUBLE_EQ(V[1], 0.5);
@@ -306,7 +306,7 @@ TEST(FlowGrpo, ValuesAndAdvantagesOnAHandBuiltTree) {
   std::vector<float> A(t.nodes);
   auto adv = [&](drl_tree_adv o) {
     c.advantage = o;
-    drl_tree_advantages(&t, V.data(), &c, A.data());
+    drl_flow_grpo_advantages(&t, V.data(), &c, A.data());
   };
   const double s = 0.5 + 1e-6;
   adv(DRL_TREE_ADV_SUBTREE);
@@ -329,19 +329,19 @@ TEST(FlowGrpo, ValuesAndAdvantagesOnAHandBuiltTree) {
   EXPECT_NEAR(A[7], -0.5 / s, 1e-6);
   EXPECT_NEAR(A[8], 0.0, 1e-6);
   EXPECT_NEAR(A[9], 0.0, 1e-6);
-  drl_tree_free(&t);
+  drl_sde_tree_free(&t);
 }
 
 TEST(FlowGrpo, DynamicClipBoundsAndTheSurrogate) {
   const float lo = 1e-4f, hi = 1e-3f;
-  EXPECT_NEAR(drl_tree_clip_eps(lo, hi, 1.0f, 0.0f), 0.5f * (lo + hi), 1e-9);
-  EXPECT_NEAR(drl_tree_clip_eps(lo, hi, 1.0f, 50.0f), hi, 1e-9);
-  EXPECT_NEAR(drl_tree_clip_eps(lo, hi, 1.0f, -50.0f), lo, 1e-9);
-  EXPECT_NEAR(drl_tree_clip_eps(lo, hi, 2.0f, 1.0f), lo + (hi - lo) / (1 + std::exp(-2.0)), 1e-9);
-  EXPECT_NEAR(drl_tree_clip_eps(lo, hi, 0.0f, 3.0f), 0.5f * (lo + hi), 1e-9) << "sensitivity 0: a fixed bound";
+  EXPECT_NEAR(drl_flow_grpo_clip_eps(lo, hi, 1.0f, 0.0f), 0.5f * (lo + hi), 1e-9);
+  EXPECT_NEAR(drl_flow_grpo_clip_eps(lo, hi, 1.0f, 50.0f), hi, 1e-9);
+  EXPECT_NEAR(drl_flow_grpo_clip_eps(lo, hi, 1.0f, -50.0f), lo, 1e-9);
+  EXPECT_NEAR(drl_flow_grpo_clip_eps(lo, hi, 2.0f, 1.0f), lo + (hi - lo) / (1 + std::exp(-2.0)), 1e-9);
+  EXPECT_NEAR(drl_flow_grpo_clip_eps(lo, hi, 0.0f, 3.0f), 0.5f * (lo + hi), 1e-9) << "sensitivity 0: a fixed bound";
   float prev = 0;
   for (float a = -5; a <= 5; a += 0.5f) {
-    float e = drl_tree_clip_eps(lo, hi, 1.0f, a);
+    float e = drl_flow_grpo_clip_eps(lo, hi, 1.0f, a);
     EXPECT_GT(e, prev);
     prev = e;
   }
@@ -349,20 +349,20 @@ TEST(FlowGrpo, DynamicClipBoundsAndTheSurrogate) {
   int clipped;
   const float eps = 0.01f;
   // Positive advantage, ratio inside the bound: the plain surrogate -A rho and its gradient -A rho.
-  double L = drl_tree_edge_loss(2.0f, 0.005f, 0.0f, eps, &g, &clipped);
+  double L = drl_flow_grpo_edge_loss(2.0f, 0.005f, 0.0f, eps, &g, &clipped);
   EXPECT_FALSE(clipped);
   EXPECT_NEAR(L, -2.0 * std::exp(0.005), 1e-6);
   EXPECT_NEAR(g, -2.0 * std::exp(0.005), 1e-5);
   // Positive advantage, ratio above 1 + eps: clipped, no gradient.
-  L = drl_tree_edge_loss(2.0f, 0.05f, 0.0f, eps, &g, &clipped);
+  L = drl_flow_grpo_edge_loss(2.0f, 0.05f, 0.0f, eps, &g, &clipped);
   EXPECT_TRUE(clipped);
   EXPECT_NEAR(L, -2.0 * (1 + eps), 1e-6);
   EXPECT_EQ(g, 0.0f);
   // Negative advantage, ratio below 1 - eps: clipped; above 1 + eps: not (the pessimistic bound).
-  L = drl_tree_edge_loss(-1.0f, -0.05f, 0.0f, eps, &g, &clipped);
+  L = drl_flow_grpo_edge_loss(-1.0f, -0.05f, 0.0f, eps, &g, &clipped);
   EXPECT_TRUE(clipped);
   EXPECT_NEAR(L, 1.0 * (1 - eps), 1e-6);
-  L = drl_tree_edge_loss(-1.0f, 0.05f, 0.0f, eps, &g, &clipped);
+  L = drl_flow_grpo_edge_loss(-1.0f, 0.05f, 0.0f, eps, &g, &clipped);
   EXPECT_FALSE(clipped);
   EXPECT_NEAR(g, std::exp(0.05), 1e-5);
 }
@@ -396,21 +396,21 @@ class FlowTrainer : public TempDirTest {
 
 TEST(FlowTrainerPlan, WindowSlidesAndNfeAccumulates) {
   drl_config c = flow_config("/tmp/unused");
-  EXPECT_EQ(drl_flow_window_at(&c, 1), 0);
-  EXPECT_EQ(drl_flow_window_at(&c, 3), 0);
-  EXPECT_EQ(drl_flow_window_at(&c, 4), 1);
-  EXPECT_EQ(drl_flow_window_at(&c, 7), 2);
-  EXPECT_EQ(drl_flow_window_at(&c, 100), 3) << "capped at steps - depth";
-  drl_tree_params p = drl_flow_tree_params(&c, 4);
+  EXPECT_EQ(drl_flow_policy_window(&c, 1), 0);
+  EXPECT_EQ(drl_flow_policy_window(&c, 3), 0);
+  EXPECT_EQ(drl_flow_policy_window(&c, 4), 1);
+  EXPECT_EQ(drl_flow_policy_window(&c, 7), 2);
+  EXPECT_EQ(drl_flow_policy_window(&c, 100), 3) << "capped at steps - depth";
+  drl_sde_tree_params p = drl_flow_policy_tree_params(&c, 4);
   EXPECT_EQ(p.branch, 2);
   EXPECT_EQ(p.roots, 1);
   EXPECT_EQ(p.window, 1);
   // 2 conditions per iteration, 2 updates: sampling plus two training passes of 1 + 2 + 4 parents.
   int64_t it1 = 2 * (0 + 7 + 8 * 3 + 2 * 7), it4 = 2 * (1 + 7 + 8 * 2 + 2 * 7);
-  EXPECT_EQ(drl_flow_nfe_through(&c, 1), it1);
-  EXPECT_EQ(drl_flow_nfe_through(&c, 4), 3 * it1 + it4);
+  EXPECT_EQ(drl_flow_policy_nfe_through(&c, 1), it1);
+  EXPECT_EQ(drl_flow_policy_nfe_through(&c, 4), 3 * it1 + it4);
   c.tree.sampling = DRL_CFG_TREE_INDEPENDENT;
-  p = drl_flow_tree_params(&c, 1);
+  p = drl_flow_policy_tree_params(&c, 1);
   EXPECT_EQ(p.branch, 1);
   EXPECT_EQ(p.roots, c.tree.group_size);
 }
@@ -478,7 +478,7 @@ TEST_F(FlowTrainer, SamplesFile) {
   drl_train_summary s;
   ASSERT_EQ(drl_train(&c, nullptr, &s), DRL_OK) << last_error();
   double mean = 0;
-  ASSERT_EQ(drl_flow_sample_file(path("run/ckpt.h5").c_str(), path("s.h5").c_str(), 10, 0, 5, &mean), DRL_OK)
+  ASSERT_EQ(drl_flow_policy_sample_file(path("run/ckpt.h5").c_str(), path("s.h5").c_str(), 10, 0, 5, &mean), DRL_OK)
       << last_error();
   drl_h5_file f;
   ASSERT_EQ(drl_h5_open_read(path("s.h5").c_str(), &f), DRL_OK);
@@ -492,7 +492,7 @@ TEST_F(FlowTrainer, SamplesFile) {
   ASSERT_EQ(drl_h5_read_array_into(&f, "/task/target", DRL_H5_INT32, 1, cs, target.data()), DRL_OK);
   drl_h5_close(&f);
   drl_flow2d task;
-  drl_flow_task_of(&c, &task);
+  drl_flow_policy_task(&c, &task);
   double sum = 0;
   for (int i = 0; i < 40; ++i) {
     EXPECT_EQ(cond[i], i / 10);
@@ -505,10 +505,10 @@ TEST_F(FlowTrainer, SamplesFile) {
   EXPECT_EQ(modes[(2 * 3 + 1) * 2], mu[0]);
   EXPECT_EQ(target[2], 2 % 3);
   // The same seed gives the same samples.
-  ASSERT_EQ(drl_flow_sample_file(path("run/ckpt.h5").c_str(), path("t.h5").c_str(), 10, 0, 5, &sum), DRL_OK);
+  ASSERT_EQ(drl_flow_policy_sample_file(path("run/ckpt.h5").c_str(), path("t.h5").c_str(), 10, 0, 5, &sum), DRL_OK);
   EXPECT_EQ(sum, mean);
   // Bad input: a missing checkpoint, a token-policy checkpoint; the output file is not created.
-  EXPECT_EQ(drl_flow_sample_file(path("none.h5").c_str(), path("u.h5").c_str(), 10, 0, 5, nullptr), DRL_ERR_IO);
+  EXPECT_EQ(drl_flow_policy_sample_file(path("none.h5").c_str(), path("u.h5").c_str(), 10, 0, 5, nullptr), DRL_ERR_IO);
   EXPECT_ERROR_HAS("none.h5");
   drl_config tok;
   ASSERT_EQ(drl_config_load_default(&tok), DRL_OK);
@@ -518,7 +518,7 @@ TEST_F(FlowTrainer, SamplesFile) {
     ASSERT_EQ(drl_config_set(&tok, kv), DRL_OK);
   snprintf(tok.run.out_dir, sizeof tok.run.out_dir, "%s", path("tok").c_str());
   ASSERT_EQ(drl_train(&tok, nullptr, &s), DRL_OK) << last_error();
-  EXPECT_EQ(drl_flow_sample_file(path("tok/ckpt.h5").c_str(), path("u.h5").c_str(), 10, 0, 5, nullptr),
+  EXPECT_EQ(drl_flow_policy_sample_file(path("tok/ckpt.h5").c_str(), path("u.h5").c_str(), 10, 0, 5, nullptr),
             DRL_ERR_CONFIG);
   EXPECT_ERROR_HAS("token policy");
   EXPECT_FALSE(std::filesystem::exists(path("u.h5")));

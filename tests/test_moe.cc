@@ -279,20 +279,20 @@ TEST(MoeBalance, RoutingDependsOnlyOnEarlierBatches) {
   ASSERT_EQ(drl_config_load_default(&cfg), DRL_OK);
   cfg.moe.first_layer = 1;
   cfg.moe.bias_rate = 0.05;
-  drl_balance bal;
-  ASSERT_EQ(drl_balance_init(&bal, &cfg, &m, nullptr), DRL_OK);
+  drl_moe_balance bal;
+  ASSERT_EQ(drl_moe_balance_init(&bal, &cfg, &m, nullptr), DRL_OK);
   std::vector<float> w(12, 1.0f);
   for (int k = 0; k < 6; ++k) {
     Batch b = make_batch(c.vocab, 100 + k);
     std::vector<float> before(bal.bias, bal.bias + 8);
     loss(&m, b, w);
     std::vector<int32_t> sel = selection(m, 1);
-    ASSERT_EQ(drl_balance_forward(&bal, &m, nullptr), DRL_OK);
+    ASSERT_EQ(drl_moe_balance_forward(&bal, &m, nullptr), DRL_OK);
     EXPECT_EQ(0, memcmp(before.data(), bal.bias, 8 * sizeof(float))) << "counting batch " << k << " moved the bias";
     EXPECT_EQ(0, memcmp(before.data(), m.moe_bias, 8 * sizeof(float)));
     ASSERT_EQ(drl_params_zero_grads(&m.ps), DRL_OK);
     ASSERT_EQ(drl_transformer_backward(&m, w.data()), DRL_OK);
-    ASSERT_EQ(drl_balance_step(&bal, &m, k + 1, 0), DRL_OK);
+    ASSERT_EQ(drl_moe_balance_step(&bal, &m, k + 1, 0), DRL_OK);
     if (k > 0) {
       EXPECT_NE(0, memcmp(before.data(), bal.bias, 8 * sizeof(float))) << "step " << k << " did not move the bias";
     }
@@ -302,7 +302,7 @@ TEST(MoeBalance, RoutingDependsOnlyOnEarlierBatches) {
     EXPECT_EQ(selection(m, 1), sel) << "batch " << k;
     ASSERT_EQ(drl_transformer_moe_set_bias(&m, bal.bias), DRL_OK);
   }
-  drl_balance_free(&bal);
+  drl_moe_balance_free(&bal);
   drl_transformer_free(&m);
 }
 
@@ -319,9 +319,9 @@ TEST(MoeTransformer, KvDecodeMatchesTheFullForward) {
   drl_kv_cache kc;
   ASSERT_EQ(drl_kv_cache_create(&kc, &m, 1, T), DRL_OK) << drl_last_error();
   std::vector<float> logits(V), full(V);
-  ASSERT_EQ(drl_kv_prefill(&kc, &m, seq.data(), nullptr, 1, P, 1, 1.0f, logits.data()), DRL_OK);
+  ASSERT_EQ(drl_kv_cache_prefill(&kc, &m, seq.data(), nullptr, 1, P, 1, 1.0f, logits.data()), DRL_OK);
   for (int t = P; t < T; ++t) {
-    ASSERT_EQ(drl_kv_decode(&kc, &m, &seq[t], nullptr, 1, 1.0f, logits.data()), DRL_OK) << drl_last_error();
+    ASSERT_EQ(drl_kv_cache_decode(&kc, &m, &seq[t], nullptr, 1, 1.0f, logits.data()), DRL_OK) << drl_last_error();
     ASSERT_EQ(drl_transformer_forward(&m, seq.data(), nullptr, nullptr, 1, t + 1, 1.0f, nullptr, nullptr), DRL_OK);
     int at = t;
     ASSERT_EQ(drl_transformer_logits_at(&m, &at, 1.0f, full.data()), DRL_OK);

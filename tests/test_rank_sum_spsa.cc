@@ -381,13 +381,13 @@ TEST(Spsa, ArgumentErrors) {
 // ---------------- LOG8 codec ----------------
 
 namespace {
-float level(int k) { return drl_log8_decode((uint8_t)k); }
+float level(int k) { return drl_spsa_codec_decode((uint8_t)k); }
 const double kRatioMinusOne = std::exp(0.125) - 1.0;
 }  // namespace
 
 TEST(Log8, TableIsCorrectlyRoundedExp) {
-  EXPECT_EQ(bits(drl_log8_decode(0)), 0u);
-  EXPECT_EQ(bits(drl_log8_decode(0x80)), 0u) << "k = 0 is +0.0f for both signs";
+  EXPECT_EQ(bits(drl_spsa_codec_decode(0)), 0u);
+  EXPECT_EQ(bits(drl_spsa_codec_decode(0x80)), 0u) << "k = 0 is +0.0f for both signs";
   EXPECT_EQ(level(64), 1.0f);
   for (int k = 1; k < 128; ++k) {
     float t = level(k);
@@ -398,7 +398,7 @@ TEST(Log8, TableIsCorrectlyRoundedExp) {
     EXPECT_LE(d, fabsl((long double)std::nextafter(t, 0.0f) - e)) << "k " << k;
     EXPECT_LE(d, 0.5L * ((long double)std::nextafter(t, INFINITY) - t)) << "k " << k;
     EXPECT_GT(t, level(k - 1)) << "strictly increasing at k " << k;
-    EXPECT_EQ(bits(drl_log8_decode((uint8_t)(0x80 | k))), bits(-t)) << "sign bit at k " << k;
+    EXPECT_EQ(bits(drl_spsa_codec_decode((uint8_t)(0x80 | k))), bits(-t)) << "sign bit at k " << k;
   }
   EXPECT_NEAR(level(1), 3.80129e-4, 1e-9);  // exp(-7.875)
   EXPECT_NEAR(level(127), 2630.686, 1e-3);  // exp(7.875)
@@ -406,21 +406,21 @@ TEST(Log8, TableIsCorrectlyRoundedExp) {
 
 TEST(Log8, ZeroAndNonFinite) {
   for (float u : {0.0f, 0.5f, 0.99999994f}) {
-    EXPECT_EQ(drl_log8_encode(0.0f, u), 0);
-    EXPECT_EQ(drl_log8_encode(-0.0f, u), 0);
-    EXPECT_EQ(drl_log8_encode(NAN, u), 0);
-    EXPECT_EQ(drl_log8_encode(INFINITY, u), 0);
-    EXPECT_EQ(drl_log8_encode(-INFINITY, u), 0);
+    EXPECT_EQ(drl_spsa_codec_encode(0.0f, u), 0);
+    EXPECT_EQ(drl_spsa_codec_encode(-0.0f, u), 0);
+    EXPECT_EQ(drl_spsa_codec_encode(NAN, u), 0);
+    EXPECT_EQ(drl_spsa_codec_encode(INFINITY, u), 0);
+    EXPECT_EQ(drl_spsa_codec_encode(-INFINITY, u), 0);
   }
-  EXPECT_EQ(drl_log8_encode(1.0f, 0.3f), 64);
-  EXPECT_EQ(drl_log8_encode(-1.0f, 0.3f), 0xC0);
+  EXPECT_EQ(drl_spsa_codec_encode(1.0f, 0.3f), 64);
+  EXPECT_EQ(drl_spsa_codec_encode(-1.0f, 0.3f), 0xC0);
 }
 
 TEST(Log8, LevelsEncodeToThemselves) {
   for (int k = 1; k < 128; ++k)
     for (float u : {0.0f, 1e-7f, 0.25f, 0.5f, 0.99999994f}) {
-      EXPECT_EQ(drl_log8_encode(level(k), u), k) << "k " << k << " u " << u;
-      EXPECT_EQ(drl_log8_encode(-level(k), u), 0x80 | k) << "k " << k << " u " << u;
+      EXPECT_EQ(drl_spsa_codec_encode(level(k), u), k) << "k " << k << " u " << u;
+      EXPECT_EQ(drl_spsa_codec_encode(-level(k), u), 0x80 | k) << "k " << k << " u " << u;
     }
 }
 
@@ -430,13 +430,13 @@ TEST(Log8, SignSymmetry) {
   int nonzero = 0;
   for (int i = 0; i < 20000; ++i) {
     float x = std::exp(lg(g)), u = uu(g);
-    uint8_t p = drl_log8_encode(x, u), m = drl_log8_encode(-x, u);
+    uint8_t p = drl_spsa_codec_encode(x, u), m = drl_spsa_codec_encode(-x, u);
     if (p == 0) {
       EXPECT_EQ(m, 0) << x;
     } else {
       ++nonzero;
       EXPECT_EQ(m, p | 0x80) << x;
-      EXPECT_EQ(bits(drl_log8_decode(m)), bits(-drl_log8_decode(p)));
+      EXPECT_EQ(bits(drl_spsa_codec_decode(m)), bits(-drl_spsa_codec_decode(p)));
     }
   }
   EXPECT_GT(nonzero, 10000);
@@ -457,7 +457,7 @@ TEST(Log8, HalfwayPicksEachNeighbourHalfTheTime) {
     double p = ((double)g - level(k)) / ((double)level(k + 1) - level(k));  // ~0.5, exact for the float g
     int up = 0, other = 0;
     for_grid([&](float u) {
-      uint8_t b = drl_log8_encode(g, u);
+      uint8_t b = drl_spsa_codec_encode(g, u);
       up += b == k + 1;
       other += b != k && b != k + 1;
     });
@@ -472,7 +472,7 @@ TEST(Log8, UnbiasedOverTheRange) {
     // log-spaced from just above L_1 to just below L_127, alternating signs, never on a level
     float g = (float)std::exp(-63.0 / 8 + 0.01 + j * (126.0 / 8 - 0.02) / 49) * (j % 2 ? -1.0f : 1.0f);
     double sum = 0.0;
-    for_grid([&](float u) { sum += drl_log8_decode(drl_log8_encode(g, u)); });
+    for_grid([&](float u) { sum += drl_spsa_codec_decode(drl_spsa_codec_encode(g, u)); });
     EXPECT_NEAR(sum / kN / g, 1.0, 1e-5) << "g " << g;
   }
 }
@@ -484,9 +484,9 @@ TEST(Log8, BelowTheSmallestLevelIsUnbiased) {
       double sum = 0.0;
       int other = 0;
       for_grid([&](float u) {
-        uint8_t b = drl_log8_encode(g, u);
+        uint8_t b = drl_spsa_codec_encode(g, u);
         other += b != 0 && b != (sign > 0 ? 1 : 0x81);
-        sum += drl_log8_decode(b);
+        sum += drl_spsa_codec_decode(b);
       });
       EXPECT_EQ(other, 0) << "g " << g << ": only 0 and L_1 may come out";
       EXPECT_NEAR(sum / kN, g, 2.0 / kN * level(1)) << "g " << g;
@@ -497,13 +497,13 @@ TEST(Log8, BelowTheSmallestLevelIsUnbiased) {
 TEST(Log8, SaturatesAboveTheRange) {
   for (float g : {level(127), std::nextafter(level(127), INFINITY), 1.5f * level(127), 1e30f, FLT_MAX})
     for (float u : {0.0f, 0.5f, 0.99999994f}) {
-      EXPECT_EQ(drl_log8_encode(g, u), 127) << g;
-      EXPECT_EQ(drl_log8_encode(-g, u), 0xFF) << g;
+      EXPECT_EQ(drl_spsa_codec_encode(g, u), 127) << g;
+      EXPECT_EQ(drl_spsa_codec_encode(-g, u), 0xFF) << g;
     }
   // Just below the top level still rounds stochastically between 126 and 127.
   float g = std::nextafter(level(127), 0.0f);
-  EXPECT_EQ(drl_log8_encode(g, 0.0f), 127);
-  EXPECT_EQ(drl_log8_encode(g, 0.99999994f), 126);
+  EXPECT_EQ(drl_spsa_codec_encode(g, 0.0f), 127);
+  EXPECT_EQ(drl_spsa_codec_encode(g, 0.99999994f), 126);
 }
 
 TEST(Log8, EveryDrawWithinOneLevelStep) {
@@ -517,7 +517,7 @@ TEST(Log8, EveryDrawWithinOneLevelStep) {
   for (float g : gs) {
     if (g < level(1) || g > level(127)) continue;
     for (float u : {0.0f, 1e-7f, 0.1f, 0.3f, 0.5f, 0.7f, 0.9f, 0.99999994f}) {
-      double d = drl_log8_decode(drl_log8_encode(g, u));
+      double d = drl_spsa_codec_decode(drl_spsa_codec_encode(g, u));
       double rel = std::fabs(d - g) / g;
       worst = std::max(worst, rel);
       ASSERT_LE(rel, kRatioMinusOne + 1e-6) << "g " << g << " u " << u;

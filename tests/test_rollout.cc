@@ -125,7 +125,7 @@ TEST(KvCache, IncrementalLogitsMatchFullForward) {
     ASSERT_EQ(drl_kv_cache_create(&cache, &m, B * G + 1, T), DRL_OK) << drl_last_error();
     std::vector<float> got((size_t)B * V), want((size_t)B * V);
     const float temp = 0.8f;
-    ASSERT_EQ(drl_kv_prefill(&cache, &m, prompts.data(), rs.data(), B, P, G, temp, got.data()), DRL_OK)
+    ASSERT_EQ(drl_kv_cache_prefill(&cache, &m, prompts.data(), rs.data(), B, P, G, temp, got.data()), DRL_OK)
         << drl_last_error();
     ASSERT_EQ(drl_transformer_forward(&ref, full.data(), nullptr, rs.data(), B, T, temp, nullptr, nullptr), DRL_OK);
     double worst = 0, scale = 0;
@@ -152,7 +152,7 @@ TEST(KvCache, IncrementalLogitsMatchFullForward) {
           slots[i] = b * G + g;
         }
         std::vector<float> out((size_t)B * V);
-        ASSERT_EQ(drl_kv_decode(&cache, &m, tok.data(), slots.data(), B, temp, out.data()), DRL_OK)
+        ASSERT_EQ(drl_kv_cache_decode(&cache, &m, tok.data(), slots.data(), B, temp, out.data()), DRL_OK)
             << drl_last_error();
         for (int i = 0; i < B; ++i) {
           int b = g == 1 ? B - 1 - i : i;
@@ -182,26 +182,26 @@ TEST(KvCache, RejectsBadCalls) {
   std::vector<float> logits(2 * c.vocab);
   drl_clear_error();
   std::vector<int32_t> one = {1, 1};
-  EXPECT_EQ(drl_kv_decode(&cache, &m, one.data(), nullptr, 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
+  EXPECT_EQ(drl_kv_cache_decode(&cache, &m, one.data(), nullptr, 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("needs a prefill");
-  EXPECT_EQ(drl_kv_prefill(&cache, &m, tok.data(), rs.data(), 2, 3, 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG)
+  EXPECT_EQ(drl_kv_cache_prefill(&cache, &m, tok.data(), rs.data(), 2, 3, 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG)
       << "4 slots needed, 2 allocated";
   std::vector<int32_t> empty = {0, 3};
-  EXPECT_EQ(drl_kv_prefill(&cache, &m, tok.data(), empty.data(), 2, 3, 1, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
+  EXPECT_EQ(drl_kv_cache_prefill(&cache, &m, tok.data(), empty.data(), 2, 3, 1, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("no real token");
-  ASSERT_EQ(drl_kv_prefill(&cache, &m, tok.data(), rs.data(), 2, 3, 1, 1.0f, logits.data()), DRL_OK)
+  ASSERT_EQ(drl_kv_cache_prefill(&cache, &m, tok.data(), rs.data(), 2, 3, 1, 1.0f, logits.data()), DRL_OK)
       << drl_last_error();
   std::vector<int32_t> dup = {1, 1}, bad_tok = {1, 11};
-  EXPECT_EQ(drl_kv_decode(&cache, &m, one.data(), dup.data(), 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
+  EXPECT_EQ(drl_kv_cache_decode(&cache, &m, one.data(), dup.data(), 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("repeated");
-  EXPECT_EQ(drl_kv_decode(&cache, &m, bad_tok.data(), nullptr, 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
+  EXPECT_EQ(drl_kv_cache_decode(&cache, &m, bad_tok.data(), nullptr, 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("vocabulary");
-  EXPECT_EQ(drl_kv_decode(&cache, &m, one.data(), nullptr, 2, 0.0f, logits.data()), DRL_ERR_INVALID_ARG);
+  EXPECT_EQ(drl_kv_cache_decode(&cache, &m, one.data(), nullptr, 2, 0.0f, logits.data()), DRL_ERR_INVALID_ARG);
   EXPECT_EQ(cache.len[0], 3) << "a rejected decode changes nothing";
   // fill to the end: positions 3..7, then no room
   for (int t = 3; t < 8; ++t)
-    ASSERT_EQ(drl_kv_decode(&cache, &m, one.data(), nullptr, 2, 1.0f, logits.data()), DRL_OK) << drl_last_error();
-  EXPECT_EQ(drl_kv_decode(&cache, &m, one.data(), nullptr, 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
+    ASSERT_EQ(drl_kv_cache_decode(&cache, &m, one.data(), nullptr, 2, 1.0f, logits.data()), DRL_OK) << drl_last_error();
+  EXPECT_EQ(drl_kv_cache_decode(&cache, &m, one.data(), nullptr, 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("room");
   drl_kv_cache_free(&cache);
   drl_transformer_free(&m);

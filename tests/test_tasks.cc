@@ -11,7 +11,7 @@
 extern "C" {
 #include "kernels/philox.h"
 #include "data/dataset.h"
-#include "data/tasks.h"
+#include "data/task.h"
 #include "data/vocab.h"
 }
 
@@ -469,7 +469,7 @@ TEST(TaskSort, PromptsParseAndAnswersSorted) {
   }
 }
 
-// The documented stream layout (tasks.h): digit k of example i is word i * DRL_TASK_RNG_STRIDE + k of the sort
+// The documented stream layout (task.h): digit k of example i is word i * DRL_TASK_RNG_STRIDE + k of the sort
 // stream, reduced mod 10, so examples own disjoint words and any range of examples can be regenerated alone.
 TEST(TaskSort, StreamAddressing) {
   const uint64_t seed = 0x1234567890ull;

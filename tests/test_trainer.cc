@@ -11,7 +11,7 @@
 extern "C" {
 #include "data/checkpoint.h"
 #include "data/h5.h"
-#include "data/tasks.h"
+#include "data/task.h"
 #include "engine/config.h"
 #include "engine/log.h"
 #include "engine/sft.h"
@@ -50,12 +50,12 @@ TEST(LrSchedule, WarmupCosineAndConstant) {
   c.optim.lr = 1.0;
   c.optim.warmup_steps = 10;
   c.optim.min_lr_ratio = 0.1;
-  EXPECT_FLOAT_EQ(drl_lr_at(&c.optim, 1, 110), 0.1f);
-  EXPECT_FLOAT_EQ(drl_lr_at(&c.optim, 10, 110), 1.0f);
-  EXPECT_FLOAT_EQ(drl_lr_at(&c.optim, 60, 110), 0.55f);  // halfway through the cosine
-  EXPECT_FLOAT_EQ(drl_lr_at(&c.optim, 110, 110), 0.1f);
+  EXPECT_FLOAT_EQ(drl_optim_lr_at(&c.optim, 1, 110), 0.1f);
+  EXPECT_FLOAT_EQ(drl_optim_lr_at(&c.optim, 10, 110), 1.0f);
+  EXPECT_FLOAT_EQ(drl_optim_lr_at(&c.optim, 60, 110), 0.55f);  // halfway through the cosine
+  EXPECT_FLOAT_EQ(drl_optim_lr_at(&c.optim, 110, 110), 0.1f);
   c.optim.lr_schedule = DRL_CFG_LR_CONSTANT;
-  EXPECT_FLOAT_EQ(drl_lr_at(&c.optim, 80, 110), 1.0f);
+  EXPECT_FLOAT_EQ(drl_optim_lr_at(&c.optim, 80, 110), 1.0f);
 }
 
 TEST(SftBatch, ScoresExactlyTheAnswerTokens) {

@@ -370,7 +370,7 @@ TEST(GpuFlow, TreeSamplerMatchesCpu) {
   DRL_REQUIRE_GPU(gpu);
   drl_device cpu = cpu_device();
   const drl_flow_config c = flow_config();
-  drl_tree_params p = {};
+  drl_sde_tree_params p = {};
   p.steps = 10;
   p.shift = 3.0f;
   p.noise = 0.7f;
@@ -382,26 +382,26 @@ TEST(GpuFlow, TreeSamplerMatchesCpu) {
   p.mean_over_dims = 1;
   p.seed = 99;
   p.iteration = 0;
-  ASSERT_EQ(drl_tree_params_check(&p), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_sde_tree_params_check(&p), DRL_OK) << drl_last_error();
   const int groups = 3;
-  const int rows = (int)drl_tree_rows_needed(&p, groups);
+  const int rows = (int)drl_sde_tree_rows_needed(&p, groups);
   drl_flow mc, mg;
   ASSERT_EQ(drl_flow_create(&mc, &c, &cpu, rows, 555), DRL_OK) << drl_last_error();
   ASSERT_EQ(drl_flow_create(&mg, &c, &gpu, rows, 777), DRL_OK) << drl_last_error();
   // The CPU model's parameters into the GPU model (another seed first, so the copy is what makes them equal).
   ASSERT_EQ(drl_copy_to_device(&gpu, mg.ps.params, mc.ps.params, (size_t)mc.ps.layout.total * 4), DRL_OK);
   ASSERT_EQ(drl_device_sync(&gpu), DRL_OK);
-  drl_tree tc, tg;
-  ASSERT_EQ(drl_tree_create(&tc, &p, groups, c.dim, &cpu), DRL_OK) << drl_last_error();
-  ASSERT_EQ(drl_tree_create(&tg, &p, groups, c.dim, &gpu), DRL_OK) << drl_last_error();
+  drl_sde_tree tc, tg;
+  ASSERT_EQ(drl_sde_tree_create(&tc, &p, groups, c.dim, &cpu), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_sde_tree_create(&tg, &p, groups, c.dim, &gpu), DRL_OK) << drl_last_error();
   const int32_t cond[groups] = {0, 3, 1};
   for (uint32_t iteration : {5u, 6u}) {
-    ASSERT_EQ(drl_tree_sample(&tc, &mc, cond, iteration), DRL_OK) << drl_last_error();
-    ASSERT_EQ(drl_tree_sample(&tg, &mg, cond, iteration), DRL_OK) << drl_last_error();
+    ASSERT_EQ(drl_sde_tree_sample(&tc, &mc, cond, iteration), DRL_OK) << drl_last_error();
+    ASSERT_EQ(drl_sde_tree_sample(&tg, &mg, cond, iteration), DRL_OK) << drl_last_error();
     ASSERT_EQ(tc.nodes, tg.nodes);
     ASSERT_EQ(tc.leaves, tg.leaves);
     EXPECT_EQ(tg.nfe, tc.nfe) << "iteration " << iteration;
-    EXPECT_EQ(tc.nfe, (int64_t)groups * p.roots * drl_tree_sample_nfe(&p)) << "iteration " << iteration;
+    EXPECT_EQ(tc.nfe, (int64_t)groups * p.roots * drl_sde_tree_sample_nfe(&p)) << "iteration " << iteration;
     // The same noise on both devices: the trees differ only by the GEMMs' rounding, carried through the steps.
     for (int i = 0; i < tc.leaves * c.dim; ++i)
       EXPECT_NEAR(tg.leaf_x[i], tc.leaf_x[i], 1e-3 * std::fmax(1.0f, std::fabs(tc.leaf_x[i])))
@@ -421,8 +421,8 @@ TEST(GpuFlow, TreeSamplerMatchesCpu) {
       differ += tc.x[(size_t)q * c.dim] != tc.x[(size_t)(q + 1) * c.dim];
     EXPECT_EQ(differ, (tc.layer_first[2] - tc.layer_first[1]) / p.branch);
   }
-  drl_tree_free(&tc);
-  drl_tree_free(&tg);
+  drl_sde_tree_free(&tc);
+  drl_sde_tree_free(&tg);
   drl_flow_free(&mc);
   drl_flow_free(&mg);
   ASSERT_EQ(drl_device_sync(&gpu), DRL_OK);

@@ -111,8 +111,8 @@ TEST(GpuKvCache, PrefillAndDecodeMatchCpu) {
   std::vector<int32_t> prompts((size_t)B * P), rs = {0, 4, 11, 2, 7};
   for (auto &x : prompts) x = (int32_t)(rng() % V);
   std::vector<float> lc((size_t)B * G * V), lg(lc.size());
-  ASSERT_EQ(drl_kv_prefill(&kc, &mc, prompts.data(), rs.data(), B, P, G, 0.9f, lc.data()), DRL_OK);
-  ASSERT_EQ(drl_kv_prefill(&kg, &mg, prompts.data(), rs.data(), B, P, G, 0.9f, lg.data()), DRL_OK)
+  ASSERT_EQ(drl_kv_cache_prefill(&kc, &mc, prompts.data(), rs.data(), B, P, G, 0.9f, lc.data()), DRL_OK);
+  ASSERT_EQ(drl_kv_cache_prefill(&kg, &mg, prompts.data(), rs.data(), B, P, G, 0.9f, lg.data()), DRL_OK)
       << drl_last_error();
   auto rel = [&](int n) {
     double d = 0, s = 1e-12;
@@ -127,8 +127,8 @@ TEST(GpuKvCache, PrefillAndDecodeMatchCpu) {
   for (int i = 0; i < B * G; ++i) slots[i] = B * G - 1 - i;
   for (int s = 0; s < S; ++s) {
     for (auto &x : tok) x = (int32_t)(rng() % V);
-    ASSERT_EQ(drl_kv_decode(&kc, &mc, tok.data(), slots.data(), B * G, 0.9f, lc.data()), DRL_OK);
-    ASSERT_EQ(drl_kv_decode(&kg, &mg, tok.data(), slots.data(), B * G, 0.9f, lg.data()), DRL_OK) << drl_last_error();
+    ASSERT_EQ(drl_kv_cache_decode(&kc, &mc, tok.data(), slots.data(), B * G, 0.9f, lc.data()), DRL_OK);
+    ASSERT_EQ(drl_kv_cache_decode(&kg, &mg, tok.data(), slots.data(), B * G, 0.9f, lg.data()), DRL_OK) << drl_last_error();
     EXPECT_LT(rel(B * G * V), 1e-4) << "decode step " << s;
   }
   drl_kv_cache_free(&kc);

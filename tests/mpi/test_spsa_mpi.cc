@@ -258,13 +258,13 @@ void manual_step(std::vector<float> &p, std::vector<float> &scratch, uint32_t t,
   }
   float g = (float)((lp - lm) / (2.0 * (double)eps));
   float u = drl_rng_uniform(kSeed, t, drl_rng_tag(DRL_RNG_ROUNDING, q >> 12, q & 0xFFFu), 0);
-  uint8_t rec[2] = {DRL_SPSA_ACTIVE, drl_log8_encode(g, u)};
+  uint8_t rec[2] = {DRL_SPSA_ACTIVE, drl_spsa_codec_encode(g, u)};
   std::vector<uint8_t> all(2 * R);
   ASSERT_EQ(drl_comm_allgather(g_comm, rec, 2, all.data()), DRL_OK);
   float scale = (float)(-(double)lr / (double)R);
   std::vector<drl_spsa_contrib> cs;
   for (int r = 0; r < R; ++r) {
-    float v = drl_log8_decode(all[2 * r + 1]);
+    float v = drl_spsa_codec_decode(all[2 * r + 1]);
     if (fault == kSenderUnquantised && r == me) v = g;
     if (v == 0.0f) continue;
     cs.push_back({(uint32_t)r, drl_fmul(scale, v)});

@@ -1,4 +1,4 @@
-#include "tasks.h"
+#include "task.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +16,7 @@
 typedef struct task_def {
   const char *name;
   const char *vocab;
-  uint32_t uid; /* Philox uid of the generator's stream (tasks.h) */
+  uint32_t uid; /* Philox uid of the generator's stream (task.h) */
   int default_size, min_size, max_size;
   /* Writes example i's prompt and answer texts (NUL-terminated, answer with its EOS). */
   void (*gen)(uint64_t seed, uint32_t tag, int size, int64_t i, char *prompt, char *answer);
@@ -200,9 +200,9 @@ static int64_t keyfork_max_response_len(int size) {
 /* ---------------------------------------------------------------- registry */
 
 static const task_def TASKS[] = {
-    {"add", "0123456789+=.", 1, 3, 1, 9, add_gen, add_reward, add_max_response_len},
-    {"sort", "0123456789=.", 2, 6, 1, 32, sort_gen, sort_reward, sort_max_response_len},
-    {"keyfork", "abcdef0123456789=.", 3, 32, 1, 100, keyfork_gen, keyfork_reward, keyfork_max_response_len},
+    {"add", "0123456789+=.", DRL_UID_TASK_ADD, 3, 1, 9, add_gen, add_reward, add_max_response_len},
+    {"sort", "0123456789=.", DRL_UID_TASK_SORT, 6, 1, 32, sort_gen, sort_reward, sort_max_response_len},
+    {"keyfork", "abcdef0123456789=.", DRL_UID_TASK_KEYFORK, 32, 1, 100, keyfork_gen, keyfork_reward, keyfork_max_response_len},
 };
 #define N_TASKS ((int)(sizeof TASKS / sizeof TASKS[0]))
 

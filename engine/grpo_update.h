@@ -6,8 +6,8 @@
  * sample selection are computed on every rank from all the rewards (gathered), the token threshold from all the
  * candidate scores (gathered), and the loss normalisers and statistics are sums over shards, so the result is the
  * same whatever the number of ranks the shards are spread over. */
-#ifndef DRL_RL_STEP_H
-#define DRL_RL_STEP_H
+#ifndef DRL_GRPO_UPDATE_H
+#define DRL_GRPO_UPDATE_H
 
 #include <stdint.h>
 
@@ -23,15 +23,15 @@ extern "C" {
 
 /* Rollouts as the sampler lays them out: rows = n_groups x G (a prompt's rollouts adjacent), left-padded rows of T
  * tokens; mask[t] = 1 where position t predicts a generated token (t + 1). */
-typedef struct drl_rl_batch {
+typedef struct drl_grpo_update_batch {
   int n_groups, G, T;
   const int32_t *tokens;    /* [rows, T] */
   const int32_t *row_start; /* [rows] */
   const uint8_t *mask;      /* [rows, T] */
   const float *rewards;     /* [rows] */
-} drl_rl_batch;
+} drl_grpo_update_batch;
 
-typedef struct drl_rl_stats {
+typedef struct drl_grpo_update_stats {
   double reward_mean, reward_std;
   double loss, kl, clip_frac, entropy, grad_norm, lr;
   double usefulness;
@@ -44,68 +44,55 @@ typedef struct drl_rl_stats {
   /* Wall seconds of the phases: advantages and selections (sample and token level), the old-policy (and reference)
    * pass, the updates (device synchronised at the end). */
   double seconds_select, seconds_old_policy, seconds_update;
-} drl_rl_stats;
+} drl_grpo_update_stats;
 
 /* One shard's scratch: its kept rows compacted, their log-probs, entropies and masks. */
-typedef struct drl_rl_shard {
+typedef struct drl_grpo_update_shard {
   int kept;                 /* rows kept by the sample level */
-  int T;                    /* their length (drl_rl_prepare) */
+  int T;                    /* their length (drl_grpo_update_prepare) */
   float *old_lp, *ref_lp, *lp, *entropy, *dlogprob, *row_adv;
   int32_t *tokens, *targets, *row_start;
   uint8_t *valid, *token_mask;
   uint8_t *real;            /* positions holding a prompt or response token (not padding): MoE statistics */
-} drl_rl_shard;
+} drl_grpo_update_shard;
 
 /* Scratch for this rank's shards and the frozen reference; sized for rows_max x T_max per shard at creation. */
-typedef struct drl_rl_state {
+typedef struct drl_grpo_update_state {
   int shards, rows_max, T_max;
   int64_t fault_step;   /* the job's step of the iteration, for the value faults of kernels/fault.h */
-  drl_rl_shard *shard;  /* [shards] */
+  drl_grpo_update_shard *shard;  /* [shards] */
   float *ref_params;    /* device copy of the initial parameters when grpo.kl_beta > 0, else NULL */
-} drl_rl_state;
+} drl_grpo_update_state;
 
 /* Allocates the state for `shards` local shards (drl_dp_local) of up to rows_max x T_max; keeps a frozen copy of the
  * model's current parameters as the KL reference when cfg->grpo.kl_beta > 0. */
-drl_status drl_rl_state_create(drl_rl_state *s, const drl_config *cfg, const drl_transformer *model, int shards,
+drl_status drl_grpo_update_state_create(drl_grpo_update_state *s, const drl_config *cfg, const drl_transformer *model, int shards,
                                int rows_max, int T_max);
 
 /* Frees the state. */
-void drl_rl_state_free(drl_rl_state *s, const drl_transformer *model);
+void drl_grpo_update_state_free(drl_grpo_update_state *s, const drl_transformer *model);
 
 /* Trains on the batches of this rank's shards (batch[s->shards], in shard order) at iteration `iteration`
  * (1-based) of `total` (the D3S schedule's progress); *optim_step counts AdamW steps across phases and is advanced.
  * balance (NULL: none) counts the MoE routes of the update forwards and takes its step after each optimizer step.
  * With dp, the selections, normalisers and gradients span every shard of the job (distributed/dp.h); dp NULL is one
  * process with one shard. */
-drl_status drl_rl_step(drl_rl_state *s, drl_transformer *model, const drl_config *cfg, const drl_rl_batch *batch,
-                       drl_dp *dp, drl_balance *balance, int iteration, int total, int64_t *optim_step,
-                       drl_rl_stats *stats);
+drl_status drl_grpo_update(drl_grpo_update_state *s, drl_transformer *model, const drl_config *cfg, const drl_grpo_update_batch *batch,
+                       drl_dp *dp, drl_moe_balance *balance, int iteration, int total, int64_t *optim_step,
+                       drl_grpo_update_stats *stats);
 
 /* For zeroth-order training on the GRPO surrogate: prepares shard 0 of s from batch (advantages over its groups,
- * every response token in the loss, old log-probs under the model's current parameters), so that drl_rl_surrogate
+ * every response token in the loss, old log-probs under the model's current parameters), so that drl_grpo_update_surrogate
  * evaluates the loss at other parameters. */
-drl_status drl_rl_prepare(drl_rl_state *s, drl_transformer *model, const drl_config *cfg, const drl_rl_batch *batch);
+drl_status drl_grpo_update_prepare(drl_grpo_update_state *s, drl_transformer *model, const drl_config *cfg, const drl_grpo_update_batch *batch);
 
 /* The clipped surrogate (grpo.loss_agg over the prepared tokens) under params (a device buffer of the model's
  * layout), into *loss; the model's own parameters are left as they were. */
-drl_status drl_rl_surrogate(drl_rl_state *s, drl_transformer *model, const drl_config *cfg, const float *params,
+drl_status drl_grpo_update_surrogate(drl_grpo_update_state *s, drl_transformer *model, const drl_config *cfg, const float *params,
                             double *loss);
 
-/* The value faults of kernels/fault.h that cover this rank at the job's step: nan_loss makes the step's loss NaN;
- * grad (nan_grad, inf_grad) sets a value of the first shard's gradient before the reduction
- * (drl_layout_inject_grad_fault), whose overlapped start (drl_dp_arm) is then disarmed. */
-typedef struct drl_step_faults {
-  int nan_loss, grad;
-} drl_step_faults;
-drl_step_faults drl_step_faults_at(int rank, int64_t step);
-
-/* Counts step `step` of phase: bad (what: "loss" or a tensor's name) or good (what NULL or ""; the streak ends). A bad
- * step is logged as skipped; the max-th in a row (max 0: never) is DRL_ERR_NUMERIC, whose message names the step, the
- * streak's first culprit and last_ckpt ("path (phase step N)"; NULL or "": none written). */
-drl_status drl_bad_steps_record(drl_bad_steps *b, const char *phase, int64_t step, const char *what, int max,
-                                const char *last_ckpt);
 
 #ifdef __cplusplus
 }
 #endif
-#endif /* DRL_RL_STEP_H */
+#endif /* DRL_GRPO_UPDATE_H */

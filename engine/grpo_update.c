@@ -1,4 +1,4 @@
-#include "rl_step.h"
+#include "grpo_update.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -13,7 +13,15 @@
 #include "kernels/fault.h"
 #include "kernels/nvtx.h"
 
-static void shard_free(drl_rl_shard *h) {
+/* The configuration's enums convert to the modules' by value. */
+_Static_assert((int)DRL_CFG_AGG_TOKEN_MEAN == (int)DRL_AGG_TOKEN_MEAN, "grpo.loss_agg and d3s.sample_scope convert by value");
+_Static_assert((int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_MEAN == (int)DRL_AGG_SEQ_MEAN_TOKEN_MEAN, "grpo.loss_agg and d3s.sample_scope convert by value");
+_Static_assert((int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM == (int)DRL_AGG_SEQ_MEAN_TOKEN_SUM, "grpo.loss_agg and d3s.sample_scope convert by value");
+_Static_assert((int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM_NORM == (int)DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM, "grpo.loss_agg and d3s.sample_scope convert by value");
+_Static_assert((int)DRL_CFG_SCOPE_CROSS == (int)DRL_D3S_CROSS, "grpo.loss_agg and d3s.sample_scope convert by value");
+_Static_assert((int)DRL_CFG_SCOPE_INTRA == (int)DRL_D3S_INTRA, "grpo.loss_agg and d3s.sample_scope convert by value");
+
+static void shard_free(drl_grpo_update_shard *h) {
   free(h->old_lp);
   free(h->ref_lp);
   free(h->lp);
@@ -29,7 +37,7 @@ static void shard_free(drl_rl_shard *h) {
   memset(h, 0, sizeof *h);
 }
 
-static int shard_alloc(drl_rl_shard *h, int rows, int T) {
+static int shard_alloc(drl_grpo_update_shard *h, int rows, int T) {
   size_t n = (size_t)rows * (size_t)T, r = (size_t)rows;
   h->row_adv = (float *)malloc(r * sizeof(float));
   h->old_lp = (float *)malloc(n * sizeof(float));
@@ -47,18 +55,18 @@ static int shard_alloc(drl_rl_shard *h, int rows, int T) {
          h->row_start && h->valid && h->token_mask && h->real;
 }
 
-drl_status drl_rl_state_create(drl_rl_state *s, const drl_config *cfg, const drl_transformer *model, int shards,
+drl_status drl_grpo_update_state_create(drl_grpo_update_state *s, const drl_config *cfg, const drl_transformer *model, int shards,
                                int rows_max, int T_max) {
   memset(s, 0, sizeof *s);
   if (shards < 1) return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: %d shards", shards);
   s->shards = shards;
   s->rows_max = rows_max;
   s->T_max = T_max;
-  s->shard = (drl_rl_shard *)calloc((size_t)shards, sizeof *s->shard);
+  s->shard = (drl_grpo_update_shard *)calloc((size_t)shards, sizeof *s->shard);
   int ok = s->shard != NULL;
   for (int j = 0; ok && j < shards; ++j) ok = shard_alloc(&s->shard[j], rows_max, T_max);
   if (!ok) {
-    drl_rl_state_free(s, model);
+    drl_grpo_update_state_free(s, model);
     /* per token 5 floats, 2 ints and 3 flags, per row 2 words (shard_alloc) */
     size_t per_shard = (size_t)rows_max * T_max * (5 * 4 + 2 * 4 + 3) + (size_t)rows_max * 8;
     return drl_fail_oom("GRPO shard buffers", per_shard * (size_t)shards, "the host");
@@ -68,50 +76,23 @@ drl_status drl_rl_state_create(drl_rl_state *s, const drl_config *cfg, const drl
     drl_status st = drl_alloc(&model->dev, (void **)&s->ref_params, bytes, "KL reference parameters");
     if (st == DRL_OK) st = drl_copy_on_device(&model->dev, s->ref_params, model->ps.params, bytes);
     if (st != DRL_OK) {
-      drl_rl_state_free(s, model);
+      drl_grpo_update_state_free(s, model);
       return st;
     }
   }
   return DRL_OK;
 }
 
-void drl_rl_state_free(drl_rl_state *s, const drl_transformer *model) {
+void drl_grpo_update_state_free(drl_grpo_update_state *s, const drl_transformer *model) {
   for (int j = 0; s->shard && j < s->shards; ++j) shard_free(&s->shard[j]);
   free(s->shard);
   if (s->ref_params && model) drl_free(&model->dev, s->ref_params);
   memset(s, 0, sizeof *s);
 }
 
-drl_step_faults drl_step_faults_at(int rank, int64_t step) {
-  drl_step_faults f = {drl_fault_value("nan_loss", rank, step, NULL),
-                       drl_fault_value("nan_grad", rank, step, NULL) || drl_fault_value("inf_grad", rank, step, NULL)};
-  return f;
-}
-
-drl_status drl_bad_steps_record(drl_bad_steps *b, const char *phase, int64_t step, const char *what, int max,
-                                const char *last_ckpt) {
-  if (!what || !what[0]) {
-    b->streak = 0;
-    return DRL_OK;
-  }
-  b->total++;
-  if (b->streak++ == 0 || !b->first[0]) snprintf(b->first, sizeof b->first, "%s", what);
-  const char *kind = strcmp(b->first, "loss") == 0 ? "loss" : "gradient";
-  if (max > 0 && b->streak >= max) {
-    int none = !last_ckpt || !last_ckpt[0];
-    return DRL_FAIL(DRL_ERR_NUMERIC, "%s step %lld: %lld consecutive steps with a non-finite %s (first in %s); "
-                    "stopping; %s%s", phase, (long long)step, (long long)b->streak, kind, b->first,
-                    none ? "no checkpoint was written" : "the last good checkpoint is ", none ? "" : last_ckpt);
-  }
-  drl_log(DRL_LOG_WARN, "%s step %lld: non-finite %s (in %s): the step is skipped (%lld skipped, %lld in a row)",
-          phase, (long long)step, strcmp(what, "loss") == 0 ? "loss" : "gradient", what, (long long)b->total,
-          (long long)b->streak);
-  return DRL_OK;
-}
-
 /* Forward over kept rows [lo, hi) of a shard in chunks of at most the model's batch; log-probs (and entropies) land at
  * the rows' offsets. The updates use the same chunks, so the first epoch's ratio is exactly 1. */
-static drl_status forward_rows(drl_transformer *m, drl_rl_shard *h, int lo, int hi, int T, float temperature,
+static drl_status forward_rows(drl_transformer *m, drl_grpo_update_shard *h, int lo, int hi, int T, float temperature,
                                float *lp, float *ent) {
   for (int c = lo; c < hi; c += m->B_max) {
     int B = hi - c < m->B_max ? hi - c : m->B_max;
@@ -138,7 +119,7 @@ static void global_free(rl_global *g) {
 }
 
 /* Gathers every shard's rewards; on every rank computes the advantages (the full groups) and the sample selection. */
-static drl_status select_samples(drl_dp *dp, const drl_config *cfg, const drl_rl_batch *b, int k, int n_keep,
+static drl_status select_samples(drl_dp *dp, const drl_config *cfg, const drl_grpo_update_batch *b, int k, int n_keep,
                                  rl_global *gl) {
   const drl_config_grpo *g = &cfg->grpo;
   const drl_config_d3s *d = &cfg->d3s;
@@ -169,7 +150,7 @@ static drl_status select_samples(drl_dp *dp, const drl_config *cfg, const drl_rl
   DRL_RANGE("advantages");
   int G = b[0].G;
   if (d->sampling == DRL_CFG_SAMPLING_PODS)
-    return drl_pods_select(gl->rewards, gl->n_groups, G, n_keep, g->dr_grpo, (float)g->adv_eps, gl->keep, gl->adv);
+    return drl_d3s_pods_select(gl->rewards, gl->n_groups, G, n_keep, g->dr_grpo, (float)g->adv_eps, gl->keep, gl->adv);
   DRL_TRY(drl_grpo_advantages(gl->rewards, gl->n_groups, G, g->dr_grpo, (float)g->adv_eps, gl->adv));
   if (d->sampling == DRL_CFG_SAMPLING_D3S)
     return drl_d3s_select_samples(gl->adv, gl->n_groups, G, n_keep, (drl_d3s_scope)d->sample_scope, gl->keep);
@@ -179,7 +160,7 @@ static drl_status select_samples(drl_dp *dp, const drl_config *cfg, const drl_rl
 
 /* Compacts shard j's kept rows (global rows from `first`); targets are the next tokens of the response positions.
  * Returns the shard's response tokens. */
-static int64_t compact_rows(drl_rl_shard *h, const drl_rl_batch *b, const rl_global *gl, int64_t first) {
+static int64_t compact_rows(drl_grpo_update_shard *h, const drl_grpo_update_batch *b, const rl_global *gl, int64_t first) {
   int rows = b->n_groups * b->G, T = b->T, k = 0;
   int64_t resp = 0;
   for (int i = 0; i < rows; ++i) {
@@ -203,7 +184,7 @@ static int64_t compact_rows(drl_rl_shard *h, const drl_rl_batch *b, const rl_glo
 }
 
 /* Token level at batch scope across shards: every shard's candidate scores gathered, one cut, applied per shard. */
-static drl_status select_tokens_batch(drl_dp *dp, drl_rl_state *s, const drl_rl_batch *b, double K) {
+static drl_status select_tokens_batch(drl_dp *dp, drl_grpo_update_state *s, const drl_grpo_update_batch *b, double K) {
   int k = s->shards;
   int64_t local = 0;
   for (int j = 0; j < k; ++j) local += (int64_t)s->shard[j].kept * b[j].T;
@@ -217,7 +198,7 @@ static drl_status select_tokens_batch(drl_dp *dp, drl_rl_state *s, const drl_rl_
   drl_status st = DRL_OK;
   int64_t at = 0;
   for (int j = 0; st == DRL_OK && j < k; ++j) {
-    drl_rl_shard *h = &s->shard[j];
+    drl_grpo_update_shard *h = &s->shard[j];
     st = drl_d3s_token_scores(h->row_adv, h->entropy, h->valid, NULL, h->kept, b[j].T, scores + at, &m[j]);
     at += m[j];
   }
@@ -233,7 +214,7 @@ static drl_status select_tokens_batch(drl_dp *dp, drl_rl_state *s, const drl_rl_
   int me = dp && dp->comm ? dp->comm->rank : 0;
   for (int r = 0; st == DRL_OK && r < me; ++r) first += (int64_t)(counts[r] / sizeof(float));
   for (int j = 0; st == DRL_OK && j < k; ++j) {
-    drl_rl_shard *h = &s->shard[j];
+    drl_grpo_update_shard *h = &s->shard[j];
     st = drl_d3s_apply_cut(h->row_adv, h->entropy, h->valid, NULL, h->kept, b[j].T, first, &cut, h->token_mask,
                            NULL);
     first += m[j];
@@ -251,12 +232,12 @@ enum { UPD_LOSS, UPD_KL, UPD_TOKENS, UPD_CLIPPED, UPD_N };
 
 /* One iteration's context, handed from stage to stage. */
 typedef struct rl_iter {
-  drl_rl_state *s;
+  drl_grpo_update_state *s;
   drl_transformer *m;
   const drl_config *cfg;
-  const drl_rl_batch *b; /* [k] */
+  const drl_grpo_update_batch *b; /* [k] */
   drl_dp *dp;
-  drl_balance *balance;
+  drl_moe_balance *balance;
   int k;                 /* this rank's shards */
   int n_keep;            /* D3S samples kept per group */
   double K;              /* D3S token fraction */
@@ -267,15 +248,15 @@ typedef struct rl_iter {
   double sel[SEL_N];     /* the selection's counts over the job */
   drl_grpo_loss_cfg lc;
   drl_grpo_stats *acc;   /* [k] the updates' statistics per shard */
-  drl_rl_stats *out;
+  drl_grpo_update_stats *out;
 } rl_iter;
 
 static drl_status check_batches(const rl_iter *it) {
-  const drl_rl_state *s = it->s;
+  const drl_grpo_update_state *s = it->s;
   if (it->k != drl_dp_local(it->dp))
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: state for %d shards, this rank runs %d", it->k, drl_dp_local(it->dp));
   for (int j = 0; j < it->k; ++j) {
-    const drl_rl_batch *b = &it->b[j];
+    const drl_grpo_update_batch *b = &it->b[j];
     int rows = b->n_groups * b->G;
     if (rows > s->rows_max || b->T > s->T_max || b->T > it->m->T_max)
       return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: batch of %d x %d exceeds the buffers (%d x %d)", rows, b->T,
@@ -321,7 +302,7 @@ static drl_status stage_old_policy(rl_iter *it) {
   drl_transformer *m = it->m;
   float temperature = (float)it->cfg->grpo.temperature;
   for (int j = 0; j < it->k; ++j) {
-    drl_rl_shard *h = &it->s->shard[j];
+    drl_grpo_update_shard *h = &it->s->shard[j];
     int kj = h->kept, T = it->b[j].T, mbs = it->mbs;
     for (int mb = 0; mb < mbs; ++mb)
       DRL_TRY(forward_rows(m, h, mb * kj / mbs, (mb + 1) * kj / mbs, T, temperature, h->old_lp, h->entropy));
@@ -344,7 +325,7 @@ static drl_status stage_select_tokens(rl_iter *it) {
   int d3s = d->sampling == DRL_CFG_SAMPLING_D3S && d->token_level;
   if (d3s && d->token_scope == DRL_CFG_TOKENS_BATCH) return select_tokens_batch(it->dp, it->s, it->b, it->K);
   for (int j = 0; j < it->k; ++j) {
-    drl_rl_shard *h = &it->s->shard[j];
+    drl_grpo_update_shard *h = &it->s->shard[j];
     if (d3s)
       DRL_TRY(drl_d3s_select_tokens(h->row_adv, h->entropy, h->valid, NULL, h->kept, it->b[j].T, it->K,
                                     DRL_D3S_TOKENS_SEQUENCE, h->token_mask, NULL));
@@ -358,7 +339,7 @@ static drl_status stage_select_tokens(rl_iter *it) {
  * whether any kept token carries a signal. */
 static drl_status stage_measure(rl_iter *it, double *local) {
   for (int j = 0; j < it->k; ++j) {
-    drl_rl_shard *h = &it->s->shard[j];
+    drl_grpo_update_shard *h = &it->s->shard[j];
     int T = it->b[j].T;
     double *v = local + j * SEL_N;
     drl_d3s_stats ds;
@@ -378,7 +359,7 @@ static drl_status stage_measure(rl_iter *it, double *local) {
     v[SEL_SIGNAL] = signal;
   }
   DRL_TRY(drl_dp_sum_shards(it->dp, local, SEL_N, it->sel));
-  drl_rl_stats *out = it->out;
+  drl_grpo_update_stats *out = it->out;
   out->response_tokens = (int64_t)it->sel[SEL_RESP];
   out->response_len = it->rows_all ? it->sel[SEL_RESP] / it->rows_all : 0.0;
   out->candidate_tokens = (int64_t)it->sel[SEL_CAND];
@@ -392,9 +373,9 @@ static drl_status stage_measure(rl_iter *it, double *local) {
 
 /* Shard j's gradient over its kept rows [lo, hi) of a minibatch, from zero, in chunks of the model's batch; its
  * summed loss into *loss. */
-static drl_status shard_gradient(rl_iter *it, int j, int lo, int hi, drl_step_faults f, double *loss) {
+static drl_status shard_gradient(rl_iter *it, int j, int lo, int hi, drl_fault_values f, double *loss) {
   drl_transformer *m = it->m;
-  drl_rl_shard *h = &it->s->shard[j];
+  drl_grpo_update_shard *h = &it->s->shard[j];
   int T = it->b[j].T, last_shard = j == it->k - 1;
   *loss = 0.0;
   DRL_TRY(drl_params_zero_grads(&m->ps));
@@ -408,7 +389,7 @@ static drl_status shard_gradient(rl_iter *it, int j, int lo, int hi, drl_step_fa
     if (f.nan_loss && j == 0) gs.loss = NAN;
     *loss += gs.loss;
     drl_grpo_stats_merge(&it->acc[j], &gs);
-    DRL_TRY(drl_balance_forward(it->balance, m, h->real + off));
+    DRL_TRY(drl_moe_balance_forward(it->balance, m, h->real + off));
     /* The last backward of this rank's last shard may start the gradient reduction as layers finish. */
     drl_dp_arm(it->dp, last_shard && c + B >= hi && !f.grad);
     DRL_TRY(drl_transformer_backward(m, h->dlogprob + off));
@@ -420,7 +401,7 @@ static drl_status shard_gradient(rl_iter *it, int j, int lo, int hi, drl_step_fa
 }
 
 /* Stage: one minibatch update: every shard's gradient, summed over the job, then one optimizer step. */
-static drl_status stage_update(rl_iter *it, int mb, drl_step_faults f, double *mb_loss, int64_t *optim_step) {
+static drl_status stage_update(rl_iter *it, int mb, drl_fault_values f, double *mb_loss, int64_t *optim_step) {
   DRL_RANGE("update");
   for (int j = 0; j < it->k; ++j) {
     int kept = it->s->shard[j].kept;
@@ -434,11 +415,11 @@ static drl_status stage_update(rl_iter *it, int mb, drl_step_faults f, double *m
   DRL_TRY(drl_optim_step(it->dp, &it->m->ps, &hp, loss, &norm, it->out->bad));
   it->out->grad_norm = norm;
   if (it->out->bad[0]) {
-    drl_balance_discard(it->balance);
+    drl_moe_balance_discard(it->balance);
     return DRL_OK;
   }
   ++*optim_step;
-  return drl_balance_step(it->balance, it->m, *optim_step, 1);
+  return drl_moe_balance_step(it->balance, it->m, *optim_step, 1);
 }
 
 /* Stage: ppo_epochs x minibatches updates. A non-finite loss or gradient ends them (out->bad): that update and the
@@ -448,7 +429,7 @@ static drl_status stage_updates(rl_iter *it, int64_t *optim_step) {
   if (it->kept_all == 0 || it->out->skipped) return DRL_OK;
   double *mb_loss = (double *)calloc((size_t)it->k, sizeof(double));
   if (!mb_loss) return DRL_FAIL(DRL_ERR_OOM, "out of memory for minibatch losses");
-  drl_step_faults none = {0, 0}, first = drl_step_faults_at(drl_dp_rank(it->dp), it->s->fault_step);
+  drl_fault_values none = {0, 0}, first = drl_fault_values_at(drl_dp_rank(it->dp), it->s->fault_step);
   drl_status st = DRL_OK;
   for (int epoch = 0; st == DRL_OK && epoch < g->ppo_epochs && !it->out->bad[0]; ++epoch)
     for (int mb = 0; st == DRL_OK && mb < it->mbs && !it->out->bad[0]; ++mb)
@@ -479,9 +460,9 @@ static drl_status stage_finish(rl_iter *it) {
   return DRL_OK;
 }
 
-drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cfg, const drl_rl_batch *b,
-                       drl_dp *dp, drl_balance *balance, int iteration, int total, int64_t *optim_step,
-                       drl_rl_stats *out) {
+drl_status drl_grpo_update(drl_grpo_update_state *s, drl_transformer *m, const drl_config *cfg, const drl_grpo_update_batch *b,
+                       drl_dp *dp, drl_moe_balance *balance, int iteration, int total, int64_t *optim_step,
+                       drl_grpo_update_stats *out) {
   DRL_RANGE("grpo_iteration");
   memset(out, 0, sizeof *out);
   const drl_config_grpo *g = &cfg->grpo;
@@ -490,7 +471,7 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
   memset(&it, 0, sizeof it);
   it.s = s, it.m = m, it.cfg = cfg, it.b = b, it.dp = dp, it.balance = balance, it.k = s->shards, it.out = out;
   DRL_TRY(check_batches(&it));
-  double t0 = drl_seconds();
+  double t0 = drl_log_seconds();
   drl_d3s_schedule sched = {d->n_init, d->n_final, d->k_init, d->k_final, d->schedule};
   it.n_keep = b[0].G;
   it.K = 1.0;
@@ -504,12 +485,12 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
   drl_status st = sel_local && it.acc ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for shard statistics");
   double t1 = t0, t2 = t0, t3 = t0;
   if (st == DRL_OK) st = stage_select_samples(&it, sel_local);
-  t1 = drl_seconds();
+  t1 = drl_log_seconds();
   if (st == DRL_OK) st = stage_old_policy(&it);
-  t2 = drl_seconds();
+  t2 = drl_log_seconds();
   if (st == DRL_OK) st = stage_select_tokens(&it);
   if (st == DRL_OK) st = stage_measure(&it, sel_local);
-  t3 = drl_seconds();
+  t3 = drl_log_seconds();
   if (st == DRL_OK) st = stage_updates(&it, optim_step);
   if (st == DRL_OK) st = stage_finish(&it);
   free(sel_local);
@@ -517,11 +498,11 @@ drl_status drl_rl_step(drl_rl_state *s, drl_transformer *m, const drl_config *cf
   DRL_TRY(st);
   out->seconds_select = (t1 - t0) + (t3 - t2);
   out->seconds_old_policy = t2 - t1;
-  out->seconds_update = drl_seconds() - t3;
+  out->seconds_update = drl_log_seconds() - t3;
   return DRL_OK;
 }
 
-drl_status drl_rl_prepare(drl_rl_state *s, drl_transformer *m, const drl_config *cfg, const drl_rl_batch *b) {
+drl_status drl_grpo_update_prepare(drl_grpo_update_state *s, drl_transformer *m, const drl_config *cfg, const drl_grpo_update_batch *b) {
   const drl_config_grpo *g = &cfg->grpo;
   int rows = b->n_groups * b->G;
   if (rows > s->rows_max || b->T > s->T_max || b->T > m->T_max)
@@ -535,7 +516,7 @@ drl_status drl_rl_prepare(drl_rl_state *s, drl_transformer *m, const drl_config 
   gl.keep = (uint8_t *)malloc((size_t)(rows ? rows : 1));
   drl_status st = gl.adv && gl.keep ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for %d advantages", rows);
   if (st == DRL_OK) st = drl_grpo_advantages(b->rewards, b->n_groups, b->G, g->dr_grpo, (float)g->adv_eps, gl.adv);
-  drl_rl_shard *h = &s->shard[0];
+  drl_grpo_update_shard *h = &s->shard[0];
   if (st == DRL_OK) {
     memset(gl.keep, 1, (size_t)rows);
     compact_rows(h, b, &gl, 0);
@@ -548,10 +529,10 @@ drl_status drl_rl_prepare(drl_rl_state *s, drl_transformer *m, const drl_config 
   return st;
 }
 
-drl_status drl_rl_surrogate(drl_rl_state *s, drl_transformer *m, const drl_config *cfg, const float *params,
+drl_status drl_grpo_update_surrogate(drl_grpo_update_state *s, drl_transformer *m, const drl_config *cfg, const float *params,
                             double *loss) {
   const drl_config_grpo *g = &cfg->grpo;
-  drl_rl_shard *h = &s->shard[0];
+  drl_grpo_update_shard *h = &s->shard[0];
   float *own = m->ps.params;
   m->ps.params = (float *)params;
   drl_status st = forward_rows(m, h, 0, h->kept, h->T, (float)g->temperature, h->lp, NULL);

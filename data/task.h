@@ -36,8 +36,8 @@
  * tag drl_rng_tag(DRL_RNG_DATA, uid, 0)) at elements i * DRL_TASK_RNG_STRIDE + k, k < DRL_TASK_RNG_STRIDE, with
  * uid 1 (add), 2 (sort), 3 (keyfork): example i is the same whatever n is, and generation may be split freely.
  * Other users of DRL_RNG_DATA must use other uids. */
-#ifndef DRL_TASKS_H
-#define DRL_TASKS_H
+#ifndef DRL_TASK_H
+#define DRL_TASK_H
 
 #include <stdint.h>
 
@@ -86,4 +86,4 @@ drl_status drl_task_reward(const char *task, const int32_t *prompt, int64_t prom
 #ifdef __cplusplus
 }
 #endif
-#endif /* DRL_TASKS_H */
+#endif /* DRL_TASK_H */

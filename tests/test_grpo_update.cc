@@ -8,7 +8,7 @@
 
 extern "C" {
 #include "engine/config.h"
-#include "engine/rl_step.h"
+#include "engine/grpo_update.h"
 #include "models/transformer.h"
 #include "samplers/rollout.h"
 }
@@ -39,8 +39,8 @@ double train(const char *sampling, bool token_level, int iterations, double *fir
   drl_rollout ro;
   memset(&ro, 0, sizeof ro);
   EXPECT_EQ(drl_rollout_create(&ro, &m, n * G, 5), DRL_OK);
-  drl_rl_state st;
-  EXPECT_EQ(drl_rl_state_create(&st, &cfg, &m, 1, n * G, 5), DRL_OK);
+  drl_grpo_update_state st;
+  EXPECT_EQ(drl_grpo_update_state_create(&st, &cfg, &m, 1, n * G, 5), DRL_OK);
   drl_rollout_batch b;
   memset(&b, 0, sizeof b);
   std::vector<float> rewards(n * G);
@@ -50,14 +50,14 @@ double train(const char *sampling, bool token_level, int iterations, double *fir
     drl_rollout_params rp = {G, 3, 1.0f, 0, 1.0f, 0, 77, (uint32_t)it, 0, 0};
     EXPECT_EQ(drl_rollout_generate(&ro, &m, prompts.data(), offsets.data(), n, &rp, &b), DRL_OK) << last_error();
     reward_first_token(b, 5, rewards);
-    drl_rl_batch rb = {n, G, b.T, b.tokens, b.row_start, b.mask, rewards.data()};
-    drl_rl_stats stats;
-    EXPECT_EQ(drl_rl_step(&st, &m, &cfg, &rb, nullptr, nullptr, it, iterations, &optim_step, &stats), DRL_OK) << last_error();
+    drl_grpo_update_batch rb = {n, G, b.T, b.tokens, b.row_start, b.mask, rewards.data()};
+    drl_grpo_update_stats stats;
+    EXPECT_EQ(drl_grpo_update(&st, &m, &cfg, &rb, nullptr, nullptr, it, iterations, &optim_step, &stats), DRL_OK) << last_error();
     if (it == 1) *first = stats.reward_mean;
     last = stats.reward_mean;
   }
   drl_rollout_batch_free(&b);
-  drl_rl_state_free(&st, &m);
+  drl_grpo_update_state_free(&st, &m);
   drl_rollout_free(&ro);
   drl_transformer_free(&m);
   return last;
