@@ -1,7 +1,7 @@
 // The op table on the CPU: every entry against its naive double-precision reference and, through the harness the GPU
 // test uses, against a second run on the CPU; deliberately wrong ops that the harness must report; and the table's
 // completeness against the dispatching ops the kernel sources declare. DRL_OPS_VERBOSE=1 prints, per shape, the worst
-// error as a fraction of its bound.
+// error as a fraction of its bound; DRL_OPS_LARGE=1 also runs the large shapes, CPU against CPU.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -67,12 +67,15 @@ TEST_P(CpuOp, MatchesTheDoubleReference) {
   EXPECT_GT(checked, 0) << "every op needs a shape small enough for its reference";
 }
 
-// The cross-backend path of the GPU test, with the CPU on both sides: the same bits, twice.
+// The cross-backend path of the GPU test, with the CPU on both sides: the same bits, twice. DRL_OPS_LARGE=1 adds the
+// large shapes (slow: they are the sizes of a training step), to try a new entry's before a GPU is lent.
 TEST_P(CpuOp, RepeatsItsBitsThroughTheBackendHarness) {
   const OpEntry *e = op_find(GetParam());
   ASSERT_NE(e, nullptr);
   drl_device cpu = open_cpu(), other = marked_cpu();
-  for (const std::string &f : op_check_entry_backends(*e, &cpu, &other, true)) ADD_FAILURE() << f;
+  const char *large = getenv("DRL_OPS_LARGE");
+  bool small_only = !(large && *large && strcmp(large, "0") != 0);
+  for (const std::string &f : op_check_entry_backends(*e, &cpu, &other, small_only)) ADD_FAILURE() << f;
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, CpuOp, testing::ValuesIn(table_names()), param_name);
