@@ -93,9 +93,9 @@ double ref_normal(uint64_t seed, uint32_t step, uint32_t tag, uint64_t i, double
   return (i & 1) ? r * std::cos(2 * kPi * v) : r * std::sin(2 * kPi * v);
 }
 
-// What the engine's Box-Muller (Cephes log and sin / cos polynomials in float, philox.h) may lose against the double
-// one at radius rad: a few float roundings of the radius and of sin / cos, each within an ulp.
-double normal_err(double rad) { return 4e-7 * rad + 1e-7; }
+// What the engine's Box-Muller (philox.h) may lose against the double one at radius rad: its log is within 4e-7
+// relative, its sin / cos within 3e-7 absolute (docs/architecture.md), plus the square root and the product.
+double normal_err(double rad) { return 7e-7 * rad + 1e-7; }
 
 double ref_rademacher(uint64_t seed, uint32_t step, uint32_t tag, uint64_t i) {
   return (ref_word(seed, step, tag, i) & 0x80000000u) ? 1.0 : -1.0;
@@ -1205,7 +1205,7 @@ OpCase rng_fill_case(uint64_t n, int which, uint64_t offset, drl_rng_dist dist) 
   Tol ref = dist == DRL_DIST_NORMAL
                 ? plus_ulps(magnitude(1,
                                       "the engine's float log and sin / cos polynomials vs double Box-Muller: "
-                                      "4e-7 of the radius"),
+                                      "7e-7 of the radius"),
                             1)
                 : exact("Philox words and exact transforms: the independent reference's bits");
   int out = c.out("out", dist == DRL_DIST_U32 ? Ty::U32 : Ty::F32, n, ref, dev);
