@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the CUDA configuration (sm_90) and packs what the GPU suite needs into gpu-bundle/ (ignored by git):
-# the gpu-labelled test binaries, the GPU benchmarks, scripts/gpu-suite.sh's inputs, and every shared library they
-# load except libc and friends, the driver (libcuda) and the CUDA toolkit's own libraries, which the device has.
+# the gpu-labelled test binaries (among them test_gpu_ops, the op table), the GPU benchmarks, scripts/gpu-suite.sh's
+# inputs, and every shared library they load except libc and friends, the driver (libcuda) and the CUDA toolkit's own
+# libraries, which the device has.
 # Usage: scripts/gpu-bundle.sh [--check]   (--check: prove the bundle resolves its libraries from itself)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +23,8 @@ mkdir -p "$bundle/tests" "$bundle/bench" "$bundle/lib"
 mapfile -t gpu_tests < <(ctest --test-dir "$build" -L gpu --show-only=json-v1 |
   python3 -c 'import json,sys; print("\n".join(sorted({t["command"][0] for t in json.load(sys.stdin)["tests"]})))')
 for t in "${gpu_tests[@]}"; do [ -n "$t" ] && cp "$t" "$bundle/tests/"; done
+# The op table's GPU test is the suite's first and most important check.
+[ -x "$bundle/tests/test_gpu_ops" ] || { echo "gpu-bundle: test_gpu_ops was not built" >&2; exit 1; }
 for b in "$build"/bench/bench_*; do [ -x "$b" ] && [ -f "$b" ] && cp "$b" "$bundle/bench/"; done
 
 # Libraries the device provides itself: the C runtime, the driver and the CUDA toolkit.

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine, from the repository root, with gpu-bundle/ carried along (scripts/gpu-bundle.sh):
-# every gpu test binary, then the same binaries under compute-sanitizer, then the GPU benchmarks.
+# the op table first (test_gpu_ops: every dispatching op on the GPU against the CPU), then every other gpu test
+# binary, then the same binaries under compute-sanitizer (the op table on its small shapes, DRL_OPS_SMALL=1: they reach
+# every kernel and every block edge, and the large ones would only multiply the sanitizer's time), then the GPU
+# benchmarks.
 # Writes $OUT/gpu-suite.log (everything) and $OUT/figures.md (benchmark output); ends with "N passed, N failed".
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,8 +34,19 @@ say "== device"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$log"
 say "bundle commit: $(cat "$bundle/COMMIT" 2>/dev/null || echo unknown)"
 
-say "== gpu tests"
+# The op table first, so a device that is lent for only a few minutes checks every op.
+tests=()
+if [ -x "$bundle/tests/test_gpu_ops" ]; then
+  tests+=("$bundle/tests/test_gpu_ops")
+else
+  record "test_gpu_ops (missing from the bundle)" 1
+fi
 for t in "$bundle"/tests/*; do
+  [ "$(basename "$t")" = test_gpu_ops ] || tests+=("$t")
+done
+
+say "== gpu tests"
+for t in "${tests[@]}"; do
   name=$(basename "$t")
   "$t" --gtest_output="xml:$out/$name.xml" >>"$log" 2>&1
   record "$name" $?
@@ -41,11 +55,11 @@ done
 say "== compute-sanitizer"
 if command -v compute-sanitizer >/dev/null 2>&1; then
   for tool in memcheck initcheck; do
-    for t in "$bundle"/tests/*; do
+    for t in "${tests[@]}"; do
       name=$(basename "$t")
       extra=()
       [ "$tool" = memcheck ] && extra=(--leak-check full)
-      compute-sanitizer --tool "$tool" --error-exitcode 86 "${extra[@]}" "$t" >>"$log" 2>&1
+      DRL_OPS_SMALL=1 compute-sanitizer --tool "$tool" --error-exitcode 86 "${extra[@]}" "$t" >>"$log" 2>&1
       record "$tool:$name" $?
     done
   done
