@@ -1,7 +1,7 @@
-/* Run configuration: YAML loaded with libcyaml into plain C structs.
+/* Run configuration: YAML loaded into plain C structs.
  *
  * Every key is declared exactly once, in the DRL_CONFIG_KEYS_<section> tables below. From that one line come the
- * struct member, the libcyaml schema, the default (the embedded default YAML is assembled from the tables), the
+ * struct member, the loader's entry, the default (the embedded default YAML is assembled from the tables), the
  * range, the help text, the --set parser and the printer. Adding a key is one line in one table. The code is in
  * engine/config_*.c, one file per concern (engine/config_internal.h lists them). */
 #ifndef DRL_CONFIG_H

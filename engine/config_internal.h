@@ -4,7 +4,7 @@
  * Files by concern:
  *   config_keys.c      the table, the embedded default, names, lookup and the messages about unknown names
  *   config_value.c     one value: read from text, range-checked, stored, read back; UTF-8 and message quoting
- *   config_yaml.c      loading YAML text or files (a strict pre-check over libyaml's events, then libcyaml)
+ *   config_yaml.c      loading YAML text or files (one pass over libyaml's events, storing as it checks)
  *   config_set.c       --set section.key=value
  *   config_validate.c  every rule on values, between keys, and between keys and the job
  *   config_print.c     printing as YAML, comparing, the key listing */
@@ -15,8 +15,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cyaml/cyaml.h>
-
 #include "engine/config.h"
 #include "kernels/status.h"
 
@@ -24,9 +22,11 @@
 
 typedef enum cfg_kind { K_U64, K_INT, K_REAL, K_BOOL, K_STR, K_ENUM, K_LIST } cfg_kind;
 
-/* One allowed value of an enumeration: its YAML spelling (str) and its C value (val); libcyaml's type, so the
- * table serves as its schema. */
-typedef cyaml_strval_t cfg_name;
+/* One allowed value of an enumeration: its YAML spelling and its C value. */
+typedef struct cfg_name {
+  const char *str;
+  int val;
+} cfg_name;
 
 typedef struct cfg_key {
   int section;    /* index into cfg_sections[] */
