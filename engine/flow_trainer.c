@@ -139,30 +139,6 @@ static void flow_run_close(flow_run *f) {
   memset(f, 0, sizeof *f);
 }
 
-/* Rules between keys the flow phases add to drl_config_validate's. */
-static drl_status check_flow_config(const drl_config *cfg, const drl_comm *comm) {
-  const drl_config_tree *t = &cfg->tree;
-  for (int p = 0; p < cfg->trainer.phases.count; ++p)
-    if (!drl_phase_is_flow(cfg->trainer.phases.items[p]))
-      return DRL_FAIL(DRL_ERR_CONFIG, "trainer.phases mixes flow phases with '%s': the flow policy runs only "
-                      "flow_pretrain and flow_grpo", drl_cfg_phase_name(cfg->trainer.phases.items[p]));
-  if (comm && comm->size > 1)
-    return DRL_FAIL(DRL_ERR_CONFIG, "the flow phases run on one process; this job has %d ranks", comm->size);
-  if (cfg->optim.name != DRL_CFG_OPTIM_ADAMW) return DRL_FAIL(DRL_ERR_CONFIG, "the flow phases need optim.name: adamw");
-  if (cfg->flow.time_features % 2 != 0)
-    return DRL_FAIL(DRL_ERR_CONFIG, "flow.time_features (%d) must be even (sin and cos pairs)",
-                    cfg->flow.time_features);
-  if (t->window_start + t->depth > t->steps)
-    return DRL_FAIL(DRL_ERR_CONFIG, "tree.window_start (%d) + tree.depth (%d) must be at most tree.steps (%d)",
-                    t->window_start, t->depth, t->steps);
-  drl_tree_params p = drl_flow_tree_params(cfg, 1);
-  DRL_TRY(drl_tree_params_check(&p));
-  if (drl_tree_rows_needed(&p, t->conditions_per_iter) > (1 << 24))
-    return DRL_FAIL(DRL_ERR_CONFIG, "tree.conditions_per_iter x leaves per condition = %lld points per call: too many",
-                    (long long)drl_tree_rows_needed(&p, t->conditions_per_iter));
-  return DRL_OK;
-}
-
 /* The points the network's activations must hold: a flow-matching batch, the largest tree layer, an eval chunk. */
 static int rows_needed(const drl_config *cfg) {
   drl_tree_params p = drl_flow_tree_params(cfg, 1);
@@ -177,7 +153,7 @@ static drl_status flow_run_open(flow_run *f, const drl_config *cfg, drl_comm *co
   f->cfg = cfg;
   drl_status st = DRL_OK;
   DRL_TRY_GOTO(drl_config_validate(cfg));
-  DRL_TRY_GOTO(check_flow_config(cfg, comm));
+  DRL_TRY_GOTO(drl_config_check_job(cfg, comm ? comm->size : 1));
   DRL_TRY_GOTO(drl_run_env_open(cfg, comm, &f->dev, &f->config_yaml, f->ckpt_path, sizeof f->ckpt_path));
   drl_flow_task_of(cfg, &f->task);
   drl_flow_config fc;

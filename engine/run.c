@@ -84,9 +84,6 @@ static drl_status make_model(drl_run *r, int B_max) {
     const drl_config_moe *e = &r->cfg->moe;
     drl_moe_config moe = {e->experts, e->top_k,    e->d_expert ? e->d_expert : mc->d_ff / e->top_k,
                           e->shared_d_ff, e->first_layer, e->normalize, (float)e->route_scale};
-    if (e->first_layer >= mc->n_layers)
-      return DRL_FAIL(DRL_ERR_CONFIG, "moe.first_layer (%d) leaves no MoE block among model.n_layers = %d",
-                      e->first_layer, mc->n_layers);
     tc.moe = moe;
   }
   return drl_transformer_create(&r->model, &tc, &r->dev, B_max, mc->max_seq, r->cfg->run.seed);

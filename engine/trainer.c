@@ -557,20 +557,6 @@ static int batch_rows(const drl_config *cfg, int shards) {
   return rows > 0 ? rows : 1;
 }
 
-/* Every shard gets whole rows of the phases it runs. */
-static drl_status check_shards(const drl_config *cfg, int shards) {
-  for (int p = 0; p < cfg->trainer.phases.count; ++p) {
-    drl_cfg_phase ph = cfg->trainer.phases.items[p];
-    if (ph == DRL_CFG_PHASE_SFT && cfg->sft.batch_size % shards != 0)
-      return DRL_FAIL(DRL_ERR_CONFIG, "sft.batch_size (%d) must be a multiple of the %d data-parallel shards",
-                      cfg->sft.batch_size, shards);
-    if (ph == DRL_CFG_PHASE_GRPO && cfg->grpo.prompts_per_step % shards != 0)
-      return DRL_FAIL(DRL_ERR_CONFIG, "grpo.prompts_per_step (%d) must be a multiple of the %d data-parallel shards",
-                      cfg->grpo.prompts_per_step, shards);
-  }
-  return DRL_OK;
-}
-
 drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *sum) {
   for (int p = 0; p < cfg->trainer.phases.count; ++p)
     if (drl_phase_is_flow(cfg->trainer.phases.items[p])) return drl_train_flow(cfg, comm, sum);
@@ -583,7 +569,7 @@ drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *s
   drl_run *r = &tr.run;
   drl_status st = DRL_OK;
   int shards = split_shards(cfg, comm);
-  DRL_TRY_GOTO(check_shards(cfg, shards));
+  DRL_TRY_GOTO(drl_config_check_job(cfg, comm ? comm->size : 1));
   DRL_TRY_GOTO(drl_run_open(r, cfg, comm, batch_rows(cfg, shards)));
   DRL_TRY_GOTO(metrics_columns(&tr));
   char devname[256];
