@@ -7,7 +7,6 @@
 
 #include "data/vocab.h"
 #include "engine/config.h"
-#include "engine/flow_policy.h"
 #include "engine/grpo_iterate.h"
 #include "engine/run.h"
 #include "kernels/status.h"
@@ -35,12 +34,7 @@ drl_status drl_engine_create(const char *config_path, const char *const *overrid
   if (!e) return DRL_FAIL(DRL_ERR_OOM, "out of memory for an engine");
   drl_status st = config_path ? drl_config_load_file(&e->cfg, config_path) : drl_config_load_default(&e->cfg);
   for (int i = 0; st == DRL_OK && i < n_overrides; ++i) st = drl_config_set(&e->cfg, overrides[i]);
-  if (st == DRL_OK && e->cfg.optim.name != DRL_CFG_OPTIM_ADAMW)
-    st = DRL_FAIL(DRL_ERR_UNSUPPORTED, "the engine API trains with optim.name: adamw; spsa runs through dynrl train");
-  for (int p = 0; st == DRL_OK && p < e->cfg.trainer.phases.count; ++p)
-    if (drl_flow_policy_phase(e->cfg.trainer.phases.items[p]))
-      st = DRL_FAIL(DRL_ERR_UNSUPPORTED, "the engine API drives the token policy; the flow phases (%s) run through "
-                    "dynrl train", drl_cfg_phase_name(e->cfg.trainer.phases.items[p]));
+  if (st == DRL_OK) st = drl_config_check_api(&e->cfg);
   const drl_config_grpo *g = &e->cfg.grpo;
   int rows = g->prompts_per_step * g->group_size, T = e->cfg.model.max_seq;
   if (st == DRL_OK) st = drl_run_open(&e->run, &e->cfg, NULL, rows < 64 ? rows : 64);

@@ -1,8 +1,9 @@
-/* Run configuration: YAML loaded with libcyaml into plain C structs.
+/* Run configuration: YAML loaded into plain C structs.
  *
  * Every key is declared exactly once, in the DRL_CONFIG_KEYS_<section> tables below. From that one line come the
- * struct member, the libcyaml schema, the default (the embedded default YAML is assembled from the tables), the
- * range, the help text, the --set parser and the printer. Adding a key is one line in one table. */
+ * struct member, the loader's entry, the default (the embedded default YAML is assembled from the tables), the
+ * range, the help text, the --set parser and the printer. Adding a key is one line in one table. The code is in
+ * engine/config_*.c, one file per concern (engine/config_internal.h lists them). */
 #ifndef DRL_CONFIG_H
 #define DRL_CONFIG_H
 
@@ -307,6 +308,14 @@ drl_status drl_config_set(drl_config *cfg, const char *assignment);
 
 /* Checks every key's type and range and the rules between keys (e.g. n_heads divides d_model). */
 drl_status drl_config_validate(const drl_config *cfg);
+
+/* Checks the rules between cfg and a training job on `ranks` processes (cfg validated): token phases split each
+ * batch into whole shards; flow phases are not mixed with token phases, run on one process with AdamW, and give the
+ * sampler valid tree parameters. */
+drl_status drl_config_check_job(const drl_config *cfg, int ranks);
+
+/* Checks what the engine API (include/dynrl.h) runs: AdamW and token phases; DRL_ERR_UNSUPPORTED otherwise. */
+drl_status drl_config_check_api(const drl_config *cfg);
 
 /* Prints cfg as commented YAML (the layout of the default) into a malloc'd string the caller frees; it loads back
  * to an equal config (floats in shortest round-trip form, strings quoted where YAML would misread them). */

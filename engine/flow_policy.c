@@ -62,30 +62,6 @@ int64_t drl_flow_policy_nfe_through(const drl_config *cfg, int it) {
   return n;
 }
 
-/* Rules between keys the flow phases add to drl_config_validate's. */
-drl_status drl_flow_policy_check(const drl_config *cfg, const drl_comm *comm) {
-  const drl_config_tree *t = &cfg->tree;
-  for (int p = 0; p < cfg->trainer.phases.count; ++p)
-    if (!drl_flow_policy_phase(cfg->trainer.phases.items[p]))
-      return DRL_FAIL(DRL_ERR_CONFIG, "trainer.phases mixes flow phases with '%s': the flow policy runs only "
-                      "flow_pretrain and flow_grpo", drl_cfg_phase_name(cfg->trainer.phases.items[p]));
-  if (comm && comm->size > 1)
-    return DRL_FAIL(DRL_ERR_CONFIG, "the flow phases run on one process; this job has %d ranks", comm->size);
-  if (cfg->optim.name != DRL_CFG_OPTIM_ADAMW) return DRL_FAIL(DRL_ERR_CONFIG, "the flow phases need optim.name: adamw");
-  if (cfg->flow.time_features % 2 != 0)
-    return DRL_FAIL(DRL_ERR_CONFIG, "flow.time_features (%d) must be even (sin and cos pairs)",
-                    cfg->flow.time_features);
-  if (t->window_start + t->depth > t->steps)
-    return DRL_FAIL(DRL_ERR_CONFIG, "tree.window_start (%d) + tree.depth (%d) must be at most tree.steps (%d)",
-                    t->window_start, t->depth, t->steps);
-  drl_sde_tree_params p = drl_flow_policy_tree_params(cfg, 1);
-  DRL_TRY(drl_sde_tree_params_check(&p));
-  if (drl_sde_tree_rows_needed(&p, t->conditions_per_iter) > (1 << 24))
-    return DRL_FAIL(DRL_ERR_CONFIG, "tree.conditions_per_iter x leaves per condition = %lld points per call: too many",
-                    (long long)drl_sde_tree_rows_needed(&p, t->conditions_per_iter));
-  return DRL_OK;
-}
-
 /* The points the network's activations must hold: a flow-matching batch, the largest tree layer, an eval chunk. */
 int drl_flow_policy_rows(const drl_config *cfg) {
   drl_sde_tree_params p = drl_flow_policy_tree_params(cfg, 1);

@@ -7,7 +7,6 @@
 #include <stdint.h>
 
 #include "data/flow2d.h"
-#include "distributed/comm.h"
 #include "engine/config.h"
 #include "models/flow.h"
 #include "samplers/sde_tree.h"
@@ -34,9 +33,6 @@ drl_sde_tree_params drl_flow_policy_tree_params(const drl_config *cfg, int it);
 /* Network evaluations of flow_grpo iterations 1..it (sampling and tree.epochs training passes), by the formula of
  * research D.2.6: what the sampler counts, so a resumed run continues the count. */
 int64_t drl_flow_policy_nfe_through(const drl_config *cfg, int it);
-
-/* Rules between keys the flow phases add to drl_config_validate's, for a job of comm's ranks (NULL: one). */
-drl_status drl_flow_policy_check(const drl_config *cfg, const drl_comm *comm);
 
 /* The points the network's activations must hold: a flow-matching batch, the largest tree layer, an eval chunk. */
 int drl_flow_policy_rows(const drl_config *cfg);

@@ -85,9 +85,6 @@ static drl_status make_model(drl_run *r, int B_max) {
     const drl_config_moe *e = &r->cfg->moe;
     drl_moe_config moe = {e->experts, e->top_k,    e->d_expert ? e->d_expert : mc->d_ff / e->top_k,
                           e->shared_d_ff, e->first_layer, e->normalize, (float)e->route_scale};
-    if (e->first_layer >= mc->n_layers)
-      return DRL_FAIL(DRL_ERR_CONFIG, "moe.first_layer (%d) leaves no MoE block among model.n_layers = %d",
-                      e->first_layer, mc->n_layers);
     tc.moe = moe;
   }
   DRL_TRY(drl_transformer_create(&r->model, &tc, &r->dev, B_max, mc->max_seq, r->cfg->run.seed));
@@ -352,7 +349,6 @@ drl_status drl_run_open(drl_run *r, const drl_config *cfg, drl_comm *comm, int B
   drl_status st = DRL_OK;
   for (int p = 0; p < cfg->trainer.phases.count; ++p) r->flow_policy |= drl_flow_policy_phase(cfg->trainer.phases.items[p]);
   DRL_TRY_GOTO(drl_config_validate(cfg));
-  if (r->flow_policy) DRL_TRY_GOTO(drl_flow_policy_check(cfg, comm));
   DRL_TRY_GOTO(open_env(cfg, comm, &r->dev, &r->config_yaml, r->ckpt_path, sizeof r->ckpt_path));
   if (r->flow_policy) {
     DRL_TRY_GOTO(make_flow(r, B_max));

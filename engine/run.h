@@ -36,7 +36,7 @@ typedef struct drl_run {
   int flow_policy;        /* the phases are flow phases: the policy is `flow`, else `model` */
   drl_params *ps;         /* the policy's parameter set (model.ps or flow.ps) */
   int64_t optim_step;     /* AdamW steps so far, across phases (bias correction) */
-  drl_bad_steps bad;      /* skipped steps (engine/rl_step.h) */
+  drl_bad_steps bad;      /* skipped steps (drl_run_count_step) */
   drl_dp dp;              /* data parallelism over the job's ranks and the shards of every batch */
   /* the token policy */
   drl_dataset data;       /* examples [0, n_train) train; the next n_eval are held out */

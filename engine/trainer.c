@@ -55,20 +55,6 @@ static int batch_rows(const drl_config *cfg, int shards, int flow) {
   return rows > 0 ? rows : 1;
 }
 
-/* Every shard gets whole rows of the phases it runs. */
-static drl_status check_shards(const drl_config *cfg, int shards) {
-  for (int p = 0; p < cfg->trainer.phases.count; ++p) {
-    drl_cfg_phase ph = cfg->trainer.phases.items[p];
-    if (ph == DRL_CFG_PHASE_SFT && cfg->sft.batch_size % shards != 0)
-      return DRL_FAIL(DRL_ERR_CONFIG, "sft.batch_size (%d) must be a multiple of the %d data-parallel shards",
-                      cfg->sft.batch_size, shards);
-    if (ph == DRL_CFG_PHASE_GRPO && cfg->grpo.prompts_per_step % shards != 0)
-      return DRL_FAIL(DRL_ERR_CONFIG, "grpo.prompts_per_step (%d) must be a multiple of the %d data-parallel shards",
-                      cfg->grpo.prompts_per_step, shards);
-  }
-  return DRL_OK;
-}
-
 /* Validates cfg for a job of comm's ranks and opens the run with its metrics columns. */
 static drl_status open_trainer(drl_trainer *tr, const drl_config *cfg, drl_comm *comm) {
   memset(tr, 0, sizeof *tr);
@@ -77,13 +63,9 @@ static drl_status open_trainer(drl_trainer *tr, const drl_config *cfg, drl_comm 
   int flow = 0;
   for (int p = 0; p < cfg->trainer.phases.count; ++p) flow |= drl_flow_policy_phase(cfg->trainer.phases.items[p]);
   int shards = split_shards(cfg, comm);
-  if (flow) {
-    /* drl_flow_policy_rows reads the tree keys: checked first */
-    DRL_TRY(drl_config_validate(cfg));
-    DRL_TRY(drl_flow_policy_check(cfg, comm));
-  } else {
-    DRL_TRY(check_shards(cfg, shards));
-  }
+  /* before batch_rows, which reads the keys */
+  DRL_TRY(drl_config_validate(cfg));
+  DRL_TRY(drl_config_check_job(cfg, comm ? comm->size : 1));
   DRL_TRY(drl_run_open(&tr->run, cfg, comm, batch_rows(cfg, shards, flow)));
   return drl_phase_columns(tr);
 }

@@ -375,7 +375,7 @@ TEST(Config, WrongTypeNamesKeyAndExpectedType) {
   EXPECT_TRUE(Contains(msg, "test.yaml:2:"));
   EXPECT_TRUE(Contains(msg, "model.d_model: expected an integer in [1, 65536], got 'abc'"));
 
-  // libcyaml alone would take these as 1, 0.001 and 8 (octal); the pre-check refuses them.
+  // A lax reader (strtoll/strtod, YAML 1.1 octal) would take these as 1, 0.001 and 8; they are refused.
   EXPECT_TRUE(Contains(load_error("model: {d_model: 1.5}"), "model.d_model: expected an integer"));
   EXPECT_TRUE(Contains(load_error("optim: {lr: 1e-3x}"), "optim.lr: expected a number"));
   EXPECT_TRUE(Contains(load_error("model: {n_layers: 010}"), "leading zeros"));
@@ -546,6 +546,76 @@ TEST(Config, ValidateChecksRangesAndRulesBetweenKeys) {
   EXPECT_EQ(drl_config_validate(&c), DRL_OK) << last_error();
 }
 
+TEST(Config, MoeFirstLayerMustLeaveAnMoeBlock) {
+  drl_config c = defaults();
+  c.moe.first_layer = 4;  // dense FFN: moe.* is unused
+  EXPECT_EQ(drl_config_validate(&c), DRL_OK) << last_error();
+  c.model.ffn = DRL_CFG_FFN_MOE;
+  EXPECT_EQ(drl_config_validate(&c), DRL_ERR_CONFIG);
+  EXPECT_TRUE(Contains(last_error(), "moe.first_layer (4) leaves no MoE block among model.n_layers = 4"));
+  c.moe.first_layer = 3;
+  EXPECT_EQ(drl_config_validate(&c), DRL_OK) << last_error();
+}
+
+// The rules between a config and the job that runs it: the rank count, the flow policy's limits.
+TEST(Config, CheckJobShardsAndFlowRules) {
+  drl_config c = defaults();  // sft.batch_size 32, grpo.prompts_per_step 8
+  EXPECT_EQ(drl_config_check_job(&c, 1), DRL_OK) << last_error();
+  EXPECT_EQ(drl_config_check_job(&c, 8), DRL_OK) << last_error();
+  EXPECT_EQ(drl_config_check_job(&c, 3), DRL_ERR_CONFIG);
+  EXPECT_TRUE(Contains(last_error(), "sft.batch_size (32) must be a multiple of the 3 data-parallel shards"));
+  c.dist.shards = 16;  // the shard count, whatever the ranks
+  EXPECT_EQ(drl_config_check_job(&c, 1), DRL_ERR_CONFIG);
+  EXPECT_TRUE(Contains(last_error(), "grpo.prompts_per_step (8) must be a multiple of the 16 data-parallel shards"));
+  c.trainer.phases.count = 1;  // sft alone
+  EXPECT_EQ(drl_config_check_job(&c, 1), DRL_OK) << last_error();
+  c = defaults();
+  c.optim.name = DRL_CFG_OPTIM_SPSA;  // every contribution takes a whole batch
+  EXPECT_EQ(drl_config_check_job(&c, 3), DRL_OK) << last_error();
+
+  c = defaults();
+  set_ok(&c, "trainer.phases=flow_pretrain,flow_grpo");
+  EXPECT_EQ(drl_config_check_job(&c, 1), DRL_OK) << last_error();
+  EXPECT_EQ(drl_config_check_job(&c, 2), DRL_ERR_CONFIG);
+  EXPECT_TRUE(Contains(last_error(), "the flow phases run on one process; this job has 2 ranks"));
+  set_ok(&c, "trainer.phases=flow_grpo,grpo");
+  EXPECT_EQ(drl_config_check_job(&c, 1), DRL_ERR_CONFIG);
+  EXPECT_TRUE(Contains(last_error(), "trainer.phases mixes flow phases with 'grpo'"));
+  set_ok(&c, "trainer.phases=flow_grpo");
+  set_ok(&c, "optim.name=spsa");
+  EXPECT_EQ(drl_config_check_job(&c, 1), DRL_ERR_CONFIG);
+  EXPECT_TRUE(Contains(last_error(), "the flow phases need optim.name: adamw"));
+  set_ok(&c, "optim.name=adamw");
+  set_ok(&c, "flow.time_features=15");
+  EXPECT_EQ(drl_config_check_job(&c, 1), DRL_ERR_CONFIG);
+  EXPECT_TRUE(Contains(last_error(), "flow.time_features (15) must be even"));
+  set_ok(&c, "flow.time_features=16");
+  set_ok(&c, "tree.window_start=7");
+  EXPECT_EQ(drl_config_check_job(&c, 1), DRL_ERR_CONFIG);
+  EXPECT_TRUE(Contains(last_error(), "tree.window_start (7) + tree.depth (4) must be at most tree.steps (10)"));
+  set_ok(&c, "tree.window_start=0");
+  set_ok(&c, "tree.conditions_per_iter=65536");
+  set_ok(&c, "tree.branch=8");  // 65536 x 8^4 leaves
+  EXPECT_EQ(drl_config_check_job(&c, 1), DRL_ERR_CONFIG);
+  EXPECT_TRUE(Contains(last_error(), "tree.conditions_per_iter x leaves per condition = 268435456 points per call"));
+
+  EXPECT_EQ(drl_config_check_job(nullptr, 1), DRL_ERR_INVALID_ARG);
+  EXPECT_EQ(drl_config_check_job(&c, 0), DRL_ERR_INVALID_ARG);
+}
+
+TEST(Config, CheckApiRefusesSpsaAndFlowPhases) {
+  drl_config c = defaults();
+  EXPECT_EQ(drl_config_check_api(&c), DRL_OK) << last_error();
+  c.optim.name = DRL_CFG_OPTIM_SPSA;
+  EXPECT_EQ(drl_config_check_api(&c), DRL_ERR_UNSUPPORTED);
+  EXPECT_TRUE(Contains(last_error(), "the engine API trains with optim.name: adamw"));
+  c = defaults();
+  set_ok(&c, "trainer.phases=flow_pretrain");
+  EXPECT_EQ(drl_config_check_api(&c), DRL_ERR_UNSUPPORTED);
+  EXPECT_TRUE(Contains(last_error(), "the flow phases (flow_pretrain) run through dynrl train"));
+  EXPECT_EQ(drl_config_check_api(nullptr), DRL_ERR_INVALID_ARG);
+}
+
 TEST(Config, EqualSeesEveryKindOfDifference) {
   drl_config a = defaults();
   EXPECT_TRUE(drl_config_equal(&a, &a));
@@ -570,15 +640,15 @@ TEST(Config, EqualSeesEveryKindOfDifference) {
   EXPECT_TRUE(drl_config_equal(&a, &b));
 }
 
-// Aliases pass the pre-check unchecked and libcyaml refuses them: its log, captured through log_fn, is the message.
-TEST(Config, LibcyamlMessagesAreCapturedNotPrinted) {
+// Aliases are refused with the key and line they stand at, and nothing is printed.
+TEST(Config, AliasesAreRefusedNotPrinted) {
   ::testing::internal::CaptureStderr();
   std::string msg = load_error("sft: {steps: &n 5}\ngrpo:\n  steps: *n\n");
   std::string err = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(err, "");
-  EXPECT_TRUE(Contains(msg, "test.yaml: libcyaml: YAML alias unsupported"));
-  EXPECT_TRUE(Contains(msg, "in mapping field 'grpo' (line: 3"));
-  EXPECT_TRUE(Contains(load_error("trainer: {phases: [sft, *p]}\n"), "libcyaml"));
+  EXPECT_TRUE(Contains(msg, "test.yaml:3: grpo.steps: YAML aliases (*n) are not supported"));
+  EXPECT_TRUE(Contains(load_error("trainer: {phases: [sft, *p]}\n"), "test.yaml:1: trainer.phases: YAML aliases (*p)"));
+  EXPECT_TRUE(Contains(load_error("sft: &s {steps: 5}\ngrpo: *s\n"), "test.yaml:2: section 'grpo': YAML aliases (*s)"));
   // An anchor without an alias is harmless.
   drl_config c = load_ok("sft: {steps: &n 5}\n");
   EXPECT_EQ(c.sft.steps, 5);
