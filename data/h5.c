@@ -1,24 +1,17 @@
-/* HDF5 helpers: checked calls, an atomic writer, a validating reader (see h5.h for the file format choices). */
+/* HDF5 helpers: checked calls, types, argument checks and a validating reader (see h5.h for the file format choices;
+ * the writer is h5_write.c). */
 #define _POSIX_C_SOURCE 200809L
 
 #include "h5.h"
+#include "h5_internal.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "kernels/fault.h"
-
-/* Arrays up to this size live in their (checksummed) object header; larger ones are chunked with Fletcher-32. */
-#define COMPACT_MAX_BYTES 4096
-/* Chunk size: large enough for full-speed I/O, at most the default 1 MiB chunk cache. */
-#define CHUNK_TARGET_BYTES (1u << 20)
 /* A fixed-length string attribute longer than this is taken as corruption, not as data. */
 #define STRING_ATTR_MAX_BYTES (1u << 20)
 
@@ -72,7 +65,7 @@ void drl_h5_no_exit_cleanup(void) { H5dont_atexit(); }
 
 /* ---- types ---- */
 
-static int type_valid(drl_h5_type t) { return t >= DRL_H5_INT32 && t <= DRL_H5_FLOAT64; }
+int drl_h5_type_valid(drl_h5_type t) { return t >= DRL_H5_INT32 && t <= DRL_H5_FLOAT64; }
 
 const char *drl_h5_type_name(drl_h5_type t) {
   switch (t) {
@@ -110,7 +103,7 @@ hid_t drl_h5_file_type(drl_h5_type t) {
   return H5I_INVALID_HID;
 }
 
-static hid_t mem_type(drl_h5_type t) {
+hid_t drl_h5_mem_type(drl_h5_type t) {
   switch (t) {
     case DRL_H5_INT32: return H5T_NATIVE_INT32;
     case DRL_H5_INT64: return H5T_NATIVE_INT64;
@@ -163,16 +156,12 @@ static int type_matches(hid_t tid, drl_h5_type t) {
 
 /* ---- argument checks ---- */
 
-static int is_open(hid_t id) { return id > 0; }
-
-static drl_status check_file(const drl_h5_file *f) {
-  if (!f || !is_open(f->id)) return DRL_FAIL(DRL_ERR_INVALID_ARG, "HDF5 file is not open");
+drl_status drl_h5_check_file(const drl_h5_file *f) {
+  if (!f || !drl_h5_is_open(f->id)) return DRL_FAIL(DRL_ERR_INVALID_ARG, "HDF5 file is not open");
   return DRL_OK;
 }
 
-/* Object names are absolute or relative to the root, with no empty components ("a//b", "a/") so that each
- * prefix names a real link. */
-static drl_status check_name(const drl_h5_file *f, const char *name, const char *what) {
+drl_status drl_h5_check_name(const drl_h5_file *f, const char *name, const char *what) {
   if (!name || !name[0]) return DRL_FAIL(DRL_ERR_INVALID_ARG, "%s: empty %s name", f->path, what);
   size_t len = strlen(name);
   if (len >= DRL_H5_PATH_CAP) return DRL_FAIL(DRL_ERR_INVALID_ARG, "%s: %s name too long", f->path, what);
@@ -182,8 +171,7 @@ static drl_status check_name(const drl_h5_file *f, const char *name, const char 
   return DRL_OK;
 }
 
-/* Element count of a shape; fails on negative dimensions or overflow of int64 bytes. */
-static drl_status shape_count(const drl_h5_file *f, const char *name, int rank, const int64_t *shape, size_t esize,
+drl_status drl_h5_shape_count(const drl_h5_file *f, const char *name, int rank, const int64_t *shape, size_t esize,
                               int64_t *count) {
   if (rank < 0 || rank > DRL_H5_MAX_RANK)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "%s in %s: rank %d outside [0, %d]", name, f->path, rank, DRL_H5_MAX_RANK);
@@ -203,7 +191,7 @@ static drl_status shape_count(const drl_h5_file *f, const char *name, int rank, 
 
 /* ---- objects ---- */
 
-static drl_status exists_in(const drl_h5_file *f, const char *name, int *exists) {
+drl_status drl_h5_exists_in(const drl_h5_file *f, const char *name, int *exists) {
   *exists = 0;
   if (strcmp(name, "/") == 0) {
     *exists = 1;
@@ -231,14 +219,13 @@ static drl_status exists_in(const drl_h5_file *f, const char *name, int *exists)
 }
 
 drl_status drl_h5_exists(const drl_h5_file *f, const char *name, int *exists) {
-  DRL_TRY(check_file(f));
-  DRL_TRY(check_name(f, name, "object"));
+  DRL_TRY(drl_h5_check_file(f));
+  DRL_TRY(drl_h5_check_name(f, name, "object"));
   if (!exists) return DRL_FAIL(DRL_ERR_INVALID_ARG, "%s: NULL exists", f->path);
-  return exists_in(f, name, exists);
+  return drl_h5_exists_in(f, name, exists);
 }
 
-/* Group creation properties that leave out timestamps: the same content gives the same file bytes. */
-static hid_t untimed_plist(hid_t cls) {
+hid_t drl_h5_untimed_plist(hid_t cls) {
   hid_t p = H5Pcreate(cls);
   if (p < 0) return p;
   if (H5Pset_obj_track_times(p, 0) < 0) {
@@ -248,21 +235,20 @@ static hid_t untimed_plist(hid_t cls) {
   return p;
 }
 
-/* Creates the groups of every prefix of name that does not exist yet; the last component too when include_last. */
-static drl_status make_groups(drl_h5_file *f, const char *name, int include_last) {
+drl_status drl_h5_make_groups(drl_h5_file *f, const char *name, int include_last) {
   drl_status st = DRL_OK;
   hid_t gcpl = H5I_INVALID_HID, g = H5I_INVALID_HID;
   char buf[DRL_H5_PATH_CAP];
   snprintf(buf, sizeof buf, "%s", name);
   size_t len = strlen(buf);
-  H5_CHECK_AT_GOTO(gcpl = untimed_plist(H5P_GROUP_CREATE), f->path, name);
+  H5_CHECK_AT_GOTO(gcpl = drl_h5_untimed_plist(H5P_GROUP_CREATE), f->path, name);
   for (size_t i = 1; i <= len; i++) {
     if (i < len && buf[i] != '/') continue;
     if (i == len && !include_last) break;
     char saved = buf[i];
     buf[i] = '\0';
     int exists = 0;
-    st = exists_in(f, buf, &exists);
+    st = drl_h5_exists_in(f, buf, &exists);
     if (st == DRL_OK && !exists) {
       g = H5Gcreate2(f->id, buf, H5P_DEFAULT, gcpl, H5P_DEFAULT);
       if (g < 0) st = drl_h5_fail(__FILE__, __LINE__, "H5Gcreate2(file, group)", f->path, buf);
@@ -273,243 +259,8 @@ static drl_status make_groups(drl_h5_file *f, const char *name, int include_last
     if (st != DRL_OK) goto done;
   }
 done:
-  if (is_open(gcpl)) H5Pclose(gcpl);
+  if (drl_h5_is_open(gcpl)) H5Pclose(gcpl);
   return st;
-}
-
-/* ---- writing ---- */
-
-/* The directory part of path ("." when there is none), for the fsync that makes a rename durable. */
-static void dir_of(const char *path, char *buf, size_t cap) {
-  snprintf(buf, cap, "%s", path);
-  char *slash = strrchr(buf, '/');
-  if (!slash) snprintf(buf, cap, ".");
-  else if (slash == buf) buf[1] = '\0';
-  else *slash = '\0';
-}
-
-/* Removes path's temp files left by writers that no longer run (killed mid-write): each is a whole checkpoint's size,
- * and a run that crashes repeatedly would pile them up. A temp file of a live process is left alone. */
-static void remove_dead_temps(const char *path) {
-  char dir[DRL_H5_PATH_CAP];
-  dir_of(path, dir, sizeof dir);
-  const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
-  char prefix[DRL_H5_PATH_CAP];
-  snprintf(prefix, sizeof prefix, "%s.tmp.", base);
-  size_t n = strlen(prefix);
-  DIR *d = opendir(dir);
-  if (!d) return;
-  for (struct dirent *e; (e = readdir(d)) != NULL;) {
-    if (strncmp(e->d_name, prefix, n) != 0 || !e->d_name[n]) continue;
-    char *end = NULL;
-    long pid = strtol(e->d_name + n, &end, 10);
-    if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
-    char stale[2 * DRL_H5_PATH_CAP + 2];
-    snprintf(stale, sizeof stale, "%s/%s", dir, e->d_name);
-    unlink(stale);
-  }
-  closedir(d);
-}
-
-drl_status drl_h5_writer_open(drl_h5_writer *w, const char *path) {
-  drl_status st = DRL_OK;
-  hid_t fapl = H5I_INVALID_HID, fcpl = H5I_INVALID_HID;
-  if (!w) return DRL_FAIL(DRL_ERR_INVALID_ARG, "NULL writer");
-  memset(w, 0, sizeof *w);
-  w->file.id = H5I_INVALID_HID;
-  if (!path || !path[0]) return DRL_FAIL(DRL_ERR_INVALID_ARG, "empty output path");
-  if (strlen(path) >= DRL_H5_PATH_CAP) return DRL_FAIL(DRL_ERR_INVALID_ARG, "output path too long: %.64s...", path);
-  drl_h5_quiet();
-  snprintf(w->file.path, sizeof w->file.path, "%s", path);
-  snprintf(w->tmp_path, sizeof w->tmp_path, "%s.tmp.%ld", path, (long)getpid());
-  /* A stale temp file of ours (pid reuse after a crash) is garbage: start from nothing. */
-  if (unlink(w->tmp_path) != 0 && errno != ENOENT) {
-    st = DRL_FAIL(DRL_ERR_IO, "%s: cannot remove stale temp file %s: %s", path, w->tmp_path, strerror(errno));
-    goto done;
-  }
-  remove_dead_temps(path);
-  H5_CHECK_AT_GOTO(fapl = H5Pcreate(H5P_FILE_ACCESS), path, NULL);
-  /* The 1.10 format: checksummed superblock, object headers and chunk indexes. */
-  H5_CHECK_AT_GOTO(H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110), path, NULL);
-  /* Closing the file closes every object still open in it: no handle outlives the file. */
-  H5_CHECK_AT_GOTO(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), path, NULL);
-  H5_CHECK_AT_GOTO(fcpl = untimed_plist(H5P_FILE_CREATE), path, NULL);
-  H5_CHECK_AT_GOTO(w->file.id = H5Fcreate(w->tmp_path, H5F_ACC_TRUNC, fcpl, fapl), path, NULL);
-  drl_fault_reach("h5_created");
-done:
-  if (is_open(fapl)) H5Pclose(fapl);
-  if (is_open(fcpl)) H5Pclose(fcpl);
-  if (st != DRL_OK) {
-    unlink(w->tmp_path);
-    memset(w, 0, sizeof *w);
-    w->file.id = H5I_INVALID_HID;
-  }
-  return st;
-}
-
-
-static drl_status fsync_path(const char *what, const char *path, int flags) {
-  int fd = open(path, flags);
-  if (fd < 0) return DRL_FAIL(DRL_ERR_IO, "%s: cannot open %s for fsync: %s", what, path, strerror(errno));
-  int rc = fsync(fd);
-  int err = errno;
-  close(fd);
-  /* Some file systems cannot fsync a directory (EINVAL); the rename itself is still atomic there. */
-  if (rc != 0 && !(err == EINVAL && (flags & O_DIRECTORY)))
-    return DRL_FAIL(DRL_ERR_IO, "%s: fsync of %s failed: %s", what, path, strerror(err));
-  return DRL_OK;
-}
-
-drl_status drl_h5_writer_commit(drl_h5_writer *w) {
-  drl_status st = DRL_OK;
-  if (!w || !is_open(w->file.id)) return DRL_FAIL(DRL_ERR_INVALID_ARG, "commit of a writer that is not open");
-  const char *path = w->file.path;
-  /* The named points are where the tests kill a writer (kernels/fault.h). */
-  drl_fault_reach("h5_written");
-  H5_CHECK_AT_GOTO(H5Fflush(w->file.id, H5F_SCOPE_GLOBAL), path, NULL);
-  herr_t rc = H5Fclose(w->file.id);
-  w->file.id = H5I_INVALID_HID;
-  DRL_H5_CHECK_GOTO_(rc, "H5Fclose", path, NULL);
-  drl_fault_reach("h5_closed");
-  DRL_TRY_GOTO(fsync_path(path, w->tmp_path, O_RDONLY));
-  drl_fault_reach("h5_synced");
-  if (rename(w->tmp_path, path) != 0) {
-    st = DRL_FAIL(DRL_ERR_IO, "%s: rename from %s failed: %s", path, w->tmp_path, strerror(errno));
-    goto done;
-  }
-  w->tmp_path[0] = '\0'; /* renamed: nothing left to remove */
-  drl_fault_reach("h5_renamed");
-  char dir[DRL_H5_PATH_CAP];
-  dir_of(path, dir, sizeof dir);
-  DRL_TRY_GOTO(fsync_path(path, dir, O_RDONLY | O_DIRECTORY));
-done:
-  drl_h5_writer_abort(w);
-  return st;
-}
-
-void drl_h5_writer_abort(drl_h5_writer *w) {
-  if (!w) return;
-  if (is_open(w->file.id)) {
-    if (H5Fclose(w->file.id) < 0) H5Eclear2(H5E_DEFAULT);
-  }
-  if (w->tmp_path[0]) unlink(w->tmp_path);
-  memset(w, 0, sizeof *w);
-  w->file.id = H5I_INVALID_HID;
-}
-
-/* Chunk extent: whole trailing dimensions where they fit, about CHUNK_TARGET_BYTES per chunk. */
-static void chunk_dims(int rank, const hsize_t *dims, size_t esize, hsize_t *chunk) {
-  hsize_t target = CHUNK_TARGET_BYTES / esize;
-  for (int i = 0; i < rank; i++) {
-    hsize_t rest = 1;
-    for (int j = i + 1; j < rank; j++) rest *= dims[j];
-    hsize_t c = target / rest;
-    if (c < 1) c = 1;
-    if (c > dims[i]) c = dims[i];
-    chunk[i] = c;
-    /* What is left of the budget goes to the later dimensions. */
-    target = target / c;
-    if (target < 1) target = 1;
-  }
-}
-
-drl_status drl_h5_write_array(drl_h5_file *f, const char *name, drl_h5_type type, int rank, const int64_t *shape,
-                              const void *data) {
-  drl_status st = DRL_OK;
-  hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
-  DRL_TRY(check_file(f));
-  DRL_TRY(check_name(f, name, "dataset"));
-  if (!type_valid(type)) return DRL_FAIL(DRL_ERR_INVALID_ARG, "%s in %s: invalid element type %d", name, f->path,
-                                         (int)type);
-  size_t esize = drl_h5_type_size(type);
-  int64_t count = 0;
-  DRL_TRY(shape_count(f, name, rank, shape, esize, &count));
-  if (count > 0 && !data) return DRL_FAIL(DRL_ERR_INVALID_ARG, "%s in %s: NULL data", name, f->path);
-  hsize_t dims[DRL_H5_MAX_RANK], chunk[DRL_H5_MAX_RANK];
-  for (int i = 0; i < rank; i++) dims[i] = (hsize_t)shape[i];
-
-  DRL_TRY_GOTO(make_groups(f, name, 0));
-  if (rank == 0) {
-    H5_CHECK_AT_GOTO(space = H5Screate(H5S_SCALAR), f->path, name);
-  } else {
-    H5_CHECK_AT_GOTO(space = H5Screate_simple(rank, dims, NULL), f->path, name);
-  }
-  H5_CHECK_AT_GOTO(dcpl = untimed_plist(H5P_DATASET_CREATE), f->path, name);
-  if ((uint64_t)count * esize <= COMPACT_MAX_BYTES) {
-    H5_CHECK_AT_GOTO(H5Pset_layout(dcpl, H5D_COMPACT), f->path, name);
-  } else {
-    chunk_dims(rank, dims, esize, chunk);
-    H5_CHECK_AT_GOTO(H5Pset_chunk(dcpl, rank, chunk), f->path, name);
-    H5_CHECK_AT_GOTO(H5Pset_fletcher32(dcpl), f->path, name);
-  }
-  H5_CHECK_AT_GOTO(dset = H5Dcreate2(f->id, name, drl_h5_file_type(type), space, H5P_DEFAULT, dcpl, H5P_DEFAULT), f->path,
-                   name);
-  if (count > 0) H5_CHECK_AT_GOTO(H5Dwrite(dset, mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data), f->path, name);
-  /* Closing writes the cached chunks: its failure is a write failure. */
-  herr_t rc = H5Dclose(dset);
-  dset = H5I_INVALID_HID;
-  DRL_H5_CHECK_GOTO_(rc, "H5Dclose", f->path, name);
-done:
-  if (is_open(dset)) H5Dclose(dset);
-  if (is_open(dcpl)) H5Pclose(dcpl);
-  if (is_open(space)) H5Sclose(space);
-  return st;
-}
-
-drl_status drl_h5_write_array1d(drl_h5_file *f, const char *name, drl_h5_type type, int64_t n, const void *data) {
-  return drl_h5_write_array(f, name, type, 1, &n, data);
-}
-
-/* Replaces attribute attr of obj (created as a group when missing) with a scalar of file type ftype. */
-static drl_status write_attr(drl_h5_file *f, const char *obj, const char *attr, hid_t ftype, hid_t mtype,
-                             const void *value) {
-  drl_status st = DRL_OK;
-  hid_t o = H5I_INVALID_HID, space = H5I_INVALID_HID, a = H5I_INVALID_HID;
-  DRL_TRY(check_file(f));
-  DRL_TRY(check_name(f, obj, "object"));
-  if (!attr || !attr[0]) return DRL_FAIL(DRL_ERR_INVALID_ARG, "%s in %s: empty attribute name", obj, f->path);
-  int exists = 0;
-  DRL_TRY(exists_in(f, obj, &exists));
-  if (!exists) DRL_TRY(make_groups(f, obj, 1));
-  H5_CHECK_AT_GOTO(o = H5Oopen(f->id, obj, H5P_DEFAULT), f->path, obj);
-  htri_t had = H5Aexists(o, attr);
-  H5_CHECK_AT_GOTO(had, f->path, obj);
-  if (had) H5_CHECK_AT_GOTO(H5Adelete(o, attr), f->path, obj);
-  H5_CHECK_AT_GOTO(space = H5Screate(H5S_SCALAR), f->path, obj);
-  H5_CHECK_AT_GOTO(a = H5Acreate2(o, attr, ftype, space, H5P_DEFAULT, H5P_DEFAULT), f->path, obj);
-  H5_CHECK_AT_GOTO(H5Awrite(a, mtype, value), f->path, obj);
-  herr_t rc = H5Aclose(a);
-  a = H5I_INVALID_HID;
-  DRL_H5_CHECK_GOTO_(rc, "H5Aclose", f->path, obj);
-done:
-  if (is_open(a)) H5Aclose(a);
-  if (is_open(space)) H5Sclose(space);
-  if (is_open(o)) H5Oclose(o);
-  return st;
-}
-
-drl_status drl_h5_write_attr_string(drl_h5_file *f, const char *obj, const char *attr, const char *value) {
-  drl_status st = DRL_OK;
-  hid_t t = H5I_INVALID_HID;
-  DRL_TRY(check_file(f));
-  if (!value) return DRL_FAIL(DRL_ERR_INVALID_ARG, "%s: NULL value for attribute %s", f->path, attr ? attr : "?");
-  /* Fixed length (stored inside the checksummed object header), NUL-terminated, so "" is one byte. */
-  H5_CHECK_AT_GOTO(t = H5Tcopy(H5T_C_S1), f->path, obj);
-  H5_CHECK_AT_GOTO(H5Tset_size(t, strlen(value) + 1), f->path, obj);
-  H5_CHECK_AT_GOTO(H5Tset_strpad(t, H5T_STR_NULLTERM), f->path, obj);
-  H5_CHECK_AT_GOTO(H5Tset_cset(t, H5T_CSET_ASCII), f->path, obj);
-  st = write_attr(f, obj, attr, t, t, value);
-done:
-  if (is_open(t)) H5Tclose(t);
-  return st;
-}
-
-drl_status drl_h5_write_attr_int64(drl_h5_file *f, const char *obj, const char *attr, int64_t value) {
-  return write_attr(f, obj, attr, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
-}
-
-drl_status drl_h5_write_attr_double(drl_h5_file *f, const char *obj, const char *attr, double value) {
-  return write_attr(f, obj, attr, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
 }
 
 /* ---- reading ---- */
@@ -538,7 +289,7 @@ drl_status drl_h5_open_read(const char *path, drl_h5_file *f) {
   snprintf(f->path, sizeof f->path, "%s", path);
   H5_CHECK_AT_GOTO(f->id = H5Fopen(path, H5F_ACC_RDONLY, fapl), path, NULL);
 done:
-  if (is_open(fapl)) H5Pclose(fapl);
+  if (drl_h5_is_open(fapl)) H5Pclose(fapl);
   if (st != DRL_OK) {
     memset(f, 0, sizeof *f);
     f->id = H5I_INVALID_HID;
@@ -548,17 +299,17 @@ done:
 
 void drl_h5_close(drl_h5_file *f) {
   if (!f) return;
-  if (is_open(f->id) && H5Fclose(f->id) < 0) H5Eclear2(H5E_DEFAULT);
+  if (drl_h5_is_open(f->id) && H5Fclose(f->id) < 0) H5Eclear2(H5E_DEFAULT);
   f->id = H5I_INVALID_HID;
 }
 
 /* Opens dataset name after checking it exists (so "not found" is a plain message). */
 static drl_status open_dataset(const drl_h5_file *f, const char *name, hid_t *dset) {
   *dset = H5I_INVALID_HID;
-  DRL_TRY(check_file(f));
-  DRL_TRY(check_name(f, name, "dataset"));
+  DRL_TRY(drl_h5_check_file(f));
+  DRL_TRY(drl_h5_check_name(f, name, "dataset"));
   int exists = 0;
-  DRL_TRY(exists_in(f, name, &exists));
+  DRL_TRY(drl_h5_exists_in(f, name, &exists));
   if (!exists) return DRL_FAIL(DRL_ERR_FORMAT, "%s in %s: not found", name, f->path);
   H5_CHECK_AT(*dset = H5Dopen2(f->id, name, H5P_DEFAULT), f->path, name);
   return DRL_OK;
@@ -590,7 +341,7 @@ static drl_status check_stored(const drl_h5_file *f, const char *name, hid_t dse
                   "missing or truncated data", name, f->path, (unsigned long long)bytes, (unsigned long long)stored,
                   (unsigned long long)file_size);
 done:
-  if (is_open(dcpl)) H5Pclose(dcpl);
+  if (drl_h5_is_open(dcpl)) H5Pclose(dcpl);
   return st;
 }
 
@@ -599,7 +350,7 @@ static drl_status inspect_dataset(const drl_h5_file *f, const char *name, hid_t 
                                   int64_t *shape, int64_t *count) {
   drl_status st = DRL_OK;
   hid_t t = H5I_INVALID_HID, space = H5I_INVALID_HID;
-  if (!type_valid(type))
+  if (!drl_h5_type_valid(type))
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "%s in %s: invalid element type %d", name, f->path, (int)type);
   if (rank < 0 || rank > DRL_H5_MAX_RANK)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "%s in %s: rank %d outside [0, %d]", name, f->path, rank, DRL_H5_MAX_RANK);
@@ -640,8 +391,8 @@ static drl_status inspect_dataset(const drl_h5_file *f, const char *name, hid_t 
   DRL_TRY_GOTO(check_stored(f, name, dset, (uint64_t)n * esize));
   *count = n;
 done:
-  if (is_open(space)) H5Sclose(space);
-  if (is_open(t)) H5Tclose(t);
+  if (drl_h5_is_open(space)) H5Sclose(space);
+  if (drl_h5_is_open(t)) H5Tclose(t);
   return st;
 }
 
@@ -652,7 +403,7 @@ drl_status drl_h5_array_shape(const drl_h5_file *f, const char *name, drl_h5_typ
   DRL_TRY_GOTO(open_dataset(f, name, &dset));
   DRL_TRY_GOTO(inspect_dataset(f, name, dset, type, rank, shape, &count));
 done:
-  if (is_open(dset)) H5Dclose(dset);
+  if (drl_h5_is_open(dset)) H5Dclose(dset);
   return st;
 }
 
@@ -677,12 +428,12 @@ drl_status drl_h5_read_array(const drl_h5_file *f, const char *name, drl_h5_type
     st = DRL_FAIL(DRL_ERR_OOM, "%s in %s: cannot allocate %zu bytes", name, f->path, bytes);
     goto done;
   }
-  if (count > 0) H5_CHECK_AT_GOTO(H5Dread(dset, mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf), f->path, name);
+  if (count > 0) H5_CHECK_AT_GOTO(H5Dread(dset, drl_h5_mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf), f->path, name);
   *data = buf;
   buf = NULL;
 done:
   free(buf);
-  if (is_open(dset)) H5Dclose(dset);
+  if (drl_h5_is_open(dset)) H5Dclose(dset);
   return st;
 }
 
@@ -705,9 +456,9 @@ drl_status drl_h5_read_array_into(const drl_h5_file *f, const char *name, drl_h5
     st = DRL_FAIL(DRL_ERR_INVALID_ARG, "%s in %s: NULL data", name, f->path);
     goto done;
   }
-  if (count > 0) H5_CHECK_AT_GOTO(H5Dread(dset, mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data), f->path, name);
+  if (count > 0) H5_CHECK_AT_GOTO(H5Dread(dset, drl_h5_mem_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data), f->path, name);
 done:
-  if (is_open(dset)) H5Dclose(dset);
+  if (drl_h5_is_open(dset)) H5Dclose(dset);
   return st;
 }
 
@@ -717,11 +468,11 @@ static drl_status open_attr(const drl_h5_file *f, const char *obj, const char *a
   hid_t o = H5I_INVALID_HID, space = H5I_INVALID_HID;
   *a = H5I_INVALID_HID;
   *type = H5I_INVALID_HID;
-  DRL_TRY(check_file(f));
-  DRL_TRY(check_name(f, obj, "object"));
+  DRL_TRY(drl_h5_check_file(f));
+  DRL_TRY(drl_h5_check_name(f, obj, "object"));
   if (!attr || !attr[0]) return DRL_FAIL(DRL_ERR_INVALID_ARG, "%s in %s: empty attribute name", obj, f->path);
   int exists = 0;
-  DRL_TRY(exists_in(f, obj, &exists));
+  DRL_TRY(drl_h5_exists_in(f, obj, &exists));
   if (!exists) return DRL_FAIL(DRL_ERR_FORMAT, "%s in %s: not found (looking for attribute '%s')", obj, f->path, attr);
   H5_CHECK_AT_GOTO(o = H5Oopen(f->id, obj, H5P_DEFAULT), f->path, obj);
   htri_t has = H5Aexists(o, attr);
@@ -741,11 +492,11 @@ static drl_status open_attr(const drl_h5_file *f, const char *obj, const char *a
   }
   H5_CHECK_AT_GOTO(*type = H5Aget_type(*a), f->path, obj);
 done:
-  if (is_open(space)) H5Sclose(space);
-  if (is_open(o)) H5Oclose(o);
+  if (drl_h5_is_open(space)) H5Sclose(space);
+  if (drl_h5_is_open(o)) H5Oclose(o);
   if (st != DRL_OK) {
-    if (is_open(*type)) H5Tclose(*type);
-    if (is_open(*a)) H5Aclose(*a);
+    if (drl_h5_is_open(*type)) H5Tclose(*type);
+    if (drl_h5_is_open(*a)) H5Aclose(*a);
     *a = *type = H5I_INVALID_HID;
   }
   return st;
@@ -810,9 +561,9 @@ drl_status drl_h5_read_attr_string(const drl_h5_file *f, const char *obj, const 
 done:
   if (vstr) H5free_memory(vstr);
   free(fixed);
-  if (is_open(mt)) H5Tclose(mt);
-  if (is_open(t)) H5Tclose(t);
-  if (is_open(a)) H5Aclose(a);
+  if (drl_h5_is_open(mt)) H5Tclose(mt);
+  if (drl_h5_is_open(t)) H5Tclose(t);
+  if (drl_h5_is_open(a)) H5Aclose(a);
   return st;
 }
 
@@ -830,8 +581,8 @@ drl_status drl_h5_read_attr_int64(const drl_h5_file *f, const char *obj, const c
   }
   H5_CHECK_AT_GOTO(H5Aread(a, H5T_NATIVE_INT64, value), f->path, obj);
 done:
-  if (is_open(t)) H5Tclose(t);
-  if (is_open(a)) H5Aclose(a);
+  if (drl_h5_is_open(t)) H5Tclose(t);
+  if (drl_h5_is_open(a)) H5Aclose(a);
   return st;
 }
 
@@ -847,8 +598,8 @@ drl_status drl_h5_read_attr_double(const drl_h5_file *f, const char *obj, const 
   }
   H5_CHECK_AT_GOTO(H5Aread(a, H5T_NATIVE_DOUBLE, value), f->path, obj);
 done:
-  if (is_open(t)) H5Tclose(t);
-  if (is_open(a)) H5Aclose(a);
+  if (drl_h5_is_open(t)) H5Tclose(t);
+  if (drl_h5_is_open(a)) H5Aclose(a);
   return st;
 }
 
@@ -857,17 +608,17 @@ drl_status drl_h5_attr_exists(const drl_h5_file *f, const char *obj, const char 
   hid_t o = H5I_INVALID_HID;
   if (!exists) return DRL_FAIL(DRL_ERR_INVALID_ARG, "NULL exists");
   *exists = 0;
-  DRL_TRY(check_file(f));
-  DRL_TRY(check_name(f, obj, "object"));
+  DRL_TRY(drl_h5_check_file(f));
+  DRL_TRY(drl_h5_check_name(f, obj, "object"));
   if (!attr || !attr[0]) return DRL_FAIL(DRL_ERR_INVALID_ARG, "%s in %s: empty attribute name", obj, f->path);
   int obj_exists = 0;
-  DRL_TRY(exists_in(f, obj, &obj_exists));
+  DRL_TRY(drl_h5_exists_in(f, obj, &obj_exists));
   if (!obj_exists) return DRL_FAIL(DRL_ERR_FORMAT, "%s in %s: not found", obj, f->path);
   H5_CHECK_AT_GOTO(o = H5Oopen(f->id, obj, H5P_DEFAULT), f->path, obj);
   htri_t has = H5Aexists(o, attr);
   H5_CHECK_AT_GOTO(has, f->path, obj);
   *exists = has > 0;
 done:
-  if (is_open(o)) H5Oclose(o);
+  if (drl_h5_is_open(o)) H5Oclose(o);
   return st;
 }
