@@ -133,18 +133,19 @@ int main(int argc, char **argv) {
   for (int i = 0; i < PH_COUNT; ++i) iter_ms += 1e3 * sum[i] / iters;
 
   char body[4096];
-  int len = snprintf(body, sizeof body,
-                     "One GRPO iteration through the engine's functions (drl_rollout_generate, drl_run_score, "
-                     "drl_grpo_update), default configuration: %s task, %.2fM-parameter policy (%s), %d prompts x G = %d, "
-                     "max_new_tokens %d, d3s.sampling %s, ppo_epochs %d, minibatches %d; %d CPU threads. Mean of %d "
-                     "iterations after %d warm-up; the last three phases as drl_grpo_update reports them. Per timed "
-                     "iteration: %.1f kept rows of %d, %.0f loss tokens, "
-                     "%.0f generated tokens (mean response %.1f tokens), batch reward %.3f.\n\n"
-                     "| phase | ms / iteration | share |\n|---|---|---|\n",
-                     run.data.task, (double)run.model.ps.layout.total / 1e6, init ? init : "seeded initialisation", n,
-                     G, g->max_new_tokens, drl_cfg_sampling_name(cfg.d3s.sampling), g->ppo_epochs, g->minibatches,
-                     drl_cpu_threads(), iters, warmup, kept_rows / iters, rows, kept_tokens / iters,
-                     gen_tokens / iters, resp_len / iters, reward / iters);
+  int len =
+      snprintf(body, sizeof body,
+               "One GRPO iteration through the engine's functions (drl_rollout_generate, drl_run_score, "
+               "drl_grpo_update), default configuration: %s task, %.2fM-parameter policy (%s), %d prompts x G = %d, "
+               "max_new_tokens %d, d3s.sampling %s, ppo_epochs %d, minibatches %d; %d CPU threads. Mean of %d "
+               "iterations after %d warm-up; the last three phases as drl_grpo_update reports them. Per timed "
+               "iteration: %.1f kept rows of %d, %.0f loss tokens, "
+               "%.0f generated tokens (mean response %.1f tokens), batch reward %.3f.\n\n"
+               "| phase | ms / iteration | share |\n|---|---|---|\n",
+               run.data.task, (double)run.model.ps.layout.total / 1e6, init ? init : "seeded initialisation", n, G,
+               g->max_new_tokens, drl_cfg_sampling_name(cfg.d3s.sampling), g->ppo_epochs, g->minibatches,
+               drl_cpu_threads(), iters, warmup, kept_rows / iters, rows, kept_tokens / iters, gen_tokens / iters,
+               resp_len / iters, reward / iters);
   for (int i = 0; i < PH_COUNT; ++i) {
     double ms = 1e3 * sum[i] / iters;
     len += snprintf(body + len, sizeof body - (size_t)len, "| %s | %.2f | %.1f%% |\n", phase_names[i], ms,

@@ -202,7 +202,8 @@ static int64_t keyfork_max_response_len(int size) {
 static const task_def TASKS[] = {
     {"add", "0123456789+=.", DRL_UID_TASK_ADD, 3, 1, 9, add_gen, add_reward, add_max_response_len},
     {"sort", "0123456789=.", DRL_UID_TASK_SORT, 6, 1, 32, sort_gen, sort_reward, sort_max_response_len},
-    {"keyfork", "abcdef0123456789=.", DRL_UID_TASK_KEYFORK, 32, 1, 100, keyfork_gen, keyfork_reward, keyfork_max_response_len},
+    {"keyfork", "abcdef0123456789=.", DRL_UID_TASK_KEYFORK, 32, 1, 100, keyfork_gen, keyfork_reward,
+     keyfork_max_response_len},
 };
 #define N_TASKS ((int)(sizeof TASKS / sizeof TASKS[0]))
 

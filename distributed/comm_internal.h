@@ -32,7 +32,7 @@ void drl_comm_nccl_destroy(drl_comm *c);
 void drl_comm_nccl_abort(drl_comm *c);
 /* Sends send's piece r to rank r and receives rank r's piece into recv's piece r, for every r (self included). */
 drl_status drl_comm_nccl_exchange(drl_comm *c, const float *send, const drl_comm_pieces *sp, float *recv,
-                             const drl_comm_pieces *rp);
+                                  const drl_comm_pieces *rp);
 drl_status drl_comm_nccl_allreduce(drl_comm *c, float *buf, int64_t n);
 drl_status drl_comm_nccl_bcast(drl_comm *c, void *buf, size_t bytes, int root);
 /* Waits for the stream, watching the communicator for asynchronous errors; aborts it after the timeout. */

@@ -99,7 +99,7 @@ static drl_status need_comm(const drl_comm *c) {
 }
 
 drl_status drl_comm_nccl_exchange(drl_comm *c, const float *send, const drl_comm_pieces *sp, float *recv,
-                             const drl_comm_pieces *rp) {
+                                  const drl_comm_pieces *rp) {
   DRL_TRY(need_comm(c));
   DRL_TRY(settle(c, ncclGroupStart(), "ncclGroupStart"));
   for (int r = 0; r < c->size; ++r) {
@@ -158,7 +158,7 @@ drl_status drl_comm_nccl_create(drl_comm *c, const unsigned char id[DRL_NCCL_ID_
 void drl_comm_nccl_destroy(drl_comm *c) { (void)c; }
 void drl_comm_nccl_abort(drl_comm *c) { (void)c; }
 drl_status drl_comm_nccl_exchange(drl_comm *c, const float *send, const drl_comm_pieces *sp, float *recv,
-                             const drl_comm_pieces *rp) {
+                                  const drl_comm_pieces *rp) {
   (void)send, (void)sp, (void)recv, (void)rp;
   return no_nccl(c);
 }

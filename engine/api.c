@@ -14,7 +14,7 @@
 struct drl_engine {
   drl_config cfg;
   drl_run run;
-  drl_grpo_iteration grpo;              /* one shard: the rollouts of the last generate, their rewards, the update state */
+  drl_grpo_iteration grpo;    /* one shard: the rollouts of the last generate, their rewards, the update state */
   drl_reward_source reward;   /* drl_engine_set_reward's callback (none: the task's verifier) */
   int64_t iteration;
   int has_batch;
@@ -38,7 +38,8 @@ drl_status drl_engine_create(const char *config_path, const char *const *overrid
   const drl_config_grpo *g = &e->cfg.grpo;
   int rows = g->prompts_per_step * g->group_size, T = e->cfg.model.max_seq;
   if (st == DRL_OK) st = drl_run_open(&e->run, &e->cfg, NULL, rows < 64 ? rows : 64);
-  if (st == DRL_OK) st = drl_grpo_iterate_create(&e->grpo, &e->run, 1, 0, g->prompts_per_step, (int64_t)T * g->prompts_per_step, T);
+  if (st == DRL_OK)
+    st = drl_grpo_iterate_create(&e->grpo, &e->run, 1, 0, g->prompts_per_step, (int64_t)T * g->prompts_per_step, T);
   if (st != DRL_OK) {
     drl_engine_destroy(e);
     return st;
@@ -91,8 +92,8 @@ static drl_grpo_iterate_at next_at(const drl_engine *e) {
 static drl_status finish(drl_engine *e, const drl_grpo_update_stats *rl, drl_stats *stats) {
   const drl_grpo_update_stats s = *rl;
   e->iteration++;
-  drl_status st = drl_run_count_step(&e->run.bad, "grpo", e->iteration, s.bad, e->cfg.trainer.max_bad_steps,
-                                       e->last_ckpt);
+  drl_status st =
+      drl_run_count_step(&e->run.bad, "grpo", e->iteration, s.bad, e->cfg.trainer.max_bad_steps, e->last_ckpt);
   drl_stats out = {e->iteration, e->run.optim_step, s.reward_mean, s.reward_std, s.loss, s.grad_norm,
                    s.clip_frac, s.kl, s.entropy, s.usefulness, s.kept_samples, s.kept_tokens,
                    e->grpo.rollouts[0].generated_tokens, s.bad[0] != 0, e->run.bad.total};

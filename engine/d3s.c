@@ -126,7 +126,7 @@ drl_status drl_d3s_select_samples(const float *adv, int n_groups, int G, int n_k
 }
 
 drl_status drl_d3s_pods_select(const float *rewards, int n_groups, int G, int n_keep, int dr_grpo, float eps,
-                           uint8_t *keep, float *adv) {
+                               uint8_t *keep, float *adv) {
   DRL_TRY(check_groups("PODS selection", n_groups, G, n_keep));
   int rows = n_groups * G;
   if (rows == 0) return DRL_OK;

@@ -59,7 +59,7 @@ drl_status drl_d3s_select_samples(const float *adv, int n_groups, int G, int n_k
 /* PODS: per group keep the n_keep rows of maximal reward variance and write their advantages re-normalised on the
  * kept rewards (drl_grpo_advantages' arithmetic on the subset); dropped rows get keep 0 and advantage 0. */
 drl_status drl_d3s_pods_select(const float *rewards, int n_groups, int G, int n_keep, int dr_grpo, float eps,
-                           uint8_t *keep, float *adv);
+                               uint8_t *keep, float *adv);
 
 /* Tokens to keep out of n candidates at fraction K in (0, 1]: ceil(K n), at least 1 when n > 0, 0 when n == 0
  * (K n within 1e-9 of an integer counts as that integer, so binary rounding of K never adds a token). */

@@ -60,7 +60,7 @@ static drl_status eval_group(drl_transformer *m, const drl_dataset *ds, int64_t 
 }
 
 drl_status drl_evaluate_greedy(drl_transformer *m, const drl_dataset *ds, int64_t first, int64_t n, int max_new,
-                           double *accuracy) {
+                               double *accuracy) {
   DRL_RANGE("eval");
   *accuracy = 0.0;
   if (n <= 0) return DRL_OK;

@@ -14,7 +14,7 @@ extern "C" {
 /* Mean exact-match reward of greedy completions of prompts [first, first + n) of ds. Prompts are left-padded in groups
  * of up to model->B_max rows and decoded until every row has produced EOS or max_new tokens. */
 drl_status drl_evaluate_greedy(drl_transformer *model, const drl_dataset *ds, int64_t first, int64_t n, int max_new,
-                           double *accuracy);
+                               double *accuracy);
 
 #ifdef __cplusplus
 }

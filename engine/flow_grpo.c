@@ -7,7 +7,9 @@
 #include "kernels/nvtx.h"
 
 /* Nodes per group in layer j. */
-static int64_t per_group(const drl_sde_tree *t, int j) { return drl_sde_tree_layer_size(&t->p, t->groups, j) / t->groups; }
+static int64_t per_group(const drl_sde_tree *t, int j) {
+  return drl_sde_tree_layer_size(&t->p, t->groups, j) / t->groups;
+}
 
 void drl_flow_grpo_values(const drl_sde_tree *t, double *value) {
   int d = t->p.depth, b = t->p.branch;
@@ -81,9 +83,8 @@ drl_status drl_flow_grpo_grad(drl_sde_tree *t, drl_flow *model, const drl_flow_g
   float *v = (float *)malloc((size_t)t->leaves * D * sizeof(float));
   float *dv = (float *)malloc((size_t)t->leaves * D * sizeof(float));
   double *gstat = (double *)malloc((size_t)t->groups * 3 * sizeof(double)); /* mean, std, best leaf */
-  drl_status st = value && adv && logp && dlogp && v && dv && gstat
-                      ? DRL_OK
-                      : DRL_FAIL(DRL_ERR_OOM, "out of memory for flow GRPO");
+  drl_status st =
+      value && adv && logp && dlogp && v && dv && gstat ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for flow GRPO");
   if (st != DRL_OK) goto done;
   drl_flow_grpo_values(t, value);
   drl_flow_grpo_advantages(t, value, c, adv);

@@ -59,8 +59,8 @@ void drl_flow_grpo_advantages(const drl_sde_tree *tree, const double *value, con
 double drl_flow_grpo_edge_loss(float adv, float logp, float logp_old, float eps, float *dlogp, int *clipped);
 
 /* The gradient of one update from a sampled forest with rewards, in model->ps.grads (zeroed first): every window
- * layer's training pass (drl_sde_tree_edge_logprob, the losses, drl_sde_tree_edge_backward); the caller takes the optimizer
- * step. */
+ * layer's training pass (drl_sde_tree_edge_logprob, the losses, drl_sde_tree_edge_backward); the caller takes the
+ * optimizer step. */
 drl_status drl_flow_grpo_grad(drl_sde_tree *tree, drl_flow *model, const drl_flow_grpo_cfg *cfg,
                               drl_flow_grpo_stats *stats);
 

@@ -38,17 +38,17 @@ drl_sde_tree_params drl_flow_policy_tree_params(const drl_config *cfg, int it) {
   const drl_config_tree *t = &cfg->tree;
   int tree = t->sampling == DRL_CFG_TREE_TREE;
   drl_sde_tree_params p = {t->steps,
-                       (float)t->shift,
-                       (float)t->noise,
-                       (float)t->noise_growth,
-                       t->depth,
-                       tree ? t->branch : 1,
-                       drl_flow_policy_window(cfg, it),
-                       tree ? 1 : t->group_size,
-                       !tree && t->shared_noise,
-                       t->logprob == DRL_CFG_LOGPROB_MEAN,
-                       cfg->run.seed,
-                       0};
+                           (float)t->shift,
+                           (float)t->noise,
+                           (float)t->noise_growth,
+                           t->depth,
+                           tree ? t->branch : 1,
+                           drl_flow_policy_window(cfg, it),
+                           tree ? 1 : t->group_size,
+                           !tree && t->shared_noise,
+                           t->logprob == DRL_CFG_LOGPROB_MEAN,
+                           cfg->run.seed,
+                           0};
   return p;
 }
 

@@ -6,7 +6,8 @@
 #include "data/vocab.h"
 #include "kernels/nvtx.h"
 
-drl_status drl_grpo_iterate_create(drl_grpo_iteration *g, drl_run *r, int shards, int first_shard, int n, int64_t prompt_cap, int T) {
+drl_status drl_grpo_iterate_create(drl_grpo_iteration *g, drl_run *r, int shards, int first_shard, int n,
+                                   int64_t prompt_cap, int T) {
   memset(g, 0, sizeof *g);
   g->shards = shards > 0 ? shards : drl_dp_local(&r->dp);
   g->first_shard = shards > 0 ? first_shard : drl_dp_first(&r->dp);
@@ -46,7 +47,7 @@ static int64_t *shard_offsets(const drl_grpo_iteration *g, int j) { return g->of
 static float *shard_rewards(const drl_grpo_iteration *g, int j) { return g->rewards + (size_t)j * g->n * g->G; }
 
 drl_status drl_grpo_iterate_roll_out(drl_grpo_iteration *g, drl_run *r, int64_t step, int j, const int32_t *tokens,
-                             const int64_t *offsets, int n) {
+                                     const int64_t *offsets, int n) {
   DRL_RANGE("rollout");
   const drl_config_grpo *c = &r->cfg->grpo;
   if (n < 1 || n > g->n) return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: %d prompts for room of 1..%d", n, g->n);
@@ -82,21 +83,23 @@ drl_status drl_grpo_iterate_score(drl_grpo_iteration *g, drl_run *r, const drl_r
   return DRL_OK;
 }
 
-drl_status drl_grpo_iterate_sample(drl_grpo_iteration *g, drl_run *r, const drl_reward_source *src, int64_t step, int j) {
+drl_status drl_grpo_iterate_sample(drl_grpo_iteration *g, drl_run *r, const drl_reward_source *src, int64_t step,
+                                   int j) {
   int64_t first_prompt = (int64_t)(g->first_shard + j) * g->n;
   drl_run_draw_prompts(r, (uint32_t)step, first_prompt, g->n, shard_prompts(g, j), shard_offsets(g, j));
   DRL_TRY(drl_grpo_iterate_roll_out(g, r, step, j, shard_prompts(g, j), shard_offsets(g, j), g->n));
   return drl_grpo_iterate_score(g, r, src, j);
 }
 
-drl_status drl_grpo_iterate_update(drl_grpo_iteration *g, drl_run *r, const drl_grpo_iterate_at *at, drl_grpo_update_stats *stats) {
+drl_status drl_grpo_iterate_update(drl_grpo_iteration *g, drl_run *r, const drl_grpo_iterate_at *at,
+                                   drl_grpo_update_stats *stats) {
   g->rl.fault_step = at->step;
   return drl_grpo_update(&g->rl, &r->model, r->cfg, g->batch, &r->dp, &r->balance, at->iteration, at->total,
-                     &r->optim_step, stats);
+                         &r->optim_step, stats);
 }
 
-drl_status drl_grpo_iterate(drl_grpo_iteration *g, drl_run *r, const drl_reward_source *src, const drl_grpo_iterate_at *at,
-                            drl_grpo_update_stats *stats) {
+drl_status drl_grpo_iterate(drl_grpo_iteration *g, drl_run *r, const drl_reward_source *src,
+                            const drl_grpo_iterate_at *at, drl_grpo_update_stats *stats) {
   for (int j = 0; j < g->shards; ++j) DRL_TRY(drl_grpo_iterate_sample(g, r, src, at->step, j));
   return drl_grpo_iterate_update(g, r, at, stats);
 }

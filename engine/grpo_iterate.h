@@ -32,8 +32,8 @@ typedef struct drl_grpo_iteration {
   int first_shard;             /* global index of this rank's first shard */
   drl_rollout sampler;
   drl_rollout_batch *rollouts; /* [shards] */
-  drl_grpo_update_batch *batch;         /* [shards]: views of the rollouts with their rewards */
-  int32_t *prompts;            /* [shards][n x longest prompt] */
+  drl_grpo_update_batch *batch; /* [shards]: views of the rollouts with their rewards */
+  int32_t *prompts;             /* [shards][n x longest prompt] */
   int64_t *offsets;            /* [shards][n + 1] */
   int64_t prompt_cap;          /* tokens of room per shard */
   float *rewards;              /* [shards][n G] */
@@ -49,17 +49,19 @@ typedef struct drl_grpo_iterate_at {
 /* Buffers for this rank's shards of r's data parallelism (or `shards` shards from global shard first_shard when
  * shards > 0: the SPSA contributions), n prompts of up to prompt_cap tokens each per shard, rollouts of up to T
  * tokens. */
-drl_status drl_grpo_iterate_create(drl_grpo_iteration *g, drl_run *r, int shards, int first_shard, int n, int64_t prompt_cap, int T);
+drl_status drl_grpo_iterate_create(drl_grpo_iteration *g, drl_run *r, int shards, int first_shard, int n,
+                                   int64_t prompt_cap, int T);
 
 /* Frees the buffers; safe on a zeroed one. */
 void drl_grpo_iterate_free(drl_grpo_iteration *g, drl_run *r);
 
 /* One iteration: every shard's prompts drawn from the training set, rolled out, scored by src, then drl_grpo_update. */
-drl_status drl_grpo_iterate(drl_grpo_iteration *g, drl_run *r, const drl_reward_source *src, const drl_grpo_iterate_at *at,
-                            drl_grpo_update_stats *stats);
+drl_status drl_grpo_iterate(drl_grpo_iteration *g, drl_run *r, const drl_reward_source *src,
+                            const drl_grpo_iterate_at *at, drl_grpo_update_stats *stats);
 
 /* The first stages only, for shard j: its prompts drawn, rolled out and scored (the batch and rewards of shard j). */
-drl_status drl_grpo_iterate_sample(drl_grpo_iteration *g, drl_run *r, const drl_reward_source *src, int64_t step, int j);
+drl_status drl_grpo_iterate_sample(drl_grpo_iteration *g, drl_run *r, const drl_reward_source *src, int64_t step,
+                                   int j);
 
 /* Shard j's rollouts of the n given prompts (host tokens and offsets [n + 1] from 0) at the job's step. */
 drl_status drl_grpo_iterate_roll_out(drl_grpo_iteration *g, drl_run *r, int64_t step, int j, const int32_t *tokens,
@@ -69,7 +71,8 @@ drl_status drl_grpo_iterate_roll_out(drl_grpo_iteration *g, drl_run *r, int64_t 
 drl_status drl_grpo_iterate_score(drl_grpo_iteration *g, drl_run *r, const drl_reward_source *src, int j);
 
 /* The update stages (drl_grpo_update) on the sampled shards with their rewards. */
-drl_status drl_grpo_iterate_update(drl_grpo_iteration *g, drl_run *r, const drl_grpo_iterate_at *at, drl_grpo_update_stats *stats);
+drl_status drl_grpo_iterate_update(drl_grpo_iteration *g, drl_run *r, const drl_grpo_iterate_at *at,
+                                   drl_grpo_update_stats *stats);
 
 #ifdef __cplusplus
 }

@@ -14,10 +14,14 @@
 #include "kernels/nvtx.h"
 
 /* The configuration's enums convert to the modules' by value. */
-_Static_assert((int)DRL_CFG_AGG_TOKEN_MEAN == (int)DRL_AGG_TOKEN_MEAN, "grpo.loss_agg and d3s.sample_scope convert by value");
-_Static_assert((int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_MEAN == (int)DRL_AGG_SEQ_MEAN_TOKEN_MEAN, "grpo.loss_agg and d3s.sample_scope convert by value");
-_Static_assert((int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM == (int)DRL_AGG_SEQ_MEAN_TOKEN_SUM, "grpo.loss_agg and d3s.sample_scope convert by value");
-_Static_assert((int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM_NORM == (int)DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM, "grpo.loss_agg and d3s.sample_scope convert by value");
+_Static_assert((int)DRL_CFG_AGG_TOKEN_MEAN == (int)DRL_AGG_TOKEN_MEAN,
+               "grpo.loss_agg and d3s.sample_scope convert by value");
+_Static_assert((int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_MEAN == (int)DRL_AGG_SEQ_MEAN_TOKEN_MEAN,
+               "grpo.loss_agg and d3s.sample_scope convert by value");
+_Static_assert((int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM == (int)DRL_AGG_SEQ_MEAN_TOKEN_SUM,
+               "grpo.loss_agg and d3s.sample_scope convert by value");
+_Static_assert((int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM_NORM == (int)DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM,
+               "grpo.loss_agg and d3s.sample_scope convert by value");
 _Static_assert((int)DRL_CFG_SCOPE_CROSS == (int)DRL_D3S_CROSS, "grpo.loss_agg and d3s.sample_scope convert by value");
 _Static_assert((int)DRL_CFG_SCOPE_INTRA == (int)DRL_D3S_INTRA, "grpo.loss_agg and d3s.sample_scope convert by value");
 
@@ -55,8 +59,8 @@ static int shard_alloc(drl_grpo_update_shard *h, int rows, int T) {
          h->row_start && h->valid && h->token_mask && h->real;
 }
 
-drl_status drl_grpo_update_state_create(drl_grpo_update_state *s, const drl_config *cfg, const drl_transformer *model, int shards,
-                               int rows_max, int T_max) {
+drl_status drl_grpo_update_state_create(drl_grpo_update_state *s, const drl_config *cfg, const drl_transformer *model,
+                                        int shards, int rows_max, int T_max) {
   memset(s, 0, sizeof *s);
   if (shards < 1) return DRL_FAIL(DRL_ERR_INVALID_ARG, "grpo: %d shards", shards);
   s->shards = shards;
@@ -160,7 +164,8 @@ static drl_status select_samples(drl_dp *dp, const drl_config *cfg, const drl_gr
 
 /* Compacts shard j's kept rows (global rows from `first`); targets are the next tokens of the response positions.
  * Returns the shard's response tokens. */
-static int64_t compact_rows(drl_grpo_update_shard *h, const drl_grpo_update_batch *b, const rl_global *gl, int64_t first) {
+static int64_t compact_rows(drl_grpo_update_shard *h, const drl_grpo_update_batch *b, const rl_global *gl,
+                            int64_t first) {
   int rows = b->n_groups * b->G, T = b->T, k = 0;
   int64_t resp = 0;
   for (int i = 0; i < rows; ++i) {
@@ -247,7 +252,7 @@ typedef struct rl_iter {
   double denom;          /* the loss aggregation's denominator over the job */
   double sel[SEL_N];     /* the selection's counts over the job */
   drl_grpo_loss_cfg lc;
-  drl_grpo_stats *acc;   /* [k] the updates' statistics per shard */
+  drl_grpo_stats *acc; /* [k] the updates' statistics per shard */
   drl_grpo_update_stats *out;
 } rl_iter;
 
@@ -277,7 +282,8 @@ static drl_status stage_select_samples(rl_iter *it, double *resp) {
     double sum = 0, sq = 0;
     for (int i = 0; i < gl.rows; ++i) sum += gl.rewards[i];
     it->out->reward_mean = gl.rows ? sum / gl.rows : 0.0;
-    for (int i = 0; i < gl.rows; ++i) sq += (gl.rewards[i] - it->out->reward_mean) * (gl.rewards[i] - it->out->reward_mean);
+    for (int i = 0; i < gl.rows; ++i)
+      sq += (gl.rewards[i] - it->out->reward_mean) * (gl.rewards[i] - it->out->reward_mean);
     it->out->reward_std = gl.rows ? sqrt(sq / gl.rows) : 0.0;
     it->rows_all = gl.rows;
     for (int i = 0; i < gl.rows; ++i) it->kept_all += gl.keep[i];
@@ -460,9 +466,9 @@ static drl_status stage_finish(rl_iter *it) {
   return DRL_OK;
 }
 
-drl_status drl_grpo_update(drl_grpo_update_state *s, drl_transformer *m, const drl_config *cfg, const drl_grpo_update_batch *b,
-                       drl_dp *dp, drl_moe_balance *balance, int iteration, int total, int64_t *optim_step,
-                       drl_grpo_update_stats *out) {
+drl_status drl_grpo_update(drl_grpo_update_state *s, drl_transformer *m, const drl_config *cfg,
+                           const drl_grpo_update_batch *b, drl_dp *dp, drl_moe_balance *balance, int iteration,
+                           int total, int64_t *optim_step, drl_grpo_update_stats *out) {
   DRL_RANGE("grpo_iteration");
   memset(out, 0, sizeof *out);
   const drl_config_grpo *g = &cfg->grpo;
@@ -502,7 +508,8 @@ drl_status drl_grpo_update(drl_grpo_update_state *s, drl_transformer *m, const d
   return DRL_OK;
 }
 
-drl_status drl_grpo_update_prepare(drl_grpo_update_state *s, drl_transformer *m, const drl_config *cfg, const drl_grpo_update_batch *b) {
+drl_status drl_grpo_update_prepare(drl_grpo_update_state *s, drl_transformer *m, const drl_config *cfg,
+                                   const drl_grpo_update_batch *b) {
   const drl_config_grpo *g = &cfg->grpo;
   int rows = b->n_groups * b->G;
   if (rows > s->rows_max || b->T > s->T_max || b->T > m->T_max)
@@ -529,8 +536,8 @@ drl_status drl_grpo_update_prepare(drl_grpo_update_state *s, drl_transformer *m,
   return st;
 }
 
-drl_status drl_grpo_update_surrogate(drl_grpo_update_state *s, drl_transformer *m, const drl_config *cfg, const float *params,
-                            double *loss) {
+drl_status drl_grpo_update_surrogate(drl_grpo_update_state *s, drl_transformer *m, const drl_config *cfg,
+                                     const float *params, double *loss) {
   const drl_config_grpo *g = &cfg->grpo;
   drl_grpo_update_shard *h = &s->shard[0];
   float *own = m->ps.params;

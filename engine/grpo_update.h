@@ -48,8 +48,8 @@ typedef struct drl_grpo_update_stats {
 
 /* One shard's scratch: its kept rows compacted, their log-probs, entropies and masks. */
 typedef struct drl_grpo_update_shard {
-  int kept;                 /* rows kept by the sample level */
-  int T;                    /* their length (drl_grpo_update_prepare) */
+  int kept; /* rows kept by the sample level */
+  int T;    /* their length (drl_grpo_update_prepare) */
   float *old_lp, *ref_lp, *lp, *entropy, *dlogprob, *row_adv;
   int32_t *tokens, *targets, *row_start;
   uint8_t *valid, *token_mask;
@@ -60,14 +60,14 @@ typedef struct drl_grpo_update_shard {
 typedef struct drl_grpo_update_state {
   int shards, rows_max, T_max;
   int64_t fault_step;   /* the job's step of the iteration, for the value faults of kernels/fault.h */
-  drl_grpo_update_shard *shard;  /* [shards] */
-  float *ref_params;    /* device copy of the initial parameters when grpo.kl_beta > 0, else NULL */
+  drl_grpo_update_shard *shard; /* [shards] */
+  float *ref_params;            /* device copy of the initial parameters when grpo.kl_beta > 0, else NULL */
 } drl_grpo_update_state;
 
 /* Allocates the state for `shards` local shards (drl_dp_local) of up to rows_max x T_max; keeps a frozen copy of the
  * model's current parameters as the KL reference when cfg->grpo.kl_beta > 0. */
-drl_status drl_grpo_update_state_create(drl_grpo_update_state *s, const drl_config *cfg, const drl_transformer *model, int shards,
-                               int rows_max, int T_max);
+drl_status drl_grpo_update_state_create(drl_grpo_update_state *s, const drl_config *cfg, const drl_transformer *model,
+                                        int shards, int rows_max, int T_max);
 
 /* Frees the state. */
 void drl_grpo_update_state_free(drl_grpo_update_state *s, const drl_transformer *model);
@@ -77,20 +77,20 @@ void drl_grpo_update_state_free(drl_grpo_update_state *s, const drl_transformer 
  * balance (NULL: none) counts the MoE routes of the update forwards and takes its step after each optimizer step.
  * With dp, the selections, normalisers and gradients span every shard of the job (distributed/dp.h); dp NULL is one
  * process with one shard. */
-drl_status drl_grpo_update(drl_grpo_update_state *s, drl_transformer *model, const drl_config *cfg, const drl_grpo_update_batch *batch,
-                       drl_dp *dp, drl_moe_balance *balance, int iteration, int total, int64_t *optim_step,
-                       drl_grpo_update_stats *stats);
+drl_status drl_grpo_update(drl_grpo_update_state *s, drl_transformer *model, const drl_config *cfg,
+                           const drl_grpo_update_batch *batch, drl_dp *dp, drl_moe_balance *balance, int iteration,
+                           int total, int64_t *optim_step, drl_grpo_update_stats *stats);
 
 /* For zeroth-order training on the GRPO surrogate: prepares shard 0 of s from batch (advantages over its groups,
- * every response token in the loss, old log-probs under the model's current parameters), so that drl_grpo_update_surrogate
- * evaluates the loss at other parameters. */
-drl_status drl_grpo_update_prepare(drl_grpo_update_state *s, drl_transformer *model, const drl_config *cfg, const drl_grpo_update_batch *batch);
+ * every response token in the loss, old log-probs under the model's current parameters), so that
+ * drl_grpo_update_surrogate evaluates the loss at other parameters. */
+drl_status drl_grpo_update_prepare(drl_grpo_update_state *s, drl_transformer *model, const drl_config *cfg,
+                                   const drl_grpo_update_batch *batch);
 
 /* The clipped surrogate (grpo.loss_agg over the prepared tokens) under params (a device buffer of the model's
  * layout), into *loss; the model's own parameters are left as they were. */
-drl_status drl_grpo_update_surrogate(drl_grpo_update_state *s, drl_transformer *model, const drl_config *cfg, const float *params,
-                            double *loss);
-
+drl_status drl_grpo_update_surrogate(drl_grpo_update_state *s, drl_transformer *model, const drl_config *cfg,
+                                     const float *params, double *loss);
 
 #ifdef __cplusplus
 }

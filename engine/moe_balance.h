@@ -55,7 +55,8 @@ drl_status drl_moe_balance_forward(drl_moe_balance *b, drl_transformer *model, c
  * aux_free bias step at optimizer step `step` (rl: an RL phase's rate), applied to model. */
 drl_status drl_moe_balance_step(drl_moe_balance *b, drl_transformer *model, int64_t step, int rl);
 
-/* Instead of drl_moe_balance_step for a skipped optimizer step: forgets the step's counts (no bias step, no statistics). */
+/* Instead of drl_moe_balance_step for a skipped optimizer step: forgets the step's counts (no bias step, no
+ * statistics). */
 void drl_moe_balance_discard(drl_moe_balance *b);
 
 /* Replaces the bias (host [L E], e.g. from a checkpoint) and routes model with it. */

@@ -178,8 +178,7 @@ static drl_status after_step(drl_trainer *tr, const drl_phase *ph, int step, dou
  * trainer.max_bad_steps-th skipped step in a row ends the run: its row is logged and no checkpoint is written. */
 static drl_status count_bad(drl_trainer *tr, const drl_phase *ph, int step, const char *bad, double *row) {
   const char *phase = drl_cfg_phase_name(ph->phase);
-  drl_status st =
-      drl_run_count_step(&tr->run.bad, phase, step, bad, tr->cfg->trainer.max_bad_steps, tr->last_ckpt);
+  drl_status st = drl_run_count_step(&tr->run.bad, phase, step, bad, tr->cfg->trainer.max_bad_steps, tr->last_ckpt);
   row[DRL_M_BAD_STEPS] = (double)tr->run.bad.total;
   if (st != DRL_OK && log_row(tr, step) != DRL_OK)
     drl_log(DRL_LOG_WARN, "the metrics row of %s step %d was not written", phase, step);

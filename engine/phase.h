@@ -19,7 +19,7 @@ typedef struct drl_train_summary {
   int64_t steps;            /* optimizer steps taken by this call */
   double final_loss;        /* training loss of the last step */
   double eval_before;       /* the policy's evaluation before training (-1: not evaluated) */
-  double eval_after_sft;    /* after the first phase (sft or flow_pretrain) when more phases follow (-1: not evaluated) */
+  double eval_after_sft; /* after the first phase (sft or flow_pretrain) when more phases follow (-1: not evaluated) */
   double eval_after;        /* and after training */
   double seconds;           /* wall time of the training loop */
   double tokens_per_second; /* training tokens (batch rows x length) per second */

@@ -141,7 +141,7 @@ done:
 
 typedef struct tree_state {
   drl_sde_tree tree;
-  int32_t *cond;     /* [tree.conditions_per_iter] */
+  int32_t *cond; /* [tree.conditions_per_iter] */
   drl_flow_grpo_cfg gc;
   float lr;
   int64_t nfe_total; /* network evaluations of the phase so far */

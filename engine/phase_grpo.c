@@ -18,10 +18,9 @@ static drl_status grpo_step(drl_trainer *tr, void *state, int step, double *row,
   out->loss = rl.loss;
   snprintf(out->bad, sizeof out->bad, "%s", rl.bad);
   double el = drl_log_seconds() - tr->t0, gen_tps = el > 0 ? generated / el : 0.0;
-  snprintf(out->text, sizeof out->text,
-           "reward %.3f loss %.4f kept %lld/%d rows %lld tok entropy %.3f gen tok/s %.0f", rl.reward_mean, rl.loss,
-           (long long)rl.kept_samples, it->n * it->G * drl_dp_shards(&r->dp), (long long)rl.kept_tokens, rl.entropy,
-           gen_tps);
+  snprintf(out->text, sizeof out->text, "reward %.3f loss %.4f kept %lld/%d rows %lld tok entropy %.3f gen tok/s %.0f",
+           rl.reward_mean, rl.loss, (long long)rl.kept_samples, it->n * it->G * drl_dp_shards(&r->dp),
+           (long long)rl.kept_tokens, rl.entropy, gen_tps);
   row[DRL_M_LOSS] = rl.loss;
   row[DRL_M_LR] = rl.lr;
   row[DRL_M_GRAD_NORM] = rl.grad_norm;

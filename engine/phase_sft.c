@@ -69,8 +69,8 @@ static drl_status sft_step(drl_trainer *tr, void *state, int step, double *row, 
   DRL_TRY(sft_update(tr, s, step, lr, &norm, &out->loss, out->bad));
   tr->tokens += (double)cfg->sft.batch_size * s->batch.T;
   double el = drl_log_seconds() - tr->t0, tps = el > 0 ? tr->tokens / el : 0.0;
-  snprintf(out->text, sizeof out->text, "loss %.4f lr %.2e gnorm %.3f tok/s %.0f", out->loss, (double)lr,
-           (double)norm, tps);
+  snprintf(out->text, sizeof out->text, "loss %.4f lr %.2e gnorm %.3f tok/s %.0f", out->loss, (double)lr, (double)norm,
+           tps);
   row[DRL_M_LOSS] = out->loss;
   row[DRL_M_LR] = lr;
   row[DRL_M_GRAD_NORM] = norm;

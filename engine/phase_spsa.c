@@ -14,8 +14,10 @@
 #include "kernels/fault.h"
 
 /* The configuration's enums convert to the SPSA engine's by value. */
-_Static_assert((int)DRL_CFG_PERTURB_RADEMACHER == (int)DRL_SPSA_RADEMACHER, "spsa.perturbation and spsa.codec convert by value");
-_Static_assert((int)DRL_CFG_PERTURB_NORMAL == (int)DRL_SPSA_NORMAL, "spsa.perturbation and spsa.codec convert by value");
+_Static_assert((int)DRL_CFG_PERTURB_RADEMACHER == (int)DRL_SPSA_RADEMACHER,
+               "spsa.perturbation and spsa.codec convert by value");
+_Static_assert((int)DRL_CFG_PERTURB_NORMAL == (int)DRL_SPSA_NORMAL,
+               "spsa.perturbation and spsa.codec convert by value");
 _Static_assert((int)DRL_CFG_CODEC_LOG8 == (int)DRL_SPSA_LOG8, "spsa.perturbation and spsa.codec convert by value");
 _Static_assert((int)DRL_CFG_CODEC_FP32 == (int)DRL_SPSA_FP32, "spsa.perturbation and spsa.codec convert by value");
 

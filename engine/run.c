@@ -347,7 +347,8 @@ drl_status drl_run_open(drl_run *r, const drl_config *cfg, drl_comm *comm, int B
   r->cfg = cfg;
   r->comm = comm;
   drl_status st = DRL_OK;
-  for (int p = 0; p < cfg->trainer.phases.count; ++p) r->flow_policy |= drl_flow_policy_phase(cfg->trainer.phases.items[p]);
+  for (int p = 0; p < cfg->trainer.phases.count; ++p)
+    r->flow_policy |= drl_flow_policy_phase(cfg->trainer.phases.items[p]);
   DRL_TRY_GOTO(drl_config_validate(cfg));
   DRL_TRY_GOTO(open_env(cfg, comm, &r->dev, &r->config_yaml, r->ckpt_path, sizeof r->ckpt_path));
   if (r->flow_policy) {
@@ -386,12 +387,14 @@ drl_status drl_run_count_step(drl_bad_steps *b, const char *phase, int64_t step,
   const char *kind = strcmp(b->first, "loss") == 0 ? "loss" : "gradient";
   if (max > 0 && b->streak >= max) {
     int none = !last_ckpt || !last_ckpt[0];
-    return DRL_FAIL(DRL_ERR_NUMERIC, "%s step %lld: %lld consecutive steps with a non-finite %s (first in %s); "
-                    "stopping; %s%s", phase, (long long)step, (long long)b->streak, kind, b->first,
+    return DRL_FAIL(DRL_ERR_NUMERIC,
+                    "%s step %lld: %lld consecutive steps with a non-finite %s (first in %s); "
+                    "stopping; %s%s",
+                    phase, (long long)step, (long long)b->streak, kind, b->first,
                     none ? "no checkpoint was written" : "the last good checkpoint is ", none ? "" : last_ckpt);
   }
-  drl_log(DRL_LOG_WARN, "%s step %lld: non-finite %s (in %s): the step is skipped (%lld skipped, %lld in a row)",
-          phase, (long long)step, strcmp(what, "loss") == 0 ? "loss" : "gradient", what, (long long)b->total,
+  drl_log(DRL_LOG_WARN, "%s step %lld: non-finite %s (in %s): the step is skipped (%lld skipped, %lld in a row)", phase,
+          (long long)step, strcmp(what, "loss") == 0 ? "loss" : "gradient", what, (long long)b->total,
           (long long)b->streak);
   return DRL_OK;
 }

@@ -44,7 +44,7 @@ typedef struct drl_run {
   int max_answer;         /* longest reference answer: the greedy evaluation's length cap */
   int max_prompt;         /* longest training prompt: the rollout's prompt block */
   drl_transformer model;
-  drl_moe_balance balance;    /* the MoE blocks' load balancing (inactive for a dense policy) */
+  drl_moe_balance balance; /* the MoE blocks' load balancing (inactive for a dense policy) */
   /* the flow policy */
   drl_flow2d task;
   drl_flow flow;
@@ -94,7 +94,7 @@ drl_status drl_run_evaluate(drl_run *r, double *accuracy);
  * step is logged as skipped; the max-th in a row (max 0: never) is DRL_ERR_NUMERIC, whose message names the step, the
  * streak's first culprit and last_ckpt ("path (phase step N)"; NULL or "": none written). */
 drl_status drl_run_count_step(drl_bad_steps *b, const char *phase, int64_t step, const char *what, int max,
-                                const char *last_ckpt);
+                              const char *last_ckpt);
 
 #ifdef __cplusplus
 }

@@ -67,8 +67,10 @@ uint8_t drl_spsa_codec_encode(float g, float u) {
   int lo = 0, hi = 127; /* invariant: L_lo <= a < L_hi */
   while (hi - lo > 1) {
     int mid = (lo + hi) / 2;
-    if ((double)drl_spsa_codec_decode((uint8_t)mid) <= a) lo = mid;
-    else hi = mid;
+    if ((double)drl_spsa_codec_decode((uint8_t)mid) <= a)
+      lo = mid;
+    else
+      hi = mid;
   }
   /* Both differences are exact in double (neighbouring floats), and the quotient is correctly rounded. */
   double below = (double)drl_spsa_codec_decode((uint8_t)lo), above = (double)drl_spsa_codec_decode((uint8_t)hi);

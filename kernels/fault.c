@@ -112,6 +112,6 @@ int drl_fault_value(const char *kind, int rank, int64_t step, const char **detai
 
 drl_fault_values drl_fault_values_at(int rank, int64_t step) {
   drl_fault_values f = {drl_fault_value("nan_loss", rank, step, NULL),
-                       drl_fault_value("nan_grad", rank, step, NULL) || drl_fault_value("inf_grad", rank, step, NULL)};
+                        drl_fault_value("nan_grad", rank, step, NULL) || drl_fault_value("inf_grad", rank, step, NULL)};
   return f;
 }

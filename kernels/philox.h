@@ -37,7 +37,7 @@ enum drl_rng_purpose {
  * ROUNDING streams fold the high bits of the sample index into it (kernels/spsa.h). */
 enum drl_rng_uid {
   /* DRL_RNG_DATA */
-  DRL_UID_TASK_ADD = 1,       /* the built-in tasks' generators (data/task.c) */
+  DRL_UID_TASK_ADD = 1, /* the built-in tasks' generators (data/task.c) */
   DRL_UID_TASK_SORT = 2,
   DRL_UID_TASK_KEYFORK = 3,
   DRL_UID_SFT_ORDER = 16,     /* SFT examples of a step (engine/sft.c) */

@@ -104,8 +104,8 @@ static drl_status check_model(const drl_kv_cache *c, const drl_transformer *m) {
   return DRL_OK;
 }
 
-drl_status drl_kv_cache_prefill(drl_kv_cache *c, drl_transformer *m, const int32_t *tokens, const int32_t *row_start, int B,
-                          int P, int G, float temperature, float *logits) {
+drl_status drl_kv_cache_prefill(drl_kv_cache *c, drl_transformer *m, const int32_t *tokens, const int32_t *row_start,
+                                int B, int P, int G, float temperature, float *logits) {
   DRL_RANGE("prefill");
   DRL_TRY(check_model(c, m));
   if (B < 1 || P < 1 || G < 1 || (int64_t)B * G > c->B_max || P > c->T_max || P > m->T_max)
@@ -188,8 +188,8 @@ static drl_status stage_decode(drl_kv_cache *c, const drl_transformer *m, const 
   return st;
 }
 
-drl_status drl_kv_cache_decode(drl_kv_cache *c, const drl_transformer *m, const int32_t *tokens, const int32_t *slots, int N,
-                         float temperature, float *logits) {
+drl_status drl_kv_cache_decode(drl_kv_cache *c, const drl_transformer *m, const int32_t *tokens, const int32_t *slots,
+                               int N, float temperature, float *logits) {
   DRL_RANGE("decode");
   DRL_TRY(check_model(c, m));
   if (N < 1 || N > c->B_max)

@@ -50,14 +50,14 @@ void drl_kv_cache_free(drl_kv_cache *c);
  * b*G .. b*G + G - 1 (the rollouts of a prompt share its prefill), sets their row_start and len = P, and writes the
  * logits of the token after each prompt, divided by temperature, to logits [B, V] (host). Needs B*G <= B_max and
  * P <= T_max (and <= the model's T_max). Other slots are left as they are. */
-drl_status drl_kv_cache_prefill(drl_kv_cache *c, drl_transformer *m, const int32_t *tokens, const int32_t *row_start, int B,
-                          int P, int G, float temperature, float *logits);
+drl_status drl_kv_cache_prefill(drl_kv_cache *c, drl_transformer *m, const int32_t *tokens, const int32_t *row_start,
+                                int B, int P, int G, float temperature, float *logits);
 
 /* One new token per row: tokens[i] (host) enters slot slots[i] (host, distinct, prefilled; NULL = slot i) at position
  * t = len[slot] < T_max, attends to the slot's positions [row_start, t] and leaves its key and value there (len
  * becomes t + 1). Writes the next token's logits divided by temperature to logits [N, V] (host). */
-drl_status drl_kv_cache_decode(drl_kv_cache *c, const drl_transformer *m, const int32_t *tokens, const int32_t *slots, int N,
-                         float temperature, float *logits);
+drl_status drl_kv_cache_decode(drl_kv_cache *c, const drl_transformer *m, const int32_t *tokens, const int32_t *slots,
+                               int N, float temperature, float *logits);
 
 #ifdef __cplusplus
 }

@@ -389,8 +389,9 @@ drl_status drl_transformer_backward(drl_transformer *m, const float *dlogprob) {
   DRL_TRY(drl_copy_to_device(d, dlp, dlogprob, (size_t)R * sizeof(float)));
   {
     DRL_RANGE("lm_head");
-    DRL_TRY(drl_lm_head_backward(d, a->dxn, m->ps.grads + lm_head_offset(m), dlp, a->xf, m->ps.params + lm_head_offset(m),
-                                 a->targets, R, C, c->vocab, m->temperature, a->scratch, m->lm_chunk_rows));
+    DRL_TRY(drl_lm_head_backward(d, a->dxn, m->ps.grads + lm_head_offset(m), dlp, a->xf,
+                                 m->ps.params + lm_head_offset(m), a->targets, R, C, c->vocab, m->temperature,
+                                 a->scratch, m->lm_chunk_rows));
   }
   const drl_tensor_info *fn = final_norm_info(m);
   DRL_TRY(drl_memset(d, a->dres, 0, fRC));

@@ -19,8 +19,7 @@ static int64_t ipow(int b, int e) {
 }
 
 drl_status drl_sde_tree_params_check(const drl_sde_tree_params *p) {
-  if (p->steps < 1 || p->depth < 1 || p->window < 0 || p->window + p->depth > p->steps || p->branch < 1 ||
-      p->roots < 1)
+  if (p->steps < 1 || p->depth < 1 || p->window < 0 || p->window + p->depth > p->steps || p->branch < 1 || p->roots < 1)
     return DRL_FAIL(DRL_ERR_INVALID_ARG,
                     "tree: %d steps, window %d + depth %d (must fit the steps), branch %d, roots %d (all >= 1)",
                     p->steps, p->window, p->depth, p->branch, p->roots);
@@ -65,7 +64,8 @@ static size_t carve_device(drl_sde_tree *t, void *base) {
   return c.used;
 }
 
-drl_status drl_sde_tree_create(drl_sde_tree *t, const drl_sde_tree_params *p, int groups, int D, const drl_device *dev) {
+drl_status drl_sde_tree_create(drl_sde_tree *t, const drl_sde_tree_params *p, int groups, int D,
+                               const drl_device *dev) {
   memset(t, 0, sizeof *t);
   DRL_TRY(drl_sde_tree_params_check(p));
   if (groups < 1 || D < 1) return DRL_FAIL(DRL_ERR_INVALID_ARG, "tree: %d groups of %d dimensions", groups, D);
@@ -262,7 +262,8 @@ drl_status drl_sde_tree_edge_logprob(drl_sde_tree *t, drl_flow *model, int j, fl
   return st;
 }
 
-drl_status drl_sde_tree_edge_backward(drl_sde_tree *t, drl_flow *model, int j, const float *dlogp, const float *dv_extra) {
+drl_status drl_sde_tree_edge_backward(drl_sde_tree *t, drl_flow *model, int j, const float *dlogp,
+                                      const float *dv_extra) {
   const drl_sde_tree_params *p = &t->p;
   int D = t->D;
   int64_t rows = drl_sde_tree_layer_size(p, t->groups, j), children = rows * p->branch;

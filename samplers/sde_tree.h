@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 typedef struct drl_sde_tree_params {
-  int steps;           /* T denoising steps, t from 1 to 0 on drl_time_grid(shift) */
+  int steps; /* T denoising steps, t from 1 to 0 on drl_time_grid(shift) */
   float shift;
   float noise, growth; /* a and beta of sigma_{k,j} */
   int depth, branch;   /* SDE steps of the window, children per node */
@@ -69,7 +69,8 @@ int64_t drl_sde_tree_layer_size(const drl_sde_tree_params *p, int groups, int j)
 int64_t drl_sde_tree_sample_nfe(const drl_sde_tree_params *p);
 
 /* Allocates a forest of `groups` groups for parameters p on dev (host arrays and device scratch). */
-drl_status drl_sde_tree_create(drl_sde_tree *tree, const drl_sde_tree_params *p, int groups, int D, const drl_device *dev);
+drl_status drl_sde_tree_create(drl_sde_tree *tree, const drl_sde_tree_params *p, int groups, int D,
+                               const drl_device *dev);
 
 /* Frees everything; safe on a zeroed tree. */
 void drl_sde_tree_free(drl_sde_tree *tree);
@@ -89,10 +90,11 @@ int64_t drl_sde_tree_rows_needed(const drl_sde_tree_params *p, int groups);
  * (host); the model's activations stay for drl_sde_tree_edge_backward. */
 drl_status drl_sde_tree_edge_logprob(drl_sde_tree *tree, drl_flow *model, int j, float *logp, float *v_host);
 
-/* Backward of the last drl_sde_tree_edge_logprob (layer j): dlogp [children of layer j] (host) through the SDE mean into
- * the model's velocity, plus dv_extra [nodes of layer j, D] (host, may be NULL: a loss on the velocities themselves),
- * then through the model: adds into its gradients. */
-drl_status drl_sde_tree_edge_backward(drl_sde_tree *tree, drl_flow *model, int j, const float *dlogp, const float *dv_extra);
+/* Backward of the last drl_sde_tree_edge_logprob (layer j): dlogp [children of layer j] (host) through the SDE mean
+ * into the model's velocity, plus dv_extra [nodes of layer j, D] (host, may be NULL: a loss on the velocities
+ * themselves), then through the model: adds into its gradients. */
+drl_status drl_sde_tree_edge_backward(drl_sde_tree *tree, drl_flow *model, int j, const float *dlogp,
+                                      const float *dv_extra);
 
 /* Deterministic ODE samples: n points per condition of cond [n_cond] from the noise stream (seed, step 0, uid 2),
  * T steps of x += v dt on the shifted grid, in model calls of at most the model's rows_max points: out [n_cond n, D]

@@ -143,7 +143,7 @@ TEST(FlowModel, GradientMatchesFiniteDifferences) {
 // research note D.2.6: the worked example (T = 25, d = 4, G = 16) and the formula against the sampler's count.
 TEST(SdeTree, NfeMatchesTheFormula) {
   drl_sde_tree_params tree = tree_params(25, 0, 4, 2, 1), late = tree_params(25, 21, 4, 2, 1),
-                  mix = tree_params(25, 0, 4, 1, 16);
+                      mix = tree_params(25, 0, 4, 1, 16);
   EXPECT_EQ(drl_sde_tree_sample_nfe(&tree), 351);
   EXPECT_EQ(drl_sde_tree_sample_nfe(&late), 36);
   EXPECT_EQ(drl_sde_tree_train_nfe(&tree), 15);

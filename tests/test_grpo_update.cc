@@ -23,8 +23,8 @@ void reward_first_token(const drl_rollout_batch &b, int want, std::vector<float>
 double train(const char *sampling, bool token_level, int iterations, double *first) {
   drl_config cfg;
   EXPECT_EQ(drl_config_load_default(&cfg), DRL_OK);
-  for (const char *kv : {"grpo.group_size=8", "grpo.lr=0.01", "grpo.max_new_tokens=3", "d3s.n_init=4",
-                         "d3s.n_final=6", "optim.grad_clip=1.0"})
+  for (const char *kv : {"grpo.group_size=8", "grpo.lr=0.01", "grpo.max_new_tokens=3", "d3s.n_init=4", "d3s.n_final=6",
+                         "optim.grad_clip=1.0"})
     EXPECT_EQ(drl_config_set(&cfg, kv), DRL_OK) << kv;
   std::string s = std::string("d3s.sampling=") + sampling;
   EXPECT_EQ(drl_config_set(&cfg, s.c_str()), DRL_OK);
@@ -52,7 +52,8 @@ double train(const char *sampling, bool token_level, int iterations, double *fir
     reward_first_token(b, 5, rewards);
     drl_grpo_update_batch rb = {n, G, b.T, b.tokens, b.row_start, b.mask, rewards.data()};
     drl_grpo_update_stats stats;
-    EXPECT_EQ(drl_grpo_update(&st, &m, &cfg, &rb, nullptr, nullptr, it, iterations, &optim_step, &stats), DRL_OK) << last_error();
+    EXPECT_EQ(drl_grpo_update(&st, &m, &cfg, &rb, nullptr, nullptr, it, iterations, &optim_step, &stats), DRL_OK)
+        << last_error();
     if (it == 1) *first = stats.reward_mean;
     last = stats.reward_mean;
   }

@@ -187,7 +187,8 @@ TEST(KvCache, RejectsBadCalls) {
   EXPECT_EQ(drl_kv_cache_prefill(&cache, &m, tok.data(), rs.data(), 2, 3, 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG)
       << "4 slots needed, 2 allocated";
   std::vector<int32_t> empty = {0, 3};
-  EXPECT_EQ(drl_kv_cache_prefill(&cache, &m, tok.data(), empty.data(), 2, 3, 1, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
+  EXPECT_EQ(drl_kv_cache_prefill(&cache, &m, tok.data(), empty.data(), 2, 3, 1, 1.0f, logits.data()),
+            DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("no real token");
   ASSERT_EQ(drl_kv_cache_prefill(&cache, &m, tok.data(), rs.data(), 2, 3, 1, 1.0f, logits.data()), DRL_OK)
       << drl_last_error();
