@@ -102,15 +102,20 @@ drl_status drl_comm_nccl_exchange(drl_comm *c, const float *send, const drl_comm
                                   const drl_comm_pieces *rp) {
   DRL_TRY(need_comm(c));
   DRL_TRY(settle(c, ncclGroupStart(), "ncclGroupStart"));
-  for (int r = 0; r < c->size; ++r) {
+  drl_status st = DRL_OK;
+  for (int r = 0; st == DRL_OK && r < c->size; ++r) {
     if (sp->count[r])
-      DRL_TRY(settle(c, ncclSend(send + sp->displ[r], (size_t)sp->count[r], ncclFloat, r, NCCL(c), STREAM(c)),
-                     "ncclSend"));
-    if (rp->count[r])
-      DRL_TRY(settle(c, ncclRecv(recv + rp->displ[r], (size_t)rp->count[r], ncclFloat, r, NCCL(c), STREAM(c)),
-                     "ncclRecv"));
+      st = settle(c, ncclSend(send + sp->displ[r], (size_t)sp->count[r], ncclFloat, r, NCCL(c), STREAM(c)),
+                  "ncclSend");
+    if (st == DRL_OK && rp->count[r])
+      st = settle(c, ncclRecv(recv + rp->displ[r], (size_t)rp->count[r], ncclFloat, r, NCCL(c), STREAM(c)),
+                  "ncclRecv");
   }
-  return settle(c, ncclGroupEnd(), "ncclGroupEnd (exchange)");
+  /* The group is closed on every path: an open one would defer every later NCCL call of this thread. The first
+   * error is the one reported (a timed-out settle has aborted the communicator: nothing left to close). */
+  if (!c->impl->nccl) return st;
+  drl_status end = settle(c, ncclGroupEnd(), "ncclGroupEnd (exchange)");
+  return st != DRL_OK ? st : end;
 }
 
 drl_status drl_comm_nccl_allreduce(drl_comm *c, float *buf, int64_t n) {

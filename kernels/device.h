@@ -83,7 +83,8 @@ drl_status drl_copy_to_device(const drl_device *dev, void *dst, const void *src,
 /* Copies device buffer -> host and waits for it. */
 drl_status drl_copy_to_host(const drl_device *dev, void *dst, const void *src, size_t bytes);
 
-/* Copies within the device (stream-ordered on CUDA). */
+/* Copies within the device (stream-ordered on CUDA); ranges that overlap without being the same are
+ * DRL_ERR_INVALID_ARG on every backend (a copy onto itself does nothing). */
 drl_status drl_copy_on_device(const drl_device *dev, void *dst, const void *src, size_t bytes);
 
 /* Waits until all work queued on the device's stream has finished, and reports any asynchronous error. */

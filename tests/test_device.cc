@@ -35,6 +35,25 @@ TEST(Device, CpuAllocCopyMemset) {
   drl_device_close(&dev);
 }
 
+TEST(Device, OverlappingCopyIsRefusedOnEveryBackend) {
+  // cudaMemcpyAsync is undefined on overlap, so the CPU twin must refuse it too (it used to memmove).
+  drl_device dev;
+  ASSERT_EQ(drl_device_open(&dev, DRL_BACKEND_CPU, 0), DRL_OK);
+  float *buf = nullptr;
+  ASSERT_EQ(drl_alloc(&dev, (void **)&buf, 100 * sizeof(float), "test buffer"), DRL_OK);
+  for (int i = 0; i < 100; ++i) buf[i] = (float)i;
+  EXPECT_EQ(drl_copy_on_device(&dev, buf + 1, buf, 50 * sizeof(float)), DRL_ERR_INVALID_ARG);
+  EXPECT_NE(std::string(drl_last_error()).find("overlap"), std::string::npos) << drl_last_error();
+  EXPECT_EQ(drl_copy_on_device(&dev, buf, buf + 49, 50 * sizeof(float)), DRL_ERR_INVALID_ARG);
+  EXPECT_EQ(drl_copy_on_device(&dev, buf, buf, 4), DRL_OK) << "a copy onto itself does nothing";
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(buf[i], (float)i) << "a refused copy writes nothing";
+  EXPECT_EQ(drl_copy_on_device(&dev, buf, buf + 50, 50 * sizeof(float)), DRL_OK) << "adjacent ranges are fine";
+  EXPECT_EQ(drl_copy_on_device(&dev, buf, buf, 0), DRL_OK) << "nothing to copy";
+  EXPECT_EQ(buf[0], 50.0f);
+  drl_free(&dev, buf);
+  drl_device_close(&dev);
+}
+
 TEST(Device, HostOutOfMemoryNamesTheBuffer) {
   drl_device dev;
   ASSERT_EQ(drl_device_open(&dev, DRL_BACKEND_CPU, 0), DRL_OK);
