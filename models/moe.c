@@ -41,8 +41,8 @@ size_t drl_moe_work_carve(const drl_device *dev, const drl_moe_config *c, int C,
   w->sg = (float *)drl_carve_take(&cv, r * Fs * f);
   w->su = (float *)drl_carve_take(&cv, r * Fs * f);
   w->sh = (float *)drl_carve_take(&cv, r * Fs * f);
-  int64_t ds = drl_moe_dispatch_scratch_bytes(dev, R, c->top_k, c->experts); /* -1: sizes it refuses (it says so) */
-  w->dispatch = drl_carve_take(&cv, (size_t)(ds > 0 ? ds : 0));
+  /* >= 0: drl_transformer_create refuses the sizes CUB cannot handle */
+  w->dispatch = drl_carve_take(&cv, (size_t)drl_moe_dispatch_scratch_bytes(dev, R, c->top_k, c->experts));
   return cv.used;
 }
 

@@ -12,6 +12,7 @@
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
 #include "kernels/lm_head.h"
+#include "kernels/moe.h"
 #include "kernels/nvtx.h"
 #include "kernels/philox.h"
 #include "kernels/reduce.h"
@@ -219,6 +220,14 @@ drl_status drl_transformer_create(drl_transformer *m, const drl_transformer_conf
   m->dev = *dev;
   m->B_max = B_max;
   m->T_max = T_max;
+  /* CUB sizes its sorts at run time: a size it refuses is an error here, never a scratch of 0 bytes. */
+  int64_t rows_max = (int64_t)B_max * T_max;
+  if (drl_embedding_scratch_bytes(dev, (int)rows_max) < 0)
+    return DRL_FAIL(DRL_ERR_UNSUPPORTED, "transformer: the embedding backward's sort of %lld rows cannot be sized",
+                    (long long)rows_max);
+  if (cfg->moe.experts > 0 && drl_moe_dispatch_scratch_bytes(dev, rows_max, cfg->moe.top_k, cfg->moe.experts) < 0)
+    return DRL_FAIL(DRL_ERR_UNSUPPORTED, "transformer: the MoE dispatch of %lld rows x top-%d of %d experts cannot be "
+                    "sized", (long long)rows_max, cfg->moe.top_k, cfg->moe.experts);
   drl_layout layout;
   DRL_TRY(drl_transformer_layout(cfg, &layout));
   DRL_TRY(drl_params_create(&m->ps, dev, &layout, ""));
