@@ -421,11 +421,16 @@ drl_status drl_comm_allreduce_fast(drl_comm *c, float *buf, int64_t n) {
   return DRL_OK;
 }
 
-drl_status drl_comm_bcast_device(drl_comm *c, void *buf, size_t bytes, int root) {
+drl_status drl_comm_bcast_device(drl_comm *c, const drl_device *caller, void *buf, size_t bytes, int root) {
   if (c->dev.backend == DRL_BACKEND_CUDA && c->size > 1) {
     if (root < 0 || root >= c->size) return DRL_FAIL(DRL_ERR_INVALID_ARG, "broadcast: root %d of %d", root, c->size);
     if (c->rank == root) c->bytes_sent += (uint64_t)bytes * (uint64_t)(c->size - 1);
-    return drl_comm_nccl_bcast(c, buf, bytes, root);
+    /* The communicator's stream is not the caller's: the broadcast starts after the caller's writes to buf, the
+     * caller's next reads start after it, and a peer that never answers fails it at timeout_s. */
+    DRL_TRY(drl_device_wait(&c->dev, caller));
+    DRL_TRY(drl_comm_nccl_bcast(c, buf, bytes, root));
+    DRL_TRY(drl_comm_sync(c));
+    return drl_device_wait(caller, &c->dev);
   }
   return drl_comm_bcast(c, buf, bytes, root);
 }

@@ -96,8 +96,10 @@ drl_status drl_comm_allgather_ranges(drl_comm *c, float *buf, int64_t lo, int64_
  * depends on the library and the topology. */
 drl_status drl_comm_allreduce_fast(drl_comm *c, float *buf, int64_t n);
 
-/* Device buffer buf of `bytes` on every rank = root's. */
-drl_status drl_comm_bcast_device(drl_comm *c, void *buf, size_t bytes, int root);
+/* Device buffer buf of `bytes` on every rank = root's. caller is the device (stream) that wrote buf and will read it:
+ * the collective waits for its work before and it waits for the collective after, and the broadcast's completion is
+ * awaited against timeout_s (drl_comm_sync). */
+drl_status drl_comm_bcast_device(drl_comm *c, const drl_device *caller, void *buf, size_t bytes, int root);
 
 /* Waits for the device collectives queued so far (on the CPU they are already done); fails after timeout_s. */
 drl_status drl_comm_sync(drl_comm *c);

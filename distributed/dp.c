@@ -223,6 +223,8 @@ drl_status drl_dp_grads_reduce(drl_dp *dp, float *grads) {
   drl_status st = queue_reduce(dp, grads, 0, dp->queued_from);
   dp->queued_from = dp->n;
   dp->armed = 0;
+  /* Completion, not only the enqueueing, is awaited against dist.timeout_s: a dead peer fails this rank. */
+  if (st == DRL_OK) st = drl_comm_sync(dp->comm);
   if (st == DRL_OK) st = drl_device_wait(&dp->dev, &dp->side);
   return st;
 }
@@ -260,6 +262,7 @@ drl_status drl_dp_share_params(drl_dp *dp, float *params) {
   if (!dp || !dp->zero || ranks(dp) == 1) return DRL_OK;
   DRL_TRY(drl_device_wait(&dp->side, &dp->dev));
   DRL_TRY(drl_comm_allgather_ranges(dp->comm, params, 0, dp->n, dp->bounds));
+  DRL_TRY(drl_comm_sync(dp->comm)); /* completion against dist.timeout_s */
   return drl_device_wait(&dp->dev, &dp->side);
 }
 

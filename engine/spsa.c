@@ -190,7 +190,7 @@ drl_status drl_spsa_step(drl_spsa *s, float *theta, uint32_t step, drl_spsa_loss
   if (joining) {
     if (source < 0) return DRL_FAIL(DRL_ERR_INTERNAL, "SPSA step %u: a rank asks to join and none is active", step);
     DRL_RANGE("spsa_join");
-    DRL_TRY(drl_comm_bcast_device(s->comm, theta, (size_t)s->n * sizeof(float), source));
+    DRL_TRY(drl_comm_bcast_device(s->comm, &s->dev, theta, (size_t)s->n * sizeof(float), source));
     if (s->status == DRL_SPSA_JOINING) s->status = DRL_SPSA_ACTIVE;
     DRL_TRY(drl_spsa_check(s, theta, step));
   } else if (s->cfg.hash_every > 0 && step % (uint32_t)s->cfg.hash_every == 0) {
