@@ -1,6 +1,7 @@
 /* CUDA half of kernels/device: stream, cuBLAS handle, allocation and copies. */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "check.h"
@@ -23,6 +24,16 @@ extern "C" drl_status drl_cuda_open(drl_device *dev, int index) {
   if (index < 0 || index >= n)
     return DRL_FAIL(DRL_ERR_NO_DEVICE, "CUDA device %d requested but only %d visible", index, n);
   CUDA_CHECK(cudaSetDevice(index));
+  /* Stream-ordered allocation where the device has memory pools (cudaMalloc elsewhere); freed blocks stay in the
+   * pool instead of going back to the driver at every synchronisation. */
+  int pools = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, index));
+  if (pools) {
+    cudaMemPool_t pool;
+    CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, index));
+    uint64_t keep = UINT64_MAX;
+    CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+  }
   cudaStream_t stream;
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   cublasHandle_t handle;
@@ -41,6 +52,7 @@ extern "C" drl_status drl_cuda_open(drl_device *dev, int index) {
   dev->index = index;
   dev->stream = stream;
   dev->cublas = handle;
+  dev->mem_pools = pools;
   return DRL_OK;
 }
 
@@ -82,21 +94,26 @@ extern "C" void drl_cuda_describe(const drl_device *dev, char *buf, size_t cap) 
 
 extern "C" drl_status drl_cuda_alloc(const drl_device *dev, void **ptr, size_t bytes, const char *what) {
   if (bytes == 0) return DRL_OK;
-  cudaError_t e = cudaMallocAsync(ptr, bytes, STREAM(dev));
+  cudaError_t e = dev->mem_pools ? cudaMallocAsync(ptr, bytes, STREAM(dev)) : cudaMalloc(ptr, bytes);
   if (e != cudaSuccess) {
     *ptr = NULL;
     size_t free_b = 0, total_b = 0;
     cudaGetLastError();
     cudaMemGetInfo(&free_b, &total_b);
     return DRL_FAIL(e == cudaErrorMemoryAllocation ? DRL_ERR_OOM : DRL_ERR_CUDA,
-                    "cudaMallocAsync of %s (%zu bytes) failed: %s (%zu of %zu bytes free)", what, bytes,
+                    "allocating %s (%zu bytes) failed: %s (%zu of %zu bytes free)", what, bytes,
                     cudaGetErrorString(e), free_b, total_b);
   }
   CUDA_CHECK(cudaMemsetAsync(*ptr, 0, bytes, STREAM(dev)));
   return DRL_OK;
 }
 
-extern "C" void drl_cuda_free(const drl_device *dev, void *ptr) { cudaFreeAsync(ptr, STREAM(dev)); }
+extern "C" void drl_cuda_free(const drl_device *dev, void *ptr) {
+  if (dev->mem_pools)
+    cudaFreeAsync(ptr, STREAM(dev));
+  else
+    cudaFree(ptr); /* waits for the device: the buffer's last use has finished */
+}
 
 extern "C" drl_status drl_cuda_memset(const drl_device *dev, void *ptr, int value, size_t bytes) {
   if (bytes) CUDA_CHECK(cudaMemsetAsync(ptr, value, bytes, STREAM(dev)));

@@ -19,6 +19,7 @@ typedef struct drl_device {
   void *stream;    /* cudaStream_t (CUDA only) */
   void *cublas;    /* cublasHandle_t (CUDA only) */
   int allow_tf32;  /* GEMMs may use TF32 tensor cores (CUDA only; config optim.tf32) */
+  int mem_pools;   /* stream-ordered allocation from the device's memory pool (CUDA only, where supported) */
 } drl_device;
 
 /* In an op's dispatching entry point: hands a CUDA device to the op's _cuda twin, or, in a build without CUDA,
