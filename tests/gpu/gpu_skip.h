@@ -37,8 +37,11 @@ struct DevBuf {
     }
   }
   ~DevBuf() {
+    // The owner's stream may be gone (tests close their device first), and stream 0 does not wait for a
+    // non-blocking stream: cudaFree (no pool) waits for the whole device before it frees.
     drl_device f = owner;
     f.stream = nullptr;
+    f.mem_pools = 0;
     drl_free(&f, p);
   }
   DevBuf(const DevBuf &) = delete;
