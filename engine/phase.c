@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/grpo_update.h"
 #include "kernels/fault.h"
 #include "kernels/nvtx.h"
 
