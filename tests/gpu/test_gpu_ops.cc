@@ -14,12 +14,6 @@
 
 namespace {
 
-std::vector<std::string> table_names() {
-  std::vector<std::string> v;
-  for (const OpEntry &e : op_table()) v.push_back(e.name);
-  return v;
-}
-
 std::string param_name(const testing::TestParamInfo<std::string> &i) { return i.param; }
 
 bool small_only() {
@@ -48,6 +42,6 @@ TEST_P(GpuOp, MatchesTheCpu) {
   drl_device_close(&gpu);
 }
 
-INSTANTIATE_TEST_SUITE_P(Table, GpuOp, testing::ValuesIn(table_names()), param_name);
+INSTANTIATE_TEST_SUITE_P(Table, GpuOp, testing::ValuesIn(op_table_names()), param_name);
 
 }  // namespace

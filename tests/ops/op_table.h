@@ -102,6 +102,13 @@ struct OpEntry {
 };
 
 const std::vector<OpEntry> &op_table();
+
+// The table's op names, in table order: the parameters of the table's gtest suites (CPU and GPU).
+inline std::vector<std::string> op_table_names() {
+  std::vector<std::string> v;
+  for (const OpEntry &e : op_table()) v.push_back(e.name);
+  return v;
+}
 const OpEntry *op_find(const std::string &name);
 
 // ---- the harness ----

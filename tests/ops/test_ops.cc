@@ -21,12 +21,6 @@ extern "C" {
 
 namespace {
 
-std::vector<std::string> table_names() {
-  std::vector<std::string> v;
-  for (const OpEntry &e : op_table()) v.push_back(e.name);
-  return v;
-}
-
 std::string param_name(const testing::TestParamInfo<std::string> &i) { return i.param; }
 
 drl_device open_cpu() {
@@ -78,7 +72,7 @@ TEST_P(CpuOp, RepeatsItsBitsThroughTheBackendHarness) {
   for (const std::string &f : op_check_entry_backends(*e, &cpu, &other, small_only)) ADD_FAILURE() << f;
 }
 
-INSTANTIATE_TEST_SUITE_P(Table, CpuOp, testing::ValuesIn(table_names()), param_name);
+INSTANTIATE_TEST_SUITE_P(Table, CpuOp, testing::ValuesIn(op_table_names()), param_name);
 
 // ---- deliberately wrong ops: the harness must report each
 
@@ -281,7 +275,7 @@ TEST(OpTable, EveryCudaTwinBelongsToAListedOp) {
 }
 
 TEST(OpTable, NamesAreUniqueAndTheNonOpsAreDeclaredAndUnlisted) {
-  std::vector<std::string> names = table_names();
+  std::vector<std::string> names = op_table_names();
   std::sort(names.begin(), names.end());
   EXPECT_EQ(std::adjacent_find(names.begin(), names.end()), names.end()) << "an op listed twice";
   std::string why;
