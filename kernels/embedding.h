@@ -6,6 +6,7 @@
 
 #include "device.h"
 #include "hd.h"
+#include "philox.h" /* drl_fadd: explicitly rounded */
 
 #ifdef __cplusplus
 extern "C" {
@@ -44,6 +45,6 @@ int64_t drl_embedding_scratch_bytes_cuda(int N);
 static inline DRL_HD int drl_embedding_token_ok(int32_t tok, int V) { return tok >= 0 && tok < V; }
 
 /* One step of a token's gradient sum: plain adds in n order, nothing to fuse. */
-static inline DRL_HD float drl_embedding_acc(float acc, float g) { return acc + g; }
+static inline DRL_HD float drl_embedding_acc(float acc, float g) { return drl_fadd(acc, g); }
 
 #endif /* DRL_EMBEDDING_H */

@@ -106,12 +106,6 @@ static inline DRL_HD uint64_t drl_rng_u64(uint64_t seed, uint32_t step, uint32_t
   return ((uint64_t)b.v[w] << 32) | b.v[w + 1];
 }
 
-/* Uniform in [0, 1) with 24 random bits: exact on every platform. */
-static inline DRL_HD float drl_u32_to_uniform(uint32_t x) { return (float)(x >> 8) * 0x1p-24f; }
-
-/* Uniform in (0, 1]: for logarithms. */
-static inline DRL_HD float drl_u32_to_uniform_pos(uint32_t x) { return (float)((x >> 8) + 1u) * 0x1p-24f; }
-
 /* Rademacher +1/-1 from the top bit. */
 static inline DRL_HD float drl_u32_to_rademacher(uint32_t x) { return (x & 0x80000000u) ? 1.0f : -1.0f; }
 
@@ -154,6 +148,12 @@ static inline DRL_HD float drl_bits_float(uint32_t u) {
   memcpy(&f, &u, sizeof f);
   return f;
 }
+
+/* Uniform in [0, 1) with 24 random bits: exact on every platform. */
+static inline DRL_HD float drl_u32_to_uniform(uint32_t x) { return drl_fmul((float)(x >> 8), 0x1p-24f); }
+
+/* Uniform in (0, 1]: for logarithms. */
+static inline DRL_HD float drl_u32_to_uniform_pos(uint32_t x) { return drl_fmul((float)((x >> 8) + 1u), 0x1p-24f); }
 
 /* Natural log of a positive normal float (Cephes logf polynomial; within 1 ulp of the correctly rounded log for
  * every such float, checked exhaustively). Sampling uses it on (0, 1], the SDE's log-density also above 1. */

@@ -15,12 +15,12 @@ static __device__ double block_tree(double v) {
   acc[l] = v;
   __syncthreads();
   for (int s = DRL_REDUCE_LANES / 2; s >= 32; s >>= 1) {
-    if (l < s) acc[l] += acc[l + s];
+    if (l < s) acc[l] = drl_dadd(acc[l], acc[l + s]);
     __syncthreads();
   }
   if (l < 32) { /* s = 16 .. 1: lane l adds lane l + s, exactly the sequential tree's pairs */
     v = acc[l];
-    for (int s = 16; s > 0; s >>= 1) v += __shfl_down_sync(FULL_MASK, v, s);
+    for (int s = 16; s > 0; s >>= 1) v = drl_dadd(v, __shfl_down_sync(FULL_MASK, v, s));
   }
   return v;
 }

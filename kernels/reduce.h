@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "device.h"
+#include "exp.h" /* drl_dadd, drl_dmul: explicitly rounded */
 #include "hd.h"
 
 #ifdef __cplusplus
@@ -44,7 +45,8 @@ drl_status drl_sum_squares_partials_cuda(const drl_device *dev, double *partials
  * elements; inside a chunk, lane l < DRL_REDUCE_LANES sums elements l, l + LANES, l + 2 LANES, ... in that order;
  * the lanes are combined by the fixed tree acc[l] += acc[l + s] for s = LANES/2, ..., 1. The chunk partials are
  * summed the same way (lane l takes partials l, l + LANES, ... in order, then the tree). Squares of floats are
- * exact in double, so fused or separate multiply-adds give the same bits, and so do the GPU's shuffles. */
+ * exact in double, so fused or separate multiply-adds would give the same bits; every add is explicitly rounded all
+ * the same, so the kernel's PTX does not depend on nvcc's --fmad. */
 #define DRL_REDUCE_CHUNK 4096
 #define DRL_REDUCE_LANES 256
 
@@ -52,21 +54,21 @@ drl_status drl_sum_squares_partials_cuda(const drl_device *dev, double *partials
 static inline DRL_HD double drl_sumsq_lane(const float *x, int64_t n, int64_t c, int l) {
   double s = 0.0;
   for (int64_t i = c * DRL_REDUCE_CHUNK + l; i < (c + 1) * DRL_REDUCE_CHUNK && i < n; i += DRL_REDUCE_LANES)
-    s += (double)x[i] * (double)x[i];
+    s = drl_dadd(s, drl_dmul((double)x[i], (double)x[i]));
   return s;
 }
 
 /* Lane l's sum over the partials a[0, n). */
 static inline DRL_HD double drl_sum_lane(const double *a, int64_t n, int l) {
   double s = 0.0;
-  for (int64_t i = l; i < n; i += DRL_REDUCE_LANES) s += a[i];
+  for (int64_t i = l; i < n; i += DRL_REDUCE_LANES) s = drl_dadd(s, a[i]);
   return s;
 }
 
 /* The lane tree, sequentially: the total ends in acc[0]. */
 static inline DRL_HD double drl_reduce_tree(double acc[DRL_REDUCE_LANES]) {
   for (int s = DRL_REDUCE_LANES / 2; s > 0; s >>= 1)
-    for (int l = 0; l < s; ++l) acc[l] += acc[l + s];
+    for (int l = 0; l < s; ++l) acc[l] = drl_dadd(acc[l], acc[l + s]);
   return acc[0];
 }
 

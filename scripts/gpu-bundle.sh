@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the CUDA configuration (sm_90) and packs what the GPU suite needs into gpu-bundle/ (ignored by git):
+# Builds the CUDA configuration (sm_90, -lineinfo) and packs what the GPU suite needs into gpu-bundle/ (ignored by git):
 # the gpu-labelled test binaries (among them test_gpu_ops, the op table), the GPU benchmarks, scripts/gpu-suite.sh's
 # inputs, and every shared library they load except libc and friends, the driver (libcuda) and the CUDA toolkit's own
 # libraries, which the device has.
@@ -13,8 +13,9 @@ limit_mib=64
 
 # Build-tree RUNPATHs stay (the tests' discovery runs the binaries at build time); on the device they point nowhere,
 # and LD_LIBRARY_PATH, which takes precedence over RUNPATH, finds the bundle's copies.
+# -lineinfo: compute-sanitizer's reports name the source line (it changes no instruction).
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DDYNRL_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
-  -DCMAKE_SKIP_BUILD_RPATH=OFF >/dev/null
+  -DCMAKE_CUDA_FLAGS=-lineinfo -DCMAKE_SKIP_BUILD_RPATH=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)" >/dev/null
 
 rm -rf "$bundle"
@@ -23,8 +24,9 @@ mkdir -p "$bundle/tests" "$bundle/bench" "$bundle/lib"
 mapfile -t gpu_tests < <(ctest --test-dir "$build" -L gpu --show-only=json-v1 |
   python3 -c 'import json,sys; print("\n".join(sorted({t["command"][0] for t in json.load(sys.stdin)["tests"]})))')
 for t in "${gpu_tests[@]}"; do [ -n "$t" ] && cp "$t" "$bundle/tests/"; done
-# The op table's GPU test is the suite's first and most important check.
-[ -x "$bundle/tests/test_gpu_ops" ] || { echo "gpu-bundle: test_gpu_ops was not built" >&2; exit 1; }
+for t in test_gpu_ops test_gpu_models test_gpu_nccl; do  # the suite's stages, by name
+  [ -x "$bundle/tests/$t" ] || { echo "gpu-bundle: $t was not built" >&2; exit 1; }
+done
 for b in "$build"/bench/bench_*; do [ -x "$b" ] && [ -f "$b" ] && cp "$b" "$bundle/bench/"; done
 
 # Libraries the device provides itself: the C runtime, the driver and the CUDA toolkit.

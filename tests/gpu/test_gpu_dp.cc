@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include <cuda_runtime.h>
+
 #include "gpu_skip.h"
 #include "../test_util.h"
 
@@ -97,16 +99,24 @@ TEST(GpuDataParallel, ASideStreamWaitsForTheComputeStream) {
   DRL_REQUIRE_GPU(gpu);
   drl_device side;
   ASSERT_EQ(drl_device_fork(&gpu, &side), DRL_OK) << drl_last_error();
-  const size_t n = 1 << 24;
-  DevBuf a(&gpu, n * sizeof(float)), b(&gpu, n * sizeof(float));
-  std::vector<float> ones(n, 1.0f);
-  ASSERT_EQ(drl_copy_to_device(&gpu, a.p, ones.data(), a.bytes), DRL_OK);  // queued on the compute stream
+  const size_t n = 1 << 24, big = (size_t)1 << 28;  // 64 MiB checked, 1 GiB of busy work
+  DevBuf a(&gpu, n * sizeof(float)), b(&gpu, n * sizeof(float)), ones(&gpu, std::vector<float>(n, 1.0f));
+  DevBuf busy_src(&gpu, big), busy_dst(&gpu, big);
+  ASSERT_EQ(drl_memset(&gpu, a.p, 0, a.bytes), DRL_OK);
+  ASSERT_EQ(drl_device_sync(&gpu), DRL_OK);
+  // A long queue on the compute stream (tens of milliseconds of copies), and only then the write the side stream must
+  // see: without the wait, the side's copy would start at once and read the zeros.
+  for (int i = 0; i < 32; ++i) ASSERT_EQ(drl_copy_on_device(&gpu, busy_dst.p, busy_src.p, big), DRL_OK);
+  ASSERT_EQ(drl_copy_on_device(&gpu, a.p, ones.p, a.bytes), DRL_OK);
   ASSERT_EQ(drl_device_wait(&side, &gpu), DRL_OK);
   ASSERT_EQ(drl_copy_on_device(&side, b.p, a.p, a.bytes), DRL_OK);  // must see the copy above
+  // The test means something only if the compute stream was still busy when the side's copy was queued.
+  EXPECT_EQ(cudaStreamQuery((cudaStream_t)gpu.stream), cudaErrorNotReady)
+      << "the compute stream drained before the side stream's copy was queued: the queue is too short to show a race";
   ASSERT_EQ(drl_device_sync(&side), DRL_OK);
-  std::vector<float> got(n);
-  ASSERT_EQ(drl_copy_to_host(&side, got.data(), b.p, b.bytes), DRL_OK);
-  EXPECT_EQ(0, memcmp(got.data(), ones.data(), a.bytes));
+  std::vector<float> got = b.get();
+  EXPECT_EQ(0, memcmp(got.data(), std::vector<float>(n, 1.0f).data(), b.bytes));
+  ASSERT_EQ(drl_device_sync(&gpu), DRL_OK);
   drl_device_close(&side);
   drl_device_close(&gpu);
 }

@@ -1,0 +1,61 @@
+# The kernels claimed bit-identical to the CPU must not depend on nvcc's --fmad: each source in SOURCES is compiled to
+# PTX with --fmad=true and with --fmad=false, and the two instruction mixes (every opcode with its modifiers, counted)
+# must be equal. A plain a * b + c becomes fma.rn.f32 under --fmad=true, and a plain mul or add keeps no rounding
+# modifier (mul.f32: ptxas may still fuse it); drl_fmul / drl_fadd / drl_dadd... compile to .rn either way.
+#   cmake -DNVCC=<nvcc> -DROOT=<source dir> -DSOURCES="a.cu;b.cu" -DWORK=<dir> -P check_fmad.cmake
+# Prints each source whose mixes differ, with the opcodes whose counts differ, and fails when there is one.
+cmake_minimum_required(VERSION 3.22)
+foreach(var NVCC ROOT SOURCES WORK)
+  if(NOT ${var})
+    message(FATAL_ERROR "usage: cmake -DNVCC=... -DROOT=... -DSOURCES=... -DWORK=... -P check_fmad.cmake")
+  endif()
+endforeach()
+file(MAKE_DIRECTORY "${WORK}")
+
+# The opcode of every PTX instruction line of FILE, sorted.
+function(ptx_opcodes file out)
+  file(STRINGS "${file}" lines REGEX "^\t[a-z][a-z0-9_.]*")
+  list(TRANSFORM lines REPLACE "^\t([a-z][a-z0-9_.]*).*$" "\\1")
+  list(SORT lines)
+  set(${out} "${lines}" PARENT_SCOPE)
+endfunction()
+
+set(bad 0)
+foreach(src IN LISTS SOURCES)
+  get_filename_component(name "${src}" NAME_WE)
+  foreach(fmad true false)
+    execute_process(COMMAND "${NVCC}" -ptx -O3 -arch=compute_90 -std=c++17 -DDRL_HAVE_CUDA=1 -I${ROOT}
+                            -I${ROOT}/include --fmad=${fmad} "${src}" -o "${WORK}/${name}.${fmad}.ptx"
+                    RESULT_VARIABLE rc ERROR_VARIABLE err)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "check_fmad: nvcc failed on ${src} (--fmad=${fmad}):\n${err}")
+    endif()
+  endforeach()
+  ptx_opcodes("${WORK}/${name}.true.ptx" with)
+  ptx_opcodes("${WORK}/${name}.false.ptx" without)
+  if(NOT with STREQUAL without)
+    set(ops ${with} ${without})
+    list(REMOVE_DUPLICATES ops)
+    set(report "")
+    foreach(op IN LISTS ops)
+      string(REPLACE "." "\\." pattern "${op}")
+      set(a ${with})
+      set(b ${without})
+      list(FILTER a INCLUDE REGEX "^${pattern}$")
+      list(FILTER b INCLUDE REGEX "^${pattern}$")
+      list(LENGTH a na)
+      list(LENGTH b nb)
+      if(NOT na EQUAL nb)
+        string(APPEND report " ${op} ${na}/${nb}")
+      endif()
+    endforeach()
+    message("${src}: its PTX depends on --fmad (opcode: count with/without):${report}")
+    math(EXPR bad "${bad} + 1")
+  endif()
+endforeach()
+list(LENGTH SOURCES n)
+if(bad GREATER 0)
+  message(FATAL_ERROR "check_fmad: ${bad} of ${n} claimed bit-identical sources change with --fmad; use the explicitly "
+                      "rounded drl_fadd / drl_fmul / drl_dadd / drl_dmul (kernels/philox.h, kernels/exp.h)")
+endif()
+message("check_fmad: ${n} sources, the same PTX instruction mix with and without --fmad")
