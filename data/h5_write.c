@@ -3,6 +3,7 @@
 
 #include "h5.h"
 #include "h5_internal.h"
+#include "atomic_file.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -21,20 +22,11 @@
 /* Chunk size: large enough for full-speed I/O, at most the default 1 MiB chunk cache. */
 #define CHUNK_TARGET_BYTES (1u << 20)
 
-/* The directory part of path ("." when there is none), for the fsync that makes a rename durable. */
-static void dir_of(const char *path, char *buf, size_t cap) {
-  snprintf(buf, cap, "%s", path);
-  char *slash = strrchr(buf, '/');
-  if (!slash) snprintf(buf, cap, ".");
-  else if (slash == buf) buf[1] = '\0';
-  else *slash = '\0';
-}
-
 /* Removes path's temp files left by writers that no longer run (killed mid-write): each is a whole checkpoint's size,
  * and a run that crashes repeatedly would pile them up. A temp file of a live process is left alone. */
 static void remove_dead_temps(const char *path) {
   char dir[DRL_H5_PATH_CAP];
-  dir_of(path, dir, sizeof dir);
+  drl_dir_of(path, dir, sizeof dir);
   const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
   char prefix[DRL_H5_PATH_CAP];
   snprintf(prefix, sizeof prefix, "%s.tmp.", base);
@@ -90,18 +82,6 @@ done:
 }
 
 
-static drl_status fsync_path(const char *what, const char *path, int flags) {
-  int fd = open(path, flags);
-  if (fd < 0) return DRL_FAIL(DRL_ERR_IO, "%s: cannot open %s for fsync: %s", what, path, strerror(errno));
-  int rc = fsync(fd);
-  int err = errno;
-  close(fd);
-  /* Some file systems cannot fsync a directory (EINVAL); the rename itself is still atomic there. */
-  if (rc != 0 && !(err == EINVAL && (flags & O_DIRECTORY)))
-    return DRL_FAIL(DRL_ERR_IO, "%s: fsync of %s failed: %s", what, path, strerror(err));
-  return DRL_OK;
-}
-
 drl_status drl_h5_writer_commit(drl_h5_writer *w) {
   drl_status st = DRL_OK;
   if (!w || !drl_h5_is_open(w->file.id)) return DRL_FAIL(DRL_ERR_INVALID_ARG, "commit of a writer that is not open");
@@ -113,7 +93,7 @@ drl_status drl_h5_writer_commit(drl_h5_writer *w) {
   w->file.id = H5I_INVALID_HID;
   DRL_H5_CHECK_GOTO_(rc, "H5Fclose", path, NULL);
   drl_fault_reach("h5_closed");
-  DRL_TRY_GOTO(fsync_path(path, w->tmp_path, O_RDONLY));
+  DRL_TRY_GOTO(drl_fsync_path(path, w->tmp_path, O_RDONLY));
   drl_fault_reach("h5_synced");
   if (rename(w->tmp_path, path) != 0) {
     st = DRL_FAIL(DRL_ERR_IO, "%s: rename from %s failed: %s", path, w->tmp_path, strerror(errno));
@@ -122,8 +102,8 @@ drl_status drl_h5_writer_commit(drl_h5_writer *w) {
   w->tmp_path[0] = '\0'; /* renamed: nothing left to remove */
   drl_fault_reach("h5_renamed");
   char dir[DRL_H5_PATH_CAP];
-  dir_of(path, dir, sizeof dir);
-  DRL_TRY_GOTO(fsync_path(path, dir, O_RDONLY | O_DIRECTORY));
+  drl_dir_of(path, dir, sizeof dir);
+  DRL_TRY_GOTO(drl_fsync_path(path, dir, O_RDONLY | O_DIRECTORY));
 done:
   drl_h5_writer_abort(w);
   return st;
