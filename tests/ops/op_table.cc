@@ -2233,10 +2233,11 @@ std::vector<OpEntry> build_table() {
     for (OpEntry *e : {&route, &rb, &disp, &gath, &comb, &cb}) t.push_back(*e);
   }
 
-  // ---- the flow SDE: (D, rows) off the 128-thread blocks, and a training step's (D = 2 and 64 at 65536 rows)
+  // ---- the flow SDE (a warp per row): D below, at and past the 32 lanes, rows mostly off the 8-row blocks, and a
+  // training step's (D = 2 and 64 at 65536 rows)
   {
     OpEntry step{"sde_step", {}}, lp{"sde_logprob", {}}, lpb{"sde_logprob_backward", {}};
-    const std::pair<int, int64_t> smalls[] = {{1, 301}, {2, 200}, {5, 41}, {64, 20}};
+    const std::pair<int, int64_t> smalls[] = {{1, 301}, {2, 200}, {5, 41}, {64, 20}, {33, 19}, {100, 13}};
     const std::pair<int, int64_t> bigs[] = {{1, 30001}, {2, kRows}, {3, 10000}, {5, 4001}, {8, 3750}, {64, kRows}};
     for (int mean : {1, 0}) {
       std::string m = mean ? " mean over dims" : " sum over dims";
