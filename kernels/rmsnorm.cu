@@ -1,5 +1,5 @@
 /* CUDA RMSNorm. Row sums: one warp per row, lane l takes channels l, l+32, ..., then a butterfly read from lane 0:
- * the order of drl_rmsnorm_lane_tree, so the CPU reproduces every bit. dweight: stage 1 sums each chunk of
+ * the order of drl_lane_tree_f (lanes.h), so the CPU reproduces every bit. dweight: stage 1 sums each chunk of
  * DRL_RMSNORM_CHUNK_ROWS rows per channel in row order into scratch, stage 2 sums the chunks per channel in chunk
  * order. No atomics anywhere: the result never depends on scheduling. */
 #include <cuda_runtime.h>
@@ -8,17 +8,9 @@
 #include "cuda_launch.cuh"
 #include "rmsnorm.h"
 
-#define FULL_MASK 0xffffffffu
-
-static_assert(DRL_RMSNORM_LANES == 32, "the lane order is the warp's");
+static_assert(DRL_LANES == 32, "the lane order is the warp's");
 
 static const int kThreads = 256; /* 8 warps, so 8 rows per block in the row kernels */
-
-/* The tree of drl_rmsnorm_lane_tree: at offset o, lane i < o adds lane i + o; lane 0 holds the result. */
-static __device__ float warp_tree_sum(float v) {
-  for (int o = DRL_RMSNORM_LANES / 2; o >= 1; o /= 2) v = drl_fadd(v, __shfl_xor_sync(FULL_MASK, v, o));
-  return __shfl_sync(FULL_MASK, v, 0);
-}
 
 /* Rows are warp-uniform, so every lane of a warp takes part in each shuffle. */
 static __global__ void rmsnorm_forward_kernel(float *out, float *rstd, const float *inp, const float *weight, int N,
@@ -28,7 +20,7 @@ static __global__ void rmsnorm_forward_kernel(float *out, float *rstd, const flo
     const float *x = inp + n * C;
     float acc = 0.0f;
     for (int c = lane; c < C; c += 32) acc = drl_rmsnorm_sq_acc(acc, x[c]);
-    float r = drl_rmsnorm_rstd(warp_tree_sum(acc), C, eps);
+    float r = drl_rmsnorm_rstd(drl_warp_tree_f(acc), C, eps);
     float *o = out + n * C;
     for (int c = lane; c < C; c += 32) o[c] = drl_rmsnorm_out(x[c], r, weight[c]);
     if (lane == 0) rstd[n] = r;
@@ -43,7 +35,7 @@ static __global__ void rmsnorm_dinp_kernel(float *dinp, const float *dout, const
     float acc = 0.0f;
     for (int c = lane; c < C; c += 32) acc = drl_rmsnorm_dot_acc(acc, weight[c], d[c], x[c]);
     float r = rstd[n];
-    float coef = drl_rmsnorm_coef(warp_tree_sum(acc), r, C);
+    float coef = drl_rmsnorm_coef(drl_warp_tree_f(acc), r, C);
     float *di = dinp + n * C;
     for (int c = lane; c < C; c += 32) di[c] = drl_rmsnorm_dinp(di[c], x[c], weight[c], d[c], r, coef);
   }

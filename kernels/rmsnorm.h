@@ -1,5 +1,5 @@
 /* RMSNorm over the last dimension: out = inp * rstd * weight, rstd = 1 / sqrt(mean(inp^2) + eps).
- * CPU and GPU are bit-identical: every row sum uses the same 32-lane order (lane l takes channels l, l+32, ...,
+ * CPU and GPU are bit-identical: every row sum uses the 32-lane order of lanes.h (lane l takes channels l, l+32, ...,
  * then a pairwise tree over the lanes: a CUDA warp's butterfly), every operation is rounded once (no FMA), and the
  * dweight sum over rows goes in fixed chunks of DRL_RMSNORM_CHUNK_ROWS rows, combined in chunk order. */
 #ifndef DRL_RMSNORM_H
@@ -9,6 +9,7 @@
 
 #include "device.h"
 #include "hd.h"
+#include "lanes.h"  /* DRL_LANES, drl_lane_tree_f: the 32-lane order */
 #include "philox.h" /* drl_fadd, drl_fmul: explicitly rounded, so nvcc cannot fuse them into an FMA */
 
 #ifdef __cplusplus
@@ -17,8 +18,6 @@ extern "C" {
 
 /* Rows per dweight chunk: fixed, so the sum order never depends on the thread count or the grid. */
 #define DRL_RMSNORM_CHUNK_ROWS 32
-/* Lanes of a row sum: the CUDA warp size. */
-#define DRL_RMSNORM_LANES 32
 
 /* For each of N rows of C: out (may not alias inp) and rstd[row] (saved for the backward). */
 drl_status drl_rmsnorm_forward(const drl_device *dev, float *out, float *rstd, const float *inp, const float *weight,
@@ -89,33 +88,26 @@ static inline DRL_HD float drl_rmsnorm_dw_acc(float acc, float dout, float x, fl
   return drl_fadd(acc, drl_fmul(drl_fmul(dout, x), rstd));
 }
 
-/* The lane tree, in the order of a warp butterfly read from lane 0: p[i] += p[i + o] for o = 16, 8, 4, 2, 1. */
-static inline DRL_HD float drl_rmsnorm_lane_tree(float p[DRL_RMSNORM_LANES]) {
-  for (int o = DRL_RMSNORM_LANES / 2; o >= 1; o /= 2)
-    for (int i = 0; i < o; ++i) p[i] = drl_fadd(p[i], p[i + o]);
-  return p[0];
-}
-
 /* sum(x^2) of one row in the 32-lane order (the CPU's loop; the GPU runs the lanes in a warp). */
 static inline DRL_HD float drl_rmsnorm_row_sumsq(const float *x, int C) {
-  float p[DRL_RMSNORM_LANES];
-  for (int l = 0; l < DRL_RMSNORM_LANES; ++l) p[l] = 0.0f;
+  float p[DRL_LANES];
+  for (int l = 0; l < DRL_LANES; ++l) p[l] = 0.0f;
   int c0 = 0;
-  for (; c0 + DRL_RMSNORM_LANES <= C; c0 += DRL_RMSNORM_LANES) /* full rounds: a fixed trip count vectorises */
-    for (int l = 0; l < DRL_RMSNORM_LANES; ++l) p[l] = drl_rmsnorm_sq_acc(p[l], x[c0 + l]);
+  for (; c0 + DRL_LANES <= C; c0 += DRL_LANES) /* full rounds: a fixed trip count vectorises */
+    for (int l = 0; l < DRL_LANES; ++l) p[l] = drl_rmsnorm_sq_acc(p[l], x[c0 + l]);
   for (int l = 0; c0 + l < C; ++l) p[l] = drl_rmsnorm_sq_acc(p[l], x[c0 + l]);
-  return drl_rmsnorm_lane_tree(p);
+  return drl_lane_tree_f(p);
 }
 
 /* sum(w * dout * x) of one row in the 32-lane order. */
 static inline DRL_HD float drl_rmsnorm_row_dot(const float *w, const float *dout, const float *x, int C) {
-  float p[DRL_RMSNORM_LANES];
-  for (int l = 0; l < DRL_RMSNORM_LANES; ++l) p[l] = 0.0f;
+  float p[DRL_LANES];
+  for (int l = 0; l < DRL_LANES; ++l) p[l] = 0.0f;
   int c0 = 0;
-  for (; c0 + DRL_RMSNORM_LANES <= C; c0 += DRL_RMSNORM_LANES)
-    for (int l = 0; l < DRL_RMSNORM_LANES; ++l) p[l] = drl_rmsnorm_dot_acc(p[l], w[c0 + l], dout[c0 + l], x[c0 + l]);
+  for (; c0 + DRL_LANES <= C; c0 += DRL_LANES)
+    for (int l = 0; l < DRL_LANES; ++l) p[l] = drl_rmsnorm_dot_acc(p[l], w[c0 + l], dout[c0 + l], x[c0 + l]);
   for (int l = 0; c0 + l < C; ++l) p[l] = drl_rmsnorm_dot_acc(p[l], w[c0 + l], dout[c0 + l], x[c0 + l]);
-  return drl_rmsnorm_lane_tree(p);
+  return drl_lane_tree_f(p);
 }
 
 /* dweight[c] total over the chunk partials, in chunk order. */

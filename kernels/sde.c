@@ -1,5 +1,6 @@
-/* CPU SDE step, log-probability and its backward: rows in parallel over the shared row math of sde.h. Each row's
- * reduction runs over d in order inside one thread, so the thread count changes no bit. */
+/* CPU SDE step, log-probability and its backward: rows in parallel over the shared row math of sde.h. Each row runs
+ * inside one thread, its 32 lanes in order and then the lane tree (the GPU warp's order), so the thread count changes
+ * no bit. */
 #include "sde.h"
 
 #include "nvtx.h"

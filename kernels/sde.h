@@ -7,11 +7,12 @@
  * log pi(x_next | x) is the Gaussian density of that step, summed over the D dims or (the convention of every flow-GRPO
  * code base) averaged over them.
  *
- * Sampling and evaluation share one row function (drl_sde_row), and every op is rounded once (float: drl_fadd /
- * drl_fmul / drl_fdiv / drl_fsqrt; double: drl_dadd / dmul / ddiv; log: drl_rng_logf), so the log-probability the
- * trainer evaluates for a sampled x_next is bit-identical to the one the sampler returned (an on-policy ratio of
- * exactly 1), on the CPU and on the GPU alike. Layouts: x, v, x_next, dv [rows, D]; t, dt, sigma, logp, dlogp,
- * noise_index [rows]. */
+ * Sampling and evaluation share one per-lane function (drl_sde_lane) and one finish (drl_sde_row_logp), and every op
+ * is rounded once (float: drl_fadd / drl_fmul / drl_fdiv / drl_fsqrt; double: drl_dadd / dmul / ddiv; log:
+ * drl_rng_logf), so the log-probability the trainer evaluates for a sampled x_next is bit-identical to the one the
+ * sampler returned (an on-policy ratio of exactly 1), on the CPU and on the GPU alike. A row's sum over d runs in the
+ * 32-lane order of lanes.h: the GPU gives a row to a warp, the CPU runs the 32 lanes in a loop. Layouts: x, v,
+ * x_next, dv [rows, D]; t, dt, sigma, logp, dlogp, noise_index [rows]. */
 #ifndef DRL_SDE_H
 #define DRL_SDE_H
 
@@ -20,6 +21,7 @@
 #include "device.h"
 #include "exp.h"      /* drl_fdiv, drl_dadd, drl_dmul, drl_ddiv */
 #include "hd.h"
+#include "lanes.h"    /* DRL_LANES, drl_lane_tree_d: the 32-lane order of the sum over d */
 #include "philox.h"   /* drl_fadd, drl_fmul, drl_fsqrt, drl_rng_logf, drl_rng_normal */
 #include "rng_fill.h" /* drl_rng_stream */
 
@@ -32,7 +34,8 @@ extern "C" {
  * Gaussian log-density of x_next under N(mean, sigma^2 (-dt) I): the sum over d of
  * -(x_next - mean)^2 / (2 sigma^2 (-dt)) - log(sigma sqrt(-dt)) - log(2 pi) / 2, divided by D when mean_over_dims.
  * Rows with sigma[r] == 0 take the ODE step (x_next = mean, logp 0). Per-row t, dt, sigma [rows] and noise_index [rows]
- * (uint64) on dev. Every reduction over d is accumulated in double in d order. x_next may alias x or v (in place).
+ * (uint64) on dev. The sum over d is accumulated in double in the 32-lane order (lane l takes d = l, l + 32, ... in
+ * order; then the tree p[i] += p[i + o], o = 16, 8, 4, 2, 1). x_next may alias x or v (in place).
  * An SDE row needs dt < 0 and sigma sqrt(-dt) a positive normal float; its logp is NaN otherwise. */
 drl_status drl_sde_step(const drl_device *dev, float *x_next, float *logp, const float *x, const float *v,
                         const float *t, const float *dt, const float *sigma, const uint64_t *noise_index,
@@ -105,7 +108,7 @@ static inline DRL_HD float drl_sde_mean_elem(float x, float v, float t, float dt
 /* The step's standard deviation sigma sqrt(-dt): the same float scales the noise and normalises the density. */
 static inline DRL_HD float drl_sde_std(float sigma, float dt) { return drl_fmul(sigma, drl_fsqrt(-dt)); }
 
-/* The row's log-density from sumsq = sum over d of (x_next - mean)^2 (double, d order):
+/* The row's log-density from sumsq = sum over d of (x_next - mean)^2 (double, 32-lane order):
  * -sumsq / (2 sd^2) - D (log sd + log(2 pi) / 2), divided by D when mean_over_dims; rounded to float once.
  * sd^2 is exact in double (a product of two floats). sd may exceed 1 (sigma is large near t = 1): drl_rng_logf, written
  * for (0, 1], is Cephes' logf on the exponent and mantissa fields and is within 1 ulp of the correctly rounded log for
@@ -119,21 +122,23 @@ static inline DRL_HD float drl_sde_logp_finish(double sumsq, float sd, int D, in
   return (float)lp;
 }
 
-/* One row, the single definition of both the sampler and the evaluator, so the two cannot drift:
+/* Lane `lane` of a row (0 <= lane < DRL_LANES), the single definition of both the sampler and the evaluator, so the two
+ * cannot drift. It takes elements d = lane, lane + 32, ... < D in order:
  *   s != NULL (sampling): x_next[d] = mean + sd eps_d is written, eps_d element noise_base + d of stream *s;
  *   s == NULL (evaluation): x_next is only read (the cast in drl_sde_logprob_row drops const for this path).
- * Either way the same x_next bits meet the same mean bits in the same double sum. Returns logp (0 for an ODE row).
- * In sampling, element d reads x[d] and v[d] before writing x_next[d]: x_next may alias x or v. */
-static inline DRL_HD float drl_sde_row(float *x_next, const float *x, const float *v, float t, float dt, float sigma,
-                                       const drl_rng_stream *s, uint64_t noise_base, int D, int mean_over_dims) {
+ * Either way the same x_next bits meet the same mean bits. Returns the lane's double partial of sum (x_next - mean)^2
+ * (0 for an ODE row, whose x_next is the Euler step). Element d is read and written by this lane alone, x[d] and v[d]
+ * before x_next[d], so x_next may alias x or v however the lanes interleave. */
+static inline DRL_HD double drl_sde_lane(float *x_next, const float *x, const float *v, float t, float dt, float sigma,
+                                         const drl_rng_stream *s, uint64_t noise_base, int D, int lane) {
   if (sigma == 0.0f) {
     if (s)
-      for (int d = 0; d < D; ++d) x_next[d] = drl_sde_mean_elem(x[d], v[d], t, dt, 0.0f);
-    return 0.0f;
+      for (int d = lane; d < D; d += DRL_LANES) x_next[d] = drl_sde_mean_elem(x[d], v[d], t, dt, 0.0f);
+    return 0.0;
   }
   const float sd = drl_sde_std(sigma, dt);
-  double sumsq = 0.0;
-  for (int d = 0; d < D; ++d) {
+  double acc = 0.0;
+  for (int d = lane; d < D; d += DRL_LANES) {
     float mean = drl_sde_mean_elem(x[d], v[d], t, dt, sigma);
     float y;
     if (s) {
@@ -143,14 +148,29 @@ static inline DRL_HD float drl_sde_row(float *x_next, const float *x, const floa
       y = x_next[d];
     }
     double e = drl_dadd((double)y, -(double)mean); /* exact unless y and mean are 2^29 apart */
-    sumsq = drl_dadd(sumsq, drl_dmul(e, e));
+    acc = drl_dadd(acc, drl_dmul(e, e));
   }
-  return drl_sde_logp_finish(sumsq, sd, D, mean_over_dims);
+  return acc;
+}
+
+/* The row's logp from the lane tree's sumsq: 0 for an ODE row, else drl_sde_logp_finish. */
+static inline DRL_HD float drl_sde_row_logp(double sumsq, float dt, float sigma, int D, int mean_over_dims) {
+  if (sigma == 0.0f) return 0.0f;
+  return drl_sde_logp_finish(sumsq, drl_sde_std(sigma, dt), D, mean_over_dims);
+}
+
+/* One row on the CPU: the 32 lanes in order, then the lane tree (the GPU runs the lanes in a warp). Returns logp. */
+static inline float drl_sde_row(float *x_next, const float *x, const float *v, float t, float dt, float sigma,
+                                const drl_rng_stream *s, uint64_t noise_base, int D, int mean_over_dims) {
+  double p[DRL_LANES];
+  for (int l = 0; l < DRL_LANES; ++l) /* a lane with no element (l >= D) returns 0.0: skipped for small D */
+    p[l] = l < D ? drl_sde_lane(x_next, x, v, t, dt, sigma, s, noise_base, D, l) : 0.0;
+  return drl_sde_row_logp(drl_lane_tree_d(p), dt, sigma, D, mean_over_dims);
 }
 
 /* The evaluation path of drl_sde_row. */
-static inline DRL_HD float drl_sde_logprob_row(const float *x_next, const float *x, const float *v, float t, float dt,
-                                               float sigma, int D, int mean_over_dims) {
+static inline float drl_sde_logprob_row(const float *x_next, const float *x, const float *v, float t, float dt,
+                                        float sigma, int D, int mean_over_dims) {
   return drl_sde_row((float *)x_next, x, v, t, dt, sigma, NULL, 0, D, mean_over_dims);
 }
 

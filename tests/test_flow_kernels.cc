@@ -13,7 +13,9 @@
 //   SDE       the Flow-GRPO step of kernels/sde.h (research note C.1): sigma and the time grid, the ODE rows, the sample
 //             against a double-precision mean plus the addressed Philox noise, the noise's addressing and distribution,
 //             the step's log-probability equal BIT FOR BIT to the training-side one (the on-policy ratio is exactly 1)
-//             and to a double Gaussian density, the backward against finite differences, thread count;
+//             and to a double Gaussian density, the sum over d in the documented 32-lane order (BIT FOR BIT in double
+//             against a naive reference, D below, at and past the warp), the backward against finite differences,
+//             thread count;
 //   marginal  the acceptance test of the issue: with the exact velocity of Gaussian data the SDE at T = 40 ends within
 //             2% of the data's mean and variance (noise a = 0.7 and 1.5), and the Euler ODE matches its discrete
 //             chain's closed form (7% low at T = 40) and is within 2% at T = 400.
@@ -806,24 +808,25 @@ TEST(FlowSde, ZeroSigmaRowsAreEulerOdeStepsWithLogpZeroAndNoGradient) {
 
 TEST(FlowSde, StepMayAliasXOrV) {
   drl_device cpu = cpu_device();
-  const int64_t rows = 200;
-  const int D = 3;
-  SdeBatch b = make_batch(rows, D, 50, 3);
-  std::vector<float> xn((size_t)rows * D), lp(rows), lpx(rows), lpv(rows);
-  ASSERT_EQ(drl_sde_step(&cpu, xn.data(), lp.data(), b.x.data(), b.v.data(), b.t.data(), b.dt.data(), b.sigma.data(),
-                         b.noise.data(), kStream, rows, D, 1),
-            DRL_OK);
-  auto x = b.x, v = b.v;
-  ASSERT_EQ(drl_sde_step(&cpu, x.data(), lpx.data(), x.data(), b.v.data(), b.t.data(), b.dt.data(), b.sigma.data(),
-                         b.noise.data(), kStream, rows, D, 1),
-            DRL_OK);
-  ASSERT_EQ(drl_sde_step(&cpu, v.data(), lpv.data(), b.x.data(), v.data(), b.t.data(), b.dt.data(), b.sigma.data(),
-                         b.noise.data(), kStream, rows, D, 1),
-            DRL_OK);
-  EXPECT_EQ(first_diff(x, xn), -1) << "x_next == x";
-  EXPECT_EQ(first_diff(v, xn), -1) << "x_next == v";
-  EXPECT_EQ(first_diff(lpx, lp), -1);
-  EXPECT_EQ(first_diff(lpv, lp), -1);
+  for (int D : {3, 33, 100}) {
+    const int64_t rows = 200;
+    SdeBatch b = make_batch(rows, D, 50 + D, 3);
+    std::vector<float> xn((size_t)rows * D), lp(rows), lpx(rows), lpv(rows);
+    ASSERT_EQ(drl_sde_step(&cpu, xn.data(), lp.data(), b.x.data(), b.v.data(), b.t.data(), b.dt.data(), b.sigma.data(),
+                           b.noise.data(), kStream, rows, D, 1),
+              DRL_OK);
+    auto x = b.x, v = b.v;
+    ASSERT_EQ(drl_sde_step(&cpu, x.data(), lpx.data(), x.data(), b.v.data(), b.t.data(), b.dt.data(), b.sigma.data(),
+                           b.noise.data(), kStream, rows, D, 1),
+              DRL_OK);
+    ASSERT_EQ(drl_sde_step(&cpu, v.data(), lpv.data(), b.x.data(), v.data(), b.t.data(), b.dt.data(), b.sigma.data(),
+                           b.noise.data(), kStream, rows, D, 1),
+              DRL_OK);
+    EXPECT_EQ(first_diff(x, xn), -1) << "x_next == x, D " << D;
+    EXPECT_EQ(first_diff(v, xn), -1) << "x_next == v, D " << D;
+    EXPECT_EQ(first_diff(lpx, lp), -1) << "D " << D;
+    EXPECT_EQ(first_diff(lpv, lp), -1) << "D " << D;
+  }
 }
 
 // x_next = mean + sigma sqrt(-dt) eps with eps = drl_rng_normal(stream, noise_index * D + d): within float rounding of
@@ -988,6 +991,150 @@ TEST(FlowSde, StepLogpEqualsTrainingLogprobBitForBit) {
       // An unchanged policy: log pi_new - log pi_old = 0 exactly, ratio exactly 1.
       EXPECT_EQ(first_diff(lp, lp2), -1) << "D " << D << " mean " << mean;
       for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(std::exp(lp2[r] - lp[r]), 1.0f);
+    }
+}
+
+// ---- SDE: the 32-lane order of the sum over d
+
+namespace {
+
+uint64_t dbits(double d) {
+  uint64_t u;
+  std::memcpy(&u, &d, sizeof u);
+  return u;
+}
+
+// The dims of the lane-order tests: one lane, fewer than 32, a warp exactly, one past it, and tails of every length.
+const int kLaneDims[] = {1, 2, 3, 7, 31, 32, 33, 63, 64, 65, 100, 257};
+
+// sum over d of (x_next - mean)^2 in the order sde.h documents, written out from it: 32 lane partials in double,
+// lane l adding d = l, l + 32, ... in order, then p[i] += p[i + o] for o = 16, 8, 4, 2, 1.
+double lane_order_sumsq(const float *xn, const float *mean, int D) {
+  double p[32] = {};
+  for (int d = 0; d < D; ++d) {
+    volatile double e = (double)xn[d] - (double)mean[d];  // volatile: each op rounded on its own, no FMA
+    volatile double sq = e * e;
+    p[d % 32] += sq;
+  }
+  for (int o = 16; o >= 1; o /= 2)
+    for (int i = 0; i < o; ++i) p[i] += p[i + o];
+  return p[0];
+}
+
+// Two orders that are not it, so a test can show that its inputs tell them apart: d order, and the lane partials
+// added left to right.
+double d_order_sumsq(const float *xn, const float *mean, int D) {
+  double s = 0.0;
+  for (int d = 0; d < D; ++d) {
+    volatile double e = (double)xn[d] - (double)mean[d];
+    volatile double sq = e * e;
+    s += sq;
+  }
+  return s;
+}
+
+double lanes_left_to_right_sumsq(const float *xn, const float *mean, int D) {
+  double p[32] = {};
+  for (int d = 0; d < D; ++d) {
+    volatile double e = (double)xn[d] - (double)mean[d];
+    volatile double sq = e * e;
+    p[d % 32] += sq;
+  }
+  double s = 0.0;
+  for (int l = 0; l < 32; ++l) s += p[l];
+  return s;
+}
+
+// The row means of a batch, from the header's per-element math (the order, not the mean, is under test here).
+std::vector<float> row_means(const SdeBatch &b) {
+  std::vector<float> mu(b.x.size());
+  for (int64_t r = 0; r < b.rows; ++r)
+    for (int d = 0; d < b.D; ++d) {
+      size_t i = (size_t)r * b.D + d;
+      mu[i] = drl_sde_mean_elem(b.x[i], b.v[i], b.t[r], b.dt[r], b.sigma[r]);
+    }
+  return mu;
+}
+
+}  // namespace
+
+// The evaluator's sum over d is the documented 32-lane order, bit for bit in double, on residuals of widely mixed
+// magnitude (sd u 2^(8 (d % 3)), u of both signs) whose sum rounds differently in d order or with the lanes added left
+// to right; its logp is drl_sde_logp_finish of that sum.
+TEST(FlowSde, RowSumRunsInTheDocumentedLaneOrder) {
+  for (int D : kLaneDims) {
+    const int64_t rows = 96;
+    SdeBatch b = make_batch(rows, D, 200 + D, /*ode_every=*/11);
+    std::vector<float> mu = row_means(b), xn(b.x.size());
+    auto u = random_uniform(b.x.size(), 300 + D, -2.0f, 2.0f);
+    for (int64_t r = 0; r < rows; ++r) {
+      const double sd = b.sigma[r] > 0.0f ? (double)drl_sde_std(b.sigma[r], b.dt[r]) : 1.0;
+      for (int d = 0; d < D; ++d) {
+        size_t i = (size_t)r * D + d;
+        xn[i] = (float)((double)mu[i] + sd * std::ldexp((double)u[i], 8 * (d % 3)));
+      }
+    }
+    std::vector<float> lp_sum = run_logprob(b, xn, 0), lp_mean = run_logprob(b, xn, 1);
+    int differs_d_order = 0, differs_left_to_right = 0, sde_rows = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const size_t o = (size_t)r * D;
+      if (b.sigma[r] == 0.0f) {
+        EXPECT_EQ(bits(lp_sum[r]), bits(0.0f)) << "ODE row " << r;
+        EXPECT_EQ(bits(lp_mean[r]), bits(0.0f)) << "ODE row " << r;
+        continue;
+      }
+      ++sde_rows;
+      const double want = lane_order_sumsq(&xn[o], &mu[o], D);
+      // The header's lanes and tree, as the CPU row and the GPU warp run them.
+      double p[DRL_LANES];
+      for (int l = 0; l < DRL_LANES; ++l)
+        p[l] = drl_sde_lane(&xn[o], &b.x[o], &b.v[o], b.t[r], b.dt[r], b.sigma[r], nullptr, 0, D, l);
+      ASSERT_EQ(dbits(drl_lane_tree_d(p)), dbits(want)) << "D " << D << " row " << r;
+      const float sd = drl_sde_std(b.sigma[r], b.dt[r]);
+      ASSERT_EQ(bits(lp_sum[r]), bits(drl_sde_logp_finish(want, sd, D, 0))) << "D " << D << " row " << r;
+      ASSERT_EQ(bits(lp_mean[r]), bits(drl_sde_logp_finish(want, sd, D, 1))) << "D " << D << " row " << r;
+      differs_d_order += dbits(d_order_sumsq(&xn[o], &mu[o], D)) != dbits(want);
+      differs_left_to_right += dbits(lanes_left_to_right_sumsq(&xn[o], &mu[o], D)) != dbits(want);
+    }
+    if (D <= 2) {  // one add at most: every order agrees
+      EXPECT_EQ(differs_d_order, 0) << "D " << D;
+      EXPECT_EQ(differs_left_to_right, 0) << "D " << D;
+    } else {  // the inputs would catch another order
+      EXPECT_GT(differs_d_order, sde_rows / 8) << "D " << D;
+      EXPECT_GT(differs_left_to_right, sde_rows / 8) << "D " << D;
+    }
+  }
+}
+
+// The sampler's logp is drl_sde_logp_finish of the documented lane-order sum over its own x_next, and equals the
+// training pass's drl_sde_logprob of that x_next bit for bit (an on-policy ratio of exactly 1) for every D; every
+// element, in the lane tails too, is the mean plus sd times its addressed noise.
+TEST(FlowSde, SampledLogpIsTheLaneOrderSumAndTheTrainingLogprob) {
+  for (int D : kLaneDims)
+    for (int mean : {1, 0}) {
+      const int64_t rows = 120;
+      SdeBatch b = make_batch(rows, D, 400 + D, /*ode_every=*/7);
+      StepOut o = run_step(b, kStream, mean);
+      std::vector<float> lp2 = run_logprob(b, o.xn, mean), mu = row_means(b);
+      EXPECT_EQ(first_diff(o.logp, lp2), -1) << "D " << D << " mean " << mean;
+      for (int64_t r = 0; r < rows; ++r) {
+        const size_t off = (size_t)r * D;
+        if (b.sigma[r] == 0.0f) {
+          EXPECT_EQ(bits(o.logp[r]), bits(0.0f)) << "ODE row " << r;
+          for (int d = 0; d < D; ++d) ASSERT_EQ(bits(o.xn[off + d]), bits(mu[off + d])) << "D " << D << " row " << r;
+          continue;
+        }
+        const float sd = drl_sde_std(b.sigma[r], b.dt[r]);
+        for (int d = 0; d < D; ++d) {
+          volatile float scaled = sd * drl_rng_normal(kStream.seed, kStream.step, kStream.tag, b.noise[r] * D + d);
+          volatile float want = mu[off + d] + scaled;
+          ASSERT_EQ(bits(o.xn[off + d]), bits(want)) << "D " << D << " row " << r << " dim " << d;
+        }
+        const double sumsq = lane_order_sumsq(&o.xn[off], &mu[off], D);
+        ASSERT_EQ(bits(o.logp[r]), bits(drl_sde_logp_finish(sumsq, sd, D, mean)))
+            << "D " << D << " mean " << mean << " row " << r;
+        EXPECT_EQ(std::exp(lp2[r] - o.logp[r]), 1.0f);
+      }
     }
 }
 

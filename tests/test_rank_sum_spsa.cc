@@ -1,7 +1,8 @@
 // The pieces of decentralised SPSA on the CPU: the fixed-order tree sum over ranks (against the recursive definition,
-// with inputs whose bits tell the tree from other orders), the SPSA perturbation and ordered update (against naive
-// element-by-element loops over the addressed Philox streams), and the LOG8 one-byte codec (table correctly rounded,
-// unbiased stochastic rounding, saturation). Thread-count independence and argument errors for each.
+// with inputs whose bits tell the tree from other orders, and the GPU's unrolled trees for counts 1..16 against the
+// stack loop), the SPSA perturbation and ordered update (against naive element-by-element loops over the addressed
+// Philox streams), and the LOG8 one-byte codec (table correctly rounded, unbiased stochastic rounding, saturation).
+// Thread-count independence and argument errors for each.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -10,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "test_util.h"
@@ -209,6 +211,67 @@ TEST(RankSum, ArgumentErrors) {
   EXPECT_EQ(drl_rank_sum(&dev, nullptr, nullptr, 2, 0), DRL_OK) << "nothing to sum";
   ASSERT_EQ(drl_rank_sum(&dev, out.data(), in.data(), 2, 4), DRL_OK) << last_error();
   EXPECT_EQ(out[3], 2.0f);
+}
+
+// ---------------- rank_sum: the unrolled tree of the GPU (counts 1..16) ----------------
+
+namespace {
+
+// Pieces +-u 2^(8 (i % 3)), u uniform in [1, 2), signs mixed: adds of unlike magnitudes round, so the tree's shape
+// shows in the bits.
+std::vector<float> scaled_pieces(int count, int64_t n, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> u(1.0f, 2.0f);
+  std::bernoulli_distribution neg(0.5);
+  std::vector<float> in((size_t)count * n);
+  for (int i = 0; i < count; ++i)
+    for (int64_t k = 0; k < n; ++k) in[(size_t)i * n + k] = std::ldexp(neg(g) ? -u(g) : u(g), 8 * (i % 3));
+  return in;
+}
+
+// drl_tree_sum_unrolled<C> against drl_tree_sum_elem and the recursive definition, bit for bit, on every element;
+// returns how many elements a left-to-right sum gets wrong.
+template <int C>
+int unrolled_differs_from_sequential(int64_t n) {
+  auto in = scaled_pieces(C, n, 500 + C);
+  int differs = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    const float got = drl_tree_sum_unrolled<C>(in.data() + k, n);
+    EXPECT_EQ(bits(got), bits(drl_tree_sum_elem(in.data() + k, n, C))) << "count " << C << " element " << k;
+    auto x = column(in, C, n, k);
+    EXPECT_EQ(bits(got), bits(ref_tree(x.data(), C))) << "count " << C << " element " << k;
+    differs += bits(got) != bits(sequential_sum(x.data(), C));
+  }
+  return differs;
+}
+
+template <int... I>
+std::vector<int> unrolled_all_counts(int64_t n, std::integer_sequence<int, I...>) {
+  return {unrolled_differs_from_sequential<I + 1>(n)...};
+}
+
+}  // namespace
+
+TEST(RankSum, UnrolledTreeEqualsTheStackTreeForEveryCountTo16) {
+  static_assert(DRL_TREE_SUM_UNROLLED_MAX == 16, "the counts below");
+  const int64_t n = 2003;
+  std::vector<int> differs = unrolled_all_counts(n, std::make_integer_sequence<int, DRL_TREE_SUM_UNROLLED_MAX>());
+  for (int c = 1; c <= DRL_TREE_SUM_UNROLLED_MAX; ++c) {
+    if (c >= 4) {  // the inputs tell the tree from left to right
+      EXPECT_GT(differs[c - 1], 0) << "count " << c;
+    } else {
+      EXPECT_EQ(differs[c - 1], 0) << "count " << c << ": T(c) is sequential up to 3";
+    }
+  }
+  // The hand-worked cases of SpecificBitsShowTheTree: left to right gives 1, the tree 0.
+  const float four[4] = {1.0f, 1e8f, -1e8f, 1.0f};
+  EXPECT_EQ(bits(drl_tree_sum_unrolled<4>(four, 1)), bits(0.0f));
+  const float seven[7] = {1e8f, 0.0f, 0.0f, 0.0f, -1e8f, 0.0f, 1.0f};
+  EXPECT_EQ(bits(drl_tree_sum_unrolled<7>(seven, 1)), bits(0.0f));
+  // A stride other than 1 walks the pieces (the 9s between them are not summed).
+  const float strided[8] = {1.0f, 9.0f, 1e8f, 9.0f, -1e8f, 9.0f, 1.0f, 9.0f};
+  EXPECT_EQ(bits(drl_tree_sum_unrolled<4>(strided, 2)), bits(0.0f));
+  EXPECT_EQ(bits(drl_tree_sum_elem(strided, 2, 4)), bits(0.0f));
 }
 
 // ---------------- SPSA ----------------

@@ -1244,7 +1244,8 @@ OpCase rank_sum_case(int count, int64_t n, bool in_place) {
   int depth = 1;
   while ((1 << (depth - 1)) < count) ++depth;
   Tol ref = magnitude(depth * kU, "each piece passes through at most log2(count) + 1 rounded adds of the tree");
-  Tol dev = exact("drl_tree_sum_elem, the same tree of drl_fadd on both backends (rank_sum.h)");
+  Tol dev = exact("drl_tree_sum_elem (on the GPU drl_tree_sum_unrolled up to 16 pieces), the same tree of drl_fadd on "
+                  "both backends (rank_sum.h)");
   auto x = random_normal((size_t)count * n, 100.0f, 20 + count);
   int in, out;
   if (in_place) {
@@ -2160,11 +2161,13 @@ std::vector<OpEntry> build_table() {
     t.push_back(e);
   }
   {
+    // Counts up to 16 take the GPU's unrolled trees, the rest its stack loop.
     OpEntry e{"rank_sum", {}};
-    for (int count : {1, 3, 8, 13}) {
+    for (int count : {1, 3, 8, 13, 16, 17, 100}) {
       std::string l = "count " + std::to_string(count);
       e.shapes.push_back(small("n=1001 " + l, [=] { return rank_sum_case(count, 1001, false); }));
       e.shapes.push_back(small("n=1001 " + l + ", in place", [=] { return rank_sum_case(count, 1001, true); }));
+      if (count > 17) continue;
       e.shapes.push_back(large("n=1000003 " + l, [=] { return rank_sum_case(count, 1000003, false); }));
       e.shapes.push_back(large("n=1000003 " + l + ", in place", [=] { return rank_sum_case(count, 1000003, true); }));
     }
@@ -2233,10 +2236,11 @@ std::vector<OpEntry> build_table() {
     for (OpEntry *e : {&route, &rb, &disp, &gath, &comb, &cb}) t.push_back(*e);
   }
 
-  // ---- the flow SDE: (D, rows) off the 128-thread blocks, and a training step's (D = 2 and 64 at 65536 rows)
+  // ---- the flow SDE (a warp per row): D below, at and past the 32 lanes, rows mostly off the 8-row blocks, and a
+  // training step's (D = 2 and 64 at 65536 rows)
   {
     OpEntry step{"sde_step", {}}, lp{"sde_logprob", {}}, lpb{"sde_logprob_backward", {}};
-    const std::pair<int, int64_t> smalls[] = {{1, 301}, {2, 200}, {5, 41}, {64, 20}};
+    const std::pair<int, int64_t> smalls[] = {{1, 301}, {2, 200}, {5, 41}, {64, 20}, {33, 19}, {100, 13}};
     const std::pair<int, int64_t> bigs[] = {{1, 30001}, {2, kRows}, {3, 10000}, {5, 4001}, {8, 3750}, {64, kRows}};
     for (int mean : {1, 0}) {
       std::string m = mean ? " mean over dims" : " sum over dims";
