@@ -131,7 +131,9 @@ int main(int argc, char **argv) {
 
   const int lengths[2] = {16, 64}, default_reps[2] = {7, 3};
   const int T_max = PROMPT_LEN + lengths[1];
-  drl_transformer_config cfg = {13, 128, 4, 4, 4, 512, 128, 1, 10000.0f, 0.02f, 1e-5f, {0, 0, 0, 0, 0, 0, 0.0f}};
+  drl_transformer_config cfg = {.vocab = 13, .d_model = 128, .n_layers = 4, .n_heads = 4, .n_kv_heads = 4, .d_ff = 512,
+                                .max_seq = 128, .tied_embeddings = 1, .rope_theta = 10000.0f, .init_std = 0.02f,
+                                .norm_eps = 1e-5f};
   drl_transformer m;
   /* Activations for the prefill of the N_PROMPTS prompts (the sampler's only training-style forward). */
   CHECK(drl_transformer_create(&m, &cfg, &dev, N_PROMPTS, T_max, 1234), "create");

@@ -69,18 +69,17 @@ static drl_status make_model(drl_run *r, int B_max) {
   if (mc->vocab_size != 0 && mc->vocab_size < vocab)
     return DRL_FAIL(DRL_ERR_CONFIG, "model.vocab_size = %d is smaller than the dataset's vocabulary (%d)",
                     mc->vocab_size, vocab);
-  drl_transformer_config tc = {mc->vocab_size ? mc->vocab_size : vocab,
-                               mc->d_model,
-                               mc->n_layers,
-                               mc->n_heads,
-                               mc->n_kv_heads,
-                               mc->d_ff,
-                               mc->max_seq,
-                               mc->tied_embeddings,
-                               (float)mc->rope_theta,
-                               (float)mc->init_std,
-                               (float)mc->norm_eps,
-                               {0, 0, 0, 0, 0, 0, 0.0f}};
+  drl_transformer_config tc = {.vocab = mc->vocab_size ? mc->vocab_size : vocab,
+                               .d_model = mc->d_model,
+                               .n_layers = mc->n_layers,
+                               .n_heads = mc->n_heads,
+                               .n_kv_heads = mc->n_kv_heads,
+                               .d_ff = mc->d_ff,
+                               .max_seq = mc->max_seq,
+                               .tied_embeddings = mc->tied_embeddings,
+                               .rope_theta = (float)mc->rope_theta,
+                               .init_std = (float)mc->init_std,
+                               .norm_eps = (float)mc->norm_eps};
   if (mc->ffn == DRL_CFG_FFN_MOE) {
     const drl_config_moe *e = &r->cfg->moe;
     drl_moe_config moe = {e->experts, e->top_k,    e->d_expert ? e->d_expert : mc->d_ff / e->top_k,

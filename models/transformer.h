@@ -22,11 +22,28 @@
 extern "C" {
 #endif
 
+/* RoPE frequency scaling (Hugging Face's rope_scaling / rope_parameters): none, linear (every inverse frequency / factor)
+ * or llama3 (wavelengths above original_max_pos / low_freq_factor divided by factor, below original_max_pos /
+ * high_freq_factor kept, a smooth blend between). */
+typedef enum drl_rope_scaling_type { DRL_ROPE_SCALING_NONE = 0, DRL_ROPE_SCALING_LINEAR, DRL_ROPE_SCALING_LLAMA3 } drl_rope_scaling_type;
+
+typedef struct drl_rope_scaling {
+  int type; /* drl_rope_scaling_type */
+  float factor, low_freq_factor, high_freq_factor;
+  int original_max_pos;
+} drl_rope_scaling;
+
 typedef struct drl_transformer_config {
   int vocab, d_model, n_layers, n_heads, n_kv_heads, d_ff, max_seq;
   int tied_embeddings;
   float rope_theta, init_std, norm_eps;
   drl_moe_config moe; /* moe.experts > 0: blocks from moe.first_layer on have an MoE FFN instead of d_ff's SwiGLU */
+  /* Pretrained architectures (Llama, Qwen2, Qwen3); zero gives the defaults. */
+  int head_dim;   /* 0: d_model / n_heads; Qwen3 sets it apart from them */
+  int qkv_bias;   /* the q, k and v projections have biases (Qwen2) */
+  int qk_norm;    /* per-head RMSNorm of q and k (gain [head_dim], eps norm_eps) before RoPE (Qwen3) */
+  int vocab_used; /* 0: vocab. Rows [vocab_used, vocab) of the embedding pad the vocabulary: never scored or sampled */
+  drl_rope_scaling rope_scaling;
 } drl_transformer_config;
 
 /* Saved activations of the last forward pass (device pointers into one buffer). Per-layer tensors are indexed

@@ -99,7 +99,7 @@ TEST(DataParallel, LocalShardsSumInTheShardTree) {
 
 TEST(Transformer, GradientHookSeesFinalRangesLastToFirst) {
   drl_device dev = cpu_device();
-  drl_transformer_config tc = {11, 16, 3, 2, 1, 32, 8, 0, 10000.0f, 0.05f, 1e-5f, {}};  // untied LM head
+  drl_transformer_config tc = {11, 16, 3, 2, 1, 32, 8, 0, 10000.0f, 0.05f, 1e-5f, {}, 0, 0, 0, 0, {}};  // untied LM head
   drl_transformer m;
   ASSERT_EQ(drl_transformer_create(&m, &tc, &dev, 2, 8, 1), DRL_OK);
   struct Seen {

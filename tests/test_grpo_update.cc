@@ -30,7 +30,7 @@ double train(const char *sampling, bool token_level, int iterations, double *fir
   EXPECT_EQ(drl_config_set(&cfg, s.c_str()), DRL_OK);
   cfg.d3s.token_level = token_level;
   drl_device cpu = cpu_device();
-  drl_transformer_config tc = {9, 16, 2, 2, 1, 32, 16, 1, 10000.0f, 0.05f, 1e-5f, {}};
+  drl_transformer_config tc = {9, 16, 2, 2, 1, 32, 16, 1, 10000.0f, 0.05f, 1e-5f, {}, 0, 0, 0, 0, {}};
   drl_transformer m;
   EXPECT_EQ(drl_transformer_create(&m, &tc, &cpu, 32, 16, 3), DRL_OK);
   const int n = 4, G = 8;
