@@ -75,7 +75,8 @@ run_test() {
 }
 
 say "== device"
-device=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)
+device=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
+device=${device:-no GPU visible (nvidia-smi)}
 say "$device"
 say "bundle commit: $(cat "$bundle/COMMIT" 2>/dev/null || echo unknown)"
 
@@ -89,6 +90,8 @@ if stage "op table"; then
           sort -g | tail -1 | awk '{printf "%s of its bound (%s)", $1, $2}')
   n_bits=$(grep -c '^\[ measured \] [^:]*: worst GPU-vs-CPU error 0 of its bound' "$log")
   ops_summary="ops: $n_ok of $n_ops matched ($n_bits with identical bits), worst error $worst"
+  # Skipped tests exit 0: an op table that compared nothing is a failure, not a pass.
+  [ "$n_ops" -gt 0 ] || record "test_gpu_ops compared no op (no usable GPU?)" 1
   say "$ops_summary"
 fi
 
