@@ -19,8 +19,8 @@ typedef struct cli_args {
   const char *sets[CLI_MAX_SETS];  /* train, config print: the overrides "section.key=value", in order */
   int n_sets;
   char log_level[64];              /* train: --log-level LEVEL as the override "run.log_level=LEVEL" */
-  const char *task, *out;          /* data gen: --task and -o; sample: -o */
-  long long n, seed, size, steps;  /* data gen: --n --seed --size; sample: --n --steps --seed */
+  const char *task, *out;          /* data gen: --task and -o; sample, import, export: -o; export: the dtype */
+  long long n, seed, size, steps;  /* data gen: --n --seed --size; sample: --n --steps --seed; export: --shard-mb */
 } cli_args;
 
 typedef struct cli_verb {
@@ -37,6 +37,8 @@ extern const cli_verb cli_verb_train;
 extern const cli_verb cli_verb_config;
 extern const cli_verb cli_verb_data;
 extern const cli_verb cli_verb_sample;
+extern const cli_verb cli_verb_import;
+extern const cli_verb cli_verb_export;
 
 /* Prints "dynrl: error: <message>" with the library's last error and returns CLI_FAILED. */
 int cli_fail(const char *what);

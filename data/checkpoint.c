@@ -69,6 +69,12 @@ drl_status drl_checkpoint_write(const char *path, const drl_checkpoint *ck) {
     DRL_TRY_GOTO(drl_h5_write_array1d(f, "/moe/bias", DRL_H5_FLOAT32, ck->moe_bias_n, ck->moe_bias));
   DRL_TRY_GOTO(drl_h5_write_array1d(f, "/rng/seed", DRL_H5_UINT64, 1, &seed));
   DRL_TRY_GOTO(drl_h5_write_array1d(f, "/config", DRL_H5_UINT8, (int64_t)strlen(cfg), cfg));
+  if (ck->hf_config) {
+    DRL_TRY_GOTO(drl_h5_write_array1d(f, "/hf/config", DRL_H5_UINT8, (int64_t)strlen(ck->hf_config), ck->hf_config));
+    DRL_TRY_GOTO(drl_h5_write_attr_string(f, "/hf", "model_type", ck->hf_model_type));
+    DRL_TRY_GOTO(drl_h5_write_attr_string(f, "/hf", "source", ck->hf_source));
+    DRL_TRY_GOTO(drl_h5_write_attr_string(f, "/hf", "config_hash", ck->hf_config_hash));
+  }
   return drl_h5_writer_commit(&w);
 done:
   drl_h5_writer_abort(&w);
@@ -82,7 +88,39 @@ void drl_checkpoint_free(drl_checkpoint *ck) {
   free(ck->v);
   free(ck->config_yaml);
   free(ck->moe_bias);
+  free(ck->hf_config);
   memset(ck, 0, sizeof *ck);
+}
+
+void drl_fnv1a64_hex(const void *bytes, size_t n, char out[17]) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ ((const unsigned char *)bytes)[i]) * 0x100000001b3ull;
+  snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* The provenance group /hf, when the file has one. */
+static drl_status read_hf(const drl_h5_file *f, drl_checkpoint *ck) {
+  int has = 0;
+  DRL_TRY(drl_h5_exists(f, "/hf/config", &has));
+  if (!has) return DRL_OK;
+  int64_t shape[1];
+  void *text = NULL;
+  DRL_TRY(drl_h5_read_array(f, "/hf/config", DRL_H5_UINT8, 1, shape, MAX_CONFIG_BYTES, &text));
+  ck->hf_config = (char *)realloc(text, (size_t)shape[0] + 1);
+  if (!ck->hf_config) {
+    free(text);
+    return DRL_FAIL(DRL_ERR_OOM, "%s: out of memory for /hf/config", f->path);
+  }
+  ck->hf_config[shape[0]] = '\0';
+  DRL_TRY(drl_h5_read_attr_string(f, "/hf", "model_type", ck->hf_model_type, sizeof ck->hf_model_type));
+  DRL_TRY(drl_h5_read_attr_string(f, "/hf", "source", ck->hf_source, sizeof ck->hf_source));
+  DRL_TRY(drl_h5_read_attr_string(f, "/hf", "config_hash", ck->hf_config_hash, sizeof ck->hf_config_hash));
+  char want[17];
+  drl_fnv1a64_hex(ck->hf_config, (size_t)shape[0], want);
+  if (strcmp(want, ck->hf_config_hash) != 0)
+    return DRL_FAIL(DRL_ERR_FORMAT, "%s: /hf/config hashes to %s, its config_hash attribute says %s", f->path, want,
+                    ck->hf_config_hash);
+  return DRL_OK;
 }
 
 /* Reads /model/layout into lay, checking that the tensors tile [0, total) in order. */
@@ -216,6 +254,7 @@ drl_status drl_checkpoint_read(const char *path, const drl_layout *expect, drl_c
     goto done;
   }
   ck->config_yaml[shape[0]] = '\0';
+  DRL_TRY_GOTO(read_hf(&f, ck));
   if (ck->optim_step < 0 || ck->trainer_step < 0)
     st = DRL_FAIL(DRL_ERR_FORMAT, "%s: negative step counters (optim %lld, trainer %lld)", path,
                   (long long)ck->optim_step, (long long)ck->trainer_step);

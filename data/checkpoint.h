@@ -13,10 +13,14 @@
  *                           in a row; 0 when absent)
  *   /moe/bias               float32 [n_layers * experts]: the MoE balancing bias (MoE policies only)
  *   /rng/seed               uint64  [1]
- *   /config                 uint8   the effective YAML */
+ *   /config                 uint8   the effective YAML
+ *   /hf/config              uint8   the config.json of a policy that came from a Hugging Face directory, with
+ *                           attributes model_type, source (the directory's name) and config_hash (FNV-1a 64 of
+ *                           config.json's bytes, 16 hex digits); absent for a policy dynrl initialised */
 #ifndef DRL_CHECKPOINT_H
 #define DRL_CHECKPOINT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/layout.h"
@@ -44,7 +48,14 @@ typedef struct drl_checkpoint {
   char *config_yaml;
   float *moe_bias;       /* [moe_bias_n], or NULL (dense policy) */
   int64_t moe_bias_n;
+  char *hf_config;       /* where the policy came from (NULL: dynrl initialised it): the config.json text, */
+  char hf_model_type[16];  /* its model_type, */
+  char hf_source[256];     /* the directory's name, */
+  char hf_config_hash[17]; /* and drl_fnv1a64_hex of the text */
 } drl_checkpoint;
+
+/* FNV-1a 64 of bytes[0, n) as 16 lowercase hex digits (an identification, not a security hash). */
+void drl_fnv1a64_hex(const void *bytes, size_t n, char out[17]);
 
 /* Writes ck to path atomically (temp file, fsync, rename). */
 drl_status drl_checkpoint_write(const char *path, const drl_checkpoint *ck);

@@ -275,6 +275,17 @@ void drl_hf_config_from_model(const drl_transformer_config *model, drl_hf_config
   c->max_position_embeddings = model->max_seq;
 }
 
+/* The shortest decimal that reads back as f, as a double: 1e-05 is written "1e-05", not "9.99999975e-06". */
+static double decimal(float f) {
+  char buf[32];
+  for (int p = 6; p < 9; ++p) {
+    snprintf(buf, sizeof buf, "%.*g", p, (double)f);
+    if ((float)strtod(buf, NULL) == f) return strtod(buf, NULL);
+  }
+  snprintf(buf, sizeof buf, "%.9g", (double)f);
+  return strtod(buf, NULL);
+}
+
 drl_status drl_hf_config_to_json(const drl_hf_config *c, char **json) {
   const drl_transformer_config *m = &c->model;
   int head_dim = m->head_dim ? m->head_dim : m->d_model / m->n_heads;
@@ -282,8 +293,8 @@ drl_status drl_hf_config_to_json(const drl_hf_config *c, char **json) {
                            c->model_type, "vocab_size", m->vocab, "hidden_size", m->d_model, "intermediate_size",
                            m->d_ff, "num_hidden_layers", m->n_layers, "num_attention_heads", m->n_heads,
                            "num_key_value_heads", m->n_kv_heads, "head_dim", head_dim, "hidden_act", "silu",
-                           "rms_norm_eps", (double)m->norm_eps, "rope_theta", (double)m->rope_theta,
-                           "tie_word_embeddings", m->tied_embeddings, "initializer_range", (double)m->init_std);
+                           "rms_norm_eps", decimal(m->norm_eps), "rope_theta", decimal(m->rope_theta),
+                           "tie_word_embeddings", m->tied_embeddings, "initializer_range", decimal(m->init_std));
   if (!root) return DRL_FAIL(DRL_ERR_OOM, "config.json: out of memory");
   int bad = json_object_set_new(root, "max_position_embeddings", json_integer(c->max_position_embeddings));
   if (strcmp(c->model_type, "qwen2") != 0) bad |= json_object_set_new(root, "attention_bias", json_false());
@@ -293,10 +304,10 @@ drl_status drl_hf_config_to_json(const drl_hf_config *c, char **json) {
   const drl_rope_scaling *s = &m->rope_scaling;
   json_t *scaling = json_null();
   if (s->type == DRL_ROPE_SCALING_LINEAR)
-    scaling = json_pack("{sssf}", "rope_type", "linear", "factor", (double)s->factor);
+    scaling = json_pack("{sssf}", "rope_type", "linear", "factor", decimal(s->factor));
   else if (s->type == DRL_ROPE_SCALING_LLAMA3)
-    scaling = json_pack("{sssfsfsfsi}", "rope_type", "llama3", "factor", (double)s->factor, "low_freq_factor",
-                        (double)s->low_freq_factor, "high_freq_factor", (double)s->high_freq_factor,
+    scaling = json_pack("{sssfsfsfsi}", "rope_type", "llama3", "factor", decimal(s->factor), "low_freq_factor",
+                        decimal(s->low_freq_factor), "high_freq_factor", decimal(s->high_freq_factor),
                         "original_max_position_embeddings", s->original_max_pos);
   bad |= json_object_set_new(root, "rope_scaling", scaling);
   if (c->bos_token_id >= 0) bad |= json_object_set_new(root, "bos_token_id", json_integer(c->bos_token_id));
