@@ -144,7 +144,8 @@ extern "C" {
   X(trainer, eval_every, INT(0, 1000000000), "500", "evaluate every N steps; 0 = never")                   \
   X(trainer, ckpt_every, INT(0, 1000000000), "500", "write a checkpoint every N steps; 0 = never")         \
   X(trainer, resume, BOOL, "false", "continue from the checkpoint in out_dir")                             \
-  X(trainer, init_from, STR(0), "\"\"", "start from the weights of this checkpoint (fresh optimizer); \"\" = seeded init") \
+  X(trainer, init_from, STR(0), "\"\"", "start from this checkpoint, policy file or Hugging Face directory (a pretrained " \
+    "policy brings its architecture); fresh optimizer; \"\" = seeded init") \
   X(trainer, stop_after, INT(0, 1000000000), "0", "end this invocation after N steps (all phases), checkpointed; 0 = never") \
   X(trainer, max_bad_steps, INT(0, 1000000000), "5", "a step with a non-finite loss or gradient is skipped; stop after N in a row; 0 = never")
 

@@ -63,8 +63,31 @@ static drl_status load_data(drl_run *r) {
   return DRL_OK;
 }
 
+/* A pretrained policy brings its own architecture: its config.json, not the configuration's model section. */
+static drl_status make_pretrained_model(drl_run *r, int B_max) {
+  const drl_config_model *mc = &r->cfg->model;
+  drl_transformer_config tc = r->hf.cfg.model;
+  int vocab = (int)strlen(r->data.vocab);
+  if (mc->ffn != DRL_CFG_FFN_DENSE)
+    return DRL_FAIL(DRL_ERR_CONFIG, "trainer.init_from = %s is a dense %s policy: model.ffn must be dense",
+                    r->cfg->trainer.init_from, r->hf.cfg.model_type);
+  if (tc.vocab < vocab)
+    return DRL_FAIL(DRL_ERR_CONFIG, "trainer.init_from = %s has %d token ids, fewer than the dataset's vocabulary (%d)",
+                    r->cfg->trainer.init_from, tc.vocab, vocab);
+  /* The ids past the dataset's vocabulary are never sampled or scored (a tokenizer smaller than the embedding). */
+  if (vocab < tc.vocab) tc.vocab_used = vocab;
+  int T_max = mc->max_seq < tc.max_seq ? mc->max_seq : tc.max_seq;
+  drl_log(DRL_LOG_INFO, "policy: %s from %s (%d layers, d_model %d, %d heads, %d kv heads, vocabulary %d); the "
+          "model.* sizes of the configuration are not used", r->hf.cfg.model_type, r->hf.source, tc.n_layers,
+          tc.d_model, tc.n_heads, tc.n_kv_heads, tc.vocab);
+  DRL_TRY(drl_transformer_create(&r->model, &tc, &r->dev, B_max, T_max, r->cfg->run.seed));
+  r->ps = &r->model.ps;
+  return DRL_OK;
+}
+
 static drl_status make_model(drl_run *r, int B_max) {
   const drl_config_model *mc = &r->cfg->model;
+  if (r->has_hf) return make_pretrained_model(r, B_max);
   int vocab = (int)strlen(r->data.vocab);
   if (mc->vocab_size != 0 && mc->vocab_size < vocab)
     return DRL_FAIL(DRL_ERR_CONFIG, "model.vocab_size = %d is smaller than the dataset's vocabulary (%d)",
@@ -137,6 +160,7 @@ drl_status drl_run_save(drl_run *r, const char *path, const char *phase, int ste
   ck.config_yaml = r->config_yaml;
   ck.moe_bias = r->balance.bias;
   ck.moe_bias_n = (int64_t)r->balance.L * r->balance.E;
+  if (r->has_hf) drl_hf_source_to_checkpoint(&r->hf, &ck);
   drl_status st = moment_to_host(r, ps->m, &ck.m);
   if (st == DRL_OK) st = moment_to_host(r, ps->v, &ck.v);
   if (st == DRL_OK && run_rank(r) == 0) st = to_host(&r->dev, ps->params, ps->layout.total, &ck.params);
@@ -287,6 +311,17 @@ drl_status drl_run_heldout(drl_run *r, double *loss, double *counts) {
 }
 
 drl_status drl_run_load_weights(drl_run *r, const char *path) {
+  struct stat sb;
+  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    const drl_layout *lay = &r->ps->layout;
+    float *host = NULL;
+    DRL_TRY(drl_host_alloc((void **)&host, (size_t)lay->total * sizeof(float), "pretrained weights (host copy)"));
+    drl_status st = drl_hf_read_weights(path, lay, r->model.cfg.tied_embeddings, host);
+    if (st == DRL_OK) st = drl_copy_to_device(&r->dev, r->ps->params, host, (size_t)lay->total * sizeof(float));
+    if (st == DRL_OK) st = drl_device_sync(&r->dev);
+    free(host);
+    return st;
+  }
   drl_checkpoint ck;
   DRL_TRY(drl_checkpoint_read(path, &r->ps->layout, &ck));
   drl_status st = drl_copy_to_device(&r->dev, r->ps->params, ck.params, (size_t)ck.layout.total * sizeof(float));
@@ -356,6 +391,11 @@ drl_status drl_run_open(drl_run *r, const drl_config *cfg, drl_comm *comm, int B
     goto done;
   }
   DRL_TRY_GOTO(load_data(r));
+  if (cfg->trainer.init_from[0]) {
+    int found = 0;
+    DRL_TRY_GOTO(drl_hf_source_open(cfg->trainer.init_from, &r->hf, &found));
+    r->has_hf = found != 0;
+  }
   DRL_TRY_GOTO(make_model(r, B_max));
   DRL_TRY_GOTO(setup_dp(r));
   DRL_TRY_GOTO(drl_moe_balance_init(&r->balance, cfg, &r->model, &r->dp));
@@ -370,6 +410,7 @@ void drl_run_close(drl_run *r) {
   drl_transformer_free(&r->model);
   drl_flow_free(&r->flow);
   drl_dataset_free(&r->data);
+  drl_hf_source_free(&r->hf);
   free(r->config_yaml);
   drl_device_close(&r->dev);
   memset(r, 0, sizeof *r);

@@ -11,6 +11,7 @@
 #include "data/flow2d.h"
 #include "distributed/dp.h"
 #include "engine/config.h"
+#include "engine/hf_model.h"
 #include "engine/moe_balance.h"
 #include "models/flow.h"
 #include "models/transformer.h"
@@ -45,6 +46,8 @@ typedef struct drl_run {
   int max_prompt;         /* longest training prompt: the rollout's prompt block */
   drl_transformer model;
   drl_moe_balance balance; /* the MoE blocks' load balancing (inactive for a dense policy) */
+  drl_hf_source hf;        /* where trainer.init_from's pretrained policy came from, when it did (has_hf) */
+  int has_hf;
   /* the flow policy */
   drl_flow2d task;
   drl_flow flow;
@@ -65,6 +68,10 @@ void drl_run_close(drl_run *r);
  * it) to a checkpoint at path; rank 0 writes, and every rank returns its status. Collective. */
 drl_status drl_run_save(drl_run *r, const char *path, const char *phase, int step);
 
+/* Loads the weights of path (a checkpoint, a policy file from `dynrl import`, or a Hugging Face directory) into the
+ * policy, leaving the optimizer alone. */
+drl_status drl_run_load_weights(drl_run *r, const char *path);
+
 /* Loads the checkpoint at path into the policy and the optimizer (each rank its part under ZeRO: a checkpoint holds
  * the whole state, so it resumes on any number of ranks); *phase and *step say where it was written. */
 drl_status drl_run_resume(drl_run *r, const char *path, char *phase, size_t phase_cap, int *step);
@@ -81,9 +88,6 @@ drl_status drl_run_score(const drl_run *r, const drl_rollout_batch *b, const int
  * and (counts not NULL, an MoE policy) the routes of their tokens per block and expert into counts [L E], summed over
  * the ranks, which split the examples. Collective. */
 drl_status drl_run_heldout(drl_run *r, double *loss, double *counts);
-
-/* Replaces the policy's weights by those of the checkpoint at path (same layout); the optimizer state is kept. */
-drl_status drl_run_load_weights(drl_run *r, const char *path);
 
 /* The policy's evaluation: held-out exact-match accuracy by greedy decoding (the ranks split the held-out set; -1
  * when data.n_eval is 0), or for a flow policy the mean reward of tree.eval_samples deterministic ODE samples per

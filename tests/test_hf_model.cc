@@ -263,3 +263,34 @@ TEST_F(HfModelTest, BrokenDirectoriesAreNamedAndWriteNothing) {
       EXPECT_EQ(f.path().filename().string().find(".tmp."), std::string::npos) << c.what << ": " << f.path();
   }
 }
+
+// trainer.init_from takes the directory or the policy file `dynrl import` made of it: the same run either way, and
+// its checkpoint remembers the source.
+TEST_F(HfModelTest, TrainingStartsFromTheDirectoryOrItsPolicyFile) {
+  cfg_.model.vocab = 13;  // the add task's characters
+  drl_layout_free(&lay_);
+  ASSERT_EQ(drl_transformer_layout(&cfg_.model, &lay_), DRL_OK);
+  params_ = random_normal((size_t)lay_.total, 0.5f, 4);
+  std::string src = write_dir("pretrained");
+  ASSERT_EQ(drl_hf_import(src.c_str(), path("policy.h5").c_str()), DRL_OK) << last_error();
+  std::vector<std::string> sets = {"sft.steps=2",         "sft.batch_size=4",  "grpo.steps=1", "grpo.prompts_per_step=2",
+                                   "grpo.group_size=8",   "data.n_train=64",   "data.n_eval=8", "trainer.eval_every=0",
+                                   "run.threads=1"};
+  for (const char *from : {"dir", "file"}) {
+    std::string init = std::string(from) == "dir" ? src : path("policy.h5");
+    CliExit e = run_dynrl(train_args(sets, path(std::string("run_") + from), {"trainer.init_from=" + init}), "",
+                          path("log.txt"));
+    ASSERT_EQ(e.code, 0) << e.log;
+  }
+  drl_checkpoint a, b;
+  ASSERT_EQ(drl_checkpoint_read(path("run_dir/ckpt.h5").c_str(), nullptr, &a), DRL_OK) << last_error();
+  ASSERT_EQ(drl_checkpoint_read(path("run_file/ckpt.h5").c_str(), nullptr, &b), DRL_OK) << last_error();
+  ASSERT_EQ(a.layout.total, lay_.total);
+  EXPECT_EQ(0, std::memcmp(a.params, b.params, (size_t)a.layout.total * 4)) << "the same run from either source";
+  EXPECT_NE(0, std::memcmp(a.params, params_.data(), params_.size() * 4)) << "the run trained the policy";
+  ASSERT_NE(a.hf_config, nullptr);
+  EXPECT_STREQ(a.hf_config_hash, b.hf_config_hash);
+  EXPECT_STREQ(a.hf_model_type, "llama");
+  drl_checkpoint_free(&a);
+  drl_checkpoint_free(&b);
+}
