@@ -67,8 +67,8 @@ static int add_linear(gemm_call *g, int n, int R, int in, int out, int accumulat
 
 static int step_gemms(const drl_transformer *m, int B, int T, gemm_call *g) {
   const drl_transformer_config *c = &m->cfg;
-  int R = B * T, C = c->d_model, F = c->d_ff, V = c->vocab, L = c->n_layers;
-  int HD = C, KVD = c->n_kv_heads * (C / c->n_heads), n = 0;
+  int R = B * T, C = c->d_model, F = c->d_ff, V = drl_transformer_vocab_used(c), L = c->n_layers;
+  int D = drl_transformer_head_dim(c), HD = c->n_heads * D, KVD = c->n_kv_heads * D, n = 0;
   n = add_linear(g, n, R, C, HD, 0, L);   /* wq */
   n = add_linear(g, n, R, C, KVD, 0, 2 * L); /* wk, wv */
   n = add_linear(g, n, R, HD, C, 1, L);   /* wo, into the residual */
@@ -216,16 +216,19 @@ static result run_size(const drl_device *dev, const size_spec *sz, int warmup, i
   res.tokens_per_s = R / (res.step_ms / 1e3);
   res.params = (double)m.ps.layout.total;
 
-  int L = c->n_layers, C = c->d_model, F = c->d_ff, KVD = c->n_kv_heads * (C / c->n_heads);
-  double n_mm = (double)L * (2.0 * C * C + 2.0 * C * KVD + 3.0 * C * F) + (double)c->vocab * C;
-  double flops_per_token = 6.0 * n_mm + 6.0 * L * sz->T * C;
+  int L = c->n_layers, C = c->d_model, F = c->d_ff, D = drl_transformer_head_dim(c);
+  int HD = c->n_heads * D, KVD = c->n_kv_heads * D;
+  double n_mm = (double)L * (2.0 * C * HD + 2.0 * C * KVD + 3.0 * C * F) + (double)drl_transformer_vocab_used(c) * C;
+  double flops_per_token = 6.0 * n_mm + 6.0 * L * sz->T * HD;
   res.model_gflops = flops_per_token * res.tokens_per_s / 1e9;
 
   /* The step's GEMMs on their own, on scratch buffers big enough for every shape. */
   gemm_call g[MAX_GEMMS];
   int ng = step_gemms(&m, sz->B, sz->T, g);
-  size_t big = (size_t)R * (size_t)(F > C ? F : C);
-  if ((size_t)F * C > big) big = (size_t)F * C;
+  int widest = F > C ? F : C;
+  if (HD > widest) widest = HD;
+  size_t big = (size_t)R * (size_t)widest;
+  if ((size_t)widest * C > big) big = (size_t)widest * C;
   gemm_bufs buf;
   float **p[3] = {&buf.a, &buf.b, &buf.c};
   for (int i = 0; i < 3; ++i) {

@@ -19,7 +19,7 @@ static drl_status eval_group(drl_transformer *m, const drl_dataset *ds, int64_t 
   if (T_max > m->T_max)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "eval: prompts of %d tokens plus %d new exceed the model's %d", P, max_new,
                     m->T_max);
-  int V = m->cfg.vocab;
+  int V = drl_transformer_vocab_used(&m->cfg); /* the logits' width */
   int *done = last + B;
   for (int b = 0; b < B; ++b) {
     const int32_t *p = ds->prompts.tokens + ds->prompts.offsets[first + b];
@@ -74,7 +74,7 @@ drl_status drl_evaluate_greedy(drl_transformer *m, const drl_dataset *ds, int64_
   int32_t *tokens = (int32_t *)malloc(2 * (size_t)Bg * T * sizeof(int32_t));
   int32_t *row_start = (int32_t *)malloc((size_t)Bg * sizeof(int32_t));
   int *last = (int *)malloc(2 * (size_t)Bg * sizeof(int));
-  float *logits = (float *)malloc((size_t)Bg * (size_t)m->cfg.vocab * sizeof(float));
+  float *logits = (float *)malloc((size_t)Bg * (size_t)drl_transformer_vocab_used(&m->cfg) * sizeof(float));
   drl_status st = DRL_OK;
   if (!tokens || !row_start || !last || !logits) st = DRL_FAIL(DRL_ERR_OOM, "eval: out of memory");
   double sum = 0.0;

@@ -16,6 +16,48 @@ void drl_rope_tables(float *cos_t, float *sin_t, int max_pos, int D, double thet
   }
 }
 
+void drl_rope_inv_freq(float *inv, int D, double theta) {
+  float base = (float)theta;
+  for (int i = 0; i < D / 2; ++i) {
+    float e = (float)(2 * i) / (float)D; /* torch.arange(0, D, 2).float() / D */
+    float p = (float)pow((double)base, (double)e);
+    inv[i] = 1.0f / p;
+  }
+}
+
+void drl_rope_scale_linear(float *inv, int half, float factor) {
+  for (int i = 0; i < half; ++i) inv[i] = inv[i] / factor;
+}
+
+void drl_rope_scale_llama3(float *inv, int half, float factor, float low, float high, int orig) {
+  /* transformers mixes Python floats (doubles) and fp32 tensors: the wavelength bounds and high - low are Python
+   * arithmetic, and a tensor op converts its Python operand to float first, then rounds its result to fp32.
+   * "2 pi / inv" is reciprocal(inv) * 2 pi in torch, and so is "orig / wl". */
+  float low_wl = (float)((double)orig / (double)low), high_wl = (float)((double)orig / (double)high);
+  float span = (float)((double)high - (double)low), two_pi = (float)6.283185307179586, orig_f = (float)orig;
+  for (int i = 0; i < half; ++i) {
+    float x = inv[i];
+    float wl = drl_fmul(1.0f / x, two_pi);
+    if (wl < high_wl) continue; /* high frequency: kept */
+    if (wl > low_wl) {          /* low frequency: scaled */
+      inv[i] = x / factor;
+      continue;
+    }
+    float s = drl_fadd(drl_fmul(1.0f / wl, orig_f), -low) / span;
+    inv[i] = drl_fadd(drl_fmul(drl_fadd(1.0f, -s), x) / factor, drl_fmul(s, x));
+  }
+}
+
+void drl_rope_tables_from_inv(float *cos_t, float *sin_t, int max_pos, int D, const float *inv) {
+  int half = D / 2;
+  for (int i = 0; i < half; ++i)
+    for (int p = 0; p < max_pos; ++p) {
+      float ang = drl_fmul((float)p, inv[i]);
+      cos_t[(int64_t)p * half + i] = (float)cos((double)ang);
+      sin_t[(int64_t)p * half + i] = (float)sin((double)ang);
+    }
+}
+
 drl_status drl_rope_cpu(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int heads, int D,
                         int inverse) {
   /* Checked before anything is rotated, so a bad position leaves x untouched. */

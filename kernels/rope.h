@@ -1,6 +1,7 @@
 /* Rotary position embedding, HF-Llama "rotate half" pairing: dimension i pairs with i + D/2 (i < D/2),
- * rotated by angle pos * theta^(-2i/D). The cos/sin tables are computed once on the host in double precision, so the
- * CPU and the GPU rotate with the same numbers. */
+ * rotated by angle pos * theta^(-2i/D). The cos/sin tables are computed once on the host (in double precision, or
+ * from fp32 inverse frequencies as Hugging Face computes scaled ones), so the CPU and the GPU rotate with the same
+ * numbers. */
 #ifndef DRL_ROPE_H
 #define DRL_ROPE_H
 
@@ -16,6 +17,23 @@ extern "C" {
 
 /* Host tables cos_t, sin_t [max_pos, D/2]: entry (p, i) = cos/sin(p * theta^(-2i/D)); D even. */
 void drl_rope_tables(float *cos_t, float *sin_t, int max_pos, int D, double theta);
+
+/* Hugging Face's inverse frequencies, fp32 as transformers computes them: inv[i] = 1 / theta^(fp32(2i) / D) for
+ * i < D/2, the power taken with theta rounded to float, evaluated in double and rounded once (torch's fp32 pow is
+ * within an ulp of that), the reciprocal in fp32. */
+void drl_rope_inv_freq(float *inv, int D, double theta);
+
+/* HF "linear" scaling of inv[0, half): inv / factor in fp32. */
+void drl_rope_scale_linear(float *inv, int half, float factor);
+
+/* HF "llama3" scaling of inv[0, half), fp32 step by step as transformers does it: wl = 2 pi / inv; wl < orig / high:
+ * kept; wl > orig / low: inv / factor; otherwise s = (orig / wl - low) / (high - low), inv = (1 - s) inv / factor +
+ * s inv. orig = the original context length, low < high. */
+void drl_rope_scale_llama3(float *inv, int half, float factor, float low, float high, int orig);
+
+/* Host tables as HF builds them from fp32 inverse frequencies inv [D/2]: angle = fp32(p * inv[i]), its cos and sin
+ * evaluated in double and rounded once (torch's fp32 cos/sin are within an ulp or two of that). */
+void drl_rope_tables_from_inv(float *cos_t, float *sin_t, int max_pos, int D, const float *inv);
 
 /* x [N, heads, D] rotated in place; row n at position pos[n] (0 <= pos < max_pos of the tables, on dev). */
 drl_status drl_rope_forward(const drl_device *dev, float *x, const int32_t *pos, const float *cos_t,

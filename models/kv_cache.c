@@ -15,11 +15,10 @@
 #include "transformer_internal.h"
 
 
-static int head_dim(const drl_transformer_config *cf) { return cf->d_model / cf->n_heads; }
-
 /* Lays out the device buffers over d (sizes only when d->base is NULL). */
 static void carve_device(drl_kv_cache *c, const drl_transformer_config *cf, drl_carve *d) {
   size_t f = sizeof(float), B = (size_t)c->B_max, C = (size_t)cf->d_model, F = (size_t)cf->d_ff;
+  size_t HD = (size_t)c->q_dim, qkn = cf->qk_norm ? 1 : 0;
   size_t cache = (size_t)c->n_layers * B * (size_t)c->T_max * (size_t)c->kv_dim;
   c->k = (float *)drl_carve_take(d, cache * f);
   c->v = (float *)drl_carve_take(d, cache * f);
@@ -28,14 +27,18 @@ static void carve_device(drl_kv_cache *c, const drl_transformer_config *cf, drl_
   c->x_mid = (float *)drl_carve_take(d, B * C * f);
   c->xn = (float *)drl_carve_take(d, B * C * f);
   c->rstd = (float *)drl_carve_take(d, B * f);
-  c->q = (float *)drl_carve_take(d, B * C * f); /* H * D = C */
+  c->q = (float *)drl_carve_take(d, B * HD * f);
   c->kn = (float *)drl_carve_take(d, B * (size_t)c->kv_dim * f);
   c->vn = (float *)drl_carve_take(d, B * (size_t)c->kv_dim * f);
-  c->att_out = (float *)drl_carve_take(d, B * C * f);
+  c->q_pre = qkn ? (float *)drl_carve_take(d, B * HD * f) : NULL;
+  c->k_pre = qkn ? (float *)drl_carve_take(d, B * (size_t)c->kv_dim * f) : NULL;
+  c->q_rstd = qkn ? (float *)drl_carve_take(d, B * (size_t)cf->n_heads * f) : NULL;
+  c->k_rstd = qkn ? (float *)drl_carve_take(d, B * (size_t)cf->n_kv_heads * f) : NULL;
+  c->att_out = (float *)drl_carve_take(d, B * HD * f);
   c->gate = (float *)drl_carve_take(d, B * F * f);
   c->up = (float *)drl_carve_take(d, B * F * f);
   c->h = (float *)drl_carve_take(d, B * F * f);
-  c->logits = (float *)drl_carve_take(d, B * (size_t)cf->vocab * f);
+  c->logits = (float *)drl_carve_take(d, B * (size_t)c->V * f);
   c->scratch = (float *)drl_carve_take(d, (size_t)drl_attention_decode_scratch_floats(c->B_max, cf->n_heads, c->T_max) * f);
   c->idx = (int32_t *)drl_carve_take(d, (size_t)c->idx_cap * sizeof(int32_t));
   if (cf->moe.experts > 0) {
@@ -63,7 +66,10 @@ drl_status drl_kv_cache_create(drl_kv_cache *c, const drl_transformer *m, int B_
   c->n_layers = cf->n_layers;
   c->B_max = B_max;
   c->T_max = T_max;
-  c->kv_dim = cf->n_kv_heads * head_dim(cf);
+  c->kv_dim = cf->n_kv_heads * drl_transformer_head_dim(cf);
+  c->q_dim = cf->n_heads * drl_transformer_head_dim(cf);
+  c->V = drl_transformer_vocab_used(cf);
+  c->qk_norm = cf->qk_norm != 0;
   /* prefill needs 3 entries per copied position, decode 4 per row */
   c->idx_cap = 3 * (int64_t)B_max * T_max > 4 * (int64_t)B_max ? 3 * (int64_t)B_max * T_max : 4 * (int64_t)B_max;
   drl_carve sizing = {NULL, 0};
@@ -98,8 +104,10 @@ static int64_t layer_floats(const drl_kv_cache *c) { return (int64_t)c->B_max * 
 
 static drl_status check_model(const drl_kv_cache *c, const drl_transformer *m) {
   if (!c->block) return DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_cache: used before drl_kv_cache_create");
-  if (m->cfg.n_layers != c->n_layers || m->cfg.n_kv_heads * head_dim(&m->cfg) != c->kv_dim ||
-      m->dev.backend != c->dev.backend)
+  const drl_transformer_config *cf = &m->cfg;
+  int D = drl_transformer_head_dim(cf);
+  if (cf->n_layers != c->n_layers || cf->n_kv_heads * D != c->kv_dim || cf->n_heads * D != c->q_dim ||
+      drl_transformer_vocab_used(cf) != c->V || (cf->qk_norm != 0) != c->qk_norm || m->dev.backend != c->dev.backend)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_cache: created for another model shape or device");
   return DRL_OK;
 }
@@ -121,7 +129,7 @@ drl_status drl_kv_cache_prefill(drl_kv_cache *c, drl_transformer *m, const int32
       return DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_prefill: row_start[%d] = %d leaves no real token in [0, %d)", b,
                       row_start[b], P);
   const drl_device *d = &c->dev;
-  const int V = m->cfg.vocab, kvd = c->kv_dim;
+  const int V = c->V, kvd = c->kv_dim;
   for (int b0 = 0; b0 < B; b0 += m->B_max) {
     int nb = B - b0 < m->B_max ? B - b0 : m->B_max, R = nb * P;
     DRL_TRY(drl_transformer_forward(m, tokens + (size_t)b0 * P, NULL, row_start ? row_start + b0 : NULL, nb, P,
@@ -201,8 +209,8 @@ drl_status drl_kv_cache_decode(drl_kv_cache *c, const drl_transformer *m, const 
   DRL_TRY(stage_decode(c, m, tokens, slots, N));
   const drl_device *d = &c->dev;
   const drl_transformer_config *cf = &m->cfg;
-  const int C = cf->d_model, H = cf->n_heads, KV = cf->n_kv_heads, D = head_dim(cf), HD = H * D;
-  const int kvd = c->kv_dim;
+  const int C = cf->d_model, H = cf->n_heads, KV = cf->n_kv_heads, D = drl_transformer_head_dim(cf), HD = c->q_dim;
+  const int kvd = c->kv_dim, V = c->V;
   DRL_TRY(drl_copy_to_device(d, c->idx, c->idx_host, (size_t)4 * N * sizeof(int32_t)));
   const int32_t *tok = c->idx, *slot = tok + N, *rope_pos = slot + N, *cache_pos = rope_pos + N;
   /* The block of drl_transformer_forward, one row per sequence; attention reads the cache instead of the block. */
@@ -211,11 +219,8 @@ drl_status drl_kv_cache_decode(drl_kv_cache *c, const drl_transformer *m, const 
     float *kc = c->k + l * layer_floats(c), *vc = c->v + l * layer_floats(c);
 #define W(t) drl_transformer_layer_param(m, l, t)
     DRL_TRY(drl_rmsnorm_forward(d, c->xn, c->rstd, c->x, W(DRL_T_ATTN_NORM), N, C, cf->norm_eps));
-    DRL_TRY(drl_matmul_forward(d, c->q, c->xn, W(DRL_T_WQ), N, C, HD, 0));
-    DRL_TRY(drl_matmul_forward(d, c->kn, c->xn, W(DRL_T_WK), N, C, kvd, 0));
-    DRL_TRY(drl_matmul_forward(d, c->vn, c->xn, W(DRL_T_WV), N, C, kvd, 0));
-    DRL_TRY(drl_rope_forward(d, c->q, rope_pos, m->rope_cos, m->rope_sin, N, H, D));
-    DRL_TRY(drl_rope_forward(d, c->kn, rope_pos, m->rope_cos, m->rope_sin, N, KV, D));
+    DRL_TRY(drl_transformer_qkv_forward(m, l, c->xn, rope_pos, N, c->q, c->kn, c->vn, c->q_pre, c->k_pre, c->q_rstd,
+                                        c->k_rstd));
     DRL_TRY(drl_kv_append(d, kc, vc, c->kn, c->vn, NULL, slot, cache_pos, N, N, c->B_max, c->T_max, kvd));
     DRL_TRY(drl_attention_decode(d, c->att_out, c->q, kc, vc, slot, c->row_start, cache_pos, N, c->B_max, c->T_max,
                                  H, KV, D, c->scratch));
@@ -227,10 +232,10 @@ drl_status drl_kv_cache_decode(drl_kv_cache *c, const drl_transformer *m, const 
 #undef W
   }
   DRL_TRY(drl_rmsnorm_forward(d, c->xn, c->rstd, c->x, drl_transformer_final_norm(m), N, C, cf->norm_eps));
-  /* The LM head's logits GEMM (lm_head.c): the same call, alpha = 1/temperature. */
-  DRL_TRY(drl_gemm(d, 0, 1, N, cf->vocab, C, 1.0f / temperature, c->xn, C, drl_transformer_lm_head(m), C, 0.0f,
-                   c->logits, cf->vocab));
-  DRL_TRY(drl_copy_to_host(d, logits, c->logits, (size_t)N * cf->vocab * sizeof(float)));
+  /* The LM head's logits GEMM (lm_head.c): the same call, alpha = 1/temperature, over the head's first vocab_used
+   * rows (the others pad the vocabulary and are never scored). */
+  DRL_TRY(drl_gemm(d, 0, 1, N, V, C, 1.0f / temperature, c->xn, C, drl_transformer_lm_head(m), C, 0.0f, c->logits, V));
+  DRL_TRY(drl_copy_to_host(d, logits, c->logits, (size_t)N * V * sizeof(float)));
   for (int i = 0; i < N; ++i) c->len[slots ? slots[i] : i] += 1;
   return DRL_OK;
 }

@@ -23,11 +23,13 @@ extern "C" {
 typedef struct drl_kv_cache {
   drl_device dev;
   int n_layers, B_max, T_max, kv_dim; /* kv_dim = n_kv_heads * head size */
+  int q_dim, V, qk_norm;              /* n_heads * head size, the vocabulary scored (vocab_used), per-head norms */
   float *k, *v;                       /* [L][B_max][T_max][kv_dim] each, on dev */
   int32_t *row_start;                 /* [B_max] on dev */
   int32_t *row_start_host, *len;      /* [B_max] on the host: first real position and positions filled, per slot */
   /* decode workspace on dev, for up to B_max rows */
   float *x, *x_mid, *xn, *rstd, *q, *kn, *vn, *att_out, *gate, *up, *h, *logits, *scratch;
+  float *q_pre, *k_pre, *q_rstd, *k_rstd; /* qk_norm only: q and k before the per-head norms, and their rstd */
   int32_t *idx;       /* dev index arrays: decode [4][N] (token, slot, RoPE position, cache position), prefill [3][N] */
   int32_t *idx_host;  /* their host staging */
   int64_t idx_cap;    /* int32 entries of idx and idx_host */
@@ -48,14 +50,14 @@ void drl_kv_cache_free(drl_kv_cache *c);
  * through drl_transformer_forward, so prefill is exactly the training computation (it replaces the model's saved
  * activations), in chunks of the model's B_max rows. Copies prompt b's keys and values into the G slots
  * b*G .. b*G + G - 1 (the rollouts of a prompt share its prefill), sets their row_start and len = P, and writes the
- * logits of the token after each prompt, divided by temperature, to logits [B, V] (host). Needs B*G <= B_max and
- * P <= T_max (and <= the model's T_max). Other slots are left as they are. */
+ * logits of the token after each prompt, divided by temperature, to logits [B, V] (host; V = the model's vocab_used).
+ * Needs B*G <= B_max and P <= T_max (and <= the model's T_max). Other slots are left as they are. */
 drl_status drl_kv_cache_prefill(drl_kv_cache *c, drl_transformer *m, const int32_t *tokens, const int32_t *row_start,
                                 int B, int P, int G, float temperature, float *logits);
 
 /* One new token per row: tokens[i] (host) enters slot slots[i] (host, distinct, prefilled; NULL = slot i) at position
  * t = len[slot] < T_max, attends to the slot's positions [row_start, t] and leaves its key and value there (len
- * becomes t + 1). Writes the next token's logits divided by temperature to logits [N, V] (host). */
+ * becomes t + 1). Writes the next token's logits divided by temperature to logits [N, V] (host, V = vocab_used). */
 drl_status drl_kv_cache_decode(drl_kv_cache *c, const drl_transformer *m, const int32_t *tokens, const int32_t *slots,
                                int N, float temperature, float *logits);
 

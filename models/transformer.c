@@ -8,6 +8,7 @@
 
 #include "kernels/adamw.h"
 #include "kernels/attention.h"
+#include "kernels/bias.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/gemm.h"
@@ -27,7 +28,38 @@ enum { P_ATTN_NORM, P_WQ, P_WK, P_WV, P_WO, P_FFN_NORM, P_W_GATE, P_W_UP, P_W_DO
 static const char *const layer_tensor_names[P_PER_LAYER] = {"attn_norm", "wq",     "wk",   "wv",    "wo",
                                                             "ffn_norm",  "w_gate", "w_up", "w_down"};
 
-#define HEAD_DIM(c) ((c)->d_model / (c)->n_heads)
+/* A block's optional attention tensors, after its FFN's, in this order (those the config enables). */
+enum { X_BQ, X_BK, X_BV, X_Q_NORM, X_K_NORM, X_COUNT };
+static const char *const extra_names[X_COUNT] = {"bq", "bk", "bv", "q_norm", "k_norm"};
+
+int drl_transformer_head_dim(const drl_transformer_config *c) {
+  return c->head_dim > 0 ? c->head_dim : c->d_model / c->n_heads;
+}
+
+int drl_transformer_vocab_used(const drl_transformer_config *c) { return c->vocab_used > 0 ? c->vocab_used : c->vocab; }
+
+static drl_status check_rope_scaling(const drl_rope_scaling *r) {
+  switch (r->type) {
+    case DRL_ROPE_SCALING_NONE:
+      return DRL_OK;
+    case DRL_ROPE_SCALING_LINEAR:
+      if (!(r->factor > 0.0f) || !isfinite(r->factor))
+        return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: linear RoPE scaling needs a factor > 0 (got %g)",
+                        (double)r->factor);
+      return DRL_OK;
+    case DRL_ROPE_SCALING_LLAMA3:
+      if (!(r->factor > 0.0f) || !isfinite(r->factor) || !(r->low_freq_factor > 0.0f) ||
+          !(r->high_freq_factor > r->low_freq_factor) || !isfinite(r->high_freq_factor) || r->original_max_pos < 1)
+        return DRL_FAIL(DRL_ERR_INVALID_ARG,
+                        "transformer: llama3 RoPE scaling needs factor > 0, 0 < low_freq_factor < high_freq_factor "
+                        "and original_max_pos >= 1 (got %g, %g, %g, %d)",
+                        (double)r->factor, (double)r->low_freq_factor, (double)r->high_freq_factor,
+                        r->original_max_pos);
+      return DRL_OK;
+    default:
+      return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: unknown RoPE scaling type %d", r->type);
+  }
+}
 
 drl_status drl_transformer_config_check(const drl_transformer_config *c) {
   if (c->vocab < 1 || c->d_model < 1 || c->n_layers < 1 || c->n_heads < 1 || c->n_kv_heads < 1 || c->d_ff < 1 ||
@@ -36,9 +68,16 @@ drl_status drl_transformer_config_check(const drl_transformer_config *c) {
                     "transformer: every size must be positive (vocab %d, d_model %d, n_layers %d, n_heads %d, "
                     "n_kv_heads %d, d_ff %d, max_seq %d)",
                     c->vocab, c->d_model, c->n_layers, c->n_heads, c->n_kv_heads, c->d_ff, c->max_seq);
-  if (c->d_model % c->n_heads != 0 || HEAD_DIM(c) % 2 != 0)
+  if (c->head_dim < 0 || (c->head_dim > 0 && c->head_dim % 2 != 0))
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: head_dim %d must be even and > 0 (0: d_model / n_heads)",
+                    c->head_dim);
+  if (c->head_dim == 0 && (c->d_model % c->n_heads != 0 || (c->d_model / c->n_heads) % 2 != 0))
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: n_heads %d must divide d_model %d into an even head size",
                     c->n_heads, c->d_model);
+  if (c->vocab_used < 0 || c->vocab_used > c->vocab)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: vocab_used %d outside [0, vocab %d] (0: all)", c->vocab_used,
+                    c->vocab);
+  DRL_TRY(check_rope_scaling(&c->rope_scaling));
   if (c->n_heads % c->n_kv_heads != 0)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: n_kv_heads %d must divide n_heads %d", c->n_kv_heads,
                     c->n_heads);
@@ -55,9 +94,25 @@ static int is_moe_layer(const drl_transformer_config *c, int l) {
   return c->moe.experts > 0 && l >= c->moe.first_layer;
 }
 
-/* Tensors of block l: 9 dense; an MoE block 6 + router + 3 expert stacks (+ 3 shared). */
-static int layer_tensors(const drl_transformer_config *c, int l) {
+/* Tensors of block l up to its FFN's last: 9 dense; an MoE block 6 + router + 3 expert stacks (+ 3 shared). */
+static int ffn_tensors(const drl_transformer_config *c, int l) {
   return is_moe_layer(c, l) ? M_DOWN + 1 + (c->moe.shared_d_ff > 0 ? 3 : 0) : P_PER_LAYER;
+}
+
+static int has_extra(const drl_transformer_config *c, int x) { return x <= X_BV ? c->qkv_bias != 0 : c->qk_norm != 0; }
+
+/* Tensors of block l: its FFN's, then the optional attention tensors. */
+static int layer_tensors(const drl_transformer_config *c, int l) {
+  int n = ffn_tensors(c, l);
+  for (int x = 0; x < X_COUNT; ++x) n += has_extra(c, x);
+  return n;
+}
+
+/* Index within block l of optional tensor x (the config must have it). */
+static int extra_index(const drl_transformer_config *c, int l, int x) {
+  int i = ffn_tensors(c, l);
+  for (int j = 0; j < x; ++j) i += has_extra(c, j);
+  return i;
 }
 
 /* Index in the offset table of block l's first tensor (the token embedding is tensor 0). */
@@ -71,7 +126,8 @@ drl_status drl_transformer_layout(const drl_transformer_config *c, drl_layout *l
   memset(lay, 0, sizeof *lay);
   DRL_TRY(drl_transformer_config_check(c));
   DRL_TRY(drl_layout_init(lay, layer_base(c, c->n_layers) + 2));
-  int64_t C = c->d_model, F = c->d_ff, HD = c->d_model, KVD = (int64_t)c->n_kv_heads * HEAD_DIM(c);
+  int64_t C = c->d_model, F = c->d_ff, D = drl_transformer_head_dim(c);
+  int64_t HD = (int64_t)c->n_heads * D, KVD = (int64_t)c->n_kv_heads * D;
   int64_t E = c->moe.experts, Fe = c->moe.d_expert, Fs = c->moe.shared_d_ff;
   drl_status st = drl_layout_add(lay, "tok_emb", c->vocab, C, 1);
   for (int l = 0; st == DRL_OK && l < c->n_layers; ++l) {
@@ -80,12 +136,20 @@ drl_status drl_transformer_layout(const drl_transformer_config *c, drl_layout *l
     const char *const moe_names[] = {"router", "experts.w_gate", "experts.w_up", "experts.w_down",
                                      "shared.w_gate", "shared.w_up", "shared.w_down"};
     const int64_t moe_shapes[][2] = {{E, C}, {E * Fe, C}, {E * Fe, C}, {E * C, Fe}, {Fs, C}, {Fs, C}, {C, Fs}};
-    for (int p = 0; st == DRL_OK && p < layer_tensors(c, l); ++p) {
+    const int64_t extra_rows[X_COUNT] = {HD, KVD, KVD, D, D};
+    for (int p = 0; st == DRL_OK && p < ffn_tensors(c, l); ++p) {
       int moe = is_moe_layer(c, l) && p >= M_ROUTER;
       char name[DRL_TENSOR_NAME_CAP];
       snprintf(name, sizeof name, "layers.%d.%s", l, moe ? moe_names[p - M_ROUTER] : layer_tensor_names[p]);
       const int64_t *sh = moe ? moe_shapes[p - M_ROUTER] : shapes[p];
       st = drl_layout_add(lay, name, sh[0], sh[1], sh[1] > 1);
+    }
+    /* Appended after the FFN's tensors, so a config without them keeps its layout (and its checkpoints). */
+    for (int x = 0; st == DRL_OK && x < X_COUNT; ++x) {
+      if (!has_extra(c, x)) continue;
+      char name[DRL_TENSOR_NAME_CAP];
+      snprintf(name, sizeof name, "layers.%d.%s", l, extra_names[x]);
+      st = drl_layout_add(lay, name, extra_rows[x], 1, 0);
     }
   }
   if (st == DRL_OK) st = drl_layout_add(lay, "final_norm", C, 1, 0);
@@ -101,6 +165,13 @@ static const drl_tensor_info *layer_tensor(const drl_transformer *m, int l, int 
 }
 static float *P(const drl_transformer *m, int l, int p) { return m->ps.params + layer_tensor(m, l, p)->offset; }
 static float *G(const drl_transformer *m, int l, int p) { return m->ps.grads + layer_tensor(m, l, p)->offset; }
+/* Optional tensor x of block l in the parameters (XP) or the gradients (XG); NULL when the config lacks it. */
+static float *XP(const drl_transformer *m, int l, int x) {
+  return has_extra(&m->cfg, x) ? P(m, l, extra_index(&m->cfg, l, x)) : NULL;
+}
+static float *XG(const drl_transformer *m, int l, int x) {
+  return has_extra(&m->cfg, x) ? G(m, l, extra_index(&m->cfg, l, x)) : NULL;
+}
 static const drl_tensor_info *final_norm_info(const drl_transformer *m) {
   return &m->ps.layout.tensors[layer_base(&m->cfg, m->cfg.n_layers)];
 }
@@ -138,7 +209,8 @@ float *drl_transformer_lm_head(const drl_transformer *m) { return m->ps.params +
 static void carve_acts(const drl_transformer *m, drl_carve *c, drl_transformer_acts *a) {
   const drl_transformer_config *cf = &m->cfg;
   size_t L = (size_t)cf->n_layers, R = (size_t)m->B_max * (size_t)m->T_max, C = (size_t)cf->d_model;
-  size_t F = (size_t)cf->d_ff, HD = C, KVD = (size_t)cf->n_kv_heads * (size_t)HEAD_DIM(cf);
+  size_t F = (size_t)cf->d_ff, D = (size_t)drl_transformer_head_dim(cf), H = (size_t)cf->n_heads;
+  size_t KV = (size_t)cf->n_kv_heads, HD = H * D, KVD = KV * D, qkn = cf->qk_norm ? 1 : 0;
   size_t TT = (size_t)m->B_max * (size_t)cf->n_heads * (size_t)m->T_max * (size_t)m->T_max;
   size_t wide = F > HD ? F : HD, f = sizeof(float);
   a->res = (float *)drl_carve_take(c, (L + 1) * R * C * f);
@@ -150,6 +222,10 @@ static void carve_acts(const drl_transformer *m, drl_carve *c, drl_transformer_a
   a->q = (float *)drl_carve_take(c, L * R * HD * f);
   a->k = (float *)drl_carve_take(c, L * R * KVD * f);
   a->v = (float *)drl_carve_take(c, L * R * KVD * f);
+  a->q_pre = qkn ? (float *)drl_carve_take(c, L * R * HD * f) : NULL;
+  a->k_pre = qkn ? (float *)drl_carve_take(c, L * R * KVD * f) : NULL;
+  a->q_rstd = qkn ? (float *)drl_carve_take(c, L * R * H * f) : NULL;
+  a->k_rstd = qkn ? (float *)drl_carve_take(c, L * R * KV * f) : NULL;
   a->att = (float *)drl_carve_take(c, L * TT * f);
   a->att_out = (float *)drl_carve_take(c, L * R * HD * f);
   a->gate = (float *)drl_carve_take(c, L * R * F * f);
@@ -167,6 +243,8 @@ static void carve_acts(const drl_transformer *m, drl_carve *c, drl_transformer_a
   a->dq = (float *)drl_carve_take(c, R * HD * f);
   a->dk = (float *)drl_carve_take(c, R * KVD * f);
   a->dv = (float *)drl_carve_take(c, R * KVD * f);
+  a->dq_pre = qkn ? (float *)drl_carve_take(c, R * HD * f) : NULL;
+  a->dk_pre = qkn ? (float *)drl_carve_take(c, R * KVD * f) : NULL;
   a->datt = (float *)drl_carve_take(c, R * f); /* dlogprob */
   a->scratch = (float *)drl_carve_take(c, (size_t)m->scratch_floats * f);
   a->emb_scratch = drl_carve_take(c, (size_t)drl_embedding_scratch_bytes(&m->dev, (int)R));
@@ -189,6 +267,25 @@ static void carve_acts(const drl_transformer *m, drl_carve *c, drl_transformer_a
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
+/* The RoPE tables of head size D: unscaled from double precision (this model's tables from the start), scaled ones
+ * from Hugging Face's fp32 inverse frequencies, so a pretrained model rotates with the numbers it was trained with. */
+static drl_status rope_tables(const drl_transformer_config *c, float *cos_h, float *sin_h, int D) {
+  const drl_rope_scaling *r = &c->rope_scaling;
+  if (r->type == DRL_ROPE_SCALING_NONE) {
+    drl_rope_tables(cos_h, sin_h, c->max_seq, D, c->rope_theta);
+    return DRL_OK;
+  }
+  float *inv = (float *)malloc((size_t)(D / 2) * sizeof(float));
+  if (!inv) return DRL_FAIL(DRL_ERR_OOM, "out of host memory for the RoPE frequencies");
+  drl_rope_inv_freq(inv, D, c->rope_theta);
+  if (r->type == DRL_ROPE_SCALING_LINEAR) drl_rope_scale_linear(inv, D / 2, r->factor);
+  if (r->type == DRL_ROPE_SCALING_LLAMA3)
+    drl_rope_scale_llama3(inv, D / 2, r->factor, r->low_freq_factor, r->high_freq_factor, r->original_max_pos);
+  drl_rope_tables_from_inv(cos_h, sin_h, c->max_seq, D, inv);
+  free(inv);
+  return DRL_OK;
+}
+
 /* Host-side parameter initialisation, then one copy to the device. */
 static drl_status init_params(drl_transformer *m, uint64_t seed) {
   int64_t n = m->ps.layout.total;
@@ -201,8 +298,11 @@ static drl_status init_params(drl_transformer *m, uint64_t seed) {
     const drl_tensor_info *t = &m->ps.layout.tensors[i];
     int64_t count = t->shape[0] * t->shape[1];
     int is_resid_out = strstr(t->name, ".wo") != NULL || strstr(t->name, ".w_down") != NULL;
+    const char *last = strrchr(t->name, '.');
+    int is_bias = last && (!strcmp(last, ".bq") || !strcmp(last, ".bk") || !strcmp(last, ".bv"));
     float std = t->shape[1] == 1 ? 0.0f : (is_resid_out ? resid_std : m->cfg.init_std);
-    for (int64_t j = 0; j < count; ++j) host[t->offset + j] = t->shape[1] == 1 ? 1.0f : host[t->offset + j] * std;
+    float vec = is_bias ? 0.0f : 1.0f; /* vectors: norm gains 1, biases 0 */
+    for (int64_t j = 0; j < count; ++j) host[t->offset + j] = t->shape[1] == 1 ? vec : host[t->offset + j] * std;
   }
   if (st == DRL_OK) st = drl_copy_to_device(&m->dev, m->ps.params, host, (size_t)n * sizeof(float));
   if (st == DRL_OK) st = drl_device_sync(&m->dev);
@@ -232,12 +332,14 @@ drl_status drl_transformer_create(drl_transformer *m, const drl_transformer_conf
   DRL_TRY(drl_transformer_layout(cfg, &layout));
   DRL_TRY(drl_params_create(&m->ps, dev, &layout, ""));
   const drl_transformer_config *c = &m->cfg;
-  int D = HEAD_DIM(c);
+  int D = drl_transformer_head_dim(c);
   int rows = B_max * T_max;
   m->lm_chunk_rows = rows < 256 ? rows : 256;
   m->scratch_floats = max64(drl_attention_scratch_floats(dev, B_max, T_max, c->n_heads, c->n_kv_heads, D),
                             max64(drl_rmsnorm_scratch_floats(dev, rows, c->d_model),
                                   drl_lm_head_scratch_floats(dev, m->lm_chunk_rows, c->vocab)));
+  if (c->qk_norm) /* the per-head norms' backward: rows x heads rows of D (the k norm has fewer heads) */
+    m->scratch_floats = max64(m->scratch_floats, drl_rmsnorm_scratch_floats(dev, rows * c->n_heads, D));
   m->scratch_floats = max64(m->scratch_floats, (int64_t)B_max * c->vocab); /* drl_transformer_logits_at */
   drl_status st = DRL_OK;
   size_t table = (size_t)c->max_seq * (size_t)(D / 2) * sizeof(float);
@@ -246,8 +348,8 @@ drl_status drl_transformer_create(drl_transformer *m, const drl_transformer_conf
   {
     float *cos_h = (float *)malloc(table), *sin_h = (float *)malloc(table);
     if (!cos_h || !sin_h) st = DRL_FAIL(DRL_ERR_OOM, "out of host memory for the RoPE tables");
+    if (st == DRL_OK) st = rope_tables(c, cos_h, sin_h, D);
     if (st == DRL_OK) {
-      drl_rope_tables(cos_h, sin_h, c->max_seq, D, c->rope_theta);
       st = drl_copy_to_device(dev, m->rope_cos, cos_h, table);
       if (st == DRL_OK) st = drl_copy_to_device(dev, m->rope_sin, sin_h, table);
       if (st == DRL_OK) st = drl_device_sync(dev);
@@ -306,10 +408,11 @@ static drl_status upload_batch(drl_transformer *m, const int32_t *tokens, const 
     if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab)
       st = DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: token %d at position %d is outside the vocabulary [0, %d)",
                     tokens[i], i, m->cfg.vocab);
+  int Vu = drl_transformer_vocab_used(&m->cfg);
   for (int i = 0; st == DRL_OK && i < R; ++i)
-    if (tg[i] >= m->cfg.vocab)
-      st = DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: target %d at position %d is outside the vocabulary [0, %d)",
-                    tg[i], i, m->cfg.vocab);
+    if (tg[i] >= Vu)
+      st = DRL_FAIL(DRL_ERR_INVALID_ARG,
+                    "transformer: target %d at position %d is outside the scored vocabulary [0, %d)", tg[i], i, Vu);
   for (int b = 0; st == DRL_OK && row_start && b < B; ++b)
     if (row_start[b] < 0 || row_start[b] > T)
       st = DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: row_start[%d] = %d outside [0, %d]", b, row_start[b], T);
@@ -337,7 +440,7 @@ drl_status drl_transformer_forward(drl_transformer *m, const int32_t *tokens, co
   const drl_device *d = &m->dev;
   const drl_transformer_config *c = &m->cfg;
   drl_transformer_acts *a = &m->acts;
-  int R = B * T, C = c->d_model, F = c->d_ff, H = c->n_heads, KV = c->n_kv_heads, D = HEAD_DIM(c);
+  int R = B * T, C = c->d_model, F = c->d_ff, H = c->n_heads, KV = c->n_kv_heads, D = drl_transformer_head_dim(c);
   int HD = H * D, KVD = KV * D;
   const int32_t *rs = row_start ? a->row_start : NULL;
   m->moe_has_aux = m->moe_has_mask = 0; /* an auxiliary loss is set for the forward it follows */
@@ -350,12 +453,15 @@ drl_status drl_transformer_forward(drl_transformer *m, const int32_t *tokens, co
     float *q = a->q + (size_t)l * R * HD, *k = a->k + (size_t)l * R * KVD, *v = a->v + (size_t)l * R * KVD;
     float *att = a->att + (size_t)l * B * H * T * T, *att_out = a->att_out + (size_t)l * R * HD;
     float *gate = a->gate + (size_t)l * R * F, *up = a->up + (size_t)l * R * F, *h = a->h + (size_t)l * R * F;
+    float *q_pre = NULL, *k_pre = NULL, *q_rstd = NULL, *k_rstd = NULL;
+    if (c->qk_norm) {
+      q_pre = a->q_pre + (size_t)l * R * HD;
+      k_pre = a->k_pre + (size_t)l * R * KVD;
+      q_rstd = a->q_rstd + (size_t)l * R * H;
+      k_rstd = a->k_rstd + (size_t)l * R * KV;
+    }
     DRL_TRY(drl_rmsnorm_forward(d, xn1, rstd1, res, P(m, l, P_ATTN_NORM), R, C, c->norm_eps));
-    DRL_TRY(drl_matmul_forward(d, q, xn1, P(m, l, P_WQ), R, C, HD, 0));
-    DRL_TRY(drl_matmul_forward(d, k, xn1, P(m, l, P_WK), R, C, KVD, 0));
-    DRL_TRY(drl_matmul_forward(d, v, xn1, P(m, l, P_WV), R, C, KVD, 0));
-    DRL_TRY(drl_rope_forward(d, q, a->pos, m->rope_cos, m->rope_sin, R, H, D));
-    DRL_TRY(drl_rope_forward(d, k, a->pos, m->rope_cos, m->rope_sin, R, KV, D));
+    DRL_TRY(drl_transformer_qkv_forward(m, l, xn1, a->pos, R, q, k, v, q_pre, k_pre, q_rstd, k_rstd));
     DRL_TRY(drl_attention_forward(d, att_out, att, q, k, v, rs, B, T, H, KV, D, a->scratch));
     DRL_TRY(drl_copy_on_device(d, res_mid, res, (size_t)R * C * sizeof(float)));
     DRL_TRY(drl_matmul_forward(d, res_mid, att_out, P(m, l, P_WO), R, HD, C, 1));
@@ -368,8 +474,9 @@ drl_status drl_transformer_forward(drl_transformer *m, const int32_t *tokens, co
                               c->norm_eps));
   {
     DRL_RANGE("lm_head");
+    /* The head's first vocab_used rows are a [vocab_used, C] matrix of their own: padded ids are never scored. */
     DRL_TRY(drl_lm_head_forward(d, a->logprob, a->entropy, a->xf, m->ps.params + lm_head_offset(m), a->targets, R, C,
-                                c->vocab, temperature, a->scratch, m->lm_chunk_rows));
+                                drl_transformer_vocab_used(c), temperature, a->scratch, m->lm_chunk_rows));
   }
   m->temperature = temperature;
   m->has_row_start = row_start != NULL;
@@ -391,7 +498,7 @@ drl_status drl_transformer_backward(drl_transformer *m, const float *dlogprob) {
   const drl_transformer_config *c = &m->cfg;
   drl_transformer_acts *a = &m->acts;
   int B = m->B, T = m->T, R = B * T, C = c->d_model, F = c->d_ff, H = c->n_heads, KV = c->n_kv_heads;
-  int D = HEAD_DIM(c), HD = H * D, KVD = KV * D;
+  int D = drl_transformer_head_dim(c), HD = H * D, KVD = KV * D;
   size_t fRC = (size_t)R * C * sizeof(float);
   const int32_t *rs = m->has_row_start ? a->row_start : NULL;
   float *dlp = a->datt;
@@ -399,8 +506,8 @@ drl_status drl_transformer_backward(drl_transformer *m, const float *dlogprob) {
   {
     DRL_RANGE("lm_head");
     DRL_TRY(drl_lm_head_backward(d, a->dxn, m->ps.grads + lm_head_offset(m), dlp, a->xf,
-                                 m->ps.params + lm_head_offset(m), a->targets, R, C, c->vocab, m->temperature,
-                                 a->scratch, m->lm_chunk_rows));
+                                 m->ps.params + lm_head_offset(m), a->targets, R, C, drl_transformer_vocab_used(c),
+                                 m->temperature, a->scratch, m->lm_chunk_rows));
   }
   const drl_tensor_info *fn = final_norm_info(m);
   DRL_TRY(drl_memset(d, a->dres, 0, fRC));
@@ -439,9 +546,26 @@ drl_status drl_transformer_backward(drl_transformer *m, const float *dlogprob) {
     DRL_TRY(drl_attention_backward(d, a->dq, a->dk, a->dv, datt_out, q, k, v, att, rs, B, T, H, KV, D, a->scratch));
     DRL_TRY(drl_rope_backward(d, a->dq, a->pos, m->rope_cos, m->rope_sin, R, H, D));
     DRL_TRY(drl_rope_backward(d, a->dk, a->pos, m->rope_cos, m->rope_sin, R, KV, D));
+    /* dqp, dkp: the gradients of the projections (+ bias), before the per-head norms when there are any. */
+    float *dqp = a->dq, *dkp = a->dk;
+    if (c->qk_norm) {
+      dqp = a->dq_pre;
+      dkp = a->dk_pre;
+      DRL_TRY(drl_memset(d, dqp, 0, (size_t)R * HD * sizeof(float)));
+      DRL_TRY(drl_memset(d, dkp, 0, (size_t)R * KVD * sizeof(float)));
+      DRL_TRY(drl_rmsnorm_backward(d, dqp, XG(m, l, X_Q_NORM), a->dq, a->q_pre + (size_t)l * R * HD,
+                                   XP(m, l, X_Q_NORM), a->q_rstd + (size_t)l * R * H, R * H, D, a->scratch));
+      DRL_TRY(drl_rmsnorm_backward(d, dkp, XG(m, l, X_K_NORM), a->dk, a->k_pre + (size_t)l * R * KVD,
+                                   XP(m, l, X_K_NORM), a->k_rstd + (size_t)l * R * KV, R * KV, D, a->scratch));
+    }
+    if (c->qkv_bias) {
+      DRL_TRY(drl_bias_backward(d, XG(m, l, X_BQ), dqp, R, HD));
+      DRL_TRY(drl_bias_backward(d, XG(m, l, X_BK), dkp, R, KVD));
+      DRL_TRY(drl_bias_backward(d, XG(m, l, X_BV), a->dv, R, KVD));
+    }
     DRL_TRY(drl_memset(d, a->dxn, 0, fRC));
-    DRL_TRY(drl_matmul_backward(d, a->dxn, G(m, l, P_WQ), a->dq, xn1, P(m, l, P_WQ), R, C, HD));
-    DRL_TRY(drl_matmul_backward(d, a->dxn, G(m, l, P_WK), a->dk, xn1, P(m, l, P_WK), R, C, KVD));
+    DRL_TRY(drl_matmul_backward(d, a->dxn, G(m, l, P_WQ), dqp, xn1, P(m, l, P_WQ), R, C, HD));
+    DRL_TRY(drl_matmul_backward(d, a->dxn, G(m, l, P_WK), dkp, xn1, P(m, l, P_WK), R, C, KVD));
     DRL_TRY(drl_matmul_backward(d, a->dxn, G(m, l, P_WV), a->dv, xn1, P(m, l, P_WV), R, C, KVD));
     DRL_TRY(drl_rmsnorm_backward(d, a->dres, G(m, l, P_ATTN_NORM), a->dxn, res, P(m, l, P_ATTN_NORM), rstd1, R, C,
                                  a->scratch));
@@ -457,6 +581,30 @@ void drl_transformer_set_grad_hook(drl_transformer *m, drl_grad_ready_fn fn, voi
 }
 
 int drl_transformer_is_moe(const drl_transformer *m, int layer) { return is_moe_layer(&m->cfg, layer); }
+
+drl_status drl_transformer_qkv_forward(const drl_transformer *m, int l, const float *xn, const int32_t *pos, int rows,
+                                       float *q, float *k, float *v, float *q_pre, float *k_pre, float *q_rstd,
+                                       float *k_rstd) {
+  const drl_device *d = &m->dev;
+  const drl_transformer_config *c = &m->cfg;
+  int C = c->d_model, H = c->n_heads, KV = c->n_kv_heads, D = drl_transformer_head_dim(c), HD = H * D, KVD = KV * D;
+  /* With the per-head norms the projections land in q_pre / k_pre (kept for the backward), the norms write q / k. */
+  float *qp = c->qk_norm ? q_pre : q, *kp = c->qk_norm ? k_pre : k;
+  DRL_TRY(drl_matmul_forward(d, qp, xn, P(m, l, P_WQ), rows, C, HD, 0));
+  DRL_TRY(drl_matmul_forward(d, kp, xn, P(m, l, P_WK), rows, C, KVD, 0));
+  DRL_TRY(drl_matmul_forward(d, v, xn, P(m, l, P_WV), rows, C, KVD, 0));
+  if (c->qkv_bias) {
+    DRL_TRY(drl_bias_add(d, qp, XP(m, l, X_BQ), rows, HD));
+    DRL_TRY(drl_bias_add(d, kp, XP(m, l, X_BK), rows, KVD));
+    DRL_TRY(drl_bias_add(d, v, XP(m, l, X_BV), rows, KVD));
+  }
+  if (c->qk_norm) { /* every (row, head) is one RMSNorm row of D; the gain is shared by the heads */
+    DRL_TRY(drl_rmsnorm_forward(d, q, q_rstd, qp, XP(m, l, X_Q_NORM), rows * H, D, c->norm_eps));
+    DRL_TRY(drl_rmsnorm_forward(d, k, k_rstd, kp, XP(m, l, X_K_NORM), rows * KV, D, c->norm_eps));
+  }
+  DRL_TRY(drl_rope_forward(d, q, pos, m->rope_cos, m->rope_sin, rows, H, D));
+  return drl_rope_forward(d, k, pos, m->rope_cos, m->rope_sin, rows, KV, D);
+}
 
 drl_status drl_transformer_ffn_forward(const drl_transformer *m, int l, const float *xn, float *out, int rows,
                                        float *gate, float *up, float *h, drl_moe_work *work) {
@@ -525,7 +673,7 @@ drl_status drl_transformer_moe_set_aux(drl_transformer *m, const float *aux, con
 drl_status drl_transformer_logits_at(drl_transformer *m, const int *t_of, float temperature, float *logits) {
   if (m->B == 0) return DRL_FAIL(DRL_ERR_INVALID_ARG, "transformer: logits without a forward");
   const drl_device *d = &m->dev;
-  int B = m->B, T = m->T, C = m->cfg.d_model, V = m->cfg.vocab;
+  int B = m->B, T = m->T, C = m->cfg.d_model, V = drl_transformer_vocab_used(&m->cfg);
   /* Gather the B rows into dxn, then one GEMM into the kernel scratch. */
   for (int b = 0; b < B; ++b) {
     if (t_of[b] < 0 || t_of[b] >= T)

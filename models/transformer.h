@@ -1,5 +1,7 @@
 /* The transformer policy: a Llama/Qwen-style decoder (token embedding, L blocks of [RMSNorm -> causal GQA attention
  * with RoPE -> residual -> RMSNorm -> SwiGLU -> residual], final RMSNorm, LM head tied to the embedding by default).
+ * The attention covers Hugging Face's Llama, Qwen2 and Qwen3: q = xn Wq^T (+ bq), k and v likewise; with qk_norm,
+ * q and k are RMS-normed per head (one gain [head_dim] shared by the heads); then RoPE (optionally scaled).
  *
  * Parameters, gradients and the AdamW moments each live in one contiguous fp32 buffer on the model's device, with
  * one offset table (drl_layout) built from the config: checkpointing, all-reduce, sharding and SPSA perturbation
@@ -54,6 +56,8 @@ typedef struct drl_transformer_acts {
   float *xn1, *xn2; /* [L][rows, C]: normed inputs of attention and FFN */
   float *rstd1, *rstd2; /* [L][rows] */
   float *q, *k, *v; /* [L][rows, H*D], [L][rows, KV*D] x2, after RoPE */
+  float *q_pre, *k_pre;     /* qk_norm only: [L][rows, H*D], [L][rows, KV*D], the projections before the norm */
+  float *q_rstd, *k_rstd;   /* qk_norm only: [L][rows * H], [L][rows * KV], the per-head norms' rstd */
   float *att;       /* [L][B, H, T, T] */
   float *att_out;   /* [L][rows, H*D] */
   float *gate, *up, *h; /* [L][rows, F] */
@@ -62,6 +66,7 @@ typedef struct drl_transformer_acts {
   float *logprob, *entropy; /* [rows] */
   /* backward scratch */
   float *dres, *dxn, *dwide, *dgate, *dup, *dq, *dk, *dv, *datt;
+  float *dq_pre, *dk_pre; /* qk_norm only: [rows, H*D], [rows, KV*D] */
   float *scratch;   /* kernel scratch (attention, rmsnorm, lm head) */
   void *emb_scratch;
   int32_t *tokens, *targets, *pos, *row_start; /* device copies of the batch */
@@ -79,7 +84,7 @@ typedef struct drl_transformer {
   drl_transformer_config cfg;
   drl_device dev;
   drl_params ps;                 /* layout, parameters, gradients, AdamW moments (models/params.h) */
-  float *rope_cos, *rope_sin;    /* on dev, [max_seq, D/2] */
+  float *rope_cos, *rope_sin;    /* on dev, [max_seq, head_dim/2] */
   drl_transformer_acts acts;
   void *act_block;               /* the one allocation behind acts */
   int B_max, T_max;
@@ -94,15 +99,24 @@ typedef struct drl_transformer {
   int moe_has_aux, moe_has_mask; /* for the next backward */
 } drl_transformer;
 
-/* Checks a config (positive sizes, n_heads divides d_model, even head size, n_kv_heads divides n_heads). */
+/* Checks a config (positive sizes, an even head size (n_heads divides d_model unless head_dim is set), n_kv_heads
+ * divides n_heads, vocab_used <= vocab, a known RoPE scaling with valid factors). */
 drl_status drl_transformer_config_check(const drl_transformer_config *cfg);
 
-/* Builds the offset table of cfg (names "tok_emb", "layers.3.wq", "final_norm", "lm_head" when untied, ...). */
+/* The head size D: head_dim, or d_model / n_heads when it is 0. */
+int drl_transformer_head_dim(const drl_transformer_config *cfg);
+
+/* The ids the LM head scores and samples: vocab_used, or vocab when it is 0. */
+int drl_transformer_vocab_used(const drl_transformer_config *cfg);
+
+/* Builds the offset table of cfg (names "tok_emb", "layers.3.wq", "final_norm", "lm_head" when untied, ...). A block's
+ * optional tensors follow its FFN's: "layers.{l}.bq" [H*D], "bk", "bv" [KV*D] (qkv_bias), then "q_norm", "k_norm" [D]
+ * (qk_norm), all without weight decay; a config without them has the layout it had before they existed. */
 drl_status drl_transformer_layout(const drl_transformer_config *cfg, drl_layout *layout);
 
 /* Creates the model on dev with activations for up to B_max x T_max tokens (T_max <= max_seq) and initialises the
  * parameters from seed (DRL_RNG_INIT streams addressed by flat index: N(0, init_std) matrices, residual output
- * projections scaled by 1/sqrt(2 L), norm gains 1). */
+ * projections scaled by 1/sqrt(2 L), norm gains 1, biases 0). */
 drl_status drl_transformer_create(drl_transformer *model, const drl_transformer_config *cfg, const drl_device *dev,
                                   int B_max, int T_max, uint64_t seed);
 
@@ -111,7 +125,8 @@ void drl_transformer_free(drl_transformer *model);
 
 /* Forward over host arrays tokens/targets [B, T] (targets may be NULL: nothing scored) and row_start [B] (NULL: no
  * padding). Fills acts; logprob/entropy (host, [B*T], may be NULL) receive per-position log-probability of the target
- * under softmax(logits / temperature) (0 where unscored) and the full-vocabulary entropy. */
+ * under softmax(logits / temperature) (0 where unscored) and the entropy of that softmax. Tokens are ids < vocab;
+ * the softmax runs over the first vocab_used ids only (the rest pad the vocabulary): targets must be < vocab_used. */
 drl_status drl_transformer_forward(drl_transformer *model, const int32_t *tokens, const int32_t *targets,
                                    const int32_t *row_start, int B, int T, float temperature, float *logprob,
                                    float *entropy);
@@ -136,7 +151,7 @@ drl_status drl_transformer_moe_set_bias(drl_transformer *model, const float *bia
  * s_e / sum_j s_j in block l, at the positions with real[n] != 0 (NULL: all). aux NULL removes it. */
 drl_status drl_transformer_moe_set_aux(drl_transformer *model, const float *aux, const uint8_t *real);
 
-/* Logits [B, V] (host) at position t_of[b] of each row from the last forward, scaled by 1/temperature. */
+/* Logits [B, vocab_used] (host) at position t_of[b] of each row from the last forward, scaled by 1/temperature. */
 drl_status drl_transformer_logits_at(drl_transformer *model, const int *t_of, float temperature, float *logits);
 
 #ifdef __cplusplus

@@ -12,7 +12,7 @@
 extern "C" {
 #endif
 
-/* The tensors of one block, in layout order. */
+/* The tensors every dense block starts with, in layout order (optional ones follow; see drl_transformer_layout). */
 typedef enum drl_transformer_tensor {
   DRL_T_ATTN_NORM,
   DRL_T_WQ,
@@ -28,6 +28,13 @@ typedef enum drl_transformer_tensor {
 
 /* Device pointer to tensor `which` of block `layer` in the parameter buffer. */
 float *drl_transformer_layer_param(const drl_transformer *m, int layer, drl_transformer_tensor which);
+
+/* The attention inputs of block `layer` over rows tokens at RoPE positions pos (on dev): q [rows, H*D], k and v
+ * [rows, KV*D] = xn W^T (+ bias), q and k then RMS-normed per head (qk_norm) and rotated. With qk_norm, q_pre / k_pre
+ * receive q and k before the norm and q_rstd [rows*H] / k_rstd [rows*KV] its rstd; otherwise they may be NULL. */
+drl_status drl_transformer_qkv_forward(const drl_transformer *m, int layer, const float *xn, const int32_t *pos,
+                                       int rows, float *q, float *k, float *v, float *q_pre, float *k_pre,
+                                       float *q_rstd, float *k_rstd);
 
 /* The FFN of block `layer` over rows tokens: out[rows, C] += FFN(xn). A dense block uses gate, up, h [rows, d_ff] as
  * scratch, an MoE block `work` (sized for at least rows tokens). */

@@ -31,7 +31,8 @@ drl_status drl_rollout_create(drl_rollout *r, const drl_transformer *m, int rows
   DRL_TRY(drl_kv_cache_create(&r->cache, m, rows_max, T_max));
   r->rows_max = rows_max;
   r->T_max = T_max;
-  r->V = m->cfg.vocab;
+  r->V = drl_transformer_vocab_used(&m->cfg);
+  r->vocab = m->cfg.vocab;
   r->n_work = omp_get_max_threads();
   size_t R = (size_t)rows_max, V = (size_t)r->V, W = (size_t)r->n_work;
   struct {
@@ -104,7 +105,7 @@ static drl_status check_params(const drl_rollout *r, const drl_rollout_params *p
   if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: top_p %g outside (0, 1] (1 = off)", (double)p->top_p);
   if (p->eos < 0 || p->eos >= r->V)
-    return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: eos id %d outside the vocabulary [0, %d)", p->eos, r->V);
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: eos id %d outside the sampled vocabulary [0, %d)", p->eos, r->V);
   uint64_t rows = (uint64_t)n_prompts * (uint64_t)p->group_size;
   if (p->first_rollout > (UINT64_C(1) << (64 - RESPONSE_BITS)) - rows)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: first_rollout %llu leaves no room for %llu rollouts below 2^%d",
@@ -122,9 +123,9 @@ static drl_status check_prompts(const drl_rollout *r, const int32_t *tokens, con
       return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: prompt %d spans [%lld, %lld): needs 1..%d tokens", i,
                       (long long)off[i], (long long)off[i + 1], r->T_max);
     for (int64_t j = off[i]; j < off[i + 1]; ++j)
-      if (tokens[j] < 0 || tokens[j] >= r->V)
+      if (tokens[j] < 0 || tokens[j] >= r->vocab)
         return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: token %d of prompt %d is outside the vocabulary [0, %d)",
-                        tokens[j], i, r->V);
+                        tokens[j], i, r->vocab);
     if (len > *P) *P = (int)len;
   }
   return DRL_OK;
@@ -170,7 +171,8 @@ drl_status drl_rollout_generate(drl_rollout *r, drl_transformer *m, const int32_
   DRL_RANGE("rollout");
   if (!r->cache.block) return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: used before drl_rollout_create");
   if (!p || !out) return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: NULL params or batch");
-  if (m->cfg.vocab != r->V) return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: created for another vocabulary");
+  if (m->cfg.vocab != r->vocab || drl_transformer_vocab_used(&m->cfg) != r->V)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: created for another vocabulary");
   DRL_TRY(check_params(r, p, n_prompts));
   int P = 0;
   DRL_TRY(check_prompts(r, prompt_tokens, prompt_offsets, n_prompts, &P));

@@ -6,7 +6,8 @@
  * columns; row_start[r] = P - (length of its prompt). The padding id is the EOS id, before the prompt and after the
  * response (masked, and never seen by a scored position).
  *
- * Sampling the s-th response token of row r (column t = P + s): z = logits / temperature; keep the top_k most likely;
+ * Sampling the s-th response token of row r (column t = P + s): z = logits / temperature over the model's first
+ * vocab_used ids (padding ids beyond are never scored, so never drawn); keep the top_k most likely;
  * of those keep the smallest set whose probability reaches top_p (kernels/sampling.h: ties go to the lower id);
  * renormalise; draw by inverse CDF with one uniform from the rollout's own Philox stream:
  *   u = drl_rng_uniform(seed, step, drl_rng_tag(DRL_RNG_ROLLOUT, uid, 0), (rollout << 20) | s),
@@ -37,7 +38,7 @@ typedef struct drl_rollout_params {
   float temperature;      /* > 0: divides the logits */
   int top_k;              /* keep the k most likely tokens; 0 = off */
   float top_p;            /* nucleus mass in (0, 1]; 1 = off */
-  int eos;                /* stop token id (ends a response, included in it) and padding id */
+  int eos;                /* stop token id (ends a response, included in it) and padding id; < vocab_used */
   uint64_t seed;          /* Philox key: the run seed */
   uint32_t step;          /* training step: the stream's counter word */
   uint32_t uid;           /* rank or uid, in the stream tag (16 bits) */
@@ -60,7 +61,8 @@ typedef struct drl_rollout_batch {
 /* The sampler: a KV cache for rows_max sequences of T_max positions and its host buffers. */
 typedef struct drl_rollout {
   drl_kv_cache cache;
-  int rows_max, T_max, V;
+  int rows_max, T_max, V;       /* V: the ids scored and sampled (the model's vocab_used) */
+  int vocab;                   /* the ids a prompt may hold (the model's vocab) */
   float *logits, *next_logits; /* host [rows_max, V]: logits of the active rows, this step and the next */
   int32_t *active, *tokens_in; /* host [rows_max]: active rows (= cache slots), their newest tokens */
   int32_t *prompts;            /* host [rows_max * T_max]: the left-padded prompt block, then its row starts */

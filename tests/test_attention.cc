@@ -71,6 +71,84 @@ TEST(Rope, TablesMatchCosSinInDouble) {
   }
 }
 
+// Hugging Face's scaled inverse frequencies (transformers' rope_init functions) in double: "linear" divides every one
+// by factor; "llama3" keeps wavelengths 2 pi / inv below orig / high, divides those above orig / low, and blends
+// between. band[i] = 0 kept, 1 blended, 2 divided.
+std::vector<double> scaled_inv_naive(int D, double theta, int type, double factor, double low, double high, double orig,
+                                     std::vector<int> *band = nullptr) {
+  std::vector<double> inv(D / 2);
+  if (band) band->assign(D / 2, 0);
+  for (int i = 0; i < D / 2; ++i) {
+    double f = std::pow(theta, -2.0 * i / D);
+    if (type == 1) f /= factor;
+    if (type == 2) {
+      double wl = 2 * 3.14159265358979323846 / f;
+      if (wl > orig / low) {
+        f /= factor;
+        if (band) (*band)[i] = 2;
+      } else if (wl >= orig / high) {
+        double s = (orig / wl - low) / (high - low);
+        f = (1 - s) * f / factor + s * f;
+        if (band) (*band)[i] = 1;
+      }
+    }
+    inv[i] = f;
+  }
+  return inv;
+}
+
+// The fp32 frequencies and tables of a scaled RoPE against the formula in double: each frequency to its handful of
+// float roundings (2e-6 relative; a wrong band is off by up to the factor 4), each table entry to its angle's error
+// (the frequency's times pos, plus the fp32 rounding of pos * inv, which HF rounds too).
+void expect_scaled_tables(int type, float factor, int D, int max_pos, const std::vector<int> &want_bands) {
+  const double theta = 10000.0;
+  const float low = 1.0f, high = 4.0f;
+  const int orig = 64, half = D / 2;
+  std::vector<int> band;
+  std::vector<double> want = scaled_inv_naive(D, theta, type, factor, low, high, orig, &band);
+  if (!want_bands.empty()) {
+    EXPECT_EQ(band, want_bands) << "the three llama3 bands";
+  }
+  std::vector<float> inv(half);
+  drl_rope_inv_freq(inv.data(), D, theta);
+  if (type == 1) drl_rope_scale_linear(inv.data(), half, factor);
+  if (type == 2) drl_rope_scale_llama3(inv.data(), half, factor, low, high, orig);
+  for (int i = 0; i < half; ++i) EXPECT_NEAR(inv[i], want[i], 2e-6 * want[i]) << "inv_freq[" << i << "]";
+  std::vector<float> c((size_t)max_pos * half), s(c.size());
+  drl_rope_tables_from_inv(c.data(), s.data(), max_pos, D, inv.data());
+  for (int p = 0; p < max_pos; ++p)
+    for (int i = 0; i < half; ++i) {
+      double ang = p * want[i];
+      double tol = 2e-6 * ang + std::ldexp(1.0, -23) * std::fmax(ang, 1.0) + 1e-7;
+      ASSERT_NEAR(c[(size_t)p * half + i], std::cos(ang), tol) << "p=" << p << " i=" << i;
+      ASSERT_NEAR(s[(size_t)p * half + i], std::sin(ang), tol) << "p=" << p << " i=" << i;
+      float fang = (float)p * inv[i];
+      ASSERT_EQ(c[(size_t)p * half + i], (float)std::cos((double)fang)) << "cos of the fp32 angle, rounded once";
+    }
+}
+
+TEST(Rope, Llama3ScaledTablesMatchTheFormula) {
+  // head_dim 16, theta 1e4, factor 4, low 1, high 4, original context 64: wavelengths 6.3 (kept), 19.9 and 62.8
+  // (blended), 199 and up (divided).
+  expect_scaled_tables(2, 4.0f, 16, 256, {0, 1, 1, 2, 2, 2, 2, 2});
+}
+
+TEST(Rope, LinearScaledTablesMatchTheFormula) { expect_scaled_tables(1, 4.0f, 16, 256, {}); }
+
+// Unscaled, the fp32 (HF) frequencies give tables within an fp32 angle's rounding of the double-precision ones.
+TEST(Rope, Fp32FrequenciesAgreeWithDoubleTables) {
+  const int D = 12, half = D / 2, max_pos = 300;
+  std::vector<float> inv(half), c((size_t)max_pos * half), s(c.size()), cd(c.size()), sd(c.size());
+  drl_rope_inv_freq(inv.data(), D, 500000.0);
+  drl_rope_tables_from_inv(c.data(), s.data(), max_pos, D, inv.data());
+  drl_rope_tables(cd.data(), sd.data(), max_pos, D, 500000.0);
+  EXPECT_EQ(inv[0], 1.0f);
+  for (size_t e = 0; e < c.size(); ++e) {
+    ASSERT_NEAR(c[e], cd[e], 5e-5) << e;
+    ASSERT_NEAR(s[e], sd[e], 5e-5) << e;
+  }
+}
+
 TEST(Rope, ForwardMatchesNaiveRotation) {
   drl_device dev = cpu_device();
   RopeCase rc;

@@ -3,6 +3,7 @@
 // cap, argument checks, and a throughput figure for the default model.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>  // before the C headers: they include <math.h> inside extern "C"
 #include <cstring>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "test_util.h"
+#include "transformer_arch.h"
 
 extern "C" {
 #include "kernels/device.h"
@@ -102,25 +104,39 @@ struct Sampler {
 
 // ---------------------------------------------------------------- KV cache
 
+// The config of small_config with every pretrained-architecture feature on: heads of 12 (not 32 / 4), q/k/v biases,
+// q/k norms, ids 9 and 10 padding the vocabulary, llama3 RoPE scaling.
+drl_transformer_config all_features_config(int tied = 0) {
+  drl_transformer_config c = small_config(tied);
+  enable_all_features(&c, 12, 9);
+  return c;
+}
+
 // Prefill + one decode per token gives the logits of drl_transformer_forward + drl_transformer_logits_at on the whole
 // sequence at every position, for left-padded rows, tied and untied heads, GQA, slots out of order, the G copies of a
-// prefill, and a prefill that runs in chunks of the model's B_max.
+// prefill, a prefill that runs in chunks of the model's B_max, and the pretrained-architecture features (with biases
+// and norm gains redrawn, and padding ids among the inputs).
 TEST(KvCache, IncrementalLogitsMatchFullForward) {
-  for (int tied : {1, 0}) {
-    SCOPED_TRACE(testing::Message() << "tied=" << tied);
+  for (int variant = 0; variant < 4; ++variant) {
+    int tied = variant % 2 == 0, all = variant >= 2;
+    SCOPED_TRACE(testing::Message() << "tied=" << tied << " all features=" << all);
     drl_device dev = cpu_device();
-    drl_transformer_config c = small_config(tied);
-    const int B = 3, P = 6, S = 7, T = P + S, G = 2, V = c.vocab;
+    drl_transformer_config c = all ? all_features_config(tied) : small_config(tied);
+    const int B = 3, P = 6, S = 7, T = P + S, G = 2, V = drl_transformer_vocab_used(&c);
     const std::vector<int32_t> rs = {0, 2, 5};  // prompt lengths 6, 4, 1
     std::mt19937 rng(3);
     std::vector<int32_t> full((size_t)B * T);
-    for (auto &x : full) x = (int32_t)(rng() % V);
+    for (auto &x : full) x = (int32_t)(rng() % c.vocab);
     std::vector<int32_t> prompts((size_t)B * P);
     for (int b = 0; b < B; ++b) std::copy_n(&full[(size_t)b * T], P, &prompts[(size_t)b * P]);
     // The model's B_max = 2 < B: the prefill runs in two chunks.
     drl_transformer m, ref;
     ASSERT_EQ(drl_transformer_create(&m, &c, &dev, 2, P, 9), DRL_OK) << drl_last_error();
     ASSERT_EQ(drl_transformer_create(&ref, &c, &dev, B, T, 9), DRL_OK);
+    if (all) {
+      randomize_vectors(m.ps.layout, m.ps.params, 10);
+      randomize_vectors(ref.ps.layout, ref.ps.params, 10);
+    }
     drl_kv_cache cache;
     ASSERT_EQ(drl_kv_cache_create(&cache, &m, B * G + 1, T), DRL_OK) << drl_last_error();
     std::vector<float> got((size_t)B * V), want((size_t)B * V);
@@ -162,8 +178,9 @@ TEST(KvCache, IncrementalLogitsMatchFullForward) {
       }
     for (int b = 0; b < B; ++b)
       for (int g = 0; g < G; ++g) EXPECT_EQ(cache.len[b * G + g], T - 1);
-    std::printf("[ measured ] KV-cache vs full forward logits (tied=%d): max |diff| %.3g (max |logit| %.3g)\n", tied,
-                worst, scale);
+    std::printf("[ measured ] KV-cache vs full forward logits (tied=%d, all features=%d): max |diff| %.3g (max |logit| "
+                "%.3g)\n",
+                tied, all, worst, scale);
     drl_kv_cache_free(&cache);
     drl_transformer_free(&m);
     drl_transformer_free(&ref);
@@ -211,54 +228,122 @@ TEST(KvCache, RejectsBadCalls) {
 // ---------------------------------------------------------------- rollout
 
 // The recorded log-probs and entropies against the training forward on the same tokens (targets = next tokens, same
-// row_start and temperature), with top-k and top-p on: the record is of the full distribution.
+// row_start and temperature), with top-k and top-p on: the record is of the full distribution; plain, and with every
+// pretrained-architecture feature (padding ids in the prompts).
 TEST(Rollout, LogprobsMatchTrainingForward) {
-  drl_transformer_config c = small_config();
-  const int G = 3, max_new = 9;
-  Prompts pr = random_prompts({7, 3, 5, 1}, c.vocab, 17);
-  const int rows = pr.n() * G, T = 7 + max_new;
-  Sampler s(c, rows, T);
-  drl_rollout_params p = params(G, max_new, 4);
-  p.temperature = 0.7f;
-  p.top_k = 6;
-  p.top_p = 0.9f;
-  ASSERT_EQ(s.run(pr, p), DRL_OK) << drl_last_error();
-  const drl_rollout_batch &b = s.batch;
-  ASSERT_EQ(b.rows, rows);
-  ASSERT_EQ(b.P, 7);
-  ASSERT_EQ(b.T, T);
-  std::vector<int32_t> targets((size_t)rows * T, -1);
-  int64_t masked = 0;
-  for (int r = 0; r < rows; ++r)
-    for (int t = 0; t + 1 < T; ++t)
-      if (b.mask[(size_t)r * T + t]) {
-        targets[(size_t)r * T + t] = b.tokens[(size_t)r * T + t + 1];
-        ++masked;
+  for (int all : {0, 1}) {
+    SCOPED_TRACE(all ? "all pretrained-architecture features" : "plain");
+    drl_transformer_config c = all ? all_features_config() : small_config();
+    const int G = 3, max_new = 9;
+    Prompts pr = random_prompts({7, 3, 5, 1}, c.vocab, 17);
+    const int rows = pr.n() * G, T = 7 + max_new;
+    Sampler s(c, rows, T);
+    if (all) randomize_vectors(s.model.ps.layout, s.model.ps.params, 18);
+    drl_rollout_params p = params(G, max_new, 4);
+    p.temperature = 0.7f;
+    p.top_k = 6;
+    p.top_p = 0.9f;
+    ASSERT_EQ(s.run(pr, p), DRL_OK) << drl_last_error();
+    const drl_rollout_batch &b = s.batch;
+    ASSERT_EQ(b.rows, rows);
+    ASSERT_EQ(b.P, 7);
+    ASSERT_EQ(b.T, T);
+    std::vector<int32_t> targets((size_t)rows * T, -1);
+    int64_t masked = 0;
+    for (int r = 0; r < rows; ++r)
+      for (int t = 0; t + 1 < T; ++t)
+        if (b.mask[(size_t)r * T + t]) {
+          targets[(size_t)r * T + t] = b.tokens[(size_t)r * T + t + 1];
+          ++masked;
+        }
+    EXPECT_EQ(masked, b.generated_tokens);
+    std::vector<float> lp((size_t)rows * T), ent((size_t)rows * T);
+    ASSERT_EQ(drl_transformer_forward(&s.model, b.tokens, targets.data(), b.row_start, rows, T, p.temperature,
+                                      lp.data(), ent.data()),
+              DRL_OK)
+        << drl_last_error();
+    double worst_lp = 0, worst_ent = 0;
+    int64_t identical = 0;
+    for (size_t i = 0; i < lp.size(); ++i) {
+      if (!b.mask[i]) {
+        EXPECT_EQ(b.logprob[i], 0.0f);
+        EXPECT_EQ(b.entropy[i], 0.0f);
+        continue;
       }
-  EXPECT_EQ(masked, b.generated_tokens);
-  std::vector<float> lp((size_t)rows * T), ent((size_t)rows * T);
-  ASSERT_EQ(drl_transformer_forward(&s.model, b.tokens, targets.data(), b.row_start, rows, T, p.temperature,
-                                    lp.data(), ent.data()),
-            DRL_OK)
-      << drl_last_error();
-  double worst_lp = 0, worst_ent = 0;
-  int64_t identical = 0;
-  for (size_t i = 0; i < lp.size(); ++i) {
-    if (!b.mask[i]) {
-      EXPECT_EQ(b.logprob[i], 0.0f);
-      EXPECT_EQ(b.entropy[i], 0.0f);
-      continue;
+      worst_lp = std::fmax(worst_lp, std::fabs((double)b.logprob[i] - lp[i]));
+      worst_ent = std::fmax(worst_ent, std::fabs((double)b.entropy[i] - ent[i]));
+      identical += memcmp(&b.logprob[i], &lp[i], 4) == 0;
+      EXPECT_LE(b.logprob[i], 0.0f);
     }
-    worst_lp = std::fmax(worst_lp, std::fabs((double)b.logprob[i] - lp[i]));
-    worst_ent = std::fmax(worst_ent, std::fabs((double)b.entropy[i] - ent[i]));
-    identical += memcmp(&b.logprob[i], &lp[i], 4) == 0;
-    EXPECT_LE(b.logprob[i], 0.0f);
+    std::printf("[ measured ] rollout vs training log-probs over %lld tokens (all features=%d): max |diff| %.3g, "
+                "entropy %.3g, %lld bit-identical\n",
+                (long long)masked, all, worst_lp, worst_ent, (long long)identical);
+    EXPECT_LT(worst_lp, 1e-5);
+    EXPECT_LT(worst_ent, 1e-5);
   }
-  std::printf("[ measured ] rollout vs training log-probs over %lld tokens: max |diff| %.3g, entropy %.3g, "
-              "%lld bit-identical\n",
-              (long long)masked, worst_lp, worst_ent, (long long)identical);
-  EXPECT_LT(worst_lp, 1e-5);
-  EXPECT_LT(worst_ent, 1e-5);
+}
+
+// Ids [vocab_used, vocab) pad the vocabulary: a rollout never emits one, although the LM head's padding rows are set
+// to give them by far the largest logits (the twin model that scores every id shows they would win every draw), and
+// padding ids in a prompt are ordinary inputs. An EOS among the padding ids is refused.
+TEST(Rollout, NeverSamplesPaddingIds) {
+  drl_transformer_config c = small_config(0);  // untied: the LM head's rows are free to set
+  c.vocab = 16;
+  c.vocab_used = 11;
+  const int G = 4, max_new = 12, C = c.d_model, P = 6;
+  Prompts pr = random_prompts({5, 3, 6}, c.vocab, 51);
+  const int rows = pr.n() * G, T = P + max_new;
+  Sampler s(c, rows, T);
+  const drl_tensor_info *head = drl_layout_find(&s.model.ps.layout, "lm_head");
+  float *W = s.model.ps.params + head->offset;
+  // Rows 11..15 are +-1000 e_0, +-1000 e_1, +1000 e_2: one of them scores 1000 max(|x_0|, |x_1|) for any hidden x.
+  const int dir[5][2] = {{0, 1}, {0, -1}, {1, 1}, {1, -1}, {2, 1}};
+  for (int r = 0; r < 5; ++r) {
+    for (int i = 0; i < C; ++i) W[(size_t)(11 + r) * C + i] = 0.0f;
+    W[(size_t)(11 + r) * C + dir[r][0]] = 1000.0f * (float)dir[r][1];
+  }
+  {
+    drl_transformer_config full = c;
+    full.vocab_used = 0;
+    drl_transformer twin;
+    ASSERT_EQ(drl_transformer_create(&twin, &full, &s.dev, pr.n(), P, 1), DRL_OK);
+    ASSERT_EQ(twin.ps.layout.total, s.model.ps.layout.total);
+    memcpy(twin.ps.params, s.model.ps.params, (size_t)twin.ps.layout.total * sizeof(float));
+    std::vector<int32_t> block((size_t)pr.n() * P, 0), rs(pr.n());
+    for (int i = 0; i < pr.n(); ++i) {
+      int len = (int)(pr.offsets[i + 1] - pr.offsets[i]);
+      rs[i] = P - len;
+      for (int t = 0; t < len; ++t) block[(size_t)i * P + rs[i] + t] = pr.tokens[pr.offsets[i] + t];
+    }
+    ASSERT_EQ(drl_transformer_forward(&twin, block.data(), nullptr, rs.data(), pr.n(), P, 1.0f, nullptr, nullptr),
+              DRL_OK);
+    std::vector<int> t_of(pr.n(), P - 1);
+    std::vector<float> logits((size_t)pr.n() * c.vocab);
+    ASSERT_EQ(drl_transformer_logits_at(&twin, t_of.data(), 1.0f, logits.data()), DRL_OK);
+    for (int i = 0; i < pr.n(); ++i) {
+      const float *z = &logits[(size_t)i * c.vocab];
+      int best = (int)(std::max_element(z, z + c.vocab) - z);
+      EXPECT_GE(best, 11) << "prompt " << i << ": the twin's favourite is a padding id";
+      EXPECT_GT(z[best] - *std::max_element(z, z + 11), 50.0f) << "by far";
+    }
+    drl_transformer_free(&twin);
+  }
+  int64_t padding_in_prompts = 0;
+  for (int32_t t : pr.tokens) padding_in_prompts += t >= 11;
+  EXPECT_GT(padding_in_prompts, 0) << "the prompts hold padding ids";
+  for (int top_k : {0, 1}) {
+    drl_rollout_params p = params(G, max_new, 3);
+    p.temperature = 2.0f;
+    p.top_k = top_k;
+    ASSERT_EQ(s.run(pr, p), DRL_OK) << drl_last_error();
+    EXPECT_GT(s.batch.generated_tokens, rows) << "more than one token per row";
+    for (int r = 0; r < rows; ++r)
+      for (int t = P; t < P + s.batch.response_len[r]; ++t)
+        EXPECT_LT(s.batch.tokens[(size_t)r * T + t], 11) << "row " << r << " column " << t << " top_k " << top_k;
+  }
+  drl_rollout_params bad = params(G, max_new, 12);
+  EXPECT_EQ(s.run(pr, bad), DRL_ERR_INVALID_ARG);
+  EXPECT_ERROR_HAS("eos id 12");
 }
 
 TEST(Rollout, LayoutMaskEosAndPadding) {

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "../transformer_arch.h"
 #include "gpu_skip.h"
 
 extern "C" {
@@ -52,6 +53,55 @@ TEST(GpuKvCache, PrefillAndDecodeMatchCpu) {
     ASSERT_EQ(drl_kv_cache_decode(&kc, &mc, tok.data(), slots.data(), B * G, 0.9f, lc.data()), DRL_OK);
     ASSERT_EQ(drl_kv_cache_decode(&kg, &mg, tok.data(), slots.data(), B * G, 0.9f, lg.data()), DRL_OK) << drl_last_error();
     EXPECT_LT(rel(B * G * V), 1e-4) << "decode step " << s;
+  }
+  drl_kv_cache_free(&kc);
+  drl_kv_cache_free(&kg);
+  drl_transformer_free(&mc);
+  drl_transformer_free(&mg);
+  ASSERT_EQ(drl_device_sync(&gpu), DRL_OK);
+  drl_device_close(&gpu);
+}
+
+// The pretrained-architecture features (heads of 24, q/k/v biases, q/k norms, padding ids, llama3 RoPE scaling),
+// biases and norm gains redrawn: prefill and decode logits (over the scored ids) within 1e-4 of the CPU's.
+TEST(GpuKvCache, PretrainedArchitectureMatchesCpu) {
+  drl_device gpu;
+  DRL_REQUIRE_GPU(gpu);
+  drl_device cpu;
+  ASSERT_EQ(drl_device_open(&cpu, DRL_BACKEND_CPU, 0), DRL_OK);
+  drl_transformer_config c = gpu_model_config();
+  enable_all_features(&c, 24, 45);
+  const int B = 4, P = 10, S = 8, V = drl_transformer_vocab_used(&c);
+  drl_transformer mc, mg;
+  ASSERT_EQ(drl_transformer_create(&mc, &c, &cpu, B, P, 46), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_transformer_create(&mg, &c, &gpu, B, P, 46), DRL_OK) << drl_last_error();
+  randomize_vectors(mc.ps.layout, mc.ps.params, 47);
+  ASSERT_EQ(drl_copy_to_device(&gpu, mg.ps.params, mc.ps.params, (size_t)mc.ps.layout.total * 4), DRL_OK);
+  drl_kv_cache kc, kg;
+  ASSERT_EQ(drl_kv_cache_create(&kc, &mc, B, P + S), DRL_OK);
+  ASSERT_EQ(drl_kv_cache_create(&kg, &mg, B, P + S), DRL_OK) << drl_last_error();
+  std::mt19937 rng(10);
+  std::vector<int32_t> prompts((size_t)B * P), rs = {0, 3, 9, 5};
+  for (auto &x : prompts) x = (int32_t)(rng() % c.vocab);
+  std::vector<float> lc((size_t)B * V), lg(lc.size());
+  auto rel = [&]() {
+    double d = 0, s = 1e-12;
+    for (size_t i = 0; i < lc.size(); ++i) {
+      d = std::fmax(d, std::fabs((double)lg[i] - lc[i]));
+      s = std::fmax(s, std::fabs((double)lc[i]));
+    }
+    return d / s;
+  };
+  ASSERT_EQ(drl_kv_cache_prefill(&kc, &mc, prompts.data(), rs.data(), B, P, 1, 0.9f, lc.data()), DRL_OK);
+  ASSERT_EQ(drl_kv_cache_prefill(&kg, &mg, prompts.data(), rs.data(), B, P, 1, 0.9f, lg.data()), DRL_OK)
+      << drl_last_error();
+  EXPECT_LT(rel(), 1e-4) << "prefill";
+  std::vector<int32_t> tok(B);
+  for (int s = 0; s < S; ++s) {
+    for (auto &x : tok) x = (int32_t)(rng() % c.vocab);
+    ASSERT_EQ(drl_kv_cache_decode(&kc, &mc, tok.data(), nullptr, B, 0.9f, lc.data()), DRL_OK);
+    ASSERT_EQ(drl_kv_cache_decode(&kg, &mg, tok.data(), nullptr, B, 0.9f, lg.data()), DRL_OK) << drl_last_error();
+    EXPECT_LT(rel(), 1e-4) << "decode step " << s;
   }
   drl_kv_cache_free(&kc);
   drl_kv_cache_free(&kg);
