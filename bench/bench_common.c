@@ -22,13 +22,15 @@ int bench_parse_args(int argc, char **argv, const char *name, bench_args *args) 
       args->append = argv[++i];
     } else if (strcmp(argv[i], "--quick") == 0) {
       args->quick = 1;
+    } else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) {
+      args->model = argv[++i];
     } else {
       goto usage;
     }
   }
   return 0;
 usage:
-  fprintf(stderr, "usage: %s [--device cpu|cuda] [--append docs/benchmarks.md] [--quick]\n", name);
+  fprintf(stderr, "usage: %s [--device cpu|cuda] [--append docs/benchmarks.md] [--quick] [--model DIR]\n", name);
   return 2;
 }
 

@@ -10,9 +10,10 @@ typedef struct bench_args {
   drl_backend backend;
   const char *append;  /* markdown file to append the report to, or NULL */
   int quick;           /* smaller sizes, for smoke runs */
+  const char *model;   /* --model DIR: a Hugging Face directory (the benchmarks that load one) */
 } bench_args;
 
-/* Parses --device cpu|cuda, --append FILE, --quick; prints usage and returns non-zero on anything else. */
+/* Parses --device cpu|cuda, --append FILE, --quick, --model DIR; prints usage and returns non-zero on anything else. */
 int bench_parse_args(int argc, char **argv, const char *name, bench_args *args);
 
 /* Monotonic wall-clock seconds. */

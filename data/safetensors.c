@@ -1,5 +1,5 @@
 /* safetensors reader and writer (safetensors.h). */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise */
 #include "safetensors.h"
 
 #include <errno.h>
@@ -431,25 +431,35 @@ const drl_st_tensor *drl_st_find(const drl_safetensors *st, const char *name) {
   return (const drl_st_tensor *)bsearch(&key, st->tensors, (size_t)st->count, sizeof key, by_name);
 }
 
+/* Hands the whole pages of [p, p + n) of a read-only file mapping back to the kernel: a later read refaults them from
+ * the file, and a model loads with the fp32 parameters resident, not the file as well. */
+static void drop_pages(const unsigned char *p, size_t n) {
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) return;
+  uintptr_t lo = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1), hi = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
+  if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 drl_status drl_st_read_f32(const drl_safetensors *st, const drl_st_tensor *t, float *out) {
   const drl_st_file *f = &st->files[t->file];
   const unsigned char *src = f->map + f->data_start + t->begin;
   const int64_t n = t->numel;
-  if (strcmp(t->dtype, "F32") == 0) {
-    memcpy(out, src, (size_t)n * 4);
-    return DRL_OK;
-  }
-  int bf16 = strcmp(t->dtype, "BF16") == 0;
-  if (!bf16 && strcmp(t->dtype, "F16") != 0)
+  int f32 = strcmp(t->dtype, "F32") == 0, bf16 = strcmp(t->dtype, "BF16") == 0;
+  if (!f32 && !bf16 && strcmp(t->dtype, "F16") != 0)
     return DRL_FAIL(DRL_ERR_UNSUPPORTED, "%s: tensor \"%s\": dtype %s is not supported (dynrl reads F32, BF16 and F16)",
                     f->path, t->name, t->dtype);
-  /* Two bytes at a time through memcpy: the data may sit at any alignment. */
+  if (f32) {
+    memcpy(out, src, (size_t)n * 4);
+  } else {
+    /* Two bytes at a time through memcpy: the data may sit at any alignment. */
 #pragma omp parallel for schedule(static) if (n > (1 << 20))
-  for (int64_t i = 0; i < n; ++i) {
-    uint16_t h;
-    memcpy(&h, src + 2 * i, 2);
-    out[i] = bf16 ? drl_bf16_to_f32(h) : drl_f16_to_f32(h);
+    for (int64_t i = 0; i < n; ++i) {
+      uint16_t h;
+      memcpy(&h, src + 2 * i, 2);
+      out[i] = bf16 ? drl_bf16_to_f32(h) : drl_f16_to_f32(h);
+    }
   }
+  drop_pages(src, (size_t)(t->end - t->begin));
   return DRL_OK;
 }
 
