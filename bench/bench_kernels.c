@@ -118,7 +118,7 @@ int main(int argc, char **argv) {
   x.nw = alloc_or_die(&dev, (size_t)Cmax * 4, "norm weight");
   x.rstd = alloc_or_die(&dev, (size_t)rows * 4, "rstd");
   x.scratch = alloc_or_die(&dev, (size_t)drl_rmsnorm_scratch_floats(&dev, rows, Cmax) * 4, "rmsnorm scratch");
-  int64_t eb = drl_embedding_scratch_bytes(&dev, rows);
+  int64_t eb = drl_embedding_scratch_bytes(&dev, rows, Cmax);
   if (eb < 0) die("embedding scratch size");
   x.escratch = eb ? alloc_or_die(&dev, (size_t)eb, "embedding scratch") : NULL;
   fill(&dev, x.w, wsz, 10);

@@ -25,31 +25,78 @@ drl_status drl_embedding_forward_cpu(float *out, const int32_t *tokens, const fl
   return DRL_OK;
 }
 
-drl_status drl_embedding_backward_cpu(float *dtable, const float *dout, const int32_t *tokens, int N, int C, int V) {
+/* A stable LSD radix sort of (token, n) by token, 8 bits a pass over the bits V - 1 needs: keys and positions in
+ * the sorted order of embedding.h, the GPU's sort exactly. *cur: which of the two buffers holds the result. */
+static void sort_tokens(uint32_t *keys[2], int32_t *pos[2], const int32_t *tokens, int N, int V, int *cur) {
+  for (int n = 0; n < N; ++n) {
+    keys[0][n] = (uint32_t)tokens[n];
+    pos[0][n] = n;
+  }
+  int a = 0;
+  for (int shift = 0; shift < 32 && ((uint32_t)(V - 1) >> shift) != 0; shift += 8, a ^= 1) {
+    int64_t start[256] = {0};
+    for (int n = 0; n < N; ++n) ++start[(keys[a][n] >> shift) & 255];
+    int64_t sum = 0;
+    for (int d = 0; d < 256; ++d) {
+      int64_t cnt = start[d];
+      start[d] = sum;
+      sum += cnt;
+    }
+    for (int n = 0; n < N; ++n) {
+      int64_t to = start[(keys[a][n] >> shift) & 255]++;
+      keys[a ^ 1][to] = keys[a][n];
+      pos[a ^ 1][to] = pos[a][n];
+    }
+  }
+  *cur = a;
+}
+
+drl_status drl_embedding_backward_cpu(float *dtable, const float *dout, const int32_t *tokens, int N, int C, int V,
+                                      void *scratch) {
   DRL_TRY(check_tokens("drl_embedding_backward", tokens, N, V));
-  /* Each thread owns a range of channels and sweeps every row once: each (token, channel) sum still runs in
-   * increasing n, so the split (and the thread count) cannot change a bit. */
+  if (N <= 0 || C <= 0) return DRL_OK;
+  char *base = (char *)scratch;
+  int64_t arr = drl_embedding_array_bytes(N);
+  uint32_t *keys[2] = {(uint32_t *)base, (uint32_t *)(base + arr)};
+  int32_t *pos[2] = {(int32_t *)(base + 2 * arr), (int32_t *)(base + 3 * arr)};
+  float *carry = (float *)(base + 4 * arr);
+  int cur;
+  sort_tokens(keys, pos, tokens, N, V, &cur);
+  const uint32_t *k = keys[cur];
+  const int32_t *p = pos[cur];
+  /* Work items are (chunk, block of channels); every (token, channel) sum has one order whatever the split, so the
+   * thread count cannot change a bit. */
+  int chunks = (int)(((int64_t)N + DRL_EMBEDDING_CHUNK - 1) / DRL_EMBEDDING_CHUNK);
+  int cblocks = (C + EMB_CHANNEL_ALIGN - 1) / EMB_CHANNEL_ALIGN;
+  int64_t items = (int64_t)chunks * cblocks;
 #pragma omp parallel if ((int64_t)N * C > DRL_OMP_MIN_GATHER)
   {
-    int t = omp_get_thread_num(), T = omp_get_num_threads();
-    int64_t blocks = (C + EMB_CHANNEL_ALIGN - 1) / EMB_CHANNEL_ALIGN;
-    int c0 = (int)(blocks * t / T * EMB_CHANNEL_ALIGN), c1 = (int)(blocks * (t + 1) / T * EMB_CHANNEL_ALIGN);
-    if (c1 > C) c1 = C;
-    for (int n = 0; n < N && c0 < c1; ++n) {
-      float *row = dtable + (int64_t)tokens[n] * C;
-      const float *g = dout + (int64_t)n * C;
-      for (int c = c0; c < c1; ++c) row[c] = drl_embedding_acc(row[c], g[c]);
+#pragma omp for schedule(static)
+    for (int64_t w = 0; w < items; ++w) {
+      int j = (int)(w / cblocks), c0 = (int)(w % cblocks) * EMB_CHANNEL_ALIGN;
+      int c1 = C - c0 > EMB_CHANNEL_ALIGN ? c0 + EMB_CHANNEL_ALIGN : C;
+      for (int c = c0; c < c1; ++c) drl_embedding_carry(carry, k, p, dout, N, C, V, j, c);
+    }
+    /* the loop's barrier: every carry is in place before a chunk reads the later ones */
+#pragma omp for schedule(static)
+    for (int64_t w = 0; w < items; ++w) {
+      int j = (int)(w / cblocks), c0 = (int)(w % cblocks) * EMB_CHANNEL_ALIGN;
+      int c1 = C - c0 > EMB_CHANNEL_ALIGN ? c0 + EMB_CHANNEL_ALIGN : C;
+      for (int c = c0; c < c1; ++c) drl_embedding_chunk(dtable, carry, k, p, dout, N, C, V, j, c);
     }
   }
   return DRL_OK;
 }
 
-int64_t drl_embedding_scratch_bytes(const drl_device *dev, int N) {
-  if (N <= 0 || dev->backend != DRL_BACKEND_CUDA) return 0;
+int64_t drl_embedding_scratch_bytes(const drl_device *dev, int N, int C) {
+  if (N <= 0 || C <= 0) return 0;
+  int64_t bytes = 4 * drl_embedding_array_bytes(N) + drl_embedding_carry_bytes(N, C);
+  if (dev->backend != DRL_BACKEND_CUDA) return bytes;
 #ifdef DRL_HAVE_CUDA
-  return drl_embedding_scratch_bytes_cuda(N);
+  int64_t temp = drl_embedding_sort_temp_bytes_cuda(N);
+  return temp < 0 ? -1 : bytes + temp;
 #else
-  return 0; /* the op itself reports the missing backend */
+  return bytes; /* the op itself reports the missing backend */
 #endif
 }
 
@@ -80,9 +127,10 @@ drl_status drl_embedding_backward(const drl_device *dev, float *dtable, const fl
   if (C > 0 && (!dtable || !dout))
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "drl_embedding_backward: NULL buffer (dtable %p, dout %p)", (void *)dtable,
                     (const void *)dout);
-  if (dev->backend == DRL_BACKEND_CUDA && !scratch)
+  if (C > 0 && !scratch)
     return DRL_FAIL(DRL_ERR_INVALID_ARG,
-                    "drl_embedding_backward: NULL scratch (needs drl_embedding_scratch_bytes(dev, %d) bytes)", N);
+                    "drl_embedding_backward: NULL scratch (needs drl_embedding_scratch_bytes(dev, %d, %d) bytes)", N,
+                    C);
   DRL_DISPATCH_CUDA(dev, drl_embedding_backward_cuda(dev, dtable, dout, tokens, N, C, V, scratch));
-  return drl_embedding_backward_cpu(dtable, dout, tokens, N, C, V);
+  return drl_embedding_backward_cpu(dtable, dout, tokens, N, C, V, scratch);
 }

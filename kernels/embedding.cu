@@ -1,6 +1,6 @@
-/* CUDA embedding. Backward without atomics: sort (token, n) pairs with CUB's stable radix sort, so each token's
- * positions form a run in increasing n, then one thread per (run, channel) sums its run in that order, starting from
- * dtable's value: exactly the CPU's sequence of adds. */
+/* CUDA embedding. Backward without atomics: sort (token, n) pairs with CUB's stable radix sort, then the two chunked
+ * stages of embedding.h (chunk partial sums, then each run summed and written by the chunk where it starts), one
+ * thread per (chunk, channel) calling the functions the CPU calls: exactly the CPU's sequence of adds. */
 #include <cub/device/device_radix_sort.cuh>
 #include <cuda_runtime.h>
 
@@ -28,39 +28,19 @@ static __global__ void embedding_sort_input_kernel(uint32_t *keys, int32_t *vals
   }
 }
 
-/* Rows of one run read ahead at a time, so several loads are in flight while the adds stay in order. */
-#define EMB_UNROLL 8
-
-/* Block (x, y): sorted position x if it starts a run, channels y*blockDim.x ... Blocks inside a run exit at once. */
-static __global__ void embedding_backward_kernel(float *dtable, const float *dout, const uint32_t *keys,
-                                                 const int32_t *pos, int N, int C, int V) {
+/* Block (j, y): chunk j, channels y*blockDim.x ...; a block's threads read the same keys and positions (broadcast)
+ * and neighbouring channels of the same rows (coalesced). */
+static __global__ void embedding_carry_kernel(float *carry, const uint32_t *keys, const int32_t *pos,
+                                              const float *dout, int N, int C, int V) {
   int c = blockIdx.y * blockDim.x + threadIdx.x;
-  for (int i = blockIdx.x; i < N; i += gridDim.x) {
-    uint32_t tok = keys[i];
-    if ((i > 0 && keys[i - 1] == tok) || tok >= (uint32_t)V || c >= C) continue;
-    float *row = dtable + (int64_t)tok * C;
-    float acc = row[c];
-    for (int64_t r = i;; r += EMB_UNROLL) {
-      float g[EMB_UNROLL];
-      int cnt = 0;
-#pragma unroll
-      for (int u = 0; u < EMB_UNROLL; ++u) {
-        /* keys are sorted, so once a key differs the run is over */
-        int in = r + u < N && keys[r + u] == tok;
-        g[u] = in ? dout[(int64_t)pos[r + u] * C + c] : 0.0f;
-        cnt += in;
-      }
-#pragma unroll
-      for (int u = 0; u < EMB_UNROLL; ++u)
-        if (u < cnt) acc = drl_embedding_acc(acc, g[u]);
-      if (cnt < EMB_UNROLL) break;
-    }
-    row[c] = acc;
-  }
+  if (c < C) drl_embedding_carry(carry, keys, pos, dout, N, C, V, (int)blockIdx.x, c);
 }
 
-/* Scratch: four N-element arrays (keys and positions, each double-buffered for CUB), then CUB's temporary storage. */
-static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
+static __global__ void embedding_chunk_kernel(float *dtable, const float *carry, const uint32_t *keys,
+                                              const int32_t *pos, const float *dout, int N, int C, int V) {
+  int c = blockIdx.y * blockDim.x + threadIdx.x;
+  if (c < C) drl_embedding_chunk(dtable, carry, keys, pos, dout, N, C, V, (int)blockIdx.x, c);
+}
 
 /* CUB's temporary bytes for N pairs over bits [0, end_bit); a host-side query, no device work. */
 static cudaError_t sort_temp_bytes(int N, int end_bit, size_t *bytes) {
@@ -71,14 +51,14 @@ static cudaError_t sort_temp_bytes(int N, int end_bit, size_t *bytes) {
 }
 
 /* Sized for all 32 key bits, so the same scratch serves every vocabulary size. */
-extern "C" int64_t drl_embedding_scratch_bytes_cuda(int N) {
+extern "C" int64_t drl_embedding_sort_temp_bytes_cuda(int N) {
   if (N <= 0) return 0;
   size_t temp = 0;
   if (sort_temp_bytes(N, 32, &temp) != cudaSuccess) {
     cudaGetLastError();
     return -1;
   }
-  return (int64_t)(4 * align256((size_t)N * 4) + align256(temp));
+  return (int64_t)((temp + 255) & ~(size_t)255);
 }
 
 extern "C" drl_status drl_embedding_forward_cuda(const drl_device *dev, float *out, const int32_t *tokens,
@@ -95,12 +75,13 @@ extern "C" drl_status drl_embedding_backward_cuda(const drl_device *dev, float *
   const int threads = 128;
   if ((C + threads - 1) / threads > 65535)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "drl_embedding_backward: C=%d too large for the GPU grid", C);
-  size_t arr = align256((size_t)N * 4), temp_bytes = 0;
+  size_t arr = (size_t)drl_embedding_array_bytes(N), temp_bytes = 0;
   CUDA_CHECK(sort_temp_bytes(N, 32, &temp_bytes));
   char *base = (char *)scratch;
   uint32_t *keys_a = (uint32_t *)base, *keys_b = (uint32_t *)(base + arr);
   int32_t *vals_a = (int32_t *)(base + 2 * arr), *vals_b = (int32_t *)(base + 3 * arr);
-  void *temp = base + 4 * arr;
+  float *carry = (float *)(base + 4 * arr);
+  void *temp = base + 4 * arr + drl_embedding_carry_bytes(N, C);
 
   embedding_sort_input_kernel<<<drl_grid_for(N, 256, 8192), 256, 0, DRL_STREAM(dev)>>>(keys_a, vals_a, tokens, N, V);
   CUDA_CHECK(cudaGetLastError());
@@ -112,9 +93,15 @@ extern "C" drl_status drl_embedding_backward_cuda(const drl_device *dev, float *
   /* temp_bytes was sized for 32 bits; CUB fails cleanly if fewer bits ever needed more. */
   CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, keys, vals, N, 0, end_bit, DRL_STREAM(dev)));
 
-  int xblocks = N < 65536 ? N : 65536;
-  dim3 grid((unsigned)xblocks, (unsigned)((C + threads - 1) / threads));
-  embedding_backward_kernel<<<grid, threads, 0, DRL_STREAM(dev)>>>(dtable, dout, keys.Current(), vals.Current(), N, C, V);
+  int chunks = (int)(((int64_t)N + DRL_EMBEDDING_CHUNK - 1) / DRL_EMBEDDING_CHUNK);
+  dim3 grid((unsigned)chunks, (unsigned)((C + threads - 1) / threads));
+  /* Stage 1 reads no carry and stage 2 reads the carries of later chunks: two launches on one stream order them. */
+  if (chunks > 1) {
+    embedding_carry_kernel<<<grid, threads, 0, DRL_STREAM(dev)>>>(carry, keys.Current(), vals.Current(), dout, N, C, V);
+    CUDA_CHECK(cudaGetLastError());
+  }
+  embedding_chunk_kernel<<<grid, threads, 0, DRL_STREAM(dev)>>>(dtable, carry, keys.Current(), vals.Current(), dout, N,
+                                                                C, V);
   CUDA_CHECK(cudaGetLastError());
   return DRL_OK;
 }

@@ -74,7 +74,8 @@ static size_t carve(drl_flow *m, void *base) {
   m->dact = (float *)drl_carve_take(&cv, R * H * f);
   m->dpre = (float *)drl_carve_take(&cv, R * H * f);
   m->dcemb = (float *)drl_carve_take(&cv, R * (size_t)c->cond_dim * f);
-  m->emb_scratch = drl_carve_take(&cv, (size_t)drl_embedding_scratch_bytes(&m->dev, (int)R)); /* >= 0: create checked */
+  /* >= 0: create checked */
+  m->emb_scratch = drl_carve_take(&cv, (size_t)drl_embedding_scratch_bytes(&m->dev, (int)R, c->cond_dim));
   return cv.used;
 }
 
@@ -112,7 +113,7 @@ drl_status drl_flow_create(drl_flow *m, const drl_flow_config *cfg, const drl_de
   m->dev = *dev;
   m->rows_max = rows_max;
   /* CUB sizes its sorts at run time: a size it refuses is an error here, never a scratch of 0 bytes. */
-  if (drl_embedding_scratch_bytes(dev, rows_max) < 0)
+  if (drl_embedding_scratch_bytes(dev, rows_max, cfg->cond_dim) < 0)
     return DRL_FAIL(DRL_ERR_UNSUPPORTED, "flow: the condition embedding's sort of %d rows cannot be sized", rows_max);
   drl_layout layout;
   DRL_TRY(drl_flow_layout(cfg, &layout));

@@ -247,7 +247,7 @@ static void carve_acts(const drl_transformer *m, drl_carve *c, drl_transformer_a
   a->dk_pre = qkn ? (float *)drl_carve_take(c, R * KVD * f) : NULL;
   a->datt = (float *)drl_carve_take(c, R * f); /* dlogprob */
   a->scratch = (float *)drl_carve_take(c, (size_t)m->scratch_floats * f);
-  a->emb_scratch = drl_carve_take(c, (size_t)drl_embedding_scratch_bytes(&m->dev, (int)R));
+  a->emb_scratch = drl_carve_take(c, (size_t)drl_embedding_scratch_bytes(&m->dev, (int)R, (int)C));
   a->tokens = (int32_t *)drl_carve_take(c, R * sizeof(int32_t));
   a->targets = (int32_t *)drl_carve_take(c, R * sizeof(int32_t));
   a->pos = (int32_t *)drl_carve_take(c, R * sizeof(int32_t));
@@ -322,7 +322,7 @@ drl_status drl_transformer_create(drl_transformer *m, const drl_transformer_conf
   m->T_max = T_max;
   /* CUB sizes its sorts at run time: a size it refuses is an error here, never a scratch of 0 bytes. */
   int64_t rows_max = (int64_t)B_max * T_max;
-  if (drl_embedding_scratch_bytes(dev, (int)rows_max) < 0)
+  if (drl_embedding_scratch_bytes(dev, (int)rows_max, cfg->d_model) < 0)
     return DRL_FAIL(DRL_ERR_UNSUPPORTED, "transformer: the embedding backward's sort of %lld rows cannot be sized",
                     (long long)rows_max);
   if (cfg->moe.experts > 0 && drl_moe_dispatch_scratch_bytes(dev, rows_max, cfg->moe.top_k, cfg->moe.experts) < 0)

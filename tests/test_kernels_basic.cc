@@ -84,6 +84,60 @@ std::vector<int32_t> rand_tokens(int N, int V, unsigned seed) {
   return t;
 }
 
+// The embedding backward's order as embedding.h defines it, written from the definition: occurrence i of token t
+// has sorted index (occurrences of tokens < t) + i and chunk index / DRL_EMBEDDING_CHUNK; the gradient is dtable +
+// the elements of the first chunk one by one, then each later chunk's partial sum (from its first element).
+std::vector<float> ref_embedding_backward_order(std::vector<float> dt, const std::vector<float> &dout,
+                                                const std::vector<int32_t> &tok, int C, int V) {
+  std::vector<std::vector<int>> occ(V);
+  for (size_t n = 0; n < tok.size(); ++n) occ[tok[n]].push_back((int)n);
+  int64_t before = 0;
+  for (int t = 0; t < V; ++t) {
+    for (int c = 0; c < C; ++c) {
+      float acc = dt[(size_t)t * C + c], part = 0.0f;
+      int64_t part_chunk = -1;
+      for (size_t i = 0; i < occ[t].size(); ++i) {
+        int64_t chunk = (before + (int64_t)i) / DRL_EMBEDDING_CHUNK;
+        float g = dout[(size_t)occ[t][i] * C + c];
+        if (chunk == before / DRL_EMBEDDING_CHUNK) {
+          acc += g;
+        } else if (chunk != part_chunk) {
+          if (part_chunk >= 0) acc += part;
+          part = g;
+          part_chunk = chunk;
+        } else {
+          part += g;
+        }
+      }
+      if (part_chunk >= 0) acc += part;
+      dt[(size_t)t * C + c] = acc;
+    }
+    before += (int64_t)occ[t].size();
+  }
+  return dt;
+}
+
+// drl_embedding_backward on the CPU with a scratch of exactly drl_embedding_scratch_bytes, followed by guard bytes
+// that must stay untouched.
+drl_status embedding_backward_exact_scratch(std::vector<float> &dt, const std::vector<float> &dout,
+                                            const std::vector<int32_t> &tok, int C, int V) {
+  drl_device dev = cpu_device();
+  int N = (int)tok.size();
+  int64_t b = drl_embedding_scratch_bytes(&dev, N, C);
+  EXPECT_GE(b, 0);
+  size_t bytes = b > 0 ? (size_t)b : 0;
+  std::vector<unsigned char> scratch(bytes + 256, 0xA5);
+  std::memset(scratch.data(), 0xFF, bytes);  // NaN: the op may not rely on zeros
+  drl_status st = drl_embedding_backward(&dev, dt.data(), dout.data(), tok.data(), N, C, V,
+                                         bytes ? scratch.data() : nullptr);
+  for (size_t k = bytes; k < scratch.size(); ++k)
+    if (scratch[k] != 0xA5) {
+      ADD_FAILURE() << "scratch byte " << k - bytes << " past its end was written";
+      break;
+    }
+  return st;
+}
+
 }  // namespace
 
 // ---------------- elementwise ----------------
@@ -319,13 +373,12 @@ TEST(Embedding, ForwardRejectsBadTokenNamingItAndWritesNothing) {
 }
 
 TEST(Embedding, BackwardMatchesFiniteDifferencesAndAccumulates) {
-  drl_device dev = cpu_device();
   const int N = 5, C = 7, V = 4;
   std::vector<int32_t> tok = {2, 0, 2, 3, 2};  // token 1 unused: its gradient stays as it was
   auto table = random_uniform(V * C, 43), r = random_uniform(N * C, 44);
   auto dt0 = random_uniform(V * C, 45);
   auto dt = dt0;
-  ASSERT_EQ(drl_embedding_backward(&dev, dt.data(), r.data(), tok.data(), N, C, V, nullptr), DRL_OK) << last_error();
+  ASSERT_EQ(embedding_backward_exact_scratch(dt, r, tok, C, V), DRL_OK) << last_error();
   std::vector<float> g(V * C);
   for (int i = 0; i < V * C; ++i) g[i] = dt[i] - dt0[i];
   auto fd = fd_grad(to_d(table), to_d(r), [&](const std::vector<double> &t) { return ref_embedding(tok, t, C); });
@@ -333,26 +386,131 @@ TEST(Embedding, BackwardMatchesFiniteDifferencesAndAccumulates) {
   for (int c = 0; c < C; ++c) EXPECT_EQ(dt[1 * C + c], dt0[1 * C + c]) << "unused token row touched";
 }
 
-TEST(Embedding, BackwardSumsEachTokenInIncreasingN) {
-  drl_device dev = cpu_device();
-  const int N = 2000, C = 130, V = 32;  // long runs per token, so any reordering shows in the bits
-  auto tok = rand_tokens(N, V, 46);
-  auto dout = random_uniform((size_t)N * C, 47, -10.0f, 10.0f);
-  auto dt = random_uniform((size_t)V * C, 48);
-  auto want = dt;
-  for (int n = 0; n < N; ++n)
-    for (int c = 0; c < C; ++c) want[(size_t)tok[n] * C + c] += dout[(size_t)n * C + c];
-  std::vector<std::vector<float>> got;
-  for (int t : {1, 2, 3}) {
-    auto d = dt;
-    with_threads(t, [&] {
-      ASSERT_EQ(drl_embedding_backward(&dev, d.data(), dout.data(), tok.data(), N, C, V, nullptr), DRL_OK);
-    });
-    got.push_back(d);
+struct EmbeddingOrderCase {
+  const char *name;
+  int N, C, V;
+  int32_t pad;  // >= 0: nine positions in ten hold this token
+  bool distinct; // every token once (a permutation of [0, N), V = N)
+};
+
+std::vector<int32_t> order_case_tokens(const EmbeddingOrderCase &k, unsigned seed) {
+  std::vector<int32_t> tok = rand_tokens(k.N, k.V, seed);
+  std::mt19937 g(seed + 1);
+  if (k.distinct) {
+    for (int n = 0; n < k.N; ++n) tok[n] = n;
+    std::shuffle(tok.begin(), tok.end(), g);
   }
-  EXPECT_TRUE(same_bits(got[0], want)) << "not the increasing-n order";
-  EXPECT_TRUE(same_bits(got[0], got[1])) << "1 and 2 threads differ";
-  EXPECT_TRUE(same_bits(got[0], got[2])) << "1 and 3 threads differ";
+  if (k.pad >= 0)
+    for (auto &t : tok)
+      if (g() % 10 != 0) t = k.pad;
+  if (k.V > 1 << 16)  // 300 ids spread over the vocabulary: runs repeat, and every byte of the sort key matters
+    for (auto &t : tok) t = (t % 300) * 3491 % k.V;
+  return tok;
+}
+
+const EmbeddingOrderCase kOrderCases[] = {
+    {"a padding token over many chunks", 3000, 40, 50, 3, false},
+    {"padding token 0, C = 1", 2000, 1, 9, 0, false},
+    {"all tokens distinct", 1000, 24, 1000, -1, false},
+    {"a permutation, N a multiple of the chunk", 4 * DRL_EMBEDDING_CHUNK, 16, 4 * DRL_EMBEDDING_CHUNK, -1, true},
+    {"runs across chunk ends, N not a multiple of the chunk", 1000, 37, 7, -1, false},
+    {"N below one chunk", DRL_EMBEDDING_CHUNK / 2 + 3, 21, 5, -1, false},
+    {"one token", 700, 19, 1, -1, false},
+    {"three radix passes", 3000, 17, 1 << 17, -1, false},
+};
+
+TEST(Embedding, BackwardFollowsTheDocumentedChunkOrderBitForBit) {
+  unsigned seed = 46;
+  for (const auto &k : kOrderCases) {
+    SCOPED_TRACE(k.name);
+    auto tok = order_case_tokens(k, seed++);
+    auto dout = mixed_values((size_t)k.N * k.C, seed++);  // mixed magnitudes: any other order shows in the bits
+    auto dt0 = mixed_values((size_t)k.V * k.C, seed++);
+    auto want = ref_embedding_backward_order(dt0, dout, tok, k.C, k.V);
+    for (int threads : {1, 2, 3}) {
+      auto dt = dt0;
+      with_threads(threads, [&] { ASSERT_EQ(embedding_backward_exact_scratch(dt, dout, tok, k.C, k.V), DRL_OK); });
+      EXPECT_TRUE(same_bits(dt, want)) << "not the documented order with " << threads << " threads";
+    }
+  }
+}
+
+TEST(Embedding, BackwardIsCloseToTheDoubleSum) {
+  unsigned seed = 60;
+  for (const auto &k : kOrderCases) {
+    SCOPED_TRACE(k.name);
+    auto tok = order_case_tokens(k, seed++);
+    auto dout = random_uniform((size_t)k.N * k.C, seed++, -10.0f, 10.0f);
+    auto dt = random_uniform((size_t)k.V * k.C, seed++);
+    std::vector<double> want(dt.begin(), dt.end()), mag(want.size());
+    std::vector<int> count(k.V);
+    for (size_t i = 0; i < want.size(); ++i) mag[i] = std::fabs(want[i]);
+    for (int n = 0; n < k.N; ++n) {
+      ++count[tok[n]];
+      for (int c = 0; c < k.C; ++c) {
+        double g = dout[(size_t)n * k.C + c];
+        want[(size_t)tok[n] * k.C + c] += g;
+        mag[(size_t)tok[n] * k.C + c] += std::fabs(g);
+      }
+    }
+    ASSERT_EQ(embedding_backward_exact_scratch(dt, dout, tok, k.C, k.V), DRL_OK) << last_error();
+    for (size_t i = 0; i < dt.size(); ++i)  // any order of n + 1 float adds: within n u of the terms' magnitudes
+      ASSERT_LE(std::fabs(dt[i] - want[i]), (count[i / k.C] + 1) * 0x1p-24 * mag[i]) << i;
+  }
+}
+
+TEST(Embedding, BackwardScratchIsTheDocumentedSizeOnTheCpu) {
+  drl_device dev = cpu_device();
+  auto round = [](int64_t b) { return (b + 255) / 256 * 256; };
+  for (int N : {1, 5, DRL_EMBEDDING_CHUNK, DRL_EMBEDDING_CHUNK + 1, 4096, 100000})
+    for (int C : {1, 13, 768}) {
+      int64_t chunks = (N + DRL_EMBEDDING_CHUNK - 1) / DRL_EMBEDDING_CHUNK;
+      EXPECT_EQ(drl_embedding_scratch_bytes(&dev, N, C), 4 * round(4 * (int64_t)N) + round(chunks * C * 4))
+          << "N=" << N << " C=" << C;
+    }
+  EXPECT_EQ(drl_embedding_scratch_bytes(&dev, 0, 8), 0);
+  EXPECT_EQ(drl_embedding_scratch_bytes(&dev, 8, 0), 0);
+  // The op works inside exactly that many bytes (embedding_backward_exact_scratch checks the bytes after them).
+  auto tok = rand_tokens(DRL_EMBEDDING_CHUNK * 3 + 1, 4, 70);
+  auto dout = random_uniform(tok.size() * 5, 71);
+  std::vector<float> dt(4 * 5, 0.0f);
+  EXPECT_EQ(embedding_backward_exact_scratch(dt, dout, tok, 5, 4), DRL_OK) << last_error();
+}
+
+// The GPU's path, run here: it calls the two stages on its own sort, where a bad token is key V and sorts last. Over
+// every (chunk, channel), stage 2 in reverse chunk order (the GPU runs blocks in any order), the result is the CPU's
+// on the valid positions alone.
+TEST(Embedding, SharedStagesSkipBadTokensSortedLastAsTheGpuDoes) {
+  drl_device dev = cpu_device();
+  const int N = 5 * DRL_EMBEDDING_CHUNK + 17, C = 9, V = 6;
+  auto tok = rand_tokens(N, V, 80);
+  for (int n = 3; n < N; n += 7) tok[n] = n % 2 ? V : -1;  // about one in seven bad
+  auto dout = mixed_values((size_t)N * C, 81);
+  auto dt0 = mixed_values((size_t)V * C, 82);
+  std::vector<uint32_t> keys(N);
+  std::vector<int32_t> pos(N);
+  for (int n = 0; n < N; ++n) pos[n] = n;
+  auto key = [&](int n) { return drl_embedding_token_ok(tok[n], V) ? (uint32_t)tok[n] : (uint32_t)V; };
+  std::stable_sort(pos.begin(), pos.end(), [&](int32_t a, int32_t b) { return key(a) < key(b); });
+  for (int s = 0; s < N; ++s) keys[s] = key(pos[s]);
+  int chunks = (N + DRL_EMBEDDING_CHUNK - 1) / DRL_EMBEDDING_CHUNK;
+  std::vector<float> carry((size_t)chunks * C, std::nanf("")), dt = dt0;
+  for (int j = 0; j < chunks; ++j)
+    for (int c = 0; c < C; ++c) drl_embedding_carry(carry.data(), keys.data(), pos.data(), dout.data(), N, C, V, j, c);
+  for (int j = chunks - 1; j >= 0; --j)
+    for (int c = 0; c < C; ++c)
+      drl_embedding_chunk(dt.data(), carry.data(), keys.data(), pos.data(), dout.data(), N, C, V, j, c);
+  std::vector<int32_t> good;
+  std::vector<float> good_dout;
+  for (int n = 0; n < N; ++n)
+    if (drl_embedding_token_ok(tok[n], V)) {
+      good.push_back(tok[n]);
+      good_dout.insert(good_dout.end(), dout.begin() + (size_t)n * C, dout.begin() + (size_t)(n + 1) * C);
+    }
+  auto want = dt0;
+  ASSERT_EQ(embedding_backward_exact_scratch(want, good_dout, good, C, V), DRL_OK) << last_error();
+  EXPECT_TRUE(same_bits(dt, want)) << "the stages on the GPU's sort differ from the CPU on the valid positions";
+  drl_device_close(&dev);
 }
 
 TEST(Embedding, BackwardRejectsBadTokenAndLeavesGradientUntouched) {
@@ -361,7 +519,9 @@ TEST(Embedding, BackwardRejectsBadTokenAndLeavesGradientUntouched) {
   std::vector<int32_t> tok = {0, 1, 5, 2};
   auto dout = random_uniform(N * C, 49);
   std::vector<float> dt(V * C, 1.0f);
-  EXPECT_EQ(drl_embedding_backward(&dev, dt.data(), dout.data(), tok.data(), N, C, V, nullptr), DRL_ERR_INVALID_ARG);
+  std::vector<char> scratch((size_t)drl_embedding_scratch_bytes(&dev, N, C));
+  EXPECT_EQ(drl_embedding_backward(&dev, dt.data(), dout.data(), tok.data(), N, C, V, scratch.data()),
+            DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("token 5 at position 2 is outside the vocabulary [0, 5)");
   for (float v : dt) ASSERT_EQ(v, 1.0f);
 }
@@ -372,11 +532,12 @@ TEST(Embedding, RejectsBadSizesAndNullBuffers) {
   int32_t tok[2] = {0, 0};
   EXPECT_EQ(drl_embedding_forward(&dev, v, tok, v, -2, 2, 2), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("negative size N=-2 C=2 V=2");
-  EXPECT_EQ(drl_embedding_backward(&dev, v, v, tok, 2, 2, -1, nullptr), DRL_ERR_INVALID_ARG);
+  EXPECT_EQ(drl_embedding_backward(&dev, v, v, tok, 2, 2, -1, v), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("negative size N=2 C=2 V=-1");
   EXPECT_EQ(drl_embedding_forward(&dev, v, nullptr, v, 2, 2, 2), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("NULL tokens");
-  EXPECT_EQ(drl_embedding_backward(&dev, nullptr, v, tok, 2, 2, 2, nullptr), DRL_ERR_INVALID_ARG);
+  EXPECT_EQ(drl_embedding_backward(&dev, nullptr, v, tok, 2, 2, 2, v), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("NULL buffer");
-  EXPECT_EQ(drl_embedding_scratch_bytes(&dev, 1000), 0) << "the CPU needs no scratch";
+  EXPECT_EQ(drl_embedding_backward(&dev, v, v, tok, 2, 2, 2, nullptr), DRL_ERR_INVALID_ARG);
+  EXPECT_ERROR_HAS("NULL scratch (needs drl_embedding_scratch_bytes(dev, 2, 2) bytes)");
 }

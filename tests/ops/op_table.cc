@@ -420,7 +420,7 @@ OpCase rmsnorm_backward_case(int N, int C, uint32_t seed) {
   return c;
 }
 
-// ================================================================ embedding (copies; sums in n order: bit-identical)
+// ================================================================ embedding (copies; sums in a fixed order)
 
 // N tokens in [0, V) with one long run of token 7 at the start (where V > 7).
 std::vector<int32_t> tokens(int N, int V, uint32_t seed) {
@@ -444,13 +444,24 @@ OpCase embedding_forward_case(int N, int C, int V) {
   return c;
 }
 
-OpCase embedding_backward_case(int N, int C, int V) {
+// N tokens in [0, V), nine in ten of them pad (a padding token whose run spans many chunks).
+std::vector<int32_t> padded_tokens(int N, int V, int32_t pad, uint32_t seed) {
+  std::vector<int32_t> tok = tokens(N, V, seed);
+  std::mt19937 g(seed + 1);
+  for (auto &t : tok)
+    if (g() % 10 != 0) t = pad;
+  return tok;
+}
+
+// pad >= 0: mostly that token (padded_tokens); otherwise tokens().
+OpCase embedding_backward_case(int N, int C, int V, int32_t pad = -1) {
   OpCase c;
-  int tok = c.in("tokens", tokens(N, V, 21 + V)), dout = c.in("dout", random_uniform((size_t)N * C, 13, -10.0f, 10.0f));
+  int tok = c.in("tokens", pad >= 0 ? padded_tokens(N, V, pad, 21 + V) : tokens(N, V, 21 + V));
+  int dout = c.in("dout", random_uniform((size_t)N * C, 13, -10.0f, 10.0f));
   int dt = c.inout("dtable", random_uniform((size_t)V * C, 14),
                    magnitude(kU, "a float sum of a token's n rows onto its entry: (n + 1) u of the terms' magnitudes"),
-                   exact("each (token, channel) summed in increasing n, no atomics (embedding.h)"));
-  int scr = c.scratch("scratch", [=](const drl_device *d) { return drl_embedding_scratch_bytes(d, N); });
+                   exact("each (token, channel) summed in the fixed chunk order of embedding.h, no atomics"));
+  int scr = c.scratch("scratch", [=](const drl_device *d) { return drl_embedding_scratch_bytes(d, N, C); });
   c.run = [=](const drl_device *d, OpPtrs p) {
     return drl_embedding_backward(d, PF(dt), PF(dout), PI(tok), N, C, V, p[scr]);
   };
@@ -1988,7 +1999,8 @@ std::vector<OpEntry> build_table() {
     t.push_back(bwd);
   }
 
-  // ---- embedding: a long run per token (V = 32) and mostly single occurrences (V = 50257)
+  // ---- embedding: a long run per token (V = 32), mostly single occurrences (V = 50257), a padding token's run
+  // across many chunks
   t.push_back({"embedding_forward",
                {small("N=50 C=12 V=7", [] { return embedding_forward_case(50, 12, 7); }),
                 small("N=300 C=40 V=1000", [] { return embedding_forward_case(300, 40, 1000); }),
@@ -1997,8 +2009,11 @@ std::vector<OpEntry> build_table() {
   t.push_back({"embedding_backward",
                {small("N=50 C=12 V=7", [] { return embedding_backward_case(50, 12, 7); }),
                 small("N=300 C=40 V=1000", [] { return embedding_backward_case(300, 40, 1000); }),
+                small("N=1000 C=40 V=50, 90% token 3", [] { return embedding_backward_case(1000, 40, 50, 3); }),
                 large("N=4096 C=768 V=32", [] { return embedding_backward_case(4096, 768, 32); }),
-                large("N=4096 C=768 V=50257", [] { return embedding_backward_case(4096, 768, 50257); })}});
+                large("N=4096 C=768 V=50257", [] { return embedding_backward_case(4096, 768, 50257); }),
+                large("N=16384 C=768 V=50257, 90% token 0",
+                      [] { return embedding_backward_case(16384, 768, 50257, 0); })}});
 
   // ---- RoPE
   {
