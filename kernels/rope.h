@@ -1,7 +1,6 @@
 /* Rotary position embedding, HF-Llama "rotate half" pairing: dimension i pairs with i + D/2 (i < D/2),
- * rotated by angle pos * theta^(-2i/D). The cos/sin tables are computed once on the host (in double precision, or
- * from fp32 inverse frequencies as Hugging Face computes scaled ones), so the CPU and the GPU rotate with the same
- * numbers. */
+ * rotated by angle pos * theta^(-2i/D). The cos/sin tables are computed once on the host (the model's from fp32
+ * inverse frequencies as Hugging Face computes them), so the CPU and the GPU rotate with the same numbers. */
 #ifndef DRL_ROPE_H
 #define DRL_ROPE_H
 

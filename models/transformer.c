@@ -267,14 +267,10 @@ static void carve_acts(const drl_transformer *m, drl_carve *c, drl_transformer_a
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* The RoPE tables of head size D: unscaled from double precision (this model's tables from the start), scaled ones
- * from Hugging Face's fp32 inverse frequencies, so a pretrained model rotates with the numbers it was trained with. */
+/* The RoPE tables of head size D, from Hugging Face's fp32 inverse frequencies (scaled or not), so a pretrained model
+ * rotates with the numbers it was trained with, at every position. */
 static drl_status rope_tables(const drl_transformer_config *c, float *cos_h, float *sin_h, int D) {
   const drl_rope_scaling *r = &c->rope_scaling;
-  if (r->type == DRL_ROPE_SCALING_NONE) {
-    drl_rope_tables(cos_h, sin_h, c->max_seq, D, c->rope_theta);
-    return DRL_OK;
-  }
   float *inv = (float *)malloc((size_t)(D / 2) * sizeof(float));
   if (!inv) return DRL_FAIL(DRL_ERR_OOM, "out of host memory for the RoPE frequencies");
   drl_rope_inv_freq(inv, D, c->rope_theta);
