@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "data/vocab.h"
+#include "engine/log.h"
 #include "kernels/nvtx.h"
 
 drl_status drl_grpo_iterate_create(drl_grpo_iteration *g, drl_run *r, int shards, int first_shard, int n,
@@ -25,6 +26,9 @@ drl_status drl_grpo_iterate_create(drl_grpo_iteration *g, drl_run *r, int shards
                       ? DRL_OK
                       : DRL_FAIL(DRL_ERR_OOM, "out of memory for GRPO buffers");
   if (st == DRL_OK) st = drl_rollout_create(&g->sampler, &r->model, (int)rows, T);
+  if (st == DRL_OK)
+    drl_log(DRL_LOG_INFO, "rollout memory: KV cache and decode workspace %.0f MB (%d rows x %d positions)",
+            (double)g->sampler.cache.device_bytes / 1e6, (int)rows, T);
   if (st == DRL_OK) st = drl_grpo_update_state_create(&g->rl, r->cfg, &r->model, g->shards, (int)rows, T);
   if (st != DRL_OK) drl_grpo_iterate_free(g, r);
   return st;

@@ -63,6 +63,14 @@ static drl_status load_data(drl_run *r) {
   return DRL_OK;
 }
 
+/* What the policy holds on its device (docs/models.md has the table for larger models). */
+static void log_memory(const drl_run *r) {
+  const double mb = 1e6, p = (double)r->model.ps.layout.total * 4.0;
+  drl_log(DRL_LOG_INFO, "policy memory: parameters %.0f MB, gradients %.0f MB, AdamW %.0f MB, activations %.0f MB "
+          "(%d x %d tokens)", p / mb, p / mb, 2 * p / mb, (double)r->model.act_bytes / mb, r->model.B_max,
+          r->model.T_max);
+}
+
 /* A pretrained policy brings its own architecture: its config.json, not the configuration's model section. */
 static drl_status make_pretrained_model(drl_run *r, int B_max) {
   const drl_config_model *mc = &r->cfg->model;
@@ -80,8 +88,10 @@ static drl_status make_pretrained_model(drl_run *r, int B_max) {
   drl_log(DRL_LOG_INFO, "policy: %s from %s (%d layers, d_model %d, %d heads, %d kv heads, vocabulary %d); the "
           "model.* sizes of the configuration are not used", r->hf.cfg.model_type, r->hf.source, tc.n_layers,
           tc.d_model, tc.n_heads, tc.n_kv_heads, tc.vocab);
-  DRL_TRY(drl_transformer_create(&r->model, &tc, &r->dev, B_max, T_max, r->cfg->run.seed));
+  /* No random init: trainer.init_from's weights (or a resumed checkpoint's) replace the parameters next. */
+  DRL_TRY(drl_transformer_create(&r->model, &tc, &r->dev, B_max, T_max, DRL_TRANSFORMER_NO_INIT));
   r->ps = &r->model.ps;
+  log_memory(r);
   return DRL_OK;
 }
 
@@ -111,6 +121,7 @@ static drl_status make_model(drl_run *r, int B_max) {
   }
   DRL_TRY(drl_transformer_create(&r->model, &tc, &r->dev, B_max, mc->max_seq, r->cfg->run.seed));
   r->ps = &r->model.ps;
+  log_memory(r);
   return DRL_OK;
 }
 
@@ -161,13 +172,25 @@ drl_status drl_run_save(drl_run *r, const char *path, const char *phase, int ste
   ck.moe_bias = r->balance.bias;
   ck.moe_bias_n = (int64_t)r->balance.L * r->balance.E;
   if (r->has_hf) drl_hf_source_to_checkpoint(&r->hf, &ck);
-  drl_status st = moment_to_host(r, ps->m, &ck.m);
-  if (st == DRL_OK) st = moment_to_host(r, ps->v, &ck.v);
-  if (st == DRL_OK && run_rank(r) == 0) st = to_host(&r->dev, ps->params, ps->layout.total, &ck.params);
+  drl_status st = DRL_OK;
+  /* On the CPU without ZeRO the whole state is already in host memory: written from where it is, not copied (three
+   * copies of the parameters' size would double a large model's peak). */
+  int in_place = r->dev.backend == DRL_BACKEND_CPU && !r->dp.zero;
+  if (in_place) {
+    ck.params = ps->params;
+    ck.m = ps->m;
+    ck.v = ps->v;
+  } else {
+    st = moment_to_host(r, ps->m, &ck.m);
+    if (st == DRL_OK) st = moment_to_host(r, ps->v, &ck.v);
+    if (st == DRL_OK && run_rank(r) == 0) st = to_host(&r->dev, ps->params, ps->layout.total, &ck.params);
+  }
   if (st == DRL_OK && run_rank(r) == 0) st = drl_checkpoint_write(path, &ck);
-  free(ck.params);
-  free(ck.m);
-  free(ck.v);
+  if (!in_place) {
+    free(ck.params);
+    free(ck.m);
+    free(ck.v);
+  }
   if (run_size(r) == 1) return st;
   /* Every rank learns whether rank 0 wrote it, so they all stop together when it could not. */
   int32_t code = st;
@@ -314,12 +337,14 @@ drl_status drl_run_load_weights(drl_run *r, const char *path) {
   struct stat sb;
   if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
     const drl_layout *lay = &r->ps->layout;
-    float *host = NULL;
-    DRL_TRY(drl_host_alloc((void **)&host, (size_t)lay->total * sizeof(float), "pretrained weights (host copy)"));
+    int cpu = r->dev.backend == DRL_BACKEND_CPU; /* read straight into the parameters: no second copy */
+    float *host = cpu ? r->ps->params : NULL;
+    if (!cpu)
+      DRL_TRY(drl_host_alloc((void **)&host, (size_t)lay->total * sizeof(float), "pretrained weights (host copy)"));
     drl_status st = drl_hf_read_weights(path, lay, r->model.cfg.tied_embeddings, host);
-    if (st == DRL_OK) st = drl_copy_to_device(&r->dev, r->ps->params, host, (size_t)lay->total * sizeof(float));
+    if (st == DRL_OK && !cpu) st = drl_copy_to_device(&r->dev, r->ps->params, host, (size_t)lay->total * sizeof(float));
     if (st == DRL_OK) st = drl_device_sync(&r->dev);
-    free(host);
+    if (!cpu) free(host);
     return st;
   }
   drl_checkpoint ck;

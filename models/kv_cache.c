@@ -56,13 +56,9 @@ static void carve_host(drl_kv_cache *c, drl_carve *h) {
   c->idx_host = (int32_t *)drl_carve_take(h, (size_t)c->idx_cap * sizeof(int32_t));
 }
 
-drl_status drl_kv_cache_create(drl_kv_cache *c, const drl_transformer *m, int B_max, int T_max) {
-  memset(c, 0, sizeof *c);
-  const drl_transformer_config *cf = &m->cfg;
-  if (B_max < 1 || T_max < 1 || T_max > cf->max_seq)
-    return DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_cache: %d slots x %d positions outside 1..max_seq %d", B_max, T_max,
-                    cf->max_seq);
-  c->dev = m->dev;
+/* The shape fields of c for cf, B_max slots of T_max positions on dev. */
+static void set_shape(drl_kv_cache *c, const drl_transformer_config *cf, const drl_device *dev, int B_max, int T_max) {
+  c->dev = *dev;
   c->n_layers = cf->n_layers;
   c->B_max = B_max;
   c->T_max = T_max;
@@ -72,8 +68,27 @@ drl_status drl_kv_cache_create(drl_kv_cache *c, const drl_transformer *m, int B_
   c->qk_norm = cf->qk_norm != 0;
   /* prefill needs 3 entries per copied position, decode 4 per row */
   c->idx_cap = 3 * (int64_t)B_max * T_max > 4 * (int64_t)B_max ? 3 * (int64_t)B_max * T_max : 4 * (int64_t)B_max;
+}
+
+int64_t drl_kv_cache_device_bytes(const drl_transformer_config *cf, const drl_device *dev, int B_max, int T_max) {
+  drl_kv_cache c;
+  memset(&c, 0, sizeof c);
+  set_shape(&c, cf, dev, B_max, T_max);
+  drl_carve sizing = {NULL, 0};
+  carve_device(&c, cf, &sizing);
+  return (int64_t)sizing.used;
+}
+
+drl_status drl_kv_cache_create(drl_kv_cache *c, const drl_transformer *m, int B_max, int T_max) {
+  memset(c, 0, sizeof *c);
+  const drl_transformer_config *cf = &m->cfg;
+  if (B_max < 1 || T_max < 1 || T_max > cf->max_seq)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "kv_cache: %d slots x %d positions outside 1..max_seq %d", B_max, T_max,
+                    cf->max_seq);
+  set_shape(c, cf, &m->dev, B_max, T_max);
   drl_carve sizing = {NULL, 0};
   carve_device(c, cf, &sizing);
+  c->device_bytes = (int64_t)sizing.used;
   drl_status st = drl_alloc(&c->dev, &c->block, sizing.used, "KV cache");
   if (st != DRL_OK) {
     memset(c, 0, sizeof *c);

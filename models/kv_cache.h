@@ -37,6 +37,7 @@ typedef struct drl_kv_cache {
   uint8_t *seen;      /* [B_max] host: duplicate-slot check */
   drl_moe_work moe;   /* MoE blocks' decode workspace for B_max rows (when the model has MoE blocks) */
   void *block;        /* the device allocation behind every device pointer above */
+  int64_t device_bytes; /* its size */
   void *host_block;   /* the host allocation behind every host pointer above */
 } drl_kv_cache;
 
@@ -45,6 +46,10 @@ drl_status drl_kv_cache_create(drl_kv_cache *c, const drl_transformer *m, int B_
 
 /* Frees everything; safe on a zeroed cache. */
 void drl_kv_cache_free(drl_kv_cache *c);
+
+/* The device bytes drl_kv_cache_create allocates for cf on dev with B_max slots x T_max positions (the cache and the
+ * decode workspace), without allocating them. */
+int64_t drl_kv_cache_device_bytes(const drl_transformer_config *cf, const drl_device *dev, int B_max, int T_max);
 
 /* Runs the prompts tokens [B, P] (host; left-padded: row b's first real token at row_start[b] < P, NULL = no padding)
  * through drl_transformer_forward, so prefill is exactly the training computation (it replaces the model's saved

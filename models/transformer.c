@@ -285,8 +285,11 @@ static drl_status rope_tables(const drl_transformer_config *c, float *cos_h, flo
 /* Host-side parameter initialisation, then one copy to the device. */
 static drl_status init_params(drl_transformer *m, uint64_t seed) {
   int64_t n = m->ps.layout.total;
-  float *host = NULL;
-  DRL_TRY(drl_host_alloc((void **)&host, (size_t)n * sizeof(float), "initial parameters (host copy)"));
+  if (seed == DRL_TRANSFORMER_NO_INIT) return drl_memset(&m->dev, m->ps.params, 0, (size_t)n * sizeof(float));
+  /* On the CPU the parameters are host memory already: filled in place, without a second copy of their size. */
+  int cpu = m->dev.backend == DRL_BACKEND_CPU;
+  float *host = cpu ? m->ps.params : NULL;
+  if (!cpu) DRL_TRY(drl_host_alloc((void **)&host, (size_t)n * sizeof(float), "initial parameters (host copy)"));
   drl_rng_stream s = {seed, 0, drl_rng_tag(DRL_RNG_INIT, DRL_UID_INIT_TRANSFORMER, 0)};
   drl_status st = drl_rng_fill_cpu(host, (uint64_t)n, s, 0, DRL_DIST_NORMAL);
   float resid_std = m->cfg.init_std / sqrtf(2.0f * (float)m->cfg.n_layers);
@@ -300,10 +303,50 @@ static drl_status init_params(drl_transformer *m, uint64_t seed) {
     float vec = is_bias ? 0.0f : 1.0f; /* vectors: norm gains 1, biases 0 */
     for (int64_t j = 0; j < count; ++j) host[t->offset + j] = t->shape[1] == 1 ? vec : host[t->offset + j] * std;
   }
-  if (st == DRL_OK) st = drl_copy_to_device(&m->dev, m->ps.params, host, (size_t)n * sizeof(float));
+  if (st == DRL_OK && !cpu) st = drl_copy_to_device(&m->dev, m->ps.params, host, (size_t)n * sizeof(float));
   if (st == DRL_OK) st = drl_device_sync(&m->dev);
-  free(host);
+  if (!cpu) free(host);
   return st;
+}
+
+/* The kernels' shared scratch of m's config, B_max and T_max on m's device. */
+static void size_scratch(drl_transformer *m) {
+  const drl_transformer_config *c = &m->cfg;
+  const drl_device *dev = &m->dev;
+  int D = drl_transformer_head_dim(c), rows = m->B_max * m->T_max;
+  m->lm_chunk_rows = rows < 256 ? rows : 256;
+  m->scratch_floats = max64(drl_attention_scratch_floats(dev, m->B_max, m->T_max, c->n_heads, c->n_kv_heads, D),
+                            max64(drl_rmsnorm_scratch_floats(dev, rows, c->d_model),
+                                  drl_lm_head_scratch_floats(dev, m->lm_chunk_rows, c->vocab)));
+  if (c->qk_norm) /* the per-head norms' backward: rows x heads rows of D (the k norm has fewer heads) */
+    m->scratch_floats = max64(m->scratch_floats, drl_rmsnorm_scratch_floats(dev, rows * c->n_heads, D));
+  m->scratch_floats = max64(m->scratch_floats, (int64_t)m->B_max * c->vocab); /* drl_transformer_logits_at */
+}
+
+drl_status drl_transformer_memory(const drl_transformer_config *cfg, const drl_device *dev, int B_max, int T_max,
+                                  drl_model_memory *mem) {
+  memset(mem, 0, sizeof *mem);
+  drl_layout layout;
+  DRL_TRY(drl_transformer_layout(cfg, &layout));
+  int64_t n = layout.total;
+  drl_layout_free(&layout);
+  drl_transformer m;
+  memset(&m, 0, sizeof m);
+  m.cfg = *cfg;
+  m.dev = *dev;
+  m.B_max = B_max;
+  m.T_max = T_max;
+  size_scratch(&m);
+  if (cfg->moe.experts > 0 && !(m.acts.moe = (drl_moe_work *)calloc((size_t)cfg->n_layers, sizeof(drl_moe_work))))
+    return DRL_FAIL(DRL_ERR_OOM, "out of host memory");
+  drl_carve sizing = {NULL, 0};
+  carve_acts(&m, &sizing, &m.acts);
+  free(m.acts.moe);
+  mem->params = mem->grads = n * (int64_t)sizeof(float);
+  mem->optimizer = 2 * n * (int64_t)sizeof(float);
+  mem->activations = (int64_t)sizing.used;
+  mem->rope = 2 * (int64_t)cfg->max_seq * (drl_transformer_head_dim(cfg) / 2) * (int64_t)sizeof(float);
+  return DRL_OK;
 }
 
 drl_status drl_transformer_create(drl_transformer *m, const drl_transformer_config *cfg, const drl_device *dev,
@@ -329,14 +372,7 @@ drl_status drl_transformer_create(drl_transformer *m, const drl_transformer_conf
   DRL_TRY(drl_params_create(&m->ps, dev, &layout, ""));
   const drl_transformer_config *c = &m->cfg;
   int D = drl_transformer_head_dim(c);
-  int rows = B_max * T_max;
-  m->lm_chunk_rows = rows < 256 ? rows : 256;
-  m->scratch_floats = max64(drl_attention_scratch_floats(dev, B_max, T_max, c->n_heads, c->n_kv_heads, D),
-                            max64(drl_rmsnorm_scratch_floats(dev, rows, c->d_model),
-                                  drl_lm_head_scratch_floats(dev, m->lm_chunk_rows, c->vocab)));
-  if (c->qk_norm) /* the per-head norms' backward: rows x heads rows of D (the k norm has fewer heads) */
-    m->scratch_floats = max64(m->scratch_floats, drl_rmsnorm_scratch_floats(dev, rows * c->n_heads, D));
-  m->scratch_floats = max64(m->scratch_floats, (int64_t)B_max * c->vocab); /* drl_transformer_logits_at */
+  size_scratch(m);
   drl_status st = DRL_OK;
   size_t table = (size_t)c->max_seq * (size_t)(D / 2) * sizeof(float);
   DRL_TRY_GOTO(drl_alloc(dev, (void **)&m->rope_cos, table, "RoPE cos table"));
@@ -365,6 +401,7 @@ drl_status drl_transformer_create(drl_transformer *m, const drl_transformer_conf
   {
     drl_carve sizing = {NULL, 0};
     carve_acts(m, &sizing, &m->acts);
+    m->act_bytes = (int64_t)sizing.used;
     DRL_TRY_GOTO(drl_alloc(dev, &m->act_block, sizing.used, "activations"));
     drl_carve real = {(char *)m->act_block, 0};
     carve_acts(m, &real, &m->acts);

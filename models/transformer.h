@@ -93,6 +93,7 @@ typedef struct drl_transformer {
   int has_row_start;             /* and whether it had left padding */
   int lm_chunk_rows;
   int64_t scratch_floats;
+  int64_t act_bytes;             /* the size of act_block */
   drl_grad_ready_fn grad_hook;   /* see drl_transformer_set_grad_hook */
   void *grad_hook_user;
   float *moe_bias, *moe_aux;     /* on dev, [L, E]: the balancing bias, an auxiliary loss's dL/ds_hat (MoE only) */
@@ -116,9 +117,20 @@ drl_status drl_transformer_layout(const drl_transformer_config *cfg, drl_layout 
 
 /* Creates the model on dev with activations for up to B_max x T_max tokens (T_max <= max_seq) and initialises the
  * parameters from seed (DRL_RNG_INIT streams addressed by flat index: N(0, init_std) matrices, residual output
- * projections scaled by 1/sqrt(2 L), norm gains 1, biases 0). */
+ * projections scaled by 1/sqrt(2 L), norm gains 1, biases 0); seed DRL_TRANSFORMER_NO_INIT leaves them 0, for a
+ * caller that loads pretrained weights next. */
+#define DRL_TRANSFORMER_NO_INIT UINT64_MAX
 drl_status drl_transformer_create(drl_transformer *model, const drl_transformer_config *cfg, const drl_device *dev,
                                   int B_max, int T_max, uint64_t seed);
+
+/* The bytes a model of cfg holds on dev for B_max x T_max tokens: the parameter, gradient and AdamW buffers (two
+ * moments), the activations with the kernels' scratch (what drl_transformer_create allocates as one block) and the
+ * RoPE tables. Allocates nothing on dev. */
+typedef struct drl_model_memory {
+  int64_t params, grads, optimizer, activations, rope;
+} drl_model_memory;
+drl_status drl_transformer_memory(const drl_transformer_config *cfg, const drl_device *dev, int B_max, int T_max,
+                                  drl_model_memory *mem);
 
 /* Frees everything the model holds; safe on a zeroed model. */
 void drl_transformer_free(drl_transformer *model);

@@ -30,6 +30,8 @@ fi
 nccl=$(python3 -c 'import os, nvidia.nccl as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null || true)
 export LD_LIBRARY_PATH="$libdir:/usr/local/cuda/lib64:/usr/local/cuda/lib${nccl:+:$nccl}:${LD_LIBRARY_PATH:-}"
 
+# The tests that read fixtures find them in this tree, not where the binaries were built.
+export DYNRL_SOURCE_DIR="$root"
 say() { echo "$*" | tee -a "$log"; }
 start=$SECONDS
 passed=0

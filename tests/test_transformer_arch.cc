@@ -14,6 +14,7 @@
 #include "transformer_arch.h"
 
 extern "C" {
+#include "models/kv_cache.h"
 #include "models/transformer.h"
 }
 
@@ -562,4 +563,34 @@ TEST(TransformerArch, ExplicitDefaultHeadDimChangesNothing) {
   EXPECT_EQ(0, memcmp(ma.ps.grads, mb.ps.grads, ma.ps.layout.total * sizeof(float)));
   drl_transformer_free(&ma);
   drl_transformer_free(&mb);
+}
+
+// The memory accounting (the memory table of docs/models.md) is what create allocates, for every feature and MoE.
+TEST(TransformerArch, MemoryAccountingIsWhatCreateAllocates) {
+  drl_device cpu = cpu_device();
+  for (int variant = 0; variant < 3; ++variant) {
+    drl_transformer_config c = tiny(variant == 0);
+    if (variant >= 1) enable_all_features(&c, 6, 5);
+    if (variant == 2) {
+      c.moe.experts = 4;
+      c.moe.top_k = 2;
+      c.moe.d_expert = 6;
+      c.moe.normalize = 1;
+      c.moe.route_scale = 1.0f;
+    }
+    drl_model_memory mem;
+    ASSERT_EQ(drl_transformer_memory(&c, &cpu, 3, 10, &mem), DRL_OK) << last_error();
+    drl_transformer m;
+    ASSERT_EQ(drl_transformer_create(&m, &c, &cpu, 3, 10, 1), DRL_OK) << last_error();
+    EXPECT_EQ(mem.params, m.ps.layout.total * 4) << variant;
+    EXPECT_EQ(mem.grads, mem.params);
+    EXPECT_EQ(mem.optimizer, 2 * mem.params);
+    EXPECT_EQ(mem.activations, m.act_bytes) << variant;
+    EXPECT_GT(mem.activations, 0);
+    drl_kv_cache kv;
+    ASSERT_EQ(drl_kv_cache_create(&kv, &m, 4, 12), DRL_OK) << last_error();
+    EXPECT_EQ(drl_kv_cache_device_bytes(&c, &cpu, 4, 12), kv.device_bytes) << variant;
+    drl_kv_cache_free(&kv);
+    drl_transformer_free(&m);
+  }
 }

@@ -22,6 +22,13 @@ extern "C" {
 
 inline std::string last_error() { return drl_last_error(); }
 
+// The source tree: DYNRL_SOURCE_DIR when set (scripts/gpu-suite.sh sets it: the test binaries travel to another
+// machine), else the tree they were built from.
+inline std::string source_dir() {
+  const char *e = getenv("DYNRL_SOURCE_DIR");
+  return e && *e ? std::string(e) : std::string(DRL_SOURCE_DIR);
+}
+
 // Runs f with the given OpenMP thread count, restoring the previous one.
 template <class F>
 inline void with_threads(int t, F f) {

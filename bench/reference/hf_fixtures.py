@@ -20,7 +20,11 @@ fp32 logits (attribute top1_vs_fp32).
 
     scripts/install-deps.sh --torch && .venv/bin/pip install transformers safetensors && \\
         .venv/bin/python bench/reference/hf_fixtures.py
+
+With --scale DIR it writes instead, not for committing, a random checkpoint of Qwen2.5-0.5B-Instruct's shapes
+(494M parameters, tied, bf16) into DIR for bench/hf_scale.sh; --scale-1.5b DIR the same for Qwen2.5-1.5B's shapes.
 """
+import argparse
 import os
 import shutil
 
@@ -112,7 +116,34 @@ def write_outputs(g, model, ps, reference_logits):
     return logits_all
 
 
+SCALE_SHAPES = {
+    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2),
+    "1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                 num_key_value_heads=2),
+}
+
+
+def write_scale(size, path):
+    cfg = Qwen2Config(vocab_size=151936, max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
+                      tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645, **SCALE_SHAPES[size])
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(cfg).to(torch.bfloat16)
+    model.save_pretrained(path, safe_serialization=True)
+    print("wrote %s: %d parameters" % (path, sum(p.numel() for p in model.parameters())))
+
+
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", metavar="DIR")
+    ap.add_argument("--scale-1.5b", dest="scale15", metavar="DIR")
+    args = ap.parse_args()
+    if args.scale or args.scale15:
+        if args.scale:
+            write_scale("0.5b", args.scale)
+        if args.scale15:
+            write_scale("1.5b", args.scale15)
+        return
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1234)
     if os.path.isdir(out_dir):
