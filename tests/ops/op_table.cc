@@ -1948,10 +1948,12 @@ std::vector<OpEntry> build_table() {
         large("NaN and infinities", [=] { return silu_backward_case(5, false, nonfinite); })}});
   {
     // Columns below, at and above the 32-column blocks, rows below, at and above the 128-row tiles, a long tail of
-    // rows (100000 = 781 tiles + 32), a wide short matrix; then the training step's hidden layer.
-    const std::pair<int64_t, int> small_shapes[] = {{1, 1}, {7, 3}, {129, 33}, {3, 100}, {300, 65}};
+    // rows (100000 = 781 tiles + 32), a wide short matrix; then the training step's hidden layer; then Qwen2's q/k/v
+    // biases (14 heads x 64 = 896, 2 kv heads x 64 = 128) over a batch of tokens.
+    const std::pair<int64_t, int> small_shapes[] = {{1, 1}, {7, 3}, {129, 33}, {3, 100}, {300, 65}, {37, 896}};
     const std::pair<int64_t, int> large_shapes[] = {{128, 32},   {1000, 65},  {4097, 256},     {3, 1000},
-                                                    {100000, 2}, {kRows, 67}, {kRows, kHidden}};
+                                                    {100000, 2}, {kRows, 67}, {kRows, kHidden}, {8192, 896},
+                                                    {8192, 128}};
     OpEntry add{"bias_add", {}}, bwd{"bias_backward", {}};
     uint32_t seed = 1;
     for (auto [rows, cols] : small_shapes) {
@@ -1983,8 +1985,9 @@ std::vector<OpEntry> build_table() {
   // ---- RMSNorm
   {
     OpEntry fwd{"rmsnorm_forward", {}}, bwd{"rmsnorm_backward", {}};
-    const std::pair<int, int> small_shapes[] = {{1, 1}, {3, 31}, {37, 100}, {65, 64}};
-    const std::pair<int, int> large_shapes[] = {{4096, 768}, {1001, 100}};
+    // The last two of each: Qwen3's per-head q/k norms, rows x heads rows of head_dim (128; 16 in the fixtures).
+    const std::pair<int, int> small_shapes[] = {{1, 1}, {3, 31}, {37, 100}, {65, 64}, {37 * 4, 16}, {9 * 16, 128}};
+    const std::pair<int, int> large_shapes[] = {{4096, 768}, {1001, 100}, {4096 * 16, 128}, {4096 * 8, 128}};
     for (auto [N, C] : small_shapes) {
       std::string l = "N=" + std::to_string(N) + " C=" + std::to_string(C);
       fwd.shapes.push_back(small(l, [=] { return rmsnorm_forward_case(N, C, 6); }));
