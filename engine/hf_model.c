@@ -12,6 +12,7 @@
 #include "data/atomic_file.h"
 #include "data/safetensors.h"
 #include "engine/config.h"
+#include "engine/model_config.h"
 
 /* ---- names ---- */
 
@@ -299,19 +300,9 @@ drl_status drl_hf_import(const char *hf_dir, const char *out_h5) {
 static drl_status own_policy_config(const char *ckpt, const drl_checkpoint *ck, drl_hf_config *hc) {
   drl_config cfg;
   DRL_TRY(drl_config_load_string(&cfg, ck->config_yaml ? ck->config_yaml : "", ckpt));
-  const drl_config_model *mc = &cfg.model;
-  drl_transformer_config tc = {.vocab = ck->layout.count > 0 ? (int)ck->layout.tensors[0].shape[0] : 0,
-                               .d_model = mc->d_model,
-                               .n_layers = mc->n_layers,
-                               .n_heads = mc->n_heads,
-                               .n_kv_heads = mc->n_kv_heads,
-                               .d_ff = mc->d_ff,
-                               .max_seq = mc->max_seq,
-                               .tied_embeddings = mc->tied_embeddings,
-                               .rope_theta = (float)mc->rope_theta,
-                               .init_std = (float)mc->init_std,
-                               .norm_eps = (float)mc->norm_eps};
-  int moe = mc->ffn == DRL_CFG_FFN_MOE;
+  drl_transformer_config tc;
+  drl_model_config(&cfg, ck->layout.count > 0 ? (int)ck->layout.tensors[0].shape[0] : 0, &tc);
+  int moe = cfg.model.ffn == DRL_CFG_FFN_MOE;
   drl_config_free(&cfg);
   if (moe) return DRL_FAIL(DRL_ERR_UNSUPPORTED, "%s: an MoE policy has no Hugging Face form in dynrl", ckpt);
   drl_hf_config_from_model(&tc, hc);

@@ -14,6 +14,7 @@
 #include "engine/evaluate.h"
 #include "engine/flow_policy.h"
 #include "engine/log.h"
+#include "engine/model_config.h"
 #include "engine/sft.h"
 #include "kernels/nvtx.h"
 #include "kernels/philox.h"
@@ -102,23 +103,8 @@ static drl_status make_model(drl_run *r, int B_max) {
   if (mc->vocab_size != 0 && mc->vocab_size < vocab)
     return DRL_FAIL(DRL_ERR_CONFIG, "model.vocab_size = %d is smaller than the dataset's vocabulary (%d)",
                     mc->vocab_size, vocab);
-  drl_transformer_config tc = {.vocab = mc->vocab_size ? mc->vocab_size : vocab,
-                               .d_model = mc->d_model,
-                               .n_layers = mc->n_layers,
-                               .n_heads = mc->n_heads,
-                               .n_kv_heads = mc->n_kv_heads,
-                               .d_ff = mc->d_ff,
-                               .max_seq = mc->max_seq,
-                               .tied_embeddings = mc->tied_embeddings,
-                               .rope_theta = (float)mc->rope_theta,
-                               .init_std = (float)mc->init_std,
-                               .norm_eps = (float)mc->norm_eps};
-  if (mc->ffn == DRL_CFG_FFN_MOE) {
-    const drl_config_moe *e = &r->cfg->moe;
-    drl_moe_config moe = {e->experts, e->top_k,    e->d_expert ? e->d_expert : mc->d_ff / e->top_k,
-                          e->shared_d_ff, e->first_layer, e->normalize, (float)e->route_scale};
-    tc.moe = moe;
-  }
+  drl_transformer_config tc;
+  drl_model_config(r->cfg, mc->vocab_size ? mc->vocab_size : vocab, &tc);
   DRL_TRY(drl_transformer_create(&r->model, &tc, &r->dev, B_max, mc->max_seq, r->cfg->run.seed));
   r->ps = &r->model.ps;
   log_memory(r);
