@@ -6,7 +6,7 @@
 set -euo pipefail
 
 pkgs=(cmake make gcc g++ pkg-config libopenblas-dev libopenblas-openmp-dev libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin
-      libyaml-dev libjansson-dev libgtest-dev
+      libyaml-dev libjansson-dev libpcre2-dev libutf8proc-dev libgtest-dev
       # the fuzz preset (scripts/fuzz.sh): clang, its libFuzzer and sanitizer runtimes, OpenMP for clang, symbolizer
       clang libclang-rt-14-dev libomp-dev llvm)
 
