@@ -183,6 +183,21 @@ static drl_status check_floats(const drl_h5_file *f, const char *name, int64_t n
   return DRL_OK;
 }
 
+drl_status drl_checkpoint_read_provenance(const char *path, drl_checkpoint *ck) {
+  memset(ck, 0, sizeof *ck);
+  drl_h5_file f;
+  DRL_TRY(drl_h5_open_read(path, &f));
+  int64_t version = 0;
+  drl_status st = drl_h5_read_attr_int64(&f, "/", "format_version", &version);
+  if (st == DRL_OK && version != DRL_CHECKPOINT_FORMAT_VERSION)
+    st = DRL_FAIL(DRL_ERR_FORMAT, "%s: checkpoint format version %lld, this dynrl reads version %d", path,
+                  (long long)version, DRL_CHECKPOINT_FORMAT_VERSION);
+  if (st == DRL_OK) st = read_hf(&f, ck);
+  drl_h5_close(&f);
+  if (st != DRL_OK) drl_checkpoint_free(ck);
+  return st;
+}
+
 drl_status drl_checkpoint_read(const char *path, const drl_layout *expect, drl_checkpoint *ck) {
   memset(ck, 0, sizeof *ck);
   drl_h5_file f;

@@ -152,7 +152,7 @@ drl_status drl_hf_source_open(const char *path, drl_hf_source *s, int *found) {
     if (!f) return DRL_OK; /* nothing there: the caller names what it wanted */
     fclose(f);
     drl_checkpoint ck;
-    DRL_TRY(drl_checkpoint_read(path, NULL, &ck));
+    DRL_TRY(drl_checkpoint_read_provenance(path, &ck));
     if (!ck.hf_config) {
       drl_checkpoint_free(&ck);
       return DRL_OK;

@@ -294,3 +294,30 @@ TEST_F(HfModelTest, TrainingStartsFromTheDirectoryOrItsPolicyFile) {
   drl_checkpoint_free(&a);
   drl_checkpoint_free(&b);
 }
+
+// The provenance group: read on its own without the parameters, and a config.json that does not hash to the recorded
+// value is refused.
+TEST_F(HfModelTest, ProvenanceReadsAloneAndItsHashIsChecked) {
+  drl_checkpoint ck;
+  std::memset(&ck, 0, sizeof ck);
+  ck.layout = lay_;
+  ck.params = params_.data();
+  std::string text = "{\"model_type\": \"llama\"}";
+  ck.hf_config = &text[0];
+  std::snprintf(ck.hf_model_type, sizeof ck.hf_model_type, "llama");
+  std::snprintf(ck.hf_source, sizeof ck.hf_source, "somewhere");
+  drl_fnv1a64_hex(text.data(), text.size(), ck.hf_config_hash);
+  ASSERT_EQ(drl_checkpoint_write(path("ok.h5").c_str(), &ck), DRL_OK) << last_error();
+  std::snprintf(ck.hf_config_hash, sizeof ck.hf_config_hash, "0123456789abcdef");
+  ASSERT_EQ(drl_checkpoint_write(path("bad.h5").c_str(), &ck), DRL_OK) << last_error();
+  drl_checkpoint got;
+  ASSERT_EQ(drl_checkpoint_read_provenance(path("ok.h5").c_str(), &got), DRL_OK) << last_error();
+  EXPECT_EQ(got.params, nullptr) << "the parameters are not read";
+  ASSERT_NE(got.hf_config, nullptr);
+  EXPECT_EQ(std::string(got.hf_config), text);
+  EXPECT_STREQ(got.hf_source, "somewhere");
+  drl_checkpoint_free(&got);
+  EXPECT_EQ(drl_checkpoint_read_provenance(path("bad.h5").c_str(), &got), DRL_ERR_FORMAT);
+  EXPECT_ERROR_HAS("its config_hash attribute says 0123456789abcdef");
+  EXPECT_EQ(drl_checkpoint_read(path("bad.h5").c_str(), nullptr, &got), DRL_ERR_FORMAT);
+}
