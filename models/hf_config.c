@@ -1,13 +1,11 @@
 /* Hugging Face config.json <-> drl_transformer_config (hf_config.h). */
 #include "hf_config.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 /* ---- typed reads: a wrong type is an error naming the key; an absent key keeps the default ---- */
 
@@ -238,31 +236,6 @@ drl_status drl_hf_config_parse(const char *name, const char *text, size_t len, d
   if (st != DRL_OK) drl_fail_context(st, "%s", name);
 done:
   json_decref(r.root);
-  return st;
-}
-
-drl_status drl_hf_config_load(const char *path, drl_hf_config *c) {
-  char file[4200];
-  struct stat sb;
-  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(file, sizeof file, "%s/config.json", path);
-  else snprintf(file, sizeof file, "%s", path);
-  FILE *f = fopen(file, "rb");
-  if (!f) return DRL_FAIL(DRL_ERR_IO, "%s: cannot open: %s", file, strerror(errno));
-  char *text = NULL;
-  size_t len = 0;
-  if (fseek(f, 0, SEEK_END) == 0) {
-    long n = ftell(f);
-    if (n >= 0 && n < (64L << 20) && fseek(f, 0, SEEK_SET) == 0 && (text = (char *)malloc((size_t)n + 1)))
-      len = fread(text, 1, (size_t)n, f);
-  }
-  int bad = !text || ferror(f);
-  fclose(f);
-  if (bad) {
-    free(text);
-    return DRL_FAIL(DRL_ERR_IO, "%s: cannot read (or larger than 64 MiB)", file);
-  }
-  drl_status st = drl_hf_config_parse(file, text, len, c);
-  free(text);
   return st;
 }
 

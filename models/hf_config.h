@@ -31,9 +31,6 @@ typedef struct drl_hf_config {
 /* Parses config.json text (named `name` in messages) into c. */
 drl_status drl_hf_config_parse(const char *name, const char *text, size_t len, drl_hf_config *c);
 
-/* Reads and parses the file at path (a config.json, or a directory holding one). */
-drl_status drl_hf_config_load(const char *path, drl_hf_config *c);
-
 /* The config.json of c (caller frees *json): architectures, model_type, the sizes, RoPE at the top level (rope_theta,
  * rope_scaling; read by transformers v4 and v5 and by vLLM), the token ids and torch_dtype. */
 drl_status drl_hf_config_to_json(const drl_hf_config *c, char **json);
