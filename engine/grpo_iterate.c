@@ -64,7 +64,7 @@ drl_status drl_grpo_iterate_roll_out(drl_grpo_iteration *g, drl_run *r, int64_t 
   uint64_t first_rollout = (uint64_t)(g->first_shard + j) * (uint64_t)g->n * (uint64_t)g->G;
   drl_rollout_params rp = {g->G,         c->max_new_tokens,          (float)c->temperature, c->top_k,
                            (float)c->top_p, drl_vocab_eos(r->data.vocab), r->cfg->run.seed,     (uint32_t)step,
-                           0,            first_rollout};
+                           0,            first_rollout,               NULL,                  0};
   drl_rollout_batch *b = &g->rollouts[j];
   DRL_TRY(drl_rollout_generate(&g->sampler, &r->model, shard_prompts(g, j), shard_offsets(g, j), n, &rp, b));
   drl_grpo_update_batch v = {n, g->G, b->T, b->tokens, b->row_start, b->mask, shard_rewards(g, j)};

@@ -106,6 +106,12 @@ static drl_status check_params(const drl_rollout *r, const drl_rollout_params *p
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: top_p %g outside (0, 1] (1 = off)", (double)p->top_p);
   if (p->eos < 0 || p->eos >= r->V)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: eos id %d outside the sampled vocabulary [0, %d)", p->eos, r->V);
+  if (p->n_stop < 0 || (p->n_stop > 0 && !p->stop_ids))
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: %d stop ids at %p", p->n_stop, (const void *)p->stop_ids);
+  for (int i = 0; i < p->n_stop; ++i)
+    if (p->stop_ids[i] < 0 || p->stop_ids[i] >= r->V)
+      return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: stop id %d outside the sampled vocabulary [0, %d)",
+                      p->stop_ids[i], r->V);
   uint64_t rows = (uint64_t)n_prompts * (uint64_t)p->group_size;
   if (p->first_rollout > (UINT64_C(1) << (64 - RESPONSE_BITS)) - rows)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: first_rollout %llu leaves no room for %llu rollouts below 2^%d",
@@ -133,6 +139,14 @@ static drl_status check_prompts(const drl_rollout *r, const int32_t *tokens, con
 
 /* Samples the next token of every active row from its logits row and records it at column t. Rows are independent:
  * the thread count changes nothing. Non-finite logits mark the row in r->bad. */
+/* Whether token ends a response: eos or one of the stop ids. */
+static int ends_response(const drl_rollout_params *p, int32_t token) {
+  if (token == p->eos) return 1;
+  for (int i = 0; i < p->n_stop; ++i)
+    if (token == p->stop_ids[i]) return 1;
+  return 0;
+}
+
 static void sample_step(drl_rollout *r, const drl_rollout_params *p, drl_rollout_batch *out, int n_active, int s) {
   const int V = r->V, T = out->T, t = out->P + s;
   const uint32_t tag = drl_rng_tag(DRL_RNG_ROLLOUT, p->uid, 0);
@@ -222,7 +236,7 @@ drl_status drl_rollout_generate(drl_rollout *r, drl_transformer *m, const int32_
     /* Rows that emitted EOS leave the batch; the rest keep their order (and their cache slots). */
     int kept = 0;
     for (int a = 0; a < n_active; ++a)
-      if (r->tokens_in[a] != p->eos) {
+      if (!ends_response(p, r->tokens_in[a])) {
         r->active[kept] = r->active[a];
         r->tokens_in[kept] = r->tokens_in[a];
         ++kept;

@@ -43,6 +43,8 @@ typedef struct drl_rollout_params {
   uint32_t step;          /* training step: the stream's counter word */
   uint32_t uid;           /* rank or uid, in the stream tag (16 bits) */
   uint64_t first_rollout; /* global index of this batch's first rollout */
+  const int32_t *stop_ids; /* n_stop more ids that end a response like eos (a model's other EOS ids); may be NULL */
+  int n_stop;
 } drl_rollout_params;
 
 /* One batch of rollouts, host memory owned by the struct (grown by drl_rollout_generate, freed by

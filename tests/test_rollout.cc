@@ -71,6 +71,8 @@ drl_rollout_params params(int G, int max_new, int eos) {
   p.step = 0;
   p.uid = 0;
   p.first_rollout = 0;
+  p.stop_ids = nullptr;
+  p.n_stop = 0;
   return p;
 }
 
@@ -344,6 +346,40 @@ TEST(Rollout, NeverSamplesPaddingIds) {
   drl_rollout_params bad = params(G, max_new, 12);
   EXPECT_EQ(s.run(pr, bad), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("eos id 12");
+}
+
+// A model's other EOS ids (generation_config.json lists several) end a response like eos: the greedy continuation
+// stops at the first of them, which stays the response's last token, and eos pads the rest.
+TEST(Rollout, StopsOnAnyEosId) {
+  drl_transformer_config c = small_config();
+  const int G = 1, max_new = 6;
+  Prompts pr = random_prompts({4, 3}, c.vocab, 31);
+  Sampler s(c, pr.n() * G, 4 + max_new);
+  drl_rollout_params p = params(G, max_new, 0);
+  p.top_k = 1;
+  std::vector<int> used(c.vocab, 0);
+  for (int unused_eos = 0; unused_eos < 2; ++unused_eos) {  // find an eos the greedy continuation never emits
+    ASSERT_EQ(s.run(pr, p), DRL_OK);
+    for (int r = 0; r < s.batch.rows; ++r)
+      for (int t = s.batch.P; t < s.batch.P + s.batch.response_len[r]; ++t) used[s.batch.tokens[(size_t)r * s.batch.T + t]] = 1;
+    for (int v = 0; v < c.vocab; ++v)
+      if (!used[v]) p.eos = v;
+  }
+  ASSERT_EQ(s.run(pr, p), DRL_OK);
+  ASSERT_EQ(s.batch.response_len[0], max_new) << "this eos never stops the greedy continuation";
+  std::vector<int32_t> full(s.batch.tokens + s.batch.P, s.batch.tokens + s.batch.P + max_new);
+  const int32_t stop = full[2];  // the third greedy token of the first prompt
+  int first = 0;
+  while (full[first] != stop) ++first;
+  p.stop_ids = &stop;
+  p.n_stop = 1;
+  ASSERT_EQ(s.run(pr, p), DRL_OK) << drl_last_error();
+  EXPECT_EQ(s.batch.response_len[0], first + 1);
+  EXPECT_EQ(s.batch.tokens[s.batch.P + first], stop);
+  for (int t = s.batch.P + first + 1; t < s.batch.T; ++t) EXPECT_EQ(s.batch.tokens[t], p.eos) << "padded with eos";
+  const int32_t bad = c.vocab;
+  p.stop_ids = &bad;
+  EXPECT_EQ(s.run(pr, p), DRL_ERR_INVALID_ARG);
 }
 
 TEST(Rollout, LayoutMaskEosAndPadding) {
