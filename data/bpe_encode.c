@@ -13,11 +13,33 @@
 #define CACHE_MAX_PIECE 256
 #define CACHE_MAX_IDS (1 << 20)
 
+/* Code points that NFC never changes and that never combine with a neighbour (NFC_Quick_Check = Yes and canonical
+ * combining class 0): Latin below the combining marks, general punctuation but for the two singletons U+2000/2001,
+ * kana without the combining sound marks, CJK ideographs (not the compatibility ones), Hangul syllables, emoji. A text
+ * made only of them is NFC, so the common case skips utf8proc. */
+static int nfc_inert(uint32_t cp) {
+  static const uint32_t kRanges[][2] = {{0x0000, 0x02FF},   {0x2002, 0x206F},   {0x3041, 0x3096},
+                                        {0x309B, 0x30FF},   {0x3400, 0x4DBF},   {0x4E00, 0x9FFF},
+                                        {0xAC00, 0xD7A3},   {0xFE0F, 0xFE0F},   {0x1F1E6, 0x1F1FF},
+                                        {0x1F300, 0x1FAFF}};
+  for (size_t i = 0; i < sizeof kRanges / sizeof kRanges[0]; ++i)
+    if (cp >= kRanges[i][0] && cp <= kRanges[i][1]) return 1;
+  return 0;
+}
+
 drl_status drl_bpe_nfc(const char *s, int64_t n, char **out, int64_t *out_len) {
   *out = NULL, *out_len = n;
-  /* Every code point below U+0300 (lead bytes below 0xCC) is NFC on its own and composes with nothing before it. */
   int64_t i = 0;
-  while (i < n && (unsigned char)s[i] < 0xCC) ++i;
+  while (i < n) {
+    if ((unsigned char)s[i] < 0x80) {
+      ++i;
+      continue;
+    }
+    uint32_t cp;
+    int k = drl_utf8_char((const uint8_t *)s + i, (size_t)(n - i), &cp);
+    if (k == 0 || !nfc_inert(cp)) break;
+    i += k;
+  }
   if (i == n) return DRL_OK;
   utf8proc_uint8_t *dst = NULL;
   utf8proc_ssize_t m = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst,

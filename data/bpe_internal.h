@@ -40,7 +40,8 @@ typedef struct drl_bpe {
   int n_re;
   int32_t *prefix, *suffix; /* the post-processor's ids around a single sequence */
   int32_t n_prefix, n_suffix;
-  /* decoding: the bytes of id i are bytes[off[i] .. off[i + 1]); flags: DRL_TOKEN_* | BPE_TOKEN_PRESENT */
+  /* decoding: the bytes of id i are bytes[off[i] .. off[i + 1]); flags: DRL_TOKEN_ADDED, DRL_TOKEN_SPECIAL,
+   * BPE_TOKEN_PRESENT */
   uint8_t *bytes;
   int64_t *off;
   uint8_t *flags;

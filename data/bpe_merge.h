@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "data/tokenizer.h"
+#include "data/text_buf.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -7,30 +7,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "data/text_buf.h"
 #include "kernels/status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* A growable id array: encode empties it, then appends. Free with drl_ids_free. */
-typedef struct drl_ids {
-  int32_t *v;
-  int64_t n, cap;
-} drl_ids;
-
-/* A growable NUL-terminated byte string: decode empties it; the stream functions append. Free with drl_text_free. */
-typedef struct drl_text {
-  char *s;
-  int64_t n, cap;
-} drl_text;
-
-void drl_ids_free(drl_ids *ids);
-void drl_text_free(drl_text *t);
-/* Appends n bytes (keeps the NUL terminator). */
-drl_status drl_text_append(drl_text *t, const void *bytes, int64_t n);
-/* Appends one id. */
-drl_status drl_ids_push(drl_ids *ids, int32_t id);
 
 /* What decoding needs of one id: its bytes, and the flags below. */
 enum {
@@ -44,7 +26,8 @@ typedef struct drl_tokenizer_ops {
   int32_t (*vocab_size)(const void *impl);
   /* The id of the token whose text is exactly token[0..len), or -1. */
   int32_t (*token_id)(const void *impl, const char *token, size_t len);
-  /* The bytes id decodes to and its DRL_TOKEN_* flags; DRL_ERR_INVALID_ARG when id has no token. */
+  /* The bytes id decodes to and its flags (DRL_TOKEN_ADDED, DRL_TOKEN_SPECIAL); DRL_ERR_INVALID_ARG when id has
+   * no token. */
   drl_status (*token_bytes)(const void *impl, int32_t id, const uint8_t **bytes, int64_t *len, int *flags);
   /* Encodes text[0..len) into out (emptied first); add_special adds the post-processor's tokens. */
   drl_status (*encode)(void *impl, const char *text, int64_t len, int add_special, drl_ids *out);
