@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/vocab.h"
+#include "data/tokenizer.h"
 #include "engine/config.h"
 #include "engine/grpo_iterate.h"
 #include "engine/run.h"
@@ -59,7 +59,23 @@ const char *drl_engine_vocab(const drl_engine *e) { return e ? e->run.data.vocab
 
 drl_status drl_engine_encode(const drl_engine *e, const char *text, int32_t *ids, int64_t cap, int64_t *n) {
   DRL_TRY(need(e, "engine"));
-  return drl_vocab_encode(e->run.data.vocab, text, ids, cap, n);
+  DRL_TRY(need(text, "text"));
+  DRL_TRY(need(n, "n"));
+  if (cap < 0 || (cap > 0 && !ids)) return DRL_FAIL(DRL_ERR_INVALID_ARG, "encode: bad output buffer (cap %lld)",
+                                                    (long long)cap);
+  drl_tokenizer tok;
+  DRL_TRY(drl_tokenizer_char(e->run.data.vocab, &tok));
+  drl_ids out = {0};
+  drl_status st = drl_tokenizer_encode(&tok, text, (int64_t)strlen(text), 1, &out);
+  *n = st == DRL_OK ? out.n : 0;
+  if (st == DRL_OK) {
+    if (cap > 0 && out.n > 0) memcpy(ids, out.v, (size_t)(out.n < cap ? out.n : cap) * sizeof *ids);
+    if (out.n > cap)
+      st = DRL_FAIL(DRL_ERR_INVALID_ARG, "encode: %lld tokens do not fit in a buffer of %lld", (long long)out.n,
+                    (long long)cap);
+  }
+  drl_ids_free(&out);
+  return st;
 }
 
 drl_status drl_engine_generate(drl_engine *e, const int32_t *tokens, const int64_t *offsets, int n_prompts,

@@ -4,7 +4,8 @@
 # non-zero when any target finds a crash, leak, timeout or out-of-memory; prints libFuzzer's final stats per target.
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]
 #   SECONDS_PER_TARGET  default 60
-#   TARGET              default: fuzz_config fuzz_cli fuzz_dataset fuzz_checkpoint fuzz_safetensors fuzz_prompt_jsonl; also fuzz_dataset_raw and
+#   TARGET              default: fuzz_config fuzz_cli fuzz_dataset fuzz_checkpoint fuzz_safetensors fuzz_prompt_jsonl
+#                       fuzz_tokenizer_json fuzz_tokenizer_encode; also fuzz_dataset_raw and
 #                       fuzz_checkpoint_raw (mutated bytes of real files: they reach libhdf5's own parser)
 #   FUZZ_JOBS           targets run at the same time (default: the number of cores)
 # A finding is kept in build/fuzz/findings/TARGET/ (crash-*, leak-*, timeout-*, oom-*): minimise it with
@@ -16,7 +17,8 @@ cd "$root"
 secs=${1:-60}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_config fuzz_cli fuzz_dataset fuzz_checkpoint fuzz_safetensors fuzz_prompt_jsonl)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_config fuzz_cli fuzz_dataset fuzz_checkpoint fuzz_safetensors fuzz_prompt_jsonl
+                                    fuzz_tokenizer_json fuzz_tokenizer_encode)
 jobs=${FUZZ_JOBS:-$(nproc)}
 
 cmake --preset fuzz >/dev/null
