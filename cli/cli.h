@@ -21,6 +21,9 @@ typedef struct cli_args {
   char log_level[64];              /* train: --log-level LEVEL as the override "run.log_level=LEVEL" */
   const char *task, *out;          /* data gen: --task and -o; sample, import, export: -o; export: the dtype */
   long long n, seed, size, steps;  /* data gen: --n --seed --size; sample: --n --steps --seed; export: --shard-mb */
+  const char *tokenizer, *template_name; /* data import: --tokenizer, --template */
+  long long max_prompt;            /* data import: --max-prompt-tokens */
+  int drop_long;                   /* data import: --drop-long */
 } cli_args;
 
 typedef struct cli_verb {

@@ -1,4 +1,5 @@
-/* dynrl data gen|info: write a built-in task's dataset file, or summarise and validate one. */
+/* dynrl data gen|import|info: write a built-in task's dataset file, import a JSONL prompt set, or summarise and
+ * validate a file. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,14 +8,21 @@
 #include "data/dataset.h"
 #include "data/task.h"
 #include "data/vocab.h"
+#include "engine/text_import.h"
 
 static const char usage[] =
     "usage: dynrl data gen --task TASK --n N [--seed S] [--size K] -o FILE.h5\n"
+    "       dynrl data import PROMPTS.jsonl --tokenizer MODEL_DIR [--template raw] [--max-prompt-tokens N]\n"
+    "                         [--drop-long] -o FILE.h5\n"
     "       dynrl data info FILE.h5\n"
     "\n"
     "gen   writes N examples of a built-in task (add, sort, keyfork), deterministic from the seed (default 1234);\n"
     "      --size: most digits per operand for add (1..9, default 3), string length for sort (1..32, default 6),\n"
     "      number of distinct prompts for keyfork (1..100, default 32); 0 or absent: the task default.\n"
+    "import encodes a JSONL prompt set (one object per line: \"prompt\" or \"prompt_ids\", \"answer\"; docs/text.md)\n"
+    "      with the tokenizer.json of a model directory into a text prompt set (task text: the ids, the answers as\n"
+    "      text and as tokens ending with the model's EOS, the template, the tokenizer's hash). A prompt longer than\n"
+    "      --max-prompt-tokens is an error naming its line, or with --drop-long is dropped and counted.\n"
     "info  validates a dataset file and prints its task, vocabulary, sizes and first examples.\n";
 
 static int parse_gen(int argc, char **argv, cli_args *a) {
@@ -37,8 +45,48 @@ static int parse_gen(int argc, char **argv, cli_args *a) {
   return CLI_OK;
 }
 
+static int parse_import(int argc, char **argv, cli_args *a) {
+  const char *max_text = "0";
+  a->template_name = "raw";
+  for (int i = 2; i < argc; ++i) {
+    const char *names[] = {"--tokenizer", "--template", "--max-prompt-tokens", "-o"};
+    const char **slots[] = {&a->tokenizer, &a->template_name, &max_text, &a->out};
+    int matched = 0;
+    for (int k = 0; k < 4 && !matched; ++k) {
+      matched = cli_option(argc, argv, &i, names[k], slots[k]);
+      if (matched < 0) return cli_usage_error(&cli_verb_data, "%s needs a value", names[k]);
+    }
+    if (matched) continue;
+    if (strcmp(argv[i], "--drop-long") == 0) {
+      a->drop_long = 1;
+      continue;
+    }
+    if (argv[i][0] == '-' || a->file) return cli_usage_error(&cli_verb_data, "unexpected argument '%s'", argv[i]);
+    a->file = argv[i];
+  }
+  if (!a->file || !a->tokenizer || !a->out)
+    return cli_usage_error(&cli_verb_data, "import needs PROMPTS.jsonl, --tokenizer and -o");
+  if (cli_parse_i64(max_text, 0, INT32_MAX, &a->max_prompt))
+    return cli_usage_error(&cli_verb_data, "--max-prompt-tokens must be >= 0");
+  return CLI_OK;
+}
+
+static int import_prompts(const cli_args *a) {
+  if (cli_make_parent_dirs(a->out)) return CLI_FAILED;
+  drl_text_import_options o = {a->template_name, (int)a->max_prompt, a->drop_long};
+  drl_text_import_stats s;
+  if (drl_text_import(a->file, a->tokenizer, &o, a->out, &s) != DRL_OK) return cli_fail(a->file);
+  printf("wrote %lld prompts (longest %lld tokens; %lld dropped as too long) to %s\n", (long long)s.written,
+         (long long)s.longest_prompt, (long long)s.dropped, a->out);
+  return CLI_OK;
+}
+
 static int parse_data(int argc, char **argv, cli_args *a) {
   memset(a, 0, sizeof *a);
+  if (argc >= 2 && strcmp(argv[1], "import") == 0) {
+    a->sub = argv[1];
+    return parse_import(argc, argv, a);
+  }
   if (argc >= 2 && strcmp(argv[1], "gen") == 0) {
     a->sub = argv[1];
     return parse_gen(argc, argv, a);
@@ -90,8 +138,17 @@ static void print_lengths(const char *label, const drl_token_seqs *s) {
 static int info(const char *path) {
   drl_dataset ds;
   if (drl_dataset_read(path, &ds) != DRL_OK) return cli_fail(path);
-  printf("file     %s\ntask     %s\nformat   %d\nvocab    \"%s\" (%zu tokens)\n", path, ds.task,
-         (int)ds.format_version, ds.vocab, strlen(ds.vocab));
+  printf("file     %s\ntask     %s\nformat   %d\n", path, ds.task, (int)ds.format_version);
+  if (drl_dataset_is_text(&ds)) {
+    printf("tokens   %d ids (tokenizer %s), template %s\n", (int)ds.vocab_size, ds.tokenizer_hash, ds.template_name);
+    print_lengths("prompts", &ds.prompts);
+    for (int64_t i = 0; i < ds.prompts.n && i < 3; ++i)
+      printf("  answer[%lld] %.*s\n", (long long)i, (int)(ds.answer_text_offsets[i + 1] - ds.answer_text_offsets[i]),
+             ds.answer_text + ds.answer_text_offsets[i]);
+    drl_dataset_free(&ds);
+    return CLI_OK;
+  }
+  printf("vocab    \"%s\" (%zu tokens)\n", ds.vocab, strlen(ds.vocab));
   print_lengths("prompts", &ds.prompts);
   if (ds.answers.n) print_lengths("answers", &ds.answers);
   for (int64_t i = 0; i < ds.prompts.n && i < 3; ++i) {
@@ -106,6 +163,7 @@ static int run_data(int argc, char **argv) {
   cli_args args;
   int rc = parse_data(argc, argv, &args);
   if (rc != CLI_OK) return rc;
+  if (strcmp(args.sub, "import") == 0) return import_prompts(&args);
   return strcmp(args.sub, "gen") == 0 ? gen(&args) : info(args.file);
 }
 

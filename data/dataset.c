@@ -1,7 +1,9 @@
 /* Dataset files (DESIGN §9): /prompts and optional /answers as tokens + offsets, vocab/task/format_version on the
  * root. The reader checks each size against the next before it allocates or indexes anything. */
+#define _POSIX_C_SOURCE 200809L
 #include "dataset.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +16,12 @@ void drl_dataset_free(drl_dataset *ds) {
   if (!ds) return;
   drl_token_seqs_free(&ds->prompts);
   drl_token_seqs_free(&ds->answers);
+  free(ds->answer_text);
+  free(ds->answer_text_offsets);
   memset(ds, 0, sizeof *ds);
 }
+
+int drl_dataset_is_text(const drl_dataset *ds) { return strcmp(ds->task, DRL_TEXT_TASK) == 0; }
 
 /* ---- validation, shared by the in-memory check and the reader (where names the array in messages) ---- */
 
@@ -79,11 +85,43 @@ static drl_status check_task(const char *task, const char *where) {
 
 static int answers_absent(const drl_token_seqs *a) { return !a->offsets && !a->tokens && a->n == 0; }
 
+/* The id range of ds: a character vocabulary's length, or a text set's vocab_size (its vocab must be ""). */
+static drl_status id_range(const drl_dataset *ds, const char *where, int *size) {
+  if (!drl_dataset_is_text(ds)) return check_vocab(ds->vocab, where, size);
+  if (!memchr(ds->vocab, '\0', DRL_VOCAB_CAP) || ds->vocab[0])
+    return DRL_FAIL(DRL_ERR_FORMAT, "%s: a text prompt set has no character vocabulary (vocab must be \"\")", where);
+  if (ds->vocab_size < 1) return DRL_FAIL(DRL_ERR_FORMAT, "%s: vocab_size %d must be >= 1", where, (int)ds->vocab_size);
+  *size = ds->vocab_size;
+  return DRL_OK;
+}
+
+/* A text set's answers as text and identity: offsets tiling the text, a 16-hex-digit tokenizer hash, a template. */
+static drl_status check_text(const drl_dataset *ds, const char *where) {
+  if (!drl_dataset_is_text(ds)) {
+    if (ds->answer_text || ds->answer_text_offsets)
+      return DRL_FAIL(DRL_ERR_FORMAT, "%s: answers as text belong to a text prompt set (task \"%s\")", where,
+                      ds->task);
+    return DRL_OK;
+  }
+  if (!ds->answer_text_offsets || !ds->answer_text)
+    return DRL_FAIL(DRL_ERR_FORMAT, "%s: a text prompt set needs its answers as text", where);
+  char w[DRL_H5_PATH_CAP + 64];
+  snprintf(w, sizeof w, "%s: answer text offsets", where);
+  DRL_TRY(check_offsets(ds->answer_text_offsets, ds->prompts.n, w));
+  size_t hl = strnlen(ds->tokenizer_hash, sizeof ds->tokenizer_hash);
+  if (hl != 16 || strspn(ds->tokenizer_hash, "0123456789abcdef") != 16)
+    return DRL_FAIL(DRL_ERR_FORMAT, "%s: tokenizer_hash must be 16 lowercase hex digits", where);
+  if (!memchr(ds->template_name, '\0', sizeof ds->template_name) || !ds->template_name[0])
+    return DRL_FAIL(DRL_ERR_FORMAT, "%s: a text prompt set names its chat template", where);
+  return DRL_OK;
+}
+
 drl_status drl_dataset_validate(const drl_dataset *ds) {
   if (!ds) return DRL_FAIL(DRL_ERR_INVALID_ARG, "NULL dataset");
   int vocab_size = 0;
-  DRL_TRY(check_vocab(ds->vocab, "dataset", &vocab_size));
   DRL_TRY(check_task(ds->task, "dataset"));
+  DRL_TRY(id_range(ds, "dataset", &vocab_size));
+  DRL_TRY(check_text(ds, "dataset"));
   DRL_TRY(check_offsets(ds->prompts.offsets, ds->prompts.n, "prompts offsets"));
   DRL_TRY(check_tokens(ds->prompts.tokens, ds->prompts.offsets, ds->prompts.n, vocab_size, "prompts tokens"));
   if (answers_absent(&ds->answers)) return DRL_OK;
@@ -118,6 +156,16 @@ drl_status drl_dataset_write(const char *path, const drl_dataset *ds) {
   DRL_TRY_GOTO(drl_h5_write_attr_string(&w.file, "/", "task", ds->task));
   DRL_TRY_GOTO(write_seqs(&w.file, "prompts", &ds->prompts));
   if (!answers_absent(&ds->answers)) DRL_TRY_GOTO(write_seqs(&w.file, "answers", &ds->answers));
+  if (drl_dataset_is_text(ds)) {
+    DRL_TRY_GOTO(drl_h5_write_attr_int64(&w.file, "/", "vocab_size", ds->vocab_size));
+    DRL_TRY_GOTO(drl_h5_write_attr_string(&w.file, "/", "tokenizer_hash", ds->tokenizer_hash));
+    DRL_TRY_GOTO(drl_h5_write_attr_string(&w.file, "/", "template", ds->template_name));
+    int64_t n = ds->prompts.n;
+    DRL_TRY_GOTO(drl_h5_write_array1d(&w.file, "/answer_text/bytes", DRL_H5_UINT8, ds->answer_text_offsets[n],
+                                      ds->answer_text));
+    DRL_TRY_GOTO(drl_h5_write_array1d(&w.file, "/answer_text/offsets", DRL_H5_INT64, n + 1,
+                                      ds->answer_text_offsets));
+  }
   st = drl_h5_writer_commit(&w);
 done:
   if (st != DRL_OK) drl_h5_writer_abort(&w);
@@ -166,6 +214,39 @@ done:
   return st;
 }
 
+/* A text set's root attributes: its id range, tokenizer and template. */
+static drl_status read_text_identity(const drl_h5_file *f, drl_dataset *ds) {
+  int64_t size = 0;
+  DRL_TRY(drl_h5_read_attr_int64(f, "/", "vocab_size", &size));
+  if (size < 1 || size > INT32_MAX)
+    return DRL_FAIL(DRL_ERR_FORMAT, "/ in %s: vocab_size %lld outside [1, 2^31)", f->path, (long long)size);
+  ds->vocab_size = (int32_t)size;
+  DRL_TRY(drl_h5_read_attr_string(f, "/", "tokenizer_hash", ds->tokenizer_hash, sizeof ds->tokenizer_hash));
+  return drl_h5_read_attr_string(f, "/", "template", ds->template_name, sizeof ds->template_name);
+}
+
+/* A text set's /answer_text: offsets (one more than the prompts), then exactly the bytes they end at. */
+static drl_status read_answer_text(const drl_h5_file *f, drl_dataset *ds) {
+  int64_t shape[1] = {0};
+  void *buf = NULL;
+  DRL_TRY(drl_h5_read_array(f, "/answer_text/offsets", DRL_H5_INT64, 1, shape, DRL_DATASET_MAX_SEQS + 1, &buf));
+  ds->answer_text_offsets = (int64_t *)buf;
+  if (shape[0] != ds->prompts.n + 1)
+    return DRL_FAIL(DRL_ERR_FORMAT, "/answer_text/offsets in %s: %lld entries for %lld prompts", f->path,
+                    (long long)shape[0], (long long)ds->prompts.n);
+  char where[DRL_H5_PATH_CAP + 40];
+  snprintf(where, sizeof where, "/answer_text/offsets in %s", f->path);
+  DRL_TRY(check_offsets(ds->answer_text_offsets, ds->prompts.n, where));
+  int64_t n = ds->answer_text_offsets[ds->prompts.n];
+  DRL_TRY(drl_h5_array_shape(f, "/answer_text/bytes", DRL_H5_UINT8, 1, shape));
+  if (shape[0] != n)
+    return DRL_FAIL(DRL_ERR_FORMAT, "%s: offsets end at %lld but /answer_text/bytes holds %lld", where, (long long)n,
+                    (long long)shape[0]);
+  DRL_TRY(drl_h5_read_array(f, "/answer_text/bytes", DRL_H5_UINT8, 1, shape, n, &buf));
+  ds->answer_text = (char *)buf;
+  return DRL_OK;
+}
+
 drl_status drl_dataset_read(const char *path, drl_dataset *ds) {
   drl_status st = DRL_OK;
   drl_h5_file f;
@@ -187,8 +268,9 @@ drl_status drl_dataset_read(const char *path, drl_dataset *ds) {
   char where[DRL_H5_PATH_CAP + 16];
   snprintf(where, sizeof where, "/ in %s", path);
   int vocab_size = 0;
-  DRL_TRY_GOTO(check_vocab(ds->vocab, where, &vocab_size));
   DRL_TRY_GOTO(check_task(ds->task, where));
+  if (drl_dataset_is_text(ds)) DRL_TRY_GOTO(read_text_identity(&f, ds));
+  DRL_TRY_GOTO(id_range(ds, where, &vocab_size));
 
   DRL_TRY_GOTO(read_seqs(&f, "prompts", vocab_size, &ds->prompts));
   int has_answers = 0;
@@ -201,6 +283,7 @@ drl_status drl_dataset_read(const char *path, drl_dataset *ds) {
       goto done;
     }
   }
+  if (drl_dataset_is_text(ds)) DRL_TRY_GOTO(read_answer_text(&f, ds));
   ds->format_version = (int32_t)version;
   /* Everything was checked piecewise above; the whole-dataset check keeps reader and writer in agreement. */
   st = drl_dataset_validate(ds);

@@ -25,13 +25,28 @@ typedef struct drl_token_seqs {
   int64_t *offsets;  /* n + 1 entries, offsets[0] = 0, non-decreasing */
 } drl_token_seqs;
 
+/* A text prompt set (`dynrl data import`) is a dataset of task "text" whose ids come from a tokenizer, not a
+ * character vocabulary (vocab is ""). It also holds, per prompt, the answer as text (what rewards on decoded text
+ * compare with), the chat template that rendered the prompts and the identity of the tokenizer. */
+#define DRL_TEXT_TASK "text"
+#define DRL_TEMPLATE_NAME_CAP 32
+
 typedef struct drl_dataset {
-  char task[DRL_TASK_NAME_CAP];  /* "add", "sort", "keyfork", ... */
-  char vocab[DRL_VOCAB_CAP];     /* character of token id i is vocab[i]; NUL-terminated */
+  char task[DRL_TASK_NAME_CAP];  /* "add", "sort", "keyfork", ..., or DRL_TEXT_TASK */
+  char vocab[DRL_VOCAB_CAP];     /* character of token id i is vocab[i]; NUL-terminated ("" for a text set) */
   int32_t format_version;
   drl_token_seqs prompts;
   drl_token_seqs answers;        /* n = 0 and NULL arrays when the file has no /answers */
+  /* text sets only (zero otherwise) */
+  int32_t vocab_size;                    /* ids lie in [0, vocab_size): the tokenizer's size */
+  char tokenizer_hash[17];               /* FNV-1a 64 (16 hex digits) of the tokenizer.json that made the ids */
+  char template_name[DRL_TEMPLATE_NAME_CAP]; /* the chat template that rendered the prompts */
+  char *answer_text;                     /* answer i is answer_text[answer_text_offsets[i], [i + 1]) */
+  int64_t *answer_text_offsets;          /* prompts.n + 1 entries */
 } drl_dataset;
+
+/* Whether ds is a text prompt set. */
+int drl_dataset_is_text(const drl_dataset *ds);
 
 /* Writes ds to path atomically (temp file, fsync, rename): a crash leaves the previous file or the new one. */
 drl_status drl_dataset_write(const char *path, const drl_dataset *ds);

@@ -1,0 +1,154 @@
+/* JSONL prompt sets into text prompt set files (text_import.h). */
+#include "text_import.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/bpe.h"
+#include "data/checkpoint.h"
+#include "data/dataset.h"
+#include "data/prompt_jsonl.h"
+#include "data/tokenizer.h"
+#include "engine/hf_model.h"
+
+/* A growable byte or id array for the set being built. */
+typedef struct grow {
+  void *p;
+  int64_t n, cap;
+  size_t elem;
+} grow;
+
+static drl_status grow_append(grow *g, const void *items, int64_t n) {
+  if (g->n + n > g->cap) {
+    int64_t cap = g->cap ? g->cap : 1024;
+    while (cap < g->n + n) cap *= 2;
+    void *p = realloc(g->p, (size_t)cap * g->elem);
+    if (!p) return DRL_FAIL(DRL_ERR_OOM, "out of memory building the prompt set");
+    g->p = p;
+    g->cap = cap;
+  }
+  memcpy((char *)g->p + (size_t)g->n * g->elem, items, (size_t)n * g->elem);
+  g->n += n;
+  return DRL_OK;
+}
+
+/* The tokenizer.json of dir, its hash and its tokenizer. */
+static drl_status load_tokenizer(const char *dir, drl_tokenizer *tok, char hash[17]) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+  FILE *f = fopen(path, "rb");
+  if (!f) return DRL_FAIL(DRL_ERR_IO, "%s: cannot open (the model directory's tokenizer)", path);
+  long n = -1;
+  if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+  char *buf = n >= 0 && fseek(f, 0, SEEK_SET) == 0 ? (char *)malloc((size_t)n + 1) : NULL;
+  size_t got = buf ? fread(buf, 1, (size_t)n, f) : 0;
+  fclose(f);
+  if (!buf || got != (size_t)n) {
+    free(buf);
+    return DRL_FAIL(DRL_ERR_IO, "%s: cannot read", path);
+  }
+  drl_fnv1a64_hex(buf, (size_t)n, hash);
+  drl_status st = drl_bpe_load_json(path, buf, (size_t)n, tok);
+  free(buf);
+  return st;
+}
+
+/* The prompt of r as ids under the template. */
+static drl_status encode_prompt(const char *jsonl, const drl_prompt_record *r, const char *template_name,
+                                drl_tokenizer *tok, drl_ids *ids) {
+  if (r->prompt_ids) {
+    ids->n = 0;
+    for (int64_t i = 0; i < r->n_ids; ++i) DRL_TRY(drl_ids_push(ids, r->prompt_ids[i]));
+    return DRL_OK;
+  }
+  if (strcmp(template_name, "raw") != 0)
+    return DRL_FAIL(DRL_ERR_UNSUPPORTED, "chat template \"%s\": dynrl knows raw (give prompt_ids for any other)",
+                    template_name);
+  if (r->messages || r->system)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "%s:%lld: template raw takes a bare \"prompt\" (no messages, no system)",
+                    jsonl, (long long)r->line);
+  return drl_tokenizer_encode(tok, r->prompt, (int64_t)strlen(r->prompt), 0, ids);
+}
+
+drl_status drl_text_import(const char *jsonl, const char *model_dir, const drl_text_import_options *opt,
+                           const char *out_h5, drl_text_import_stats *stats) {
+  memset(stats, 0, sizeof *stats);
+  drl_prompt_set set;
+  DRL_TRY(drl_prompt_jsonl_read(jsonl, &set));
+  drl_tokenizer tok = {0};
+  drl_hf_source src;
+  int found = 0;
+  drl_dataset ds;
+  memset(&ds, 0, sizeof ds);
+  drl_ids ids = {0}, ans = {0};
+  grow pt = {NULL, 0, 0, sizeof(int32_t)}, po = {NULL, 0, 0, sizeof(int64_t)};
+  grow at = {NULL, 0, 0, sizeof(int32_t)}, ao = {NULL, 0, 0, sizeof(int64_t)};
+  grow tt = {NULL, 0, 0, 1}, to = {NULL, 0, 0, sizeof(int64_t)};
+  drl_status st = drl_hf_source_open(model_dir, &src, &found);
+  if (st == DRL_OK && found != 1)
+    st = DRL_FAIL(DRL_ERR_INVALID_ARG, "%s: not a model directory (no config.json)", model_dir);
+  if (st == DRL_OK && src.cfg.n_eos < 1)
+    st = DRL_FAIL(DRL_ERR_FORMAT, "%s/config.json: no eos_token_id (answers end with it)", model_dir);
+  if (st == DRL_OK) st = load_tokenizer(model_dir, &tok, ds.tokenizer_hash);
+  int64_t zero = 0;
+  if (st == DRL_OK) st = grow_append(&po, &zero, 1);
+  if (st == DRL_OK) st = grow_append(&ao, &zero, 1);
+  if (st == DRL_OK) st = grow_append(&to, &zero, 1);
+  const int32_t eos = src.cfg.eos_token_ids[0];
+  for (int64_t i = 0; st == DRL_OK && i < set.n; ++i) {
+    const drl_prompt_record *r = &set.records[i];
+    st = encode_prompt(jsonl, r, opt->template_name, &tok, &ids);
+    if (st != DRL_OK) break;
+    if (opt->max_prompt > 0 && ids.n > opt->max_prompt) {
+      if (opt->drop_long) {
+        ++stats->dropped;
+        continue;
+      }
+      st = DRL_FAIL(DRL_ERR_INVALID_ARG, "%s:%lld: the prompt has %lld tokens, more than the %d allowed (model.max_seq "
+                    "minus the response length; drop such prompts with --drop-long)", jsonl, (long long)r->line,
+                    (long long)ids.n, opt->max_prompt);
+      break;
+    }
+    for (int64_t k = 0; k < ids.n && st == DRL_OK; ++k)
+      if (ids.v[k] < 0 || ids.v[k] >= drl_tokenizer_vocab_size(&tok))
+        st = DRL_FAIL(DRL_ERR_INVALID_ARG, "%s:%lld: prompt id %d outside the tokenizer's [0, %d)", jsonl,
+                      (long long)r->line, (int)ids.v[k], (int)drl_tokenizer_vocab_size(&tok));
+    if (st == DRL_OK) st = drl_tokenizer_encode(&tok, r->answer, (int64_t)strlen(r->answer), 0, &ans);
+    if (st == DRL_OK) st = drl_ids_push(&ans, eos);
+    if (st == DRL_OK) st = grow_append(&pt, ids.v, ids.n);
+    if (st == DRL_OK) st = grow_append(&po, &pt.n, 1);
+    if (st == DRL_OK) st = grow_append(&at, ans.v, ans.n);
+    if (st == DRL_OK) st = grow_append(&ao, &at.n, 1);
+    if (st == DRL_OK) st = grow_append(&tt, r->answer, (int64_t)strlen(r->answer));
+    if (st == DRL_OK) st = grow_append(&to, &tt.n, 1);
+    if (ids.n > stats->longest_prompt) stats->longest_prompt = ids.n;
+  }
+  if (st == DRL_OK && po.n == 1)
+    st = DRL_FAIL(DRL_ERR_INVALID_ARG, "%s: every prompt was dropped (longer than %d tokens)", jsonl, opt->max_prompt);
+  if (st == DRL_OK) {
+    snprintf(ds.task, sizeof ds.task, DRL_TEXT_TASK);
+    snprintf(ds.template_name, sizeof ds.template_name, "%s", opt->template_name);
+    ds.vocab_size = drl_tokenizer_vocab_size(&tok);
+    ds.prompts = (drl_token_seqs){po.n - 1, (int32_t *)pt.p, (int64_t *)po.p};
+    ds.answers = (drl_token_seqs){ao.n - 1, (int32_t *)at.p, (int64_t *)ao.p};
+    ds.answer_text = tt.p ? (char *)tt.p : (char *)calloc(1, 1);
+    ds.answer_text_offsets = (int64_t *)to.p;
+    pt.p = po.p = at.p = ao.p = tt.p = to.p = NULL;
+    st = drl_dataset_write(out_h5, &ds);
+    stats->written = ds.prompts.n;
+  }
+  drl_dataset_free(&ds);
+  free(pt.p);
+  free(po.p);
+  free(at.p);
+  free(ao.p);
+  free(tt.p);
+  free(to.p);
+  drl_ids_free(&ids);
+  drl_ids_free(&ans);
+  drl_tokenizer_free(&tok);
+  drl_hf_source_free(&src);
+  drl_prompt_set_free(&set);
+  return st;
+}
