@@ -40,6 +40,9 @@ static drl_status load_data(drl_run *r) {
   int64_t want = (int64_t)d->n_train + d->n_eval;
   if (d->path[0]) {
     DRL_TRY(drl_dataset_read(d->path, &r->data));
+    if (drl_dataset_is_text(&r->data))
+      return DRL_FAIL(DRL_ERR_UNSUPPORTED, "data.path = %s is a text prompt set (dynrl data import): the trainer does "
+                      "not score decoded text yet; it trains on built-in task sets", d->path);
     /* A built-in task's rewards decode tokens with its own vocabulary: another one would train on garbage. */
     const char *vocab = drl_task_vocab(r->data.task);
     if (vocab && strcmp(vocab, r->data.vocab) != 0)
