@@ -34,8 +34,8 @@ typedef enum drl_chat_kind {
   DRL_CHAT_LLAMA3
 } drl_chat_kind;
 
-/* llama3's "Today Date:" when none is given: the template's own fallback (transformers passes today's date, which
- * would make a prompt set's ids depend on the day it was encoded). */
+/* llama3's "Today Date:" when none is given: Llama-3.1's fallback (Llama-3.2's template under transformers writes
+ * today's date, which would make a prompt set's ids depend on the day it was encoded). */
 #define DRL_CHAT_DEFAULT_DATE "26 Jul 2024"
 
 typedef struct drl_chat_template {

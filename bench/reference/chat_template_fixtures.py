@@ -40,7 +40,7 @@ fix = os.path.join(root, "tests", "fixtures")
 out_dir = os.path.join(fix, "chat")
 tpl_dir = os.path.join(out_dir, "templates")
 
-DEFAULT_DATE = "26 Jul 2024"  # the template's own fallback (transformers would pass today's date instead)
+DEFAULT_DATE = "26 Jul 2024"  # Llama-3.1's fallback; 3.2's template writes today's date under transformers
 
 S, U, A = "system", "user", "assistant"
 
