@@ -12,14 +12,16 @@
 
 static const char usage[] =
     "usage: dynrl data gen --task TASK --n N [--seed S] [--size K] -o FILE.h5\n"
-    "       dynrl data import PROMPTS.jsonl --tokenizer MODEL_DIR [--template raw] [--max-prompt-tokens N]\n"
+    "       dynrl data import PROMPTS.jsonl --tokenizer MODEL_DIR [--template NAME] [--max-prompt-tokens N]\n"
     "                         [--drop-long] -o FILE.h5\n"
     "       dynrl data info FILE.h5\n"
     "\n"
     "gen   writes N examples of a built-in task (add, sort, keyfork), deterministic from the seed (default 1234);\n"
     "      --size: most digits per operand for add (1..9, default 3), string length for sort (1..32, default 6),\n"
     "      number of distinct prompts for keyfork (1..100, default 32); 0 or absent: the task default.\n"
-    "import encodes a JSONL prompt set (one object per line: \"prompt\" or \"prompt_ids\", \"answer\"; docs/text.md)\n"
+    "import encodes a JSONL prompt set (one object per line: \"prompt\", \"messages\" or \"prompt_ids\", \"answer\",\n"
+    "      optional \"system\"; docs/text.md), each prompt rendered by a chat template (raw, chatml, qwen2, qwen2.5,\n"
+    "      qwen3, qwen3:nothink, llama3; default raw) and encoded\n"
     "      with the tokenizer.json of a model directory into a text prompt set (task text: the ids, the answers as\n"
     "      text and as tokens ending with the model's EOS, the template, the tokenizer's hash). A prompt longer than\n"
     "      --max-prompt-tokens is an error naming its line, or with --drop-long is dropped and counted.\n"

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "data/bpe.h"
+#include "data/chat_template.h"
 #include "data/checkpoint.h"
 #include "data/dataset.h"
 #include "data/prompt_jsonl.h"
@@ -54,21 +55,17 @@ static drl_status load_tokenizer(const char *dir, drl_tokenizer *tok, char hash[
   return st;
 }
 
-/* The prompt of r as ids under the template. */
-static drl_status encode_prompt(const char *jsonl, const drl_prompt_record *r, const char *template_name,
+/* The prompt of r as ids: prompt_ids as they are, else rendered by the chat template and encoded. */
+static drl_status encode_prompt(const char *jsonl, const drl_prompt_record *r, const drl_chat_template *tmpl,
                                 drl_tokenizer *tok, drl_ids *ids) {
   if (r->prompt_ids) {
     ids->n = 0;
     for (int64_t i = 0; i < r->n_ids; ++i) DRL_TRY(drl_ids_push(ids, r->prompt_ids[i]));
     return DRL_OK;
   }
-  if (strcmp(template_name, "raw") != 0)
-    return DRL_FAIL(DRL_ERR_UNSUPPORTED, "chat template \"%s\": dynrl knows raw (give prompt_ids for any other)",
-                    template_name);
-  if (r->messages || r->system)
-    return DRL_FAIL(DRL_ERR_INVALID_ARG, "%s:%lld: template raw takes a bare \"prompt\" (no messages, no system)",
-                    jsonl, (long long)r->line);
-  return drl_tokenizer_encode(tok, r->prompt, (int64_t)strlen(r->prompt), 0, ids);
+  drl_status st = r->messages ? drl_chat_encode(tmpl, tok, r->system, r->messages, r->n_messages, ids)
+                              : drl_chat_encode_prompt(tmpl, tok, r->system, r->prompt, ids);
+  return st == DRL_OK ? st : drl_fail_context(st, "%s:%lld", jsonl, (long long)r->line);
 }
 
 drl_status drl_text_import(const char *jsonl, const char *model_dir, const drl_text_import_options *opt,
@@ -85,7 +82,9 @@ drl_status drl_text_import(const char *jsonl, const char *model_dir, const drl_t
   grow pt = {NULL, 0, 0, sizeof(int32_t)}, po = {NULL, 0, 0, sizeof(int64_t)};
   grow at = {NULL, 0, 0, sizeof(int32_t)}, ao = {NULL, 0, 0, sizeof(int64_t)};
   grow tt = {NULL, 0, 0, 1}, to = {NULL, 0, 0, sizeof(int64_t)};
-  drl_status st = drl_hf_source_open(model_dir, &src, &found);
+  drl_chat_template tmpl;
+  drl_status st = drl_chat_template_get(opt->template_name, &tmpl);
+  if (st == DRL_OK) st = drl_hf_source_open(model_dir, &src, &found);
   if (st == DRL_OK && found != 1)
     st = DRL_FAIL(DRL_ERR_INVALID_ARG, "%s: not a model directory (no config.json)", model_dir);
   if (st == DRL_OK && src.cfg.n_eos < 1)
@@ -98,7 +97,7 @@ drl_status drl_text_import(const char *jsonl, const char *model_dir, const drl_t
   const int32_t eos = src.cfg.eos_token_ids[0];
   for (int64_t i = 0; st == DRL_OK && i < set.n; ++i) {
     const drl_prompt_record *r = &set.records[i];
-    st = encode_prompt(jsonl, r, opt->template_name, &tok, &ids);
+    st = encode_prompt(jsonl, r, &tmpl, &tok, &ids);
     if (st != DRL_OK) break;
     if (opt->max_prompt > 0 && ids.n > opt->max_prompt) {
       if (opt->drop_long) {

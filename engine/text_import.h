@@ -12,7 +12,7 @@ extern "C" {
 #endif
 
 typedef struct drl_text_import_options {
-  const char *template_name; /* "raw": each prompt's text as it is (a system prompt is an error) */
+  const char *template_name; /* a chat template of data/chat_template.h ("raw": a bare prompt as it is) */
   int max_prompt;            /* longest prompt in tokens; 0 = no limit */
   int drop_long;             /* longer prompts are dropped and counted instead of an error naming the line */
 } drl_text_import_options;

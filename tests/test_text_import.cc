@@ -109,9 +109,17 @@ TEST_F(TextImportTest, BadInputIsNamedAndWritesNothing) {
   drl_text_import_options o = {"raw", 0, 0};
   drl_text_import_stats s;
   std::string in = jsonl("m.jsonl", "{\"prompt\": \"hi\", \"answer\": \"1\"}\n"
-                                    "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"answer\": \"1\"}\n");
+                                    "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": "
+                                    "\"assistant\", \"content\": \"a\"}], \"answer\": \"1\"}\n");
   EXPECT_EQ(drl_text_import(in.c_str(), model_.c_str(), &o, path("o.h5").c_str(), &s), DRL_ERR_INVALID_ARG);
-  EXPECT_ERROR_HAS("m.jsonl:2: template raw takes a bare \"prompt\"");
+  EXPECT_ERROR_HAS("m.jsonl:2: ");
+  EXPECT_ERROR_HAS("chat template raw: expected exactly one user message");
+  drl_text_import_options unknown = {"vicuna", 0, 0};
+  EXPECT_EQ(drl_text_import(in.c_str(), model_.c_str(), &unknown, path("o.h5").c_str(), &s), DRL_ERR_INVALID_ARG);
+  EXPECT_ERROR_HAS("raw, chatml, qwen2, qwen2.5, qwen3, qwen3:nothink, llama3");
+  drl_text_import_options llama = {"llama3", 0, 0};  // the Qwen-style tokenizer lacks llama3's header tokens
+  EXPECT_EQ(drl_text_import(in.c_str(), model_.c_str(), &llama, path("o.h5").c_str(), &s), DRL_ERR_INVALID_ARG);
+  EXPECT_ERROR_HAS("m.jsonl:1");
   in = jsonl("i.jsonl", "{\"prompt_ids\": [1, 999], \"answer\": \"1\"}\n");
   EXPECT_EQ(drl_text_import(in.c_str(), model_.c_str(), &o, path("o.h5").c_str(), &s), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("i.jsonl:1: prompt id 999 outside the tokenizer's [0, 514)");
@@ -132,4 +140,22 @@ TEST_F(TextImportTest, TrainingOnATextSetIsRefusedByName) {
   CliExit e = run_dynrl(train_args({"data.path=" + path("p.h5")}, path("run")), "", path("log.txt"));
   EXPECT_EQ(e.code, 1) << e.log;
   EXPECT_NE(e.log.find("is a text prompt set"), std::string::npos) << e.log;
+}
+
+// A chat template renders each prompt (and its system prompt) before it is encoded: the ids are the template's.
+TEST_F(TextImportTest, ChatTemplatesRenderThePrompts) {
+  std::string in = jsonl("c.jsonl", "{\"prompt\": \"What is 2 + 3?\", \"answer\": \"5\"}\n"
+                                    "{\"prompt\": \"Hi\", \"system\": \"Be brief.\", \"answer\": \"1\"}\n");
+  drl_text_import_options o = {"qwen2.5", 0, 0};
+  drl_text_import_stats s;
+  ASSERT_EQ(drl_text_import(in.c_str(), model_.c_str(), &o, path("c.h5").c_str(), &s), DRL_OK) << last_error();
+  drl_dataset ds;
+  ASSERT_EQ(drl_dataset_read(path("c.h5").c_str(), &ds), DRL_OK) << last_error();
+  EXPECT_STREQ(ds.template_name, "qwen2.5");
+  EXPECT_EQ(seq(ds.prompts, 0),
+            encode("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+                   "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n<|im_start|>assistant\n"));
+  EXPECT_EQ(seq(ds.prompts, 1),
+            encode("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"));
+  drl_dataset_free(&ds);
 }
