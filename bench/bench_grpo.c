@@ -94,9 +94,9 @@ int main(int argc, char **argv) {
   CHECK(drl_rollout_create(&ro, &run.model, rows, T), "rollout create");
   CHECK(drl_grpo_update_state_create(&rs, &cfg, &run.model, 1, rows, T), "rl state");
   int32_t *prompts = malloc((size_t)n * (size_t)longest * sizeof(int32_t));
-  int64_t *offsets = malloc((size_t)(n + 1) * sizeof(int64_t));
+  int64_t *offsets = malloc((size_t)(n + 1) * sizeof(int64_t)), *examples = malloc((size_t)n * sizeof(int64_t));
   float *rewards = malloc((size_t)rows * sizeof(float));
-  if (!prompts || !offsets || !rewards) die("host memory");
+  if (!prompts || !offsets || !examples || !rewards) die("host memory");
   drl_rollout_batch batch;
   memset(&batch, 0, sizeof batch);
 
@@ -104,13 +104,13 @@ int main(int argc, char **argv) {
   int total = warmup + iters;
   for (int it = 1; it <= total; ++it) {
     double t[PH_COUNT];
-    drl_run_draw_prompts(&run, (uint32_t)it, 0, n, prompts, offsets);
+    drl_run_draw_prompts(&run, (uint32_t)it, 0, n, prompts, offsets, examples);
     drl_rollout_params p = {G, g->max_new_tokens, (float)g->temperature, g->top_k, (float)g->top_p,
-                            drl_vocab_eos(run.data.vocab), cfg.run.seed, (uint32_t)it, 0, 0, NULL, 0};
+                            run.eos, cfg.run.seed, (uint32_t)it, 0, 0, run.stop_ids, run.n_stop};
     double t0 = bench_now();
     CHECK(drl_rollout_generate(&ro, &run.model, prompts, offsets, n, &p, &batch), "rollout");
     double t1 = bench_now();
-    CHECK(drl_run_score(&run, &batch, prompts, offsets, rewards), "score");
+    CHECK(drl_run_score(&run, &batch, prompts, offsets, examples, rewards), "score");
     double t2 = bench_now();
     t[PH_ROLLOUT] = t1 - t0;
     t[PH_REWARD] = t2 - t1;
@@ -157,6 +157,7 @@ int main(int argc, char **argv) {
   drl_rollout_batch_free(&batch);
   free(prompts);
   free(offsets);
+  free(examples);
   free(rewards);
   drl_grpo_update_state_free(&rs, &run.model);
   drl_rollout_free(&ro);

@@ -171,7 +171,9 @@ extern "C" {
   X(grpo, adv_eps, REAL_GT(0, 1), "1.0e-06", "epsilon added to the group's reward std")                         \
   X(grpo, dr_grpo, BOOL, "false", "Dr.GRPO: advantages are r - mean(r), not divided by the std")                 \
   X(grpo, loss_agg, ENUM(loss_agg), "token_mean", "loss aggregation: token_mean, seq_mean_token_mean, seq_mean_token_sum, seq_mean_token_sum_norm") \
-  X(grpo, reward, ENUM(reward), "exact", "task reward: exact match (1/0) or partial credit")
+  X(grpo, reward, ENUM(reward), "exact", "task reward: exact match (1/0) or partial credit")                     \
+  X(grpo, text_reward, STR(1), "exact", "text prompt sets: weighted rewards on the decoded response, "             \
+    "name[:weight],... (gsm8k, gsm8k_flexible, math, answer_tag, think_format, exact)")
 
 #define DRL_CONFIG_KEYS_d3s(X)                                                                                   \
   X(d3s, sampling, ENUM(sampling), "d3s", "rollout down-sampling: none (plain GRPO), d3s, pods")               \

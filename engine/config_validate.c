@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "data/text_reward.h"
 #include "engine/config_internal.h"
 #include "engine/flow_policy.h"
 #include "samplers/sde_tree.h"
@@ -43,6 +44,9 @@ drl_status drl_config_validate(const drl_config *cfg) {
   if (m->ffn == DRL_CFG_FFN_MOE && e->first_layer >= m->n_layers)
     return DRL_FAIL(DRL_ERR_CONFIG, "moe.first_layer (%d) leaves no MoE block among model.n_layers = %d",
                     e->first_layer, m->n_layers);
+  drl_text_reward_spec spec;
+  if (drl_text_reward_parse(cfg->grpo.text_reward, &spec) != DRL_OK)
+    return drl_fail_context(DRL_ERR_CONFIG, "grpo.text_reward");
   return DRL_OK;
 }
 

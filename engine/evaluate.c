@@ -3,13 +3,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/task.h"
-#include "data/vocab.h"
 #include "kernels/nvtx.h"
 
 /* Decodes one group of prompts [first, first + B); adds the group's rewards to *sum. */
-static drl_status eval_group(drl_transformer *m, const drl_dataset *ds, int64_t first, int B, int max_new, int eos,
-                             int32_t *tokens, int32_t *row_start, int *last, float *logits, double *sum) {
+static drl_status eval_group(drl_transformer *m, const drl_dataset *ds, int64_t first, int B, int max_new,
+                             const drl_eval_scorer *sc, int32_t *tokens, int32_t *row_start, int *last, float *logits,
+                             double *sum) {
+  const int eos = sc->eos;
   int P = 0;
   for (int b = 0; b < B; ++b) {
     int np = (int)(ds->prompts.offsets[first + b + 1] - ds->prompts.offsets[first + b]);
@@ -52,23 +52,24 @@ static drl_status eval_group(drl_transformer *m, const drl_dataset *ds, int64_t 
   for (int b = 0; b < B; ++b) {
     const int32_t *p = ds->prompts.tokens + ds->prompts.offsets[first + b];
     int np = (int)(ds->prompts.offsets[first + b + 1] - ds->prompts.offsets[first + b]);
+    const int32_t *resp = tokens + (size_t)b * T_max + P;
+    int len = 0;
+    while (len < T_max - P && (len == 0 || resp[len - 1] != eos)) ++len; /* up to and including EOS */
     float r = 0.0f;
-    DRL_TRY(drl_task_reward(ds->task, p, np, tokens + (size_t)b * T_max + P, max_new, 0, &r));
+    DRL_TRY(sc->score(sc->user, first + b, p, np, resp, len, &r));
     *sum += r;
   }
   return DRL_OK;
 }
 
 drl_status drl_evaluate_greedy(drl_transformer *m, const drl_dataset *ds, int64_t first, int64_t n, int max_new,
-                               double *accuracy) {
+                               const drl_eval_scorer *sc, double *accuracy) {
   DRL_RANGE("eval");
   *accuracy = 0.0;
   if (n <= 0) return DRL_OK;
   if (first < 0 || first + n > ds->prompts.n)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "eval: prompts [%lld, %lld) outside the dataset's %lld", (long long)first,
                     (long long)(first + n), (long long)ds->prompts.n);
-  int eos = drl_vocab_eos(ds->vocab);
-  if (eos < 0) return DRL_FAIL(DRL_ERR_INVALID_ARG, "eval: the vocabulary has no end-of-sequence character");
   int Bg = m->B_max;
   size_t T = (size_t)m->T_max;
   int32_t *tokens = (int32_t *)malloc(2 * (size_t)Bg * T * sizeof(int32_t));
@@ -80,7 +81,7 @@ drl_status drl_evaluate_greedy(drl_transformer *m, const drl_dataset *ds, int64_
   double sum = 0.0;
   for (int64_t g = first; st == DRL_OK && g < first + n; g += Bg) {
     int B = (int)(first + n - g < Bg ? first + n - g : Bg);
-    st = eval_group(m, ds, g, B, max_new, eos, tokens, row_start, last, logits, &sum);
+    st = eval_group(m, ds, g, B, max_new, sc, tokens, row_start, last, logits, &sum);
   }
   free(tokens);
   free(row_start);

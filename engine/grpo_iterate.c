@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/vocab.h"
 #include "engine/log.h"
 #include "kernels/nvtx.h"
 
@@ -19,10 +18,11 @@ drl_status drl_grpo_iterate_create(drl_grpo_iteration *g, drl_run *r, int shards
   size_t k = (size_t)g->shards, rows = (size_t)n * (size_t)g->G;
   g->prompts = (int32_t *)malloc(k * (size_t)(prompt_cap ? prompt_cap : 1) * sizeof(int32_t));
   g->offsets = (int64_t *)malloc(k * (size_t)(n + 1) * sizeof(int64_t));
+  g->examples = (int64_t *)malloc(k * (size_t)(n > 0 ? n : 1) * sizeof(int64_t));
   g->rewards = (float *)malloc(k * rows * sizeof(float));
   g->rollouts = (drl_rollout_batch *)calloc(k, sizeof *g->rollouts);
   g->batch = (drl_grpo_update_batch *)calloc(k, sizeof *g->batch);
-  drl_status st = g->prompts && g->offsets && g->rewards && g->rollouts && g->batch
+  drl_status st = g->prompts && g->offsets && g->examples && g->rewards && g->rollouts && g->batch
                       ? DRL_OK
                       : DRL_FAIL(DRL_ERR_OOM, "out of memory for GRPO buffers");
   if (st == DRL_OK) st = drl_rollout_create(&g->sampler, &r->model, (int)rows, T);
@@ -40,6 +40,7 @@ void drl_grpo_iterate_free(drl_grpo_iteration *g, drl_run *r) {
   free(g->batch);
   free(g->prompts);
   free(g->offsets);
+  free(g->examples);
   free(g->rewards);
   drl_grpo_update_state_free(&g->rl, &r->model);
   drl_rollout_free(&g->sampler);
@@ -49,6 +50,7 @@ void drl_grpo_iterate_free(drl_grpo_iteration *g, drl_run *r) {
 static int32_t *shard_prompts(const drl_grpo_iteration *g, int j) { return g->prompts + (size_t)j * g->prompt_cap; }
 static int64_t *shard_offsets(const drl_grpo_iteration *g, int j) { return g->offsets + (size_t)j * (g->n + 1); }
 static float *shard_rewards(const drl_grpo_iteration *g, int j) { return g->rewards + (size_t)j * g->n * g->G; }
+static int64_t *shard_examples(const drl_grpo_iteration *g, int j) { return g->examples + (size_t)j * g->n; }
 
 drl_status drl_grpo_iterate_roll_out(drl_grpo_iteration *g, drl_run *r, int64_t step, int j, const int32_t *tokens,
                                      const int64_t *offsets, int n) {
@@ -60,11 +62,14 @@ drl_status drl_grpo_iterate_roll_out(drl_grpo_iteration *g, drl_run *r, int64_t 
                     (long long)g->prompt_cap);
   /* The rollouts and the scores read the prompts after the caller's arrays may be gone. */
   if (tokens != shard_prompts(g, j)) memcpy(shard_prompts(g, j), tokens, (size_t)offsets[n] * sizeof(int32_t));
-  if (offsets != shard_offsets(g, j)) memcpy(shard_offsets(g, j), offsets, (size_t)(n + 1) * sizeof(int64_t));
+  if (offsets != shard_offsets(g, j)) {
+    memcpy(shard_offsets(g, j), offsets, (size_t)(n + 1) * sizeof(int64_t));
+    for (int i = 0; i < n; ++i) shard_examples(g, j)[i] = -1; /* a caller's prompts, not the training set's */
+  }
   uint64_t first_rollout = (uint64_t)(g->first_shard + j) * (uint64_t)g->n * (uint64_t)g->G;
-  drl_rollout_params rp = {g->G,         c->max_new_tokens,          (float)c->temperature, c->top_k,
-                           (float)c->top_p, drl_vocab_eos(r->data.vocab), r->cfg->run.seed,     (uint32_t)step,
-                           0,            first_rollout,               NULL,                  0};
+  drl_rollout_params rp = {g->G,         c->max_new_tokens, (float)c->temperature, c->top_k,
+                           (float)c->top_p, r->eos,           r->cfg->run.seed,     (uint32_t)step,
+                           0,            first_rollout,     r->stop_ids,          r->n_stop};
   drl_rollout_batch *b = &g->rollouts[j];
   DRL_TRY(drl_rollout_generate(&g->sampler, &r->model, shard_prompts(g, j), shard_offsets(g, j), n, &rp, b));
   drl_grpo_update_batch v = {n, g->G, b->T, b->tokens, b->row_start, b->mask, shard_rewards(g, j)};
@@ -77,7 +82,7 @@ drl_status drl_grpo_iterate_score(drl_grpo_iteration *g, drl_run *r, const drl_r
   const int32_t *prompts = shard_prompts(g, j);
   const int64_t *offsets = shard_offsets(g, j);
   float *rewards = shard_rewards(g, j);
-  if (!src || !src->fn) return drl_run_score(r, b, prompts, offsets, rewards);
+  if (!src || !src->fn) return drl_run_score(r, b, prompts, offsets, shard_examples(g, j), rewards);
   DRL_RANGE("reward");
   for (int row = 0; row < b->rows; ++row) {
     int i = row / b->G;
@@ -90,7 +95,8 @@ drl_status drl_grpo_iterate_score(drl_grpo_iteration *g, drl_run *r, const drl_r
 drl_status drl_grpo_iterate_sample(drl_grpo_iteration *g, drl_run *r, const drl_reward_source *src, int64_t step,
                                    int j) {
   int64_t first_prompt = (int64_t)(g->first_shard + j) * g->n;
-  drl_run_draw_prompts(r, (uint32_t)step, first_prompt, g->n, shard_prompts(g, j), shard_offsets(g, j));
+  drl_run_draw_prompts(r, (uint32_t)step, first_prompt, g->n, shard_prompts(g, j), shard_offsets(g, j),
+                       shard_examples(g, j));
   DRL_TRY(drl_grpo_iterate_roll_out(g, r, step, j, shard_prompts(g, j), shard_offsets(g, j), g->n));
   return drl_grpo_iterate_score(g, r, src, j);
 }

@@ -35,6 +35,7 @@ typedef struct drl_grpo_iteration {
   drl_grpo_update_batch *batch; /* [shards]: views of the rollouts with their rewards */
   int32_t *prompts;             /* [shards][n x longest prompt] */
   int64_t *offsets;            /* [shards][n + 1] */
+  int64_t *examples;           /* [shards][n]: each prompt's training example (-1: a caller's own prompt) */
   int64_t prompt_cap;          /* tokens of room per shard */
   float *rewards;              /* [shards][n G] */
   drl_grpo_update_state rl;

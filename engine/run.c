@@ -9,8 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/bpe.h"
 #include "data/checkpoint.h"
 #include "data/task.h"
+#include "data/vocab.h"
 #include "engine/evaluate.h"
 #include "engine/flow_policy.h"
 #include "engine/log.h"
@@ -35,14 +37,49 @@ static drl_status make_dir(const char *dir) {
   return DRL_OK;
 }
 
+/* A text prompt set: scored on decoded text with the tokenizer of the pretrained policy, which must be the one that
+ * made the set; responses end at any of the policy's EOS ids. */
+static drl_status open_text_set(drl_run *r) {
+  const char *path = r->cfg->data.path;
+  if (!r->has_hf)
+    return DRL_FAIL(DRL_ERR_CONFIG, "data.path = %s is a text prompt set: it needs a pretrained policy "
+                    "(trainer.init_from) whose tokenizer made it", path);
+  const char *dir = r->hf.dir[0] ? r->hf.dir : r->hf.source;
+  char file[4200], hash[17];
+  snprintf(file, sizeof file, "%s/tokenizer.json", dir);
+  FILE *f = fopen(file, "rb");
+  if (!f) return DRL_FAIL(DRL_ERR_IO, "%s: cannot open: the policy's tokenizer, needed by the text set %s", file, path);
+  long n = -1;
+  if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+  char *json = n >= 0 && fseek(f, 0, SEEK_SET) == 0 ? (char *)malloc((size_t)n + 1) : NULL;
+  size_t got = json ? fread(json, 1, (size_t)n, f) : 0;
+  fclose(f);
+  if (!json || got != (size_t)n) {
+    free(json);
+    return DRL_FAIL(DRL_ERR_IO, "%s: cannot read", file);
+  }
+  drl_fnv1a64_hex(json, (size_t)n, hash);
+  drl_status st = strcmp(hash, r->data.tokenizer_hash) == 0
+                      ? drl_bpe_load_json(file, json, (size_t)n, &r->tok)
+                      : DRL_FAIL(DRL_ERR_CONFIG, "data.path = %s was made with the tokenizer %s, the policy's (%s) is "
+                                 "%s: encode the set with the policy's tokenizer", path, r->data.tokenizer_hash, file,
+                                 hash);
+  free(json);
+  DRL_TRY(st);
+  const drl_hf_config *hc = &r->hf.cfg;
+  if (hc->n_eos < 1) return DRL_FAIL(DRL_ERR_FORMAT, "%s: the policy's config.json names no eos_token_id", dir);
+  r->eos = hc->eos_token_ids[0];
+  r->n_stop = hc->n_eos - 1;
+  for (int i = 1; i < hc->n_eos; ++i) r->stop_ids[i - 1] = hc->eos_token_ids[i];
+  return drl_text_reward_parse(r->cfg->grpo.text_reward, &r->text_reward);
+}
+
 static drl_status load_data(drl_run *r) {
   const drl_config_data *d = &r->cfg->data;
   int64_t want = (int64_t)d->n_train + d->n_eval;
   if (d->path[0]) {
     DRL_TRY(drl_dataset_read(d->path, &r->data));
-    if (drl_dataset_is_text(&r->data))
-      return DRL_FAIL(DRL_ERR_UNSUPPORTED, "data.path = %s is a text prompt set (dynrl data import): the trainer does "
-                      "not score decoded text yet; it trains on built-in task sets", d->path);
+    if (drl_dataset_is_text(&r->data)) DRL_TRY(open_text_set(r));
     /* A built-in task's rewards decode tokens with its own vocabulary: another one would train on garbage. */
     const char *vocab = drl_task_vocab(r->data.task);
     if (vocab && strcmp(vocab, r->data.vocab) != 0)
@@ -54,6 +91,10 @@ static drl_status load_data(drl_run *r) {
   } else {
     /* one generated set split by index: examples [0, n_train) train, the next n_eval are held out */
     DRL_TRY(drl_task_generate(drl_cfg_task_name(d->task), want, r->cfg->run.seed, d->size, &r->data));
+  }
+  if (!drl_dataset_is_text(&r->data)) {
+    r->eos = drl_vocab_eos(r->data.vocab);
+    if (r->eos < 0) return DRL_FAIL(DRL_ERR_FORMAT, "the dataset's vocabulary has no end-of-sequence character");
   }
   r->n_train = d->n_train;
   r->n_eval = d->n_eval;
@@ -79,7 +120,7 @@ static void log_memory(const drl_run *r) {
 static drl_status make_pretrained_model(drl_run *r, int B_max) {
   const drl_config_model *mc = &r->cfg->model;
   drl_transformer_config tc = r->hf.cfg.model;
-  int vocab = (int)strlen(r->data.vocab);
+  int vocab = drl_dataset_is_text(&r->data) ? r->data.vocab_size : (int)strlen(r->data.vocab);
   if (mc->ffn != DRL_CFG_FFN_DENSE)
     return DRL_FAIL(DRL_ERR_CONFIG, "trainer.init_from = %s is a dense %s policy: model.ffn must be dense",
                     r->cfg->trainer.init_from, r->hf.cfg.model_type);
@@ -247,6 +288,12 @@ static drl_status flow_evaluate(drl_run *r, double *reward) {
   return st;
 }
 
+/* The evaluation's reward of one greedy response to example e. */
+static drl_status score_example(void *user, int64_t e, const int32_t *prompt, int64_t prompt_len,
+                                const int32_t *response, int64_t response_len, float *reward) {
+  return drl_run_score_one((const drl_run *)user, e, prompt, prompt_len, response, response_len, reward);
+}
+
 drl_status drl_run_evaluate(drl_run *r, double *acc) {
   if (r->flow_policy) return flow_evaluate(r, acc);
   if (r->n_eval == 0) {
@@ -254,10 +301,11 @@ drl_status drl_run_evaluate(drl_run *r, double *acc) {
     return DRL_OK;
   }
   int R = run_size(r), me = run_rank(r);
-  if (R == 1) return drl_evaluate_greedy(&r->model, &r->data, r->n_train, r->n_eval, r->max_answer, acc);
+  drl_eval_scorer sc = {score_example, r, r->eos};
+  if (R == 1) return drl_evaluate_greedy(&r->model, &r->data, r->n_train, r->n_eval, r->max_answer, &sc, acc);
   int64_t a = r->n_eval * me / R, b = r->n_eval * (me + 1) / R;
   double mean = 0.0, correct = 0.0;
-  DRL_TRY(drl_evaluate_greedy(&r->model, &r->data, r->n_train + a, b - a, r->max_answer, &mean));
+  DRL_TRY(drl_evaluate_greedy(&r->model, &r->data, r->n_train + a, b - a, r->max_answer, &sc, &mean));
   correct = floor(mean * (double)(b - a) + 0.5); /* exact-match rewards are 0 or 1 */
   DRL_TRY(drl_comm_sum_f64(r->comm, &correct, &correct, 1));
   *acc = correct / (double)r->n_eval;
@@ -265,7 +313,8 @@ drl_status drl_run_evaluate(drl_run *r, double *acc) {
 }
 
 /* See run.h. Gathers the training prompts of iteration `step` (drawn by the Philox data stream) into tokens/offsets. */
-void drl_run_draw_prompts(const drl_run *r, uint32_t step, int64_t first, int n, int32_t *tokens, int64_t *offsets) {
+void drl_run_draw_prompts(const drl_run *r, uint32_t step, int64_t first, int n, int32_t *tokens, int64_t *offsets,
+                          int64_t *examples) {
   uint64_t seed = r->cfg->run.seed;
   uint32_t tag = drl_rng_tag(DRL_RNG_DATA, DRL_UID_GRPO_PROMPTS, 0);
   offsets[0] = 0;
@@ -274,18 +323,37 @@ void drl_run_draw_prompts(const drl_run *r, uint32_t step, int64_t first, int n,
     int64_t a = r->data.prompts.offsets[e], len = r->data.prompts.offsets[e + 1] - a;
     memcpy(tokens + offsets[i], r->data.prompts.tokens + a, (size_t)len * sizeof(int32_t));
     offsets[i + 1] = offsets[i] + len;
+    if (examples) examples[i] = e;
   }
 }
 
-/* See run.h. The task's reward of every rollout (its response: the generated tokens after the prompt block). */
-drl_status drl_run_score(const drl_run *r, const drl_rollout_batch *b, const int32_t *prompts, const int64_t *offsets,
-                         float *rewards) {
-  int partial = r->cfg->grpo.reward == DRL_CFG_REWARD_PARTIAL;
+drl_status drl_run_score_one(const drl_run *r, int64_t e, const int32_t *prompt, int64_t prompt_len,
+                             const int32_t *response, int64_t response_len, float *reward) {
+  if (!drl_dataset_is_text(&r->data))
+    return drl_task_reward(r->data.task, prompt, prompt_len, response, response_len,
+                           r->cfg->grpo.reward == DRL_CFG_REWARD_PARTIAL, reward);
+  if (e < 0 || e >= r->data.prompts.n)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "text reward: example %lld outside the set's %lld (prompts from elsewhere "
+                    "need a reward callback)", (long long)e, (long long)r->data.prompts.n);
+  drl_text text = {0};
+  DRL_TRY(drl_tokenizer_decode(&r->tok, response, response_len, 1, &text));
+  const int64_t *o = r->data.answer_text_offsets;
+  double score = 0.0;
+  drl_status st = drl_text_reward_eval(&r->text_reward, text.s ? text.s : "", (size_t)text.n, r->data.answer_text + o[e],
+                                       (size_t)(o[e + 1] - o[e]), &score);
+  drl_text_free(&text);
+  *reward = (float)score;
+  return st;
+}
+
+/* See run.h. */
+drl_status drl_run_score(drl_run *r, const drl_rollout_batch *b, const int32_t *prompts, const int64_t *offsets,
+                         const int64_t *examples, float *rewards) {
   DRL_RANGE("reward");
   for (int row = 0; row < b->rows; ++row) {
     int i = row / b->G;
-    DRL_TRY(drl_task_reward(r->data.task, prompts + offsets[i], offsets[i + 1] - offsets[i],
-                            b->tokens + (size_t)row * b->T + b->P, b->response_len[row], partial, &rewards[row]));
+    DRL_TRY(drl_run_score_one(r, examples ? examples[i] : -1, prompts + offsets[i], offsets[i + 1] - offsets[i],
+                              b->tokens + (size_t)row * b->T + b->P, b->response_len[row], &rewards[row]));
   }
   return DRL_OK;
 }
@@ -404,12 +472,12 @@ drl_status drl_run_open(drl_run *r, const drl_config *cfg, drl_comm *comm, int B
     DRL_TRY_GOTO(setup_dp(r));
     goto done;
   }
-  DRL_TRY_GOTO(load_data(r));
   if (cfg->trainer.init_from[0]) {
     int found = 0;
     DRL_TRY_GOTO(drl_hf_source_open(cfg->trainer.init_from, &r->hf, &found));
     r->has_hf = found != 0;
   }
+  DRL_TRY_GOTO(load_data(r));
   DRL_TRY_GOTO(make_model(r, B_max));
   DRL_TRY_GOTO(setup_dp(r));
   DRL_TRY_GOTO(drl_moe_balance_init(&r->balance, cfg, &r->model, &r->dp));
@@ -425,6 +493,7 @@ void drl_run_close(drl_run *r) {
   drl_flow_free(&r->flow);
   drl_dataset_free(&r->data);
   drl_hf_source_free(&r->hf);
+  drl_tokenizer_free(&r->tok);
   free(r->config_yaml);
   drl_device_close(&r->dev);
   memset(r, 0, sizeof *r);

@@ -8,6 +8,8 @@
 #include <stdint.h>
 
 #include "data/dataset.h"
+#include "data/text_reward.h"
+#include "data/tokenizer.h"
 #include "data/flow2d.h"
 #include "distributed/dp.h"
 #include "engine/config.h"
@@ -48,6 +50,13 @@ typedef struct drl_run {
   drl_moe_balance balance; /* the MoE blocks' load balancing (inactive for a dense policy) */
   drl_hf_source hf;        /* where trainer.init_from's pretrained policy came from, when it did (has_hf) */
   int has_hf;
+  /* how responses end and are scored: the task's vocabulary and verifier, or for a text prompt set the policy's
+   * tokenizer, its EOS ids and grpo.text_reward on the decoded text */
+  int eos;
+  int32_t stop_ids[DRL_HF_MAX_EOS]; /* the policy's other EOS ids */
+  int n_stop;
+  drl_tokenizer tok;                /* text sets only */
+  drl_text_reward_spec text_reward; /* text sets only */
   /* the flow policy */
   drl_flow2d task;
   drl_flow flow;
@@ -77,12 +86,21 @@ drl_status drl_run_load_weights(drl_run *r, const char *path);
 drl_status drl_run_resume(drl_run *r, const char *path, char *phase, size_t phase_cap, int *step);
 
 /* Draws prompts [first, first + n) of RL iteration `step` (the Philox data stream: the same step, the same prompts)
- * into tokens (room for n x the longest prompt) and offsets (n + 1). */
-void drl_run_draw_prompts(const drl_run *r, uint32_t step, int64_t first, int n, int32_t *tokens, int64_t *offsets);
+ * into tokens (room for n x the longest prompt) and offsets (n + 1), and their examples' indices into examples (n;
+ * may be NULL). */
+void drl_run_draw_prompts(const drl_run *r, uint32_t step, int64_t first, int n, int32_t *tokens, int64_t *offsets,
+                          int64_t *examples);
 
-/* The task's reward (grpo.reward: exact or partial) of every rollout of b; prompts/offsets are the ones generated. */
-drl_status drl_run_score(const drl_run *r, const drl_rollout_batch *b, const int32_t *prompts, const int64_t *offsets,
-                         float *rewards);
+/* The reward of one response (ids, response_len of them) to example e's prompt: the task's verifier (grpo.reward:
+ * exact or partial), or for a text set grpo.text_reward on the decoded response (special tokens skipped, as verl
+ * decodes) against e's answer text. */
+drl_status drl_run_score_one(const drl_run *r, int64_t e, const int32_t *prompt, int64_t prompt_len,
+                             const int32_t *response, int64_t response_len, float *reward);
+
+/* drl_run_score_one of every rollout of b; prompts/offsets are the ones generated, examples their indices (NULL
+ * for prompts that are not the training set's: then only a built-in task can score them). */
+drl_status drl_run_score(drl_run *r, const drl_rollout_batch *b, const int32_t *prompts, const int64_t *offsets,
+                         const int64_t *examples, float *rewards);
 
 /* On the held-out examples (prompt + answer, teacher-forced): the mean cross-entropy of the answer tokens into *loss,
  * and (counts not NULL, an MoE policy) the routes of their tokens per block and expert into counts [L E], summed over

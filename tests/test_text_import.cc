@@ -130,16 +130,15 @@ TEST_F(TextImportTest, BadInputIsNamedAndWritesNothing) {
   EXPECT_FALSE(std::filesystem::exists(path("o.h5")));
 }
 
-// Until the trainer scores decoded text, a text set given to `dynrl train` is refused by name, not misread as a
-// character-vocabulary set.
-TEST_F(TextImportTest, TrainingOnATextSetIsRefusedByName) {
+// A text set needs a pretrained policy whose tokenizer made it: without one it is refused by name.
+TEST_F(TextImportTest, TrainingOnATextSetNeedsAPretrainedPolicy) {
   std::string in = jsonl("p.jsonl", "{\"prompt\": \"hi\", \"answer\": \"1\"}\n");
   drl_text_import_options o = {"raw", 0, 0};
   drl_text_import_stats s;
   ASSERT_EQ(drl_text_import(in.c_str(), model_.c_str(), &o, path("p.h5").c_str(), &s), DRL_OK) << last_error();
   CliExit e = run_dynrl(train_args({"data.path=" + path("p.h5")}, path("run")), "", path("log.txt"));
   EXPECT_EQ(e.code, 1) << e.log;
-  EXPECT_NE(e.log.find("is a text prompt set"), std::string::npos) << e.log;
+  EXPECT_NE(e.log.find("is a text prompt set: it needs a pretrained policy"), std::string::npos) << e.log;
 }
 
 // A chat template renders each prompt (and its system prompt) before it is encoded: the ids are the template's.

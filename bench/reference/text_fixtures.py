@@ -1,0 +1,61 @@
+"""The end-to-end text fixture (tests/test_text_train.cc): a tiny random Qwen2 policy written by transformers whose
+vocabulary (520 rows) covers the Qwen-style fixture tokenizer (514 ids, tests/fixtures/tokenizer/qwen), that
+tokenizer beside it, and a JSONL of short arithmetic word problems with GSM8K-style answers.
+
+    .venv/bin/pip install torch transformers safetensors && .venv/bin/python bench/reference/text_fixtures.py
+"""
+import json
+import os
+import random
+import shutil
+
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+out = os.path.join(root, "tests", "fixtures", "text")
+
+
+def problems(n, seed):
+    rng = random.Random(seed)
+    names = ["Tom", "Ana", "Li", "Sam", "Mia", "Raj"]
+    things = ["apples", "pens", "cards", "coins", "books"]
+    lines = []
+    for _ in range(n):
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        who, what = rng.choice(names), rng.choice(things)
+        if rng.random() < 0.5:
+            q = "%s has %d %s and gets %d more. How many %s now?" % (who, a, what, b, what)
+            ans = a + b
+        else:
+            a, b = max(a, b), min(a, b)
+            q = "%s has %d %s and gives %d away. How many %s now?" % (who, a, what, b, what)
+            ans = a - b
+        lines.append({"prompt": q + " Answer after ####.", "answer": str(ans)})
+    return lines
+
+
+def main():
+    model_dir = os.path.join(out, "qwen2")
+    if os.path.isdir(model_dir):
+        shutil.rmtree(model_dir)
+    cfg = Qwen2Config(vocab_size=520, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-6, tie_word_embeddings=True,
+                      rope_theta=1000000.0, bos_token_id=0, eos_token_id=2, attn_implementation="eager")
+    gen = torch.Generator().manual_seed(99)
+    model = Qwen2ForCausalLM(cfg).float()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1.0 + 0.1 * (2 * torch.rand(p.shape, generator=gen) - 1))
+            else:
+                p.copy_(0.2 * torch.randn(p.shape, generator=gen))
+    model.save_pretrained(model_dir, safe_serialization=True)
+    shutil.copy(os.path.join(root, "tests", "fixtures", "tokenizer", "qwen", "tokenizer.json"), model_dir)
+    with open(os.path.join(out, "word_problems.jsonl"), "w") as f:
+        for line in problems(48, 7):
+            f.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
