@@ -134,6 +134,37 @@ void drl_hf_source_free(drl_hf_source *s) {
   memset(s, 0, sizeof *s);
 }
 
+/* The EOS ids of dir/generation_config.json (an integer or a list; the file is optional) join c's: generation stops
+ * on any of them (Qwen2.5 lists <|im_end|> and <|endoftext|>, its config.json only the first). */
+static drl_status add_generation_eos(const char *dir, drl_hf_config *c) {
+  char file[4200];
+  snprintf(file, sizeof file, "%s/generation_config.json", dir);
+  struct stat sb;
+  if (stat(file, &sb) != 0) return DRL_OK;
+  char *text = NULL;
+  size_t len = 0;
+  DRL_TRY(read_text(file, &text, &len));
+  json_error_t jerr;
+  json_t *root = json_loadb(text, len, 0, &jerr);
+  free(text);
+  if (!root) return DRL_FAIL(DRL_ERR_FORMAT, "%s: not valid JSON: %s (line %d)", file, jerr.text, jerr.line);
+  const json_t *eos = json_object_get(root, "eos_token_id");
+  drl_status st = DRL_OK;
+  size_t n = json_is_array(eos) ? json_array_size(eos) : (eos && !json_is_null(eos) ? 1 : 0);
+  for (size_t i = 0; st == DRL_OK && i < n; ++i) {
+    const json_t *v = json_is_array(eos) ? json_array_get(eos, i) : eos;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= c->model.vocab) {
+      st = DRL_FAIL(DRL_ERR_FORMAT, "%s: eos_token_id must be ids in [0, %d)", file, c->model.vocab);
+      break;
+    }
+    int id = (int)json_integer_value(v), known = 0;
+    for (int k = 0; k < c->n_eos; ++k) known |= c->eos_token_ids[k] == id;
+    if (!known && c->n_eos < DRL_HF_MAX_EOS) c->eos_token_ids[c->n_eos++] = id;
+  }
+  json_decref(root);
+  return st;
+}
+
 drl_status drl_hf_source_open(const char *path, drl_hf_source *s, int *found) {
   memset(s, 0, sizeof *s);
   *found = 0;
@@ -167,6 +198,7 @@ drl_status drl_hf_source_open(const char *path, drl_hf_source *s, int *found) {
   }
   drl_fnv1a64_hex(s->config_text, len, s->config_hash);
   drl_status st = drl_hf_config_parse(file, s->config_text, len, &s->cfg);
+  if (st == DRL_OK) st = add_generation_eos(*found == 1 ? s->dir : s->source, &s->cfg);
   if (st != DRL_OK) {
     drl_hf_source_free(s);
     *found = 0;

@@ -33,7 +33,8 @@ typedef struct drl_hf_source {
 } drl_hf_source;
 
 /* Fills s when path is a Hugging Face directory (*found = 1) or a checkpoint with an /hf group (*found = 2); *found =
- * 0 leaves s empty (a policy dynrl initialised, or nothing at path: the caller reports what it expected). */
+ * 0 leaves s empty (a policy dynrl initialised, or nothing at path: the caller reports what it expected). The EOS
+ * ids of the directory's generation_config.json (when the directory is there) join config.json's. */
 drl_status drl_hf_source_open(const char *path, drl_hf_source *s, int *found);
 void drl_hf_source_free(drl_hf_source *s);
 

@@ -321,3 +321,23 @@ TEST_F(HfModelTest, ProvenanceReadsAloneAndItsHashIsChecked) {
   EXPECT_ERROR_HAS("its config_hash attribute says 0123456789abcdef");
   EXPECT_EQ(drl_checkpoint_read(path("bad.h5").c_str(), nullptr, &got), DRL_ERR_FORMAT);
 }
+
+// generation_config.json's EOS ids join config.json's (generation stops on any); a broken one is named.
+TEST_F(HfModelTest, GenerationConfigEosIdsJoin) {
+  std::string d = write_dir("gen");
+  std::ofstream(d + "/generation_config.json") << "{\"eos_token_id\": [2, 5], \"bos_token_id\": 1}";
+  drl_hf_source src;
+  int found = 0;
+  ASSERT_EQ(drl_hf_source_open(d.c_str(), &src, &found), DRL_OK) << last_error();
+  ASSERT_EQ(src.cfg.n_eos, 3);
+  EXPECT_EQ(src.cfg.eos_token_ids[0], 2);
+  EXPECT_EQ(src.cfg.eos_token_ids[1], 3);
+  EXPECT_EQ(src.cfg.eos_token_ids[2], 5);
+  drl_hf_source_free(&src);
+  std::ofstream(d + "/generation_config.json") << "{\"eos_token_id\": [2, 500]}";
+  EXPECT_EQ(drl_hf_source_open(d.c_str(), &src, &found), DRL_ERR_FORMAT);
+  EXPECT_ERROR_HAS("generation_config.json: eos_token_id must be ids in [0, 37)");
+  std::ofstream(d + "/generation_config.json") << "{\"eos_token_id\": ";
+  EXPECT_EQ(drl_hf_source_open(d.c_str(), &src, &found), DRL_ERR_FORMAT);
+  EXPECT_ERROR_HAS("generation_config.json: not valid JSON");
+}
