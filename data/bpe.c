@@ -12,6 +12,7 @@
 
 #include "bpe_internal.h"
 #include "byte_level.h"
+#include "file_read.h"
 #include "utf8.h"
 
 /* ---- messages ---- */
@@ -645,34 +646,15 @@ drl_status drl_bpe_load_json(const char *name, const char *json, size_t len, drl
   return DRL_OK;
 }
 
-drl_status drl_bpe_load(const char *path, drl_tokenizer *out) {
+drl_status drl_bpe_load_hashed(const char *path, drl_tokenizer *out, char hash[17]) {
   if (!path || !out) return DRL_FAIL(DRL_ERR_INVALID_ARG, "tokenizer.json: path and output must be non-NULL");
-  FILE *f = fopen(path, "rb");
-  if (!f) return DRL_FAIL(DRL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
   char *buf = NULL;
-  size_t n = 0, cap = 0;
-  for (;;) {
-    if (n == cap) {
-      cap = cap ? 2 * cap : 1 << 16;
-      char *g = (char *)realloc(buf, cap);
-      if (!g) {
-        free(buf);
-        fclose(f);
-        return DRL_FAIL(DRL_ERR_OOM, "%s: out of memory reading %zu bytes", path, cap);
-      }
-      buf = g;
-    }
-    size_t got = fread(buf + n, 1, cap - n, f);
-    n += got;
-    if (got == 0) break;
-  }
-  int failed = ferror(f);
-  fclose(f);
-  if (failed) {
-    free(buf);
-    return DRL_FAIL(DRL_ERR_IO, "%s: read error", path);
-  }
+  size_t n = 0;
+  DRL_TRY(drl_read_file(path, (size_t)1 << 30, &buf, &n));
+  if (hash) drl_fnv1a64_hex(buf, n, hash);
   drl_status st = drl_bpe_load_json(path, buf, n, out);
   free(buf);
   return st;
 }
+
+drl_status drl_bpe_load(const char *path, drl_tokenizer *out) { return drl_bpe_load_hashed(path, out, NULL); }

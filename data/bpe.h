@@ -18,6 +18,9 @@ extern "C" {
  * exactly is DRL_ERR_FORMAT naming the file, the JSON path and the value. */
 drl_status drl_bpe_load(const char *path, drl_tokenizer *out);
 
+/* drl_bpe_load, and hash (not NULL) = drl_fnv1a64_hex of the file: which tokenizer.json made a set of ids. */
+drl_status drl_bpe_load_hashed(const char *path, drl_tokenizer *out, char hash[17]);
+
 /* The same from the bytes json[0..len); name stands for the file in messages. */
 drl_status drl_bpe_load_json(const char *name, const char *json, size_t len, drl_tokenizer *out);
 

@@ -92,12 +92,6 @@ void drl_checkpoint_free(drl_checkpoint *ck) {
   memset(ck, 0, sizeof *ck);
 }
 
-void drl_fnv1a64_hex(const void *bytes, size_t n, char out[17]) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; ++i) h = (h ^ ((const unsigned char *)bytes)[i]) * 0x100000001b3ull;
-  snprintf(out, 17, "%016llx", (unsigned long long)h);
-}
-
 /* The provenance group /hf, when the file has one. */
 static drl_status read_hf(const drl_h5_file *f, drl_checkpoint *ck) {
   int has = 0;

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "data/file_read.h" /* drl_fnv1a64_hex */
 #include "kernels/layout.h"
 #include "kernels/status.h"
 
@@ -54,8 +55,6 @@ typedef struct drl_checkpoint {
   char hf_config_hash[17]; /* and drl_fnv1a64_hex of the text */
 } drl_checkpoint;
 
-/* FNV-1a 64 of bytes[0, n) as 16 lowercase hex digits (an identification, not a security hash). */
-void drl_fnv1a64_hex(const void *bytes, size_t n, char out[17]);
 
 /* Writes ck to path atomically (temp file, fsync, rename). */
 drl_status drl_checkpoint_write(const char *path, const drl_checkpoint *ck);

@@ -2,11 +2,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "prompt_jsonl.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "file_read.h"
 
 /* Files larger than this are refused before they are read whole. */
 #define MAX_FILE_BYTES ((size_t)4 << 30)
@@ -172,18 +173,10 @@ drl_status drl_prompt_jsonl_parse(const char *name, const char *text, size_t len
 
 drl_status drl_prompt_jsonl_read(const char *path, drl_prompt_set *set) {
   memset(set, 0, sizeof *set);
-  FILE *f = fopen(path, "rb");
-  if (!f) return DRL_FAIL(DRL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-  long n = -1;
-  if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-  char *buf = n >= 0 && (size_t)n <= MAX_FILE_BYTES && fseek(f, 0, SEEK_SET) == 0 ? (char *)malloc((size_t)n + 1) : NULL;
-  size_t got = buf ? fread(buf, 1, (size_t)n, f) : 0;
-  fclose(f);
-  if (!buf || got != (size_t)n) {
-    free(buf);
-    return DRL_FAIL(DRL_ERR_IO, "%s: cannot read (or larger than 4 GiB)", path);
-  }
-  drl_status st = drl_prompt_jsonl_parse(path, buf, (size_t)n, set);
+  char *buf = NULL;
+  size_t n = 0;
+  DRL_TRY(drl_read_file(path, MAX_FILE_BYTES, &buf, &n));
+  drl_status st = drl_prompt_jsonl_parse(path, buf, n, set);
   free(buf);
   return st;
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "file_read.h"
 #include "kernels/float16.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -295,44 +296,6 @@ static int ends_with(const char *s, const char *suffix) {
   return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* Reads a whole small file (the index) into a NUL-terminated buffer. */
-static drl_status slurp(const char *path, char **out, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return DRL_FAIL(DRL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-  char *buf = NULL;
-  size_t n = 0, cap = 0;
-  for (;;) {
-    if (n + 4096 + 1 > cap) {
-      cap = 2 * cap + 8192;
-      if (cap > ((size_t)64 << 20)) {
-        free(buf);
-        fclose(f);
-        return DRL_FAIL(DRL_ERR_FORMAT, "%s: larger than 64 MiB: not an index", path);
-      }
-      char *nb = (char *)realloc(buf, cap);
-      if (!nb) {
-        free(buf);
-        fclose(f);
-        return DRL_FAIL(DRL_ERR_OOM, "%s: out of memory", path);
-      }
-      buf = nb;
-    }
-    size_t got = fread(buf + n, 1, 4096, f);
-    n += got;
-    if (got < 4096) break;
-  }
-  int err = ferror(f);
-  fclose(f);
-  if (err) {
-    free(buf);
-    return DRL_FAIL(DRL_ERR_IO, "%s: read failed", path);
-  }
-  buf[n] = '\0';
-  *out = buf;
-  *len = n;
-  return DRL_OK;
-}
-
 /* A shard's file name from an index: a plain name in the index's directory, nothing that climbs out of it. */
 static int plain_file_name(const char *s) {
   return s[0] && s[0] != '.' && !strchr(s, '/') && !strchr(s, '\\');
@@ -341,7 +304,7 @@ static int plain_file_name(const char *s) {
 static drl_status open_index(drl_safetensors *set, const char *index_path) {
   char *text = NULL;
   size_t len = 0;
-  DRL_TRY(slurp(index_path, &text, &len));
+  DRL_TRY(drl_read_file(index_path, (size_t)64 << 20, &text, &len));
   json_error_t jerr;
   json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
   free(text);

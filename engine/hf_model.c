@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "data/atomic_file.h"
+#include "data/file_read.h"
 #include "data/safetensors.h"
 #include "engine/config.h"
 #include "engine/model_config.h"
@@ -112,21 +113,7 @@ static int is_dir(const char *p) {
 }
 
 static drl_status read_text(const char *path, char **out, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return DRL_FAIL(DRL_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-  long n = -1;
-  if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-  char *buf = n >= 0 && n < (64L << 20) && fseek(f, 0, SEEK_SET) == 0 ? (char *)malloc((size_t)n + 1) : NULL;
-  size_t got = buf ? fread(buf, 1, (size_t)n, f) : 0;
-  fclose(f);
-  if (!buf || got != (size_t)n) {
-    free(buf);
-    return DRL_FAIL(DRL_ERR_IO, "%s: cannot read (or larger than 64 MiB)", path);
-  }
-  buf[n] = '\0';
-  *out = buf;
-  *len = (size_t)n;
-  return DRL_OK;
+  return drl_read_file(path, (size_t)64 << 20, out, len);
 }
 
 void drl_hf_source_free(drl_hf_source *s) {

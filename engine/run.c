@@ -47,25 +47,10 @@ static drl_status open_text_set(drl_run *r) {
   const char *dir = r->hf.dir[0] ? r->hf.dir : r->hf.source;
   char file[4200], hash[17];
   snprintf(file, sizeof file, "%s/tokenizer.json", dir);
-  FILE *f = fopen(file, "rb");
-  if (!f) return DRL_FAIL(DRL_ERR_IO, "%s: cannot open: the policy's tokenizer, needed by the text set %s", file, path);
-  long n = -1;
-  if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-  char *json = n >= 0 && fseek(f, 0, SEEK_SET) == 0 ? (char *)malloc((size_t)n + 1) : NULL;
-  size_t got = json ? fread(json, 1, (size_t)n, f) : 0;
-  fclose(f);
-  if (!json || got != (size_t)n) {
-    free(json);
-    return DRL_FAIL(DRL_ERR_IO, "%s: cannot read", file);
-  }
-  drl_fnv1a64_hex(json, (size_t)n, hash);
-  drl_status st = strcmp(hash, r->data.tokenizer_hash) == 0
-                      ? drl_bpe_load_json(file, json, (size_t)n, &r->tok)
-                      : DRL_FAIL(DRL_ERR_CONFIG, "data.path = %s was made with the tokenizer %s, the policy's (%s) is "
-                                 "%s: encode the set with the policy's tokenizer", path, r->data.tokenizer_hash, file,
-                                 hash);
-  free(json);
-  DRL_TRY(st);
+  DRL_TRY(drl_bpe_load_hashed(file, &r->tok, hash));
+  if (strcmp(hash, r->data.tokenizer_hash) != 0)
+    return DRL_FAIL(DRL_ERR_CONFIG, "data.path = %s was made with the tokenizer %s, the policy's (%s) is %s: encode the "
+                    "set with the policy's tokenizer", path, r->data.tokenizer_hash, file, hash);
   const drl_hf_config *hc = &r->hf.cfg;
   if (hc->n_eos < 1) return DRL_FAIL(DRL_ERR_FORMAT, "%s: the policy's config.json names no eos_token_id", dir);
   r->eos = hc->eos_token_ids[0];

@@ -7,7 +7,6 @@
 
 #include "data/bpe.h"
 #include "data/chat_template.h"
-#include "data/checkpoint.h"
 #include "data/dataset.h"
 #include "data/prompt_jsonl.h"
 #include "data/tokenizer.h"
@@ -32,27 +31,6 @@ static drl_status grow_append(grow *g, const void *items, int64_t n) {
   memcpy((char *)g->p + (size_t)g->n * g->elem, items, (size_t)n * g->elem);
   g->n += n;
   return DRL_OK;
-}
-
-/* The tokenizer.json of dir, its hash and its tokenizer. */
-static drl_status load_tokenizer(const char *dir, drl_tokenizer *tok, char hash[17]) {
-  char path[4200];
-  snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-  FILE *f = fopen(path, "rb");
-  if (!f) return DRL_FAIL(DRL_ERR_IO, "%s: cannot open (the model directory's tokenizer)", path);
-  long n = -1;
-  if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-  char *buf = n >= 0 && fseek(f, 0, SEEK_SET) == 0 ? (char *)malloc((size_t)n + 1) : NULL;
-  size_t got = buf ? fread(buf, 1, (size_t)n, f) : 0;
-  fclose(f);
-  if (!buf || got != (size_t)n) {
-    free(buf);
-    return DRL_FAIL(DRL_ERR_IO, "%s: cannot read", path);
-  }
-  drl_fnv1a64_hex(buf, (size_t)n, hash);
-  drl_status st = drl_bpe_load_json(path, buf, (size_t)n, tok);
-  free(buf);
-  return st;
 }
 
 /* The prompt of r as ids: prompt_ids as they are, else rendered by the chat template and encoded. */
@@ -89,7 +67,9 @@ drl_status drl_text_import(const char *jsonl, const char *model_dir, const drl_t
     st = DRL_FAIL(DRL_ERR_INVALID_ARG, "%s: not a model directory (no config.json)", model_dir);
   if (st == DRL_OK && src.cfg.n_eos < 1)
     st = DRL_FAIL(DRL_ERR_FORMAT, "%s/config.json: no eos_token_id (answers end with it)", model_dir);
-  if (st == DRL_OK) st = load_tokenizer(model_dir, &tok, ds.tokenizer_hash);
+  char tj[4200];
+  snprintf(tj, sizeof tj, "%s/tokenizer.json", model_dir);
+  if (st == DRL_OK) st = drl_bpe_load_hashed(tj, &tok, ds.tokenizer_hash);
   int64_t zero = 0;
   if (st == DRL_OK) st = grow_append(&po, &zero, 1);
   if (st == DRL_OK) st = grow_append(&ao, &zero, 1);
