@@ -12,6 +12,8 @@ import shutil
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from hf_fixtures import rerandomise  # the same re-randomisation as the parity fixtures
+
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 out = os.path.join(root, "tests", "fixtures", "text")
 
@@ -42,14 +44,8 @@ def main():
     cfg = Qwen2Config(vocab_size=520, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-6, tie_word_embeddings=True,
                       rope_theta=1000000.0, bos_token_id=0, eos_token_id=2, attn_implementation="eager")
-    gen = torch.Generator().manual_seed(99)
     model = Qwen2ForCausalLM(cfg).float()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.copy_(1.0 + 0.1 * (2 * torch.rand(p.shape, generator=gen) - 1))
-            else:
-                p.copy_(0.2 * torch.randn(p.shape, generator=gen))
+    rerandomise(model, torch.Generator().manual_seed(99))
     model.save_pretrained(model_dir, safe_serialization=True)
     shutil.copy(os.path.join(root, "tests", "fixtures", "tokenizer", "qwen", "tokenizer.json"), model_dir)
     with open(os.path.join(out, "word_problems.jsonl"), "w") as f:
