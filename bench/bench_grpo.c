@@ -106,7 +106,7 @@ int main(int argc, char **argv) {
     double t[PH_COUNT];
     drl_run_draw_prompts(&run, (uint32_t)it, 0, n, prompts, offsets, examples);
     drl_rollout_params p = {G, g->max_new_tokens, (float)g->temperature, g->top_k, (float)g->top_p,
-                            run.eos, cfg.run.seed, (uint32_t)it, 0, 0, run.stop_ids, run.n_stop};
+                            run.eos, cfg.run.seed, (uint32_t)it, 0, 0, run.stop_ids, run.n_stop, NULL, NULL};
     double t0 = bench_now();
     CHECK(drl_rollout_generate(&ro, &run.model, prompts, offsets, n, &p, &batch), "rollout");
     double t1 = bench_now();

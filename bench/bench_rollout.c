@@ -69,7 +69,7 @@ static result run_length(drl_transformer *m, drl_rollout *ro, const int32_t *pro
   double *times = malloc((size_t)reps * sizeof(double));
   if (!times) die("host memory");
   for (int i = 0; i < warmup + reps; ++i) {
-    drl_rollout_params p = {GROUP, new_tokens, 1.0f, 0, 1.0f, EOS, 1234, (uint32_t)(i + 1), 0, 0, NULL, 0};
+    drl_rollout_params p = {GROUP, new_tokens, 1.0f, 0, 1.0f, EOS, 1234, (uint32_t)(i + 1), 0, 0, NULL, 0, NULL, NULL};
     CHECK(drl_device_sync(&m->dev), "sync");
     double t0 = bench_now();
     CHECK(drl_rollout_generate(ro, m, prompts, offsets, N_PROMPTS, &p, &b), "generate");

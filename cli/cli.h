@@ -5,6 +5,7 @@
 #include <dynrl.h>
 
 #include "engine/config.h"
+#include "kernels/device.h"
 
 /* Exit codes: 0 success, 1 a failed operation (message printed), 2 wrong usage (usage printed). */
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
@@ -24,6 +25,11 @@ typedef struct cli_args {
   const char *tokenizer, *template_name; /* data import: --tokenizer, --template */
   long long max_prompt;            /* data import: --max-prompt-tokens */
   int drop_long;                   /* data import: --drop-long */
+  const char *prompt, *system;     /* generate: --prompt, --system */
+  const char *data, *reward;       /* eval: --data, --reward */
+  drl_backend backend;             /* generate, eval: --device */
+  double temperature, top_p;       /* generate */
+  long long top_k, max_new, batch; /* generate: --top-k; generate, eval: --max-new-tokens; eval: --batch */
 } cli_args;
 
 typedef struct cli_verb {
@@ -42,6 +48,8 @@ extern const cli_verb cli_verb_data;
 extern const cli_verb cli_verb_sample;
 extern const cli_verb cli_verb_import;
 extern const cli_verb cli_verb_export;
+extern const cli_verb cli_verb_generate;
+extern const cli_verb cli_verb_eval;
 
 /* Prints "dynrl: error: <message>" with the library's last error and returns CLI_FAILED. */
 int cli_fail(const char *what);
@@ -52,6 +60,21 @@ int cli_usage_error(const cli_verb *verb, const char *fmt, ...) __attribute__((f
 /* Matches `--name value` or `--name=value` at argv[*i]; on a match stores the value, advances *i and returns 1.
  * Returns -1 when the option is present but its value is missing, 0 when argv[*i] is another argument. */
 int cli_option(int argc, char **argv, int *i, const char *name, const char **value);
+
+/* Parses argv[1..argc): the options names[0..n) (as cli_option) into *slots[k], and exactly one other argument
+ * into *positional (named `what` in messages). Returns CLI_OK, or CLI_USAGE with the problem and verb's usage
+ * printed (a missing value, an unknown option, a second or no positional argument). */
+int cli_parse_options(const cli_verb *verb, int argc, char **argv, const char *const *names,
+                      const char **const *slots, int n, const char **positional, const char *what);
+
+/* Seconds on the monotonic clock. */
+double cli_now(void);
+
+/* Parses "auto" (CUDA when a GPU is visible, else the CPU), "cpu" or "cuda"; returns 0 on success. */
+int cli_parse_device(const char *text, drl_backend *out);
+
+/* Parses a whole finite decimal number within [lo, hi]; returns 0 on success. */
+int cli_parse_f64(const char *text, double lo, double hi, double *out);
 
 /* Parses a whole decimal integer within [lo, hi]; returns 0 on success. */
 int cli_parse_i64(const char *text, long long lo, long long hi, long long *out);

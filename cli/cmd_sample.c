@@ -19,20 +19,10 @@ static int parse_sample(int argc, char **argv, cli_args *a) {
   memset(a, 0, sizeof *a);
   const char *n_text = "512", *steps_text = "0", *seed_text = "1";
   a->out = "samples.h5";
-  for (int i = 1; i < argc; ++i) {
-    const char *names[] = {"-o", "--n", "--steps", "--seed"};
-    const char **slots[] = {&a->out, &n_text, &steps_text, &seed_text};
-    int matched = 0;
-    for (int k = 0; k < 4 && !matched; ++k) {
-      matched = cli_option(argc, argv, &i, names[k], slots[k]);
-      if (matched < 0) return cli_usage_error(&cli_verb_sample, "%s needs a value", names[k]);
-    }
-    if (matched) continue;
-    if (argv[i][0] == '-') return cli_usage_error(&cli_verb_sample, "unknown option '%s'", argv[i]);
-    if (a->file) return cli_usage_error(&cli_verb_sample, "more than one checkpoint ('%s', '%s')", a->file, argv[i]);
-    a->file = argv[i];
-  }
-  if (!a->file) return cli_usage_error(&cli_verb_sample, "missing CKPT.h5");
+  const char *names[] = {"-o", "--n", "--steps", "--seed"};
+  const char **slots[] = {&a->out, &n_text, &steps_text, &seed_text};
+  int rc = cli_parse_options(&cli_verb_sample, argc, argv, names, slots, 4, &a->file, "CKPT.h5");
+  if (rc != CLI_OK) return rc;
   if (cli_parse_i64(n_text, 1, 1 << 24, &a->n)) return cli_usage_error(&cli_verb_sample, "--n must be 1..2^24");
   if (cli_parse_i64(steps_text, 0, 4096, &a->steps))
     return cli_usage_error(&cli_verb_sample, "--steps must be 0..4096");

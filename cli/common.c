@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sys/stat.h>
 
@@ -37,6 +38,46 @@ int cli_option(int argc, char **argv, int *i, const char *name, const char **val
   if (*i + 1 >= argc) return -1;
   *value = argv[++*i];
   return 1;
+}
+
+int cli_parse_options(const cli_verb *verb, int argc, char **argv, const char *const *names,
+                      const char **const *slots, int n, const char **positional, const char *what) {
+  *positional = NULL;
+  for (int i = 1; i < argc; ++i) {
+    int matched = 0;
+    for (int k = 0; k < n && !matched; ++k) {
+      matched = cli_option(argc, argv, &i, names[k], slots[k]);
+      if (matched < 0) return cli_usage_error(verb, "%s needs a value", names[k]);
+    }
+    if (matched) continue;
+    if (argv[i][0] == '-') return cli_usage_error(verb, "unknown option '%s'", argv[i]);
+    if (*positional) return cli_usage_error(verb, "more than one %s ('%s', '%s')", what, *positional, argv[i]);
+    *positional = argv[i];
+  }
+  return *positional ? CLI_OK : cli_usage_error(verb, "missing %s", what);
+}
+
+double cli_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int cli_parse_device(const char *text, drl_backend *out) {
+  if (strcmp(text, "auto") == 0) *out = drl_cuda_device_count() > 0 ? DRL_BACKEND_CUDA : DRL_BACKEND_CPU;
+  else if (strcmp(text, "cpu") == 0) *out = DRL_BACKEND_CPU;
+  else if (strcmp(text, "cuda") == 0) *out = DRL_BACKEND_CUDA;
+  else return -1;
+  return 0;
+}
+
+int cli_parse_f64(const char *text, double lo, double hi, double *out) {
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (errno || end == text || *end != '\0' || !(v >= lo && v <= hi)) return -1;
+  *out = v;
+  return 0;
 }
 
 int cli_parse_i64(const char *text, long long lo, long long hi, long long *out) {

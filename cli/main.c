@@ -7,8 +7,9 @@
 #include "cli.h"
 #include "data/h5.h"
 
-static const cli_verb *const verbs[] = {&cli_verb_train,  &cli_verb_config, &cli_verb_data,
-                                        &cli_verb_sample, &cli_verb_import, &cli_verb_export};
+static const cli_verb *const verbs[] = {&cli_verb_train,  &cli_verb_generate, &cli_verb_eval,
+                                        &cli_verb_config, &cli_verb_data,     &cli_verb_sample,
+                                        &cli_verb_import, &cli_verb_export};
 #define N_VERBS (sizeof verbs / sizeof verbs[0])
 
 static const char *const main_usage =

@@ -177,6 +177,20 @@ static drl_status check_floats(const drl_h5_file *f, const char *name, int64_t n
   return DRL_OK;
 }
 
+/* The run's configuration text, NUL-terminated. */
+static drl_status read_config(const drl_h5_file *f, const char *path, drl_checkpoint *ck) {
+  void *cfg = NULL;
+  int64_t shape[1];
+  DRL_TRY(drl_h5_read_array(f, "/config", DRL_H5_UINT8, 1, shape, MAX_CONFIG_BYTES, &cfg));
+  ck->config_yaml = (char *)realloc(cfg, (size_t)shape[0] + 1);
+  if (!ck->config_yaml) {
+    free(cfg);
+    return DRL_FAIL(DRL_ERR_OOM, "%s: out of memory for the config text", path);
+  }
+  ck->config_yaml[shape[0]] = '\0';
+  return DRL_OK;
+}
+
 drl_status drl_checkpoint_read_provenance(const char *path, drl_checkpoint *ck) {
   memset(ck, 0, sizeof *ck);
   drl_h5_file f;
@@ -187,6 +201,7 @@ drl_status drl_checkpoint_read_provenance(const char *path, drl_checkpoint *ck) 
     st = DRL_FAIL(DRL_ERR_FORMAT, "%s: checkpoint format version %lld, this dynrl reads version %d", path,
                   (long long)version, DRL_CHECKPOINT_FORMAT_VERSION);
   if (st == DRL_OK) st = read_hf(&f, ck);
+  if (st == DRL_OK) st = read_config(&f, path, ck);
   drl_h5_close(&f);
   if (st != DRL_OK) drl_checkpoint_free(ck);
   return st;
@@ -197,7 +212,7 @@ drl_status drl_checkpoint_read(const char *path, const drl_layout *expect, drl_c
   drl_h5_file f;
   DRL_TRY(drl_h5_open_read(path, &f));
   drl_status st = DRL_OK;
-  int64_t version = 0, shape[1];
+  int64_t version = 0;
   DRL_TRY_GOTO(drl_h5_read_attr_int64(&f, "/", "format_version", &version));
   if (version != DRL_CHECKPOINT_FORMAT_VERSION) {
     st = DRL_FAIL(DRL_ERR_FORMAT, "%s: checkpoint format version %lld, this dynrl reads version %d", path,
@@ -254,15 +269,7 @@ drl_status drl_checkpoint_read(const char *path, const drl_layout *expect, drl_c
   if (has_bad) DRL_TRY_GOTO(drl_h5_read_attr_int64(&f, "/trainer", "bad_streak", &ck->bad_streak));
   int64_t one[1] = {1};
   DRL_TRY_GOTO(drl_h5_read_array_into(&f, "/rng/seed", DRL_H5_UINT64, 1, one, &ck->seed));
-  void *cfg = NULL;
-  DRL_TRY_GOTO(drl_h5_read_array(&f, "/config", DRL_H5_UINT8, 1, shape, MAX_CONFIG_BYTES, &cfg));
-  ck->config_yaml = (char *)realloc(cfg, (size_t)shape[0] + 1);
-  if (!ck->config_yaml) {
-    free(cfg);
-    st = DRL_FAIL(DRL_ERR_OOM, "%s: out of memory for the config text", path);
-    goto done;
-  }
-  ck->config_yaml[shape[0]] = '\0';
+  DRL_TRY_GOTO(read_config(&f, path, ck));
   DRL_TRY_GOTO(read_hf(&f, ck));
   if (ck->optim_step < 0 || ck->trainer_step < 0)
     st = DRL_FAIL(DRL_ERR_FORMAT, "%s: negative step counters (optim %lld, trainer %lld)", path,

@@ -63,8 +63,8 @@ drl_status drl_checkpoint_write(const char *path, const drl_checkpoint *ck);
  * On failure ck is left zeroed. */
 drl_status drl_checkpoint_read(const char *path, const drl_layout *expect, drl_checkpoint *ck);
 
-/* Reads only where the policy of path came from (ck->hf_*; hf_config NULL when the file has no /hf), without the
- * parameters. */
+/* Reads only where the policy of path came from (ck->hf_*; hf_config NULL when the file has no /hf) and the run's
+ * configuration (config_yaml), without the parameters. */
 drl_status drl_checkpoint_read_provenance(const char *path, drl_checkpoint *ck);
 
 /* Frees what drl_checkpoint_read allocated and zeroes ck. */

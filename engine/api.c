@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/chat_template.h"
 #include "data/tokenizer.h"
 #include "engine/config.h"
 #include "engine/grpo_iterate.h"
@@ -15,9 +16,11 @@ struct drl_engine {
   drl_config cfg;
   drl_run run;
   drl_grpo_iteration grpo;    /* one shard: the rollouts of the last generate, their rewards, the update state */
-  drl_reward_source reward;   /* drl_engine_set_reward's callback (none: the task's verifier) */
+  drl_reward_source reward;   /* the host's reward callback (none: the run's own scoring) */
   int64_t iteration;
   int has_batch;
+  drl_text texts;             /* the last generate's responses, decoded one after another, NUL after each */
+  const char **text_of;       /* [rows]: where each starts in texts */
   drl_stats stats;
   char last_ckpt[4200]; /* "path (grpo step N)" of the last save or load; "" before */
 };
@@ -52,29 +55,94 @@ void drl_engine_destroy(drl_engine *e) {
   if (!e) return;
   drl_grpo_iterate_free(&e->grpo, &e->run);
   drl_run_close(&e->run);
+  drl_text_free(&e->texts);
+  free(e->text_of);
   free(e);
 }
 
 const char *drl_engine_vocab(const drl_engine *e) { return e ? e->run.data.vocab : ""; }
 
-drl_status drl_engine_encode(const drl_engine *e, const char *text, int32_t *ids, int64_t cap, int64_t *n) {
+/* ids (n of them) into the caller's buffer of cap. */
+static drl_status give_ids(const drl_ids *ids, int32_t *out, int64_t cap, int64_t *n) {
+  *n = ids->n;
+  if (cap > 0 && ids->n > 0) memcpy(out, ids->v, (size_t)(ids->n < cap ? ids->n : cap) * sizeof *out);
+  if (ids->n > cap)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "encode: %lld tokens do not fit in a buffer of %lld", (long long)ids->n,
+                    (long long)cap);
+  return DRL_OK;
+}
+
+static drl_status check_out(const void *buf, int64_t cap, int64_t *n) {
+  DRL_TRY(need(n, "n"));
+  *n = 0;
+  if (cap < 0 || (cap > 0 && !buf)) return DRL_FAIL(DRL_ERR_INVALID_ARG, "bad output buffer (cap %lld)", (long long)cap);
+  return DRL_OK;
+}
+
+drl_status drl_engine_encode(drl_engine *e, const char *text, int32_t *ids, int64_t cap, int64_t *n) {
   DRL_TRY(need(e, "engine"));
   DRL_TRY(need(text, "text"));
-  DRL_TRY(need(n, "n"));
-  if (cap < 0 || (cap > 0 && !ids)) return DRL_FAIL(DRL_ERR_INVALID_ARG, "encode: bad output buffer (cap %lld)",
-                                                    (long long)cap);
-  drl_tokenizer tok;
-  DRL_TRY(drl_tokenizer_char(e->run.data.vocab, &tok));
+  DRL_TRY(check_out(ids, cap, n));
   drl_ids out = {0};
-  drl_status st = drl_tokenizer_encode(&tok, text, (int64_t)strlen(text), 1, &out);
-  *n = st == DRL_OK ? out.n : 0;
-  if (st == DRL_OK) {
-    if (cap > 0 && out.n > 0) memcpy(ids, out.v, (size_t)(out.n < cap ? out.n : cap) * sizeof *ids);
-    if (out.n > cap)
-      st = DRL_FAIL(DRL_ERR_INVALID_ARG, "encode: %lld tokens do not fit in a buffer of %lld", (long long)out.n,
-                    (long long)cap);
-  }
+  drl_status st = drl_tokenizer_encode(&e->run.tok, text, (int64_t)strlen(text), 1, &out);
+  if (st == DRL_OK) st = give_ids(&out, ids, cap, n);
   drl_ids_free(&out);
+  return st;
+}
+
+drl_status drl_engine_encode_chat(drl_engine *e, const char *system, const char *prompt, int32_t *ids, int64_t cap,
+                                  int64_t *n) {
+  DRL_TRY(need(e, "engine"));
+  DRL_TRY(need(prompt, "prompt"));
+  DRL_TRY(check_out(ids, cap, n));
+  if (!drl_dataset_is_text(&e->run.data))
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "encode_chat: the task '%s' has no chat template (drl_engine_encode its "
+                    "prompt)", e->run.data.task);
+  drl_chat_template t;
+  DRL_TRY(drl_chat_template_get(e->run.data.template_name, &t));
+  drl_ids out = {0};
+  drl_status st = drl_chat_encode_prompt(&t, &e->run.tok, system, prompt, &out);
+  if (st == DRL_OK) st = give_ids(&out, ids, cap, n);
+  drl_ids_free(&out);
+  return st;
+}
+
+drl_status drl_engine_decode(const drl_engine *e, const int32_t *ids, int64_t n, int skip_special, char *text,
+                             int64_t cap, int64_t *len) {
+  DRL_TRY(need(e, "engine"));
+  DRL_TRY(check_out(text, cap, len));
+  if (n < 0 || (n > 0 && !ids)) return DRL_FAIL(DRL_ERR_INVALID_ARG, "decode: %lld ids at %p", (long long)n,
+                                                (const void *)ids);
+  drl_text out = {0};
+  drl_status st = drl_tokenizer_decode(&e->run.tok, ids, n, skip_special, &out);
+  if (st == DRL_OK) {
+    *len = out.n;
+    if (out.n + 1 > cap)
+      st = DRL_FAIL(DRL_ERR_INVALID_ARG, "decode: %lld bytes of text do not fit in a buffer of %lld",
+                    (long long)out.n + 1, (long long)cap);
+    else
+      memcpy(text, out.s ? out.s : "", (size_t)out.n + 1);
+  }
+  drl_text_free(&out);
+  return st;
+}
+
+/* Every response of b decoded (special tokens skipped) into e->texts, and e->text_of pointing at each. */
+static drl_status decode_responses(drl_engine *e, const drl_rollout_batch *b) {
+  int64_t *starts = (int64_t *)malloc((size_t)b->rows * sizeof *starts);
+  const char **of = (const char **)realloc(e->text_of, (size_t)b->rows * sizeof *of);
+  if (of) e->text_of = of;
+  drl_status st = starts && of ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for %d decoded responses", b->rows);
+  e->texts.n = 0;
+  drl_text one = {0};
+  for (int row = 0; st == DRL_OK && row < b->rows; ++row) {
+    starts[row] = e->texts.n;
+    st = drl_tokenizer_decode(&e->run.tok, b->tokens + (size_t)row * b->T + b->P, b->response_len[row], 1, &one);
+    if (st == DRL_OK) st = drl_text_append(&e->texts, one.s ? one.s : "", one.n + 1); /* its NUL too */
+  }
+  for (int row = 0; st == DRL_OK && row < b->rows; ++row) e->text_of[row] = e->texts.s + starts[row];
+  drl_text_free(&one);
+  free(starts);
   return st;
 }
 
@@ -90,10 +158,11 @@ drl_status drl_engine_generate(drl_engine *e, const int32_t *tokens, const int64
                     n_prompts, g->prompts_per_step);
   e->has_batch = 0;
   DRL_TRY(drl_grpo_iterate_roll_out(&e->grpo, &e->run, e->iteration + 1, 0, tokens, offsets, n_prompts));
-  e->has_batch = 1;
   const drl_rollout_batch *b = &e->grpo.rollouts[0];
+  DRL_TRY(decode_responses(e, b));
+  e->has_batch = 1;
   drl_rollouts r = {b->n_prompts, b->G, b->rows, b->P, b->T, b->tokens, b->row_start, b->response_len,
-                    b->logprob, b->entropy, b->mask};
+                    b->logprob, b->entropy, b->mask, e->text_of};
   *out = r;
   return DRL_OK;
 }
@@ -132,8 +201,15 @@ drl_status drl_engine_train(drl_engine *e, const float *rewards, drl_stats *stat
 
 drl_status drl_engine_set_reward(drl_engine *e, drl_reward_fn fn, void *user) {
   DRL_TRY(need(e, "engine"));
-  e->reward.fn = fn;
-  e->reward.user = user;
+  drl_reward_source src = {fn, NULL, user};
+  e->reward = src;
+  return DRL_OK;
+}
+
+drl_status drl_engine_set_text_reward(drl_engine *e, drl_text_reward_fn fn, void *user) {
+  DRL_TRY(need(e, "engine"));
+  drl_reward_source src = {NULL, fn, user};
+  e->reward = src;
   return DRL_OK;
 }
 

@@ -4,89 +4,55 @@
 #include <string.h>
 
 #include "kernels/nvtx.h"
+#include "samplers/rollout.h"
 
-/* Decodes one group of prompts [first, first + B); adds the group's rewards to *sum. */
-static drl_status eval_group(drl_transformer *m, const drl_dataset *ds, int64_t first, int B, int max_new,
-                             const drl_eval_scorer *sc, int32_t *tokens, int32_t *row_start, int *last, float *logits,
+/* Greedy decoding is the sampler with top_k = 1: the most likely id, ties to the lower one, whatever the draw. */
+static drl_status eval_group(drl_rollout *ro, drl_transformer *m, const drl_dataset *ds, int64_t first, int B,
+                             int max_new, const drl_eval_scorer *sc, int64_t *offsets, drl_rollout_batch *out,
                              double *sum) {
-  const int eos = sc->eos;
+  const int64_t *off = ds->prompts.offsets + first;
   int P = 0;
+  for (int b = 0; b < B; ++b) P = off[b + 1] - off[b] > P ? (int)(off[b + 1] - off[b]) : P;
+  if (P >= m->T_max)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "eval: a prompt of %d tokens leaves no room in the model's %d", P, m->T_max);
+  if (max_new > m->T_max - P) max_new = m->T_max - P;
+  /* The sampler wants offsets from 0: the group's own, shifted. */
+  for (int b = 0; b <= B; ++b) offsets[b] = off[b] - off[0];
+  drl_rollout_params p = {1, max_new, 1.0f, 1, 1.0f, sc->eos, 0, 0, 0, 0, sc->stop_ids, sc->n_stop, NULL, NULL};
+  DRL_TRY(drl_rollout_generate(ro, m, ds->prompts.tokens + off[0], offsets, B, &p, out));
   for (int b = 0; b < B; ++b) {
-    int np = (int)(ds->prompts.offsets[first + b + 1] - ds->prompts.offsets[first + b]);
-    P = np > P ? np : P;
-  }
-  int T_max = P + max_new;
-  if (T_max > m->T_max)
-    return DRL_FAIL(DRL_ERR_INVALID_ARG, "eval: prompts of %d tokens plus %d new exceed the model's %d", P, max_new,
-                    m->T_max);
-  int V = drl_transformer_vocab_used(&m->cfg); /* the logits' width */
-  int *done = last + B;
-  for (int b = 0; b < B; ++b) {
-    const int32_t *p = ds->prompts.tokens + ds->prompts.offsets[first + b];
-    int np = (int)(ds->prompts.offsets[first + b + 1] - ds->prompts.offsets[first + b]);
-    row_start[b] = P - np;
-    for (int t = 0; t < T_max; ++t) tokens[(size_t)b * T_max + t] = t < P - np ? 0 : (t < P ? p[t - (P - np)] : 0);
-    done[b] = 0;
-  }
-  /* Rows are laid out with stride T_max; each step runs the prefix of length T (no KV cache here: a few short
-   * held-out completions, so recomputation is cheaper than the bookkeeping). */
-  int32_t *step_tokens = tokens + (size_t)B * T_max;
-  for (int T = P; T < T_max; ++T) {
-    for (int b = 0; b < B; ++b) {
-      memcpy(step_tokens + (size_t)b * T, tokens + (size_t)b * T_max, (size_t)T * sizeof(int32_t));
-      last[b] = T - 1;
-    }
-    DRL_TRY(drl_transformer_forward(m, step_tokens, NULL, row_start, B, T, 1.0f, NULL, NULL));
-    DRL_TRY(drl_transformer_logits_at(m, last, 1.0f, logits));
-    int all_done = 1;
-    for (int b = 0; b < B; ++b) {
-      int best = 0;
-      for (int v = 1; v < V; ++v)
-        if (logits[(size_t)b * V + v] > logits[(size_t)b * V + best]) best = v;
-      tokens[(size_t)b * T_max + T] = done[b] ? eos : best;
-      if (best == eos) done[b] = 1;
-      all_done &= done[b];
-    }
-    if (all_done) break;
-  }
-  for (int b = 0; b < B; ++b) {
-    const int32_t *p = ds->prompts.tokens + ds->prompts.offsets[first + b];
-    int np = (int)(ds->prompts.offsets[first + b + 1] - ds->prompts.offsets[first + b]);
-    const int32_t *resp = tokens + (size_t)b * T_max + P;
-    int len = 0;
-    while (len < T_max - P && (len == 0 || resp[len - 1] != eos)) ++len; /* up to and including EOS */
     float r = 0.0f;
-    DRL_TRY(sc->score(sc->user, first + b, p, np, resp, len, &r));
+    DRL_TRY(sc->score(sc->user, first + b, ds->prompts.tokens + off[b], off[b + 1] - off[b],
+                      out->tokens + (size_t)b * out->T + out->P, out->response_len[b], &r));
     *sum += r;
   }
   return DRL_OK;
 }
 
 drl_status drl_evaluate_greedy(drl_transformer *m, const drl_dataset *ds, int64_t first, int64_t n, int max_new,
-                               const drl_eval_scorer *sc, double *accuracy) {
+                               const drl_eval_scorer *sc, double *reward_sum) {
   DRL_RANGE("eval");
-  *accuracy = 0.0;
+  *reward_sum = 0.0;
   if (n <= 0) return DRL_OK;
   if (first < 0 || first + n > ds->prompts.n)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "eval: prompts [%lld, %lld) outside the dataset's %lld", (long long)first,
                     (long long)(first + n), (long long)ds->prompts.n);
-  int Bg = m->B_max;
-  size_t T = (size_t)m->T_max;
-  int32_t *tokens = (int32_t *)malloc(2 * (size_t)Bg * T * sizeof(int32_t));
-  int32_t *row_start = (int32_t *)malloc((size_t)Bg * sizeof(int32_t));
-  int *last = (int *)malloc(2 * (size_t)Bg * sizeof(int));
-  float *logits = (float *)malloc((size_t)Bg * (size_t)drl_transformer_vocab_used(&m->cfg) * sizeof(float));
-  drl_status st = DRL_OK;
-  if (!tokens || !row_start || !last || !logits) st = DRL_FAIL(DRL_ERR_OOM, "eval: out of memory");
+  if (max_new < 1) return DRL_FAIL(DRL_ERR_INVALID_ARG, "eval: max_new = %d; at least 1", max_new);
+  int Bg = (int)(n < m->B_max ? n : m->B_max);
+  drl_rollout ro;
+  memset(&ro, 0, sizeof ro);
+  drl_rollout_batch out;
+  memset(&out, 0, sizeof out);
+  int64_t *offsets = (int64_t *)malloc((size_t)(Bg + 1) * sizeof(int64_t));
+  drl_status st = offsets ? drl_rollout_create(&ro, m, Bg, m->T_max) : DRL_FAIL(DRL_ERR_OOM, "eval: out of memory");
   double sum = 0.0;
   for (int64_t g = first; st == DRL_OK && g < first + n; g += Bg) {
     int B = (int)(first + n - g < Bg ? first + n - g : Bg);
-    st = eval_group(m, ds, g, B, max_new, sc, tokens, row_start, last, logits, &sum);
+    st = eval_group(&ro, m, ds, g, B, max_new, sc, offsets, &out, &sum);
   }
-  free(tokens);
-  free(row_start);
-  free(last);
-  free(logits);
-  if (st == DRL_OK) *accuracy = sum / (double)n;
+  free(offsets);
+  drl_rollout_batch_free(&out);
+  drl_rollout_free(&ro);
+  if (st == DRL_OK) *reward_sum = sum;
   return st;
 }

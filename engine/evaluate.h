@@ -11,18 +11,23 @@
 extern "C" {
 #endif
 
-/* How the evaluation scores a response to example e and which id ends one. */
+/* How the evaluation scores a response to example e (response_len tokens, the ending EOS included when emitted) and
+ * which ids end one: eos, and n_stop more (a model's other EOS ids). */
 typedef struct drl_eval_scorer {
   drl_status (*score)(void *user, int64_t e, const int32_t *prompt, int64_t prompt_len, const int32_t *response,
                       int64_t response_len, float *reward);
   void *user;
   int eos;
+  const int32_t *stop_ids;
+  int n_stop;
 } drl_eval_scorer;
 
-/* Mean reward of greedy completions of prompts [first, first + n) of ds. Prompts are left-padded in groups of up to
- * model->B_max rows and decoded until every row has produced the scorer's EOS or max_new tokens. */
+/* The summed reward of greedy completions (the most likely token at each step; ties to the lower id) of prompts
+ * [first, first + n) of ds, into *reward_sum. Prompts are decoded with the KV cache in groups of up to model->B_max,
+ * each for at most max_new tokens (fewer where the group's longest prompt leaves less room in model->T_max), until
+ * every row has ended. Scored in order of e. */
 drl_status drl_evaluate_greedy(drl_transformer *model, const drl_dataset *ds, int64_t first, int64_t n, int max_new,
-                               const drl_eval_scorer *scorer, double *accuracy);
+                               const drl_eval_scorer *scorer, double *reward_sum);
 
 #ifdef __cplusplus
 }

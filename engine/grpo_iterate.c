@@ -69,7 +69,8 @@ drl_status drl_grpo_iterate_roll_out(drl_grpo_iteration *g, drl_run *r, int64_t 
   uint64_t first_rollout = (uint64_t)(g->first_shard + j) * (uint64_t)g->n * (uint64_t)g->G;
   drl_rollout_params rp = {g->G,         c->max_new_tokens, (float)c->temperature, c->top_k,
                            (float)c->top_p, r->eos,           r->cfg->run.seed,     (uint32_t)step,
-                           0,            first_rollout,     r->stop_ids,          r->n_stop};
+                           0,            first_rollout,     r->stop_ids,          r->n_stop,
+                           NULL,         NULL};
   drl_rollout_batch *b = &g->rollouts[j];
   DRL_TRY(drl_rollout_generate(&g->sampler, &r->model, shard_prompts(g, j), shard_offsets(g, j), n, &rp, b));
   drl_grpo_update_batch v = {n, g->G, b->T, b->tokens, b->row_start, b->mask, shard_rewards(g, j)};
@@ -77,13 +78,41 @@ drl_status drl_grpo_iterate_roll_out(drl_grpo_iteration *g, drl_run *r, int64_t 
   return DRL_OK;
 }
 
+static const char *text_of(const drl_text *t) { return t->s ? t->s : ""; }
+
+/* The text callback's arguments for every row of shard j: the prompt as the policy saw it (special tokens kept),
+ * the response decoded as verl does (special tokens skipped) and the example's reference answer. */
+static drl_status score_text(drl_grpo_iteration *g, drl_run *r, const drl_reward_source *src, int j) {
+  const drl_rollout_batch *b = &g->rollouts[j];
+  const int32_t *prompts = shard_prompts(g, j);
+  const int64_t *offsets = shard_offsets(g, j);
+  drl_text prompt = {0}, response = {0}, answer = {0};
+  drl_status st = DRL_OK;
+  for (int row = 0; st == DRL_OK && row < b->rows; ++row) {
+    int i = row / b->G;
+    if (row % b->G == 0) {
+      st = drl_tokenizer_decode(&r->tok, prompts + offsets[i], offsets[i + 1] - offsets[i], 0, &prompt);
+      if (st == DRL_OK) st = drl_run_answer_text(r, shard_examples(g, j)[i], &answer);
+    }
+    if (st == DRL_OK)
+      st = drl_tokenizer_decode(&r->tok, b->tokens + (size_t)row * b->T + b->P, b->response_len[row], 1, &response);
+    if (st == DRL_OK) shard_rewards(g, j)[row] = src->text_fn(text_of(&prompt), text_of(&response), text_of(&answer),
+                                                               src->user);
+  }
+  drl_text_free(&prompt);
+  drl_text_free(&response);
+  drl_text_free(&answer);
+  return st;
+}
+
 drl_status drl_grpo_iterate_score(drl_grpo_iteration *g, drl_run *r, const drl_reward_source *src, int j) {
   const drl_rollout_batch *b = &g->rollouts[j];
   const int32_t *prompts = shard_prompts(g, j);
   const int64_t *offsets = shard_offsets(g, j);
   float *rewards = shard_rewards(g, j);
-  if (!src || !src->fn) return drl_run_score(r, b, prompts, offsets, shard_examples(g, j), rewards);
+  if (!src || (!src->fn && !src->text_fn)) return drl_run_score(r, b, prompts, offsets, shard_examples(g, j), rewards);
   DRL_RANGE("reward");
+  if (src->text_fn) return score_text(g, r, src, j);
   for (int row = 0; row < b->rows; ++row) {
     int i = row / b->G;
     rewards[row] = src->fn(prompts + offsets[i], (int)(offsets[i + 1] - offsets[i]),

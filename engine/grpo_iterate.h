@@ -19,9 +19,11 @@
 extern "C" {
 #endif
 
-/* Where rewards come from: the task's verifier (fn NULL, drl_run_score) or a host callback. */
+/* Where rewards come from: a host callback on tokens (fn) or on decoded text (text_fn), or when both are NULL the
+ * run's own scoring (drl_run_score). */
 typedef struct drl_reward_source {
   drl_reward_fn fn;
+  drl_text_reward_fn text_fn;
   void *user;
 } drl_reward_source;
 

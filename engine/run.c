@@ -17,6 +17,7 @@
 #include "engine/flow_policy.h"
 #include "engine/log.h"
 #include "engine/model_config.h"
+#include "engine/policy.h"
 #include "engine/sft.h"
 #include "kernels/nvtx.h"
 #include "kernels/philox.h"
@@ -48,14 +49,10 @@ static drl_status open_text_set(drl_run *r) {
   char file[4200], hash[17];
   snprintf(file, sizeof file, "%s/tokenizer.json", dir);
   DRL_TRY(drl_bpe_load_hashed(file, &r->tok, hash));
-  if (strcmp(hash, r->data.tokenizer_hash) != 0)
-    return DRL_FAIL(DRL_ERR_CONFIG, "data.path = %s was made with the tokenizer %s, the policy's (%s) is %s: encode the "
-                    "set with the policy's tokenizer", path, r->data.tokenizer_hash, file, hash);
-  const drl_hf_config *hc = &r->hf.cfg;
-  if (hc->n_eos < 1) return DRL_FAIL(DRL_ERR_FORMAT, "%s: the policy's config.json names no eos_token_id", dir);
-  r->eos = hc->eos_token_ids[0];
-  r->n_stop = hc->n_eos - 1;
-  for (int i = 1; i < hc->n_eos; ++i) r->stop_ids[i - 1] = hc->eos_token_ids[i];
+  char set[4200];
+  snprintf(set, sizeof set, "data.path = %s", path);
+  DRL_TRY(drl_policy_check_tokenizer(set, r->data.tokenizer_hash, file, hash));
+  DRL_TRY(drl_policy_eos_ids(&r->hf.cfg, dir, &r->eos, r->stop_ids, &r->n_stop));
   return drl_text_reward_parse(r->cfg->grpo.text_reward, &r->text_reward);
 }
 
@@ -80,6 +77,7 @@ static drl_status load_data(drl_run *r) {
   if (!drl_dataset_is_text(&r->data)) {
     r->eos = drl_vocab_eos(r->data.vocab);
     if (r->eos < 0) return DRL_FAIL(DRL_ERR_FORMAT, "the dataset's vocabulary has no end-of-sequence character");
+    DRL_TRY(drl_tokenizer_char(r->data.vocab, &r->tok));
   }
   r->n_train = d->n_train;
   r->n_eval = d->n_eval;
@@ -273,10 +271,14 @@ static drl_status flow_evaluate(drl_run *r, double *reward) {
   return st;
 }
 
-/* The evaluation's reward of one greedy response to example e. */
+/* The evaluation's reward of one greedy response to example e: exact match for a task (whatever grpo.reward shapes
+ * the training reward), grpo.text_reward for a text set. */
 static drl_status score_example(void *user, int64_t e, const int32_t *prompt, int64_t prompt_len,
                                 const int32_t *response, int64_t response_len, float *reward) {
-  return drl_run_score_one((const drl_run *)user, e, prompt, prompt_len, response, response_len, reward);
+  const drl_run *r = (const drl_run *)user;
+  if (!drl_dataset_is_text(&r->data))
+    return drl_task_reward(r->data.task, prompt, prompt_len, response, response_len, 0, reward);
+  return drl_run_score_one(r, e, prompt, prompt_len, response, response_len, reward);
 }
 
 drl_status drl_run_evaluate(drl_run *r, double *acc) {
@@ -286,14 +288,14 @@ drl_status drl_run_evaluate(drl_run *r, double *acc) {
     return DRL_OK;
   }
   int R = run_size(r), me = run_rank(r);
-  drl_eval_scorer sc = {score_example, r, r->eos};
-  if (R == 1) return drl_evaluate_greedy(&r->model, &r->data, r->n_train, r->n_eval, r->max_answer, &sc, acc);
+  drl_eval_scorer sc = {score_example, r, r->eos, r->stop_ids, r->n_stop};
+  /* A text response is as long as the rollouts' (reasoning before the answer); a task's answer is its longest. */
+  int max_new = drl_dataset_is_text(&r->data) ? r->cfg->grpo.max_new_tokens : r->max_answer;
   int64_t a = r->n_eval * me / R, b = r->n_eval * (me + 1) / R;
-  double mean = 0.0, correct = 0.0;
-  DRL_TRY(drl_evaluate_greedy(&r->model, &r->data, r->n_train + a, b - a, r->max_answer, &sc, &mean));
-  correct = floor(mean * (double)(b - a) + 0.5); /* exact-match rewards are 0 or 1 */
-  DRL_TRY(drl_comm_sum_f64(r->comm, &correct, &correct, 1));
-  *acc = correct / (double)r->n_eval;
+  double sum = 0.0;
+  DRL_TRY(drl_evaluate_greedy(&r->model, &r->data, r->n_train + a, b - a, max_new, &sc, &sum));
+  if (R > 1) DRL_TRY(drl_comm_sum_f64(r->comm, &sum, &sum, 1));
+  *acc = sum / (double)r->n_eval;
   return DRL_OK;
 }
 
@@ -329,6 +331,19 @@ drl_status drl_run_score_one(const drl_run *r, int64_t e, const int32_t *prompt,
   drl_text_free(&text);
   *reward = (float)score;
   return st;
+}
+
+drl_status drl_run_answer_text(const drl_run *r, int64_t e, drl_text *out) {
+  out->n = 0;
+  DRL_TRY(drl_text_append(out, "", 0));
+  if (e < 0 || e >= r->data.prompts.n) return DRL_OK;
+  if (drl_dataset_is_text(&r->data)) {
+    const int64_t *o = r->data.answer_text_offsets;
+    return drl_text_append(out, r->data.answer_text + o[e], o[e + 1] - o[e]);
+  }
+  if (r->data.answers.n == 0) return DRL_OK;
+  const int64_t *o = r->data.answers.offsets;
+  return drl_tokenizer_decode(&r->tok, r->data.answers.tokens + o[e], o[e + 1] - o[e], 1, out);
 }
 
 /* See run.h. */
@@ -376,25 +391,7 @@ drl_status drl_run_heldout(drl_run *r, double *loss, double *counts) {
 }
 
 drl_status drl_run_load_weights(drl_run *r, const char *path) {
-  struct stat sb;
-  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-    const drl_layout *lay = &r->ps->layout;
-    int cpu = r->dev.backend == DRL_BACKEND_CPU; /* read straight into the parameters: no second copy */
-    float *host = cpu ? r->ps->params : NULL;
-    if (!cpu)
-      DRL_TRY(drl_host_alloc((void **)&host, (size_t)lay->total * sizeof(float), "pretrained weights (host copy)"));
-    drl_status st = drl_hf_read_weights(path, lay, r->model.cfg.tied_embeddings, host);
-    if (st == DRL_OK && !cpu) st = drl_copy_to_device(&r->dev, r->ps->params, host, (size_t)lay->total * sizeof(float));
-    if (st == DRL_OK) st = drl_device_sync(&r->dev);
-    if (!cpu) free(host);
-    return st;
-  }
-  drl_checkpoint ck;
-  DRL_TRY(drl_checkpoint_read(path, &r->ps->layout, &ck));
-  drl_status st = drl_copy_to_device(&r->dev, r->ps->params, ck.params, (size_t)ck.layout.total * sizeof(float));
-  if (st == DRL_OK) st = drl_device_sync(&r->dev);
-  drl_checkpoint_free(&ck);
-  return st;
+  return drl_policy_load_weights(r->ps, &r->dev, r->model.cfg.tied_embeddings, path);
 }
 
 /* The threads of this rank: run.threads, or the node's cores shared among its ranks. */

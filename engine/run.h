@@ -55,7 +55,7 @@ typedef struct drl_run {
   int eos;
   int32_t stop_ids[DRL_HF_MAX_EOS]; /* the policy's other EOS ids */
   int n_stop;
-  drl_tokenizer tok;                /* text sets only */
+  drl_tokenizer tok;                /* a text set's BPE tokenizer, or the task's character vocabulary */
   drl_text_reward_spec text_reward; /* text sets only */
   /* the flow policy */
   drl_flow2d task;
@@ -96,6 +96,10 @@ void drl_run_draw_prompts(const drl_run *r, uint32_t step, int64_t first, int n,
  * decodes) against e's answer text. */
 drl_status drl_run_score_one(const drl_run *r, int64_t e, const int32_t *prompt, int64_t prompt_len,
                              const int32_t *response, int64_t response_len, float *reward);
+
+/* The reference answer of example e as text into out (emptied first): a text set's answer string, or a task's answer
+ * tokens decoded; "" for e outside the set or a set without answers. */
+drl_status drl_run_answer_text(const drl_run *r, int64_t e, drl_text *out);
 
 /* drl_run_score_one of every rollout of b; prompts/offsets are the ones generated, examples their indices (NULL
  * for prompts that are not the training set's: then only a built-in task can score them). */

@@ -56,6 +56,8 @@ typedef struct drl_rollouts {
   const float *logprob;        /* [rows, length] */
   const float *entropy;        /* [rows, length] */
   const uint8_t *mask;         /* [rows, length] */
+  const char *const *text;     /* [rows]: each response decoded with the policy's tokenizer, special tokens skipped
+                                * (NUL-terminated UTF-8; bytes that are not UTF-8 become U+FFFD) */
 } drl_rollouts;
 
 /* What one training iteration did. */
@@ -74,6 +76,11 @@ typedef struct drl_stats {
 typedef float (*drl_reward_fn)(const int32_t *prompt, int prompt_len, const int32_t *response, int response_len,
                                void *user);
 
+/* A reward for one rollout as text (NUL-terminated UTF-8): the prompt as the policy saw it (chat template and special
+ * tokens included), the response decoded with special tokens skipped (as verl decodes it), and the training example's
+ * reference answer ("" when it has none). */
+typedef float (*drl_text_reward_fn)(const char *prompt, const char *response, const char *answer, void *user);
+
 /* Creates an engine from a YAML file (NULL: the embedded defaults) and "section.key=value" overrides: opens the
  * device, loads or generates the data, builds the policy from run.seed. */
 drl_status drl_engine_create(const char *config_path, const char *const *overrides, int n_overrides,
@@ -82,11 +89,23 @@ drl_status drl_engine_create(const char *config_path, const char *const *overrid
 /* Frees the engine and everything it owns; NULL is a no-op. */
 void drl_engine_destroy(drl_engine *engine);
 
-/* The vocabulary: token id i is the character vocab[i]. */
+/* A built-in task's vocabulary (token id i is the character vocab[i]); "" for a text prompt set. */
 const char *drl_engine_vocab(const drl_engine *engine);
 
-/* Encodes text with the vocabulary into ids (room for cap); *n receives the length. */
-drl_status drl_engine_encode(const drl_engine *engine, const char *text, int32_t *ids, int64_t cap, int64_t *n);
+/* Encodes text with the policy's tokenizer (a text set's, or the task's characters) into ids (room for cap), adding
+ * what the tokenizer adds to a whole text (Llama-3's <|begin_of_text|>); *n receives the length. */
+drl_status drl_engine_encode(drl_engine *engine, const char *text, int32_t *ids, int64_t cap, int64_t *n);
+
+/* Renders a user prompt (and a system prompt; NULL for none) with the chat template the text prompt set was made
+ * with, and encodes it as the set's prompts are: ids to pass to drl_engine_generate. DRL_ERR_INVALID_ARG for a
+ * built-in task, which has no template. */
+drl_status drl_engine_encode_chat(drl_engine *engine, const char *system, const char *prompt, int32_t *ids,
+                                  int64_t cap, int64_t *n);
+
+/* Decodes ids[0..n) into text (room for cap bytes, NUL included), skipping special tokens when skip_special; *len
+ * receives the length without the NUL (DRL_ERR_INVALID_ARG, with *len set, when it does not fit). */
+drl_status drl_engine_decode(const drl_engine *engine, const int32_t *ids, int64_t n, int skip_special, char *text,
+                             int64_t cap, int64_t *len);
 
 /* Samples grpo.group_size rollouts of each prompt (prompt i = tokens[offsets[i] .. offsets[i+1])) with the
  * configured temperature, top-k, top-p and max_new_tokens; the draws come from the run seed and the iteration. */
@@ -98,10 +117,14 @@ drl_status drl_engine_generate(drl_engine *engine, const int32_t *prompt_tokens,
  * the trainer.max_bad_steps-th such iteration in a row returns DRL_ERR_NUMERIC (stats are filled all the same). */
 drl_status drl_engine_train(drl_engine *engine, const float *rewards, drl_stats *stats);
 
-/* Makes drl_engine_iterate score rollouts with fn (NULL restores the task's verifier). */
+/* Makes drl_engine_iterate score rollouts with fn, replacing any callback set before (NULL restores the run's own
+ * scoring: the task's verifier, or grpo.text_reward for a text set). */
 drl_status drl_engine_set_reward(drl_engine *engine, drl_reward_fn fn, void *user);
 
-/* Draws grpo.prompts_per_step training prompts, generates, scores (the callback or the task's verifier) and trains. */
+/* As drl_engine_set_reward, with a callback on decoded text. */
+drl_status drl_engine_set_text_reward(drl_engine *engine, drl_text_reward_fn fn, void *user);
+
+/* Draws grpo.prompts_per_step training prompts, generates, scores (a callback, or the run's own scoring) and trains. */
 drl_status drl_engine_iterate(drl_engine *engine, drl_stats *stats);
 
 /* Held-out exact-match accuracy of greedy decoding; -1 when the config holds out nothing. */

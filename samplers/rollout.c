@@ -233,6 +233,8 @@ drl_status drl_rollout_generate(drl_rollout *r, drl_transformer *m, const int32_
       if (r->bad[r->active[a]])
         return DRL_FAIL(DRL_ERR_NUMERIC, "rollout: non-finite logits for row %d at response token %d",
                         r->active[a], s);
+    if (p->on_token)
+      for (int a = 0; a < n_active; ++a) p->on_token(p->on_token_user, r->active[a], r->tokens_in[a]);
     /* Rows that emitted EOS leave the batch; the rest keep their order (and their cache slots). */
     int kept = 0;
     for (int a = 0; a < n_active; ++a)

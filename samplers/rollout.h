@@ -45,6 +45,10 @@ typedef struct drl_rollout_params {
   uint64_t first_rollout; /* global index of this batch's first rollout */
   const int32_t *stop_ids; /* n_stop more ids that end a response like eos (a model's other EOS ids); may be NULL */
   int n_stop;
+  /* Called after each decode step with every token just drawn (row, id), rows in increasing order, for streaming;
+   * may be NULL. */
+  void (*on_token)(void *user, int row, int32_t id);
+  void *on_token_user;
 } drl_rollout_params;
 
 /* One batch of rollouts, host memory owned by the struct (grown by drl_rollout_generate, freed by

@@ -11,6 +11,11 @@
 
 #include "test_util.h"
 
+extern "C" {
+#include "data/dataset.h"
+#include "data/h5.h"
+}
+
 namespace {
 
 struct CliRun {
@@ -54,7 +59,9 @@ TEST_F(Cli, WrongUsageExitsTwoWithUsage) {
   for (const char *args : {"", "frobnicate", "help frobnicate", "data", "data gen --task add", "data gen --n",
                            "data gen --task add --n x -o f.h5", "data info", "config", "config print a.yaml b.yaml",
                            "config print --set", "sample", "sample a.h5 b.h5", "sample a.h5 --n 0",
-                           "sample a.h5 --bogus"}) {
+                           "sample a.h5 --bogus", "generate", "generate p --n 0 --prompt x", "generate p",
+                           "generate p --prompt x --top-p 0", "generate p --prompt x --device tpu", "eval p",
+                           "eval --data d.h5", "eval p --data d.h5 --batch 0", "eval p --data d.h5 --reward x:y"}) {
     CliRun r = run(args);
     EXPECT_EQ(r.code, 2) << "dynrl " << args << "\n" << r.out;
     EXPECT_TRUE(has(r.out, "usage:")) << "dynrl " << args << "\n" << r.out;
@@ -130,4 +137,57 @@ TEST_F(Cli, TrainFlowThenSample) {
   EXPECT_TRUE(has(m.out, "missing.h5")) << m.out;
   CliRun h = run("help sample");
   EXPECT_TRUE(has(h.out, "usage: dynrl sample")) << h.out;
+}
+
+// A policy dynrl trained on a built-in task: `dynrl generate` decodes it with the task's characters, `dynrl eval`
+// scores a set of that task by exact match (a response is correct when its text is the answer's) and refuses a text
+// set.
+TEST_F(Cli, TaskPolicyGeneratesAndEvaluates) {
+  std::string sets = " --set trainer.phases=[sft] --set sft.steps=150 --set model.d_model=32 --set model.n_layers=2"
+                     " --set model.d_ff=64 --set data.n_train=2000 --set data.n_eval=16 --set data.size=2"
+                     " --set run.threads=2 --set run.out_dir=" + path("run");
+  CliRun t = run("train --quiet" + sets);
+  ASSERT_EQ(t.code, 0) << t.out;
+  CliRun g = run("generate " + path("run/ckpt.h5") + " --prompt 12+34= --temperature 0 --max-new-tokens 8");
+  ASSERT_EQ(g.code, 0) << g.out;
+  std::string text = g.out.substr(0, g.out.find('\n'));
+  ASSERT_FALSE(text.empty()) << g.out;
+  for (char c : text) EXPECT_TRUE(has("0123456789+=.", std::string(1, c))) << g.out;
+  EXPECT_TRUE(has(g.out, "\ndynrl generate: 6 prompt tokens, " + std::to_string(text.size()) + " new")) << g.out;
+  ASSERT_EQ(run("data gen --task add --size 2 --n 40 --seed 9 -o " + path("set.h5")).code, 0);
+  CliRun e = run("eval " + path("run/ckpt.h5") + " --data " + path("set.h5") + " --batch 7 -o " + path("eval.h5"));
+  ASSERT_EQ(e.code, 0) << e.out;
+  EXPECT_TRUE(has(e.out, "(reward: exact match)")) << e.out;
+  drl_dataset ds;
+  ASSERT_EQ(drl_dataset_read(path("set.h5").c_str(), &ds), DRL_OK);
+  drl_h5_file f;
+  ASSERT_EQ(drl_h5_open_read(path("eval.h5").c_str(), &f), DRL_OK);
+  int64_t n[1] = {40}, nb[1] = {0}, no[1] = {41};
+  std::vector<uint8_t> correct(40), bytes;
+  std::vector<int64_t> offsets(41);
+  ASSERT_EQ(drl_h5_read_array_into(&f, "/eval/correct", DRL_H5_UINT8, 1, n, correct.data()), DRL_OK);
+  ASSERT_EQ(drl_h5_read_array_into(&f, "/eval/response_offsets", DRL_H5_INT64, 1, no, offsets.data()), DRL_OK);
+  ASSERT_EQ(drl_h5_array_shape(&f, "/eval/response", DRL_H5_UINT8, 1, nb), DRL_OK);
+  bytes.resize((size_t)nb[0]);
+  ASSERT_EQ(drl_h5_read_array_into(&f, "/eval/response", DRL_H5_UINT8, 1, nb, bytes.data()), DRL_OK);
+  double accuracy = -1;
+  ASSERT_EQ(drl_h5_read_attr_double(&f, "/eval", "accuracy", &accuracy), DRL_OK);
+  drl_h5_close(&f);
+  int right = 0;
+  for (int i = 0; i < 40; ++i) {
+    std::string response(bytes.begin() + offsets[i], bytes.begin() + offsets[i + 1]), answer;
+    for (int64_t k = ds.answers.offsets[i]; k < ds.answers.offsets[i + 1]; ++k)
+      answer += ds.vocab[ds.answers.tokens[k]];
+    EXPECT_EQ(correct[i], response == answer ? 1 : 0) << i << ": " << response << " vs " << answer;
+    right += correct[i];
+  }
+  drl_dataset_free(&ds);
+  EXPECT_DOUBLE_EQ(accuracy, right / 40.0);
+  EXPECT_GT(right, 0) << "150 SFT steps learn some 2-digit sums";
+  EXPECT_TRUE(has(e.out, "accuracy " )) << e.out;
+  CliRun bad = run("eval " + path("run/ckpt.h5") + " --data " + source_dir() + "/tests/fixtures/text/missing.h5");
+  EXPECT_EQ(bad.code, 1) << bad.out;
+  CliRun r = run("eval " + path("run/ckpt.h5") + " --data " + path("set.h5") + " --reward gsm8k");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(has(r.out, "scored by exact match")) << r.out;
 }

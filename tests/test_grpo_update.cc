@@ -47,7 +47,7 @@ double train(const char *sampling, bool token_level, int iterations, double *fir
   int64_t optim_step = 0;
   double last = 0;
   for (int it = 1; it <= iterations; ++it) {
-    drl_rollout_params rp = {G, 3, 1.0f, 0, 1.0f, 0, 77, (uint32_t)it, 0, 0, nullptr, 0};
+    drl_rollout_params rp = {G, 3, 1.0f, 0, 1.0f, 0, 77, (uint32_t)it, 0, 0, nullptr, 0, nullptr, nullptr};
     EXPECT_EQ(drl_rollout_generate(&ro, &m, prompts.data(), offsets.data(), n, &rp, &b), DRL_OK) << last_error();
     reward_first_token(b, 5, rewards);
     drl_grpo_update_batch rb = {n, G, b.T, b.tokens, b.row_start, b.mask, rewards.data()};

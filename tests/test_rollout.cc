@@ -73,6 +73,8 @@ drl_rollout_params params(int G, int max_new, int eos) {
   p.first_rollout = 0;
   p.stop_ids = nullptr;
   p.n_stop = 0;
+  p.on_token = nullptr;
+  p.on_token_user = nullptr;
   return p;
 }
 
@@ -617,4 +619,62 @@ TEST(Rollout, ThroughputDefaultModel) {
               "(%d batches, %.1f ms each)\n",
               drl_cpu_threads(), tokens / sec, iters, 1e3 * sec / iters);
   EXPECT_GT(tokens, 0);
+}
+
+// The streaming hook sees every drawn token once, in its row's order: the stream spells the batch's responses (EOS
+// included).
+TEST(Rollout, OnTokenStreamsEveryResponseTokenInOrder) {
+  drl_transformer_config c = small_config();
+  const int G = 3, max_new = 9;
+  Prompts pr = random_prompts({5, 2}, c.vocab, 41);
+  Sampler s(c, pr.n() * G, 5 + max_new);
+  struct Seen {
+    std::vector<std::vector<int32_t>> rows;
+    int calls = 0;
+  } seen;
+  seen.rows.resize((size_t)pr.n() * G);
+  drl_rollout_params p = params(G, max_new, 2);
+  p.on_token = [](void *user, int row, int32_t id) {
+    Seen *v = static_cast<Seen *>(user);
+    v->rows.at((size_t)row).push_back(id);
+    ++v->calls;
+  };
+  p.on_token_user = &seen;
+  ASSERT_EQ(s.run(pr, p), DRL_OK);
+  int64_t total = 0;
+  for (int r = 0; r < s.batch.rows; ++r) {
+    const int32_t *resp = s.batch.tokens + (size_t)r * s.batch.T + s.batch.P;
+    EXPECT_EQ(seen.rows[r], std::vector<int32_t>(resp, resp + s.batch.response_len[r])) << "row " << r;
+    total += s.batch.response_len[r];
+  }
+  EXPECT_EQ(seen.calls, total);
+  EXPECT_GT(total, s.batch.rows) << "some row decoded more than one token";
+}
+
+// top_k = 1 is greedy decoding: at every step the id of the largest logit of the full forward over the sequence so
+// far (ties to the lower id), which is how held-out evaluation defines it.
+TEST(Rollout, TopKOneIsTheArgmaxOfTheFullForward) {
+  drl_transformer_config c = all_features_config();
+  const int G = 1, max_new = 8, P = 5, V = drl_transformer_vocab_used(&c);
+  Prompts pr = random_prompts({5, 3, 1}, c.vocab, 43);
+  Sampler s(c, pr.n() * G, P + max_new, 17);
+  drl_rollout_params p = params(G, max_new, 0);
+  p.top_k = 1;
+  p.temperature = 0.7f;  // any temperature: the argmax does not move
+  ASSERT_EQ(s.run(pr, p), DRL_OK);
+  drl_device dev = cpu_device();
+  drl_transformer ref;
+  ASSERT_EQ(drl_transformer_create(&ref, &c, &dev, 1, P + max_new, 17), DRL_OK);
+  for (int r = 0; r < s.batch.rows; ++r) {
+    const int32_t *row = s.batch.tokens + (size_t)r * s.batch.T;
+    for (int k = 0; k < s.batch.response_len[r]; ++k) {
+      int T = s.batch.P + k, last = T - 1, rs = s.batch.row_start[r];
+      std::vector<float> logits((size_t)V);
+      ASSERT_EQ(drl_transformer_forward(&ref, row, nullptr, &rs, 1, T, 1.0f, nullptr, nullptr), DRL_OK);
+      ASSERT_EQ(drl_transformer_logits_at(&ref, &last, 1.0f, logits.data()), DRL_OK);
+      int best = (int)(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      ASSERT_EQ(row[T], best) << "row " << r << " response token " << k;
+    }
+  }
+  drl_transformer_free(&ref);
 }

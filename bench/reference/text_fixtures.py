@@ -1,6 +1,7 @@
 """The end-to-end text fixture (tests/test_text_train.cc): a tiny random Qwen2 policy written by transformers whose
 vocabulary (520 rows) covers the Qwen-style fixture tokenizer (514 ids, tests/fixtures/tokenizer/qwen), that
-tokenizer beside it, and a JSONL of short arithmetic word problems with GSM8K-style answers.
+tokenizer beside it, a JSONL of short arithmetic word problems with GSM8K-style answers, and transformers' greedy
+continuations of some prompts by that policy, decoded by tokenizers (greedy.json, for `dynrl generate`).
 
     .venv/bin/pip install torch transformers safetensors && .venv/bin/python bench/reference/text_fixtures.py
 """
@@ -10,6 +11,7 @@ import random
 import shutil
 
 import torch
+from tokenizers import Tokenizer
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from hf_fixtures import rerandomise  # the same re-randomisation as the parity fixtures
@@ -51,6 +53,24 @@ def main():
     with open(os.path.join(out, "word_problems.jsonl"), "w") as f:
         for line in problems(48, 7):
             f.write(json.dumps(line) + "\n")
+    write_greedy(model, Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json")))
+
+
+def write_greedy(model, tok, new_tokens=12):
+    """Greedy decoding as `dynrl generate --template raw --temperature 0` runs it: the prompt encoded without added
+    tokens, generation until EOS (id 2) or new_tokens, the new ids decoded without special tokens. The smallest gap
+    between the two largest logits along the way is recorded: a near tie would make the comparison fragile."""
+    cases = []
+    for prompt in ["Sam has 6 apples and gets 3 more.", "How many books now? Answer after ####.", "東京 café 🙂 1234"]:
+        ids = tok.encode(prompt, add_special_tokens=False).ids
+        out_ids = model.generate(torch.tensor([ids]), max_new_tokens=new_tokens, do_sample=False, eos_token_id=2,
+                                 pad_token_id=2, output_logits=True, return_dict_in_generate=True)
+        new = out_ids.sequences[0, len(ids):].tolist()
+        gap = min(float(torch.topk(l[0], 2).values[0] - torch.topk(l[0], 2).values[1]) for l in out_ids.logits)
+        cases.append({"prompt": prompt, "ids": new, "text": tok.decode(new, skip_special_tokens=True), "min_gap": gap})
+    with open(os.path.join(out, "greedy.json"), "w") as f:
+        json.dump(cases, f, ensure_ascii=False, indent=1)
+        f.write("\n")
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ TEST(GpuRollout, LogprobsMatchGpuTrainingForward) {
     for (int t = 0; t < len; ++t) tokens.push_back((int32_t)(rng() % c.vocab));
     offsets.push_back((int64_t)tokens.size());
   }
-  drl_rollout_params p = {G, max_new, 0.8f, 20, 0.95f, 3, 7, 2, 0, 0, nullptr, 0};
+  drl_rollout_params p = {G, max_new, 0.8f, 20, 0.95f, 3, 7, 2, 0, 0, nullptr, 0, nullptr, nullptr};
   drl_rollout_batch b{}, again{};
   ASSERT_EQ(drl_rollout_generate(&ro, &m, tokens.data(), offsets.data(), n, &p, &b), DRL_OK) << drl_last_error();
   ASSERT_EQ(drl_rollout_generate(&ro, &m, tokens.data(), offsets.data(), n, &p, &again), DRL_OK);
