@@ -46,12 +46,13 @@ extern "C" {
 #define DRL_CFG_ENUM_tree_advantage(V) \
   V(DRL_CFG_TADV_SUBTREE, "subtree") V(DRL_CFG_TADV_DEPTH, "depth") V(DRL_CFG_TADV_SIBLING, "sibling")
 #define DRL_CFG_ENUM_logprob(V) V(DRL_CFG_LOGPROB_MEAN, "mean") V(DRL_CFG_LOGPROB_SUM, "sum")
+#define DRL_CFG_ENUM_policy_loss(V) V(DRL_CFG_LOSS_GRPO, "grpo") V(DRL_CFG_LOSS_GSPO, "gspo")
 
 /* Every enumeration above, once: each gets `drl_cfg_<e>`, DRL_CFG_COUNT_<e> and a list type `drl_cfg_<e>_list`. */
 #define DRL_CFG_ENUMS(E) \
   E(device) E(log_level) E(ffn) E(task) E(optimizer) E(lr_schedule) E(phase) E(loss_agg) E(reward) E(sampling) \
   E(scope) E(token_scope) E(perturbation) E(codec) E(balance) E(bias_rule) E(tree_sampling) E(tree_advantage) \
-  E(logprob)
+  E(logprob) E(policy_loss)
 
 /* ---- sections: S(name, help) ---- */
 #define DRL_CONFIG_SECTIONS(S)                                                        \
@@ -170,6 +171,7 @@ extern "C" {
   X(grpo, dual_clip, REAL_GT(1, 1e9), "3.0", "dual clip c: for A < 0 the loss is at most -c A")                 \
   X(grpo, adv_eps, REAL_GT(0, 1), "1.0e-06", "epsilon added to the group's reward std")                         \
   X(grpo, dr_grpo, BOOL, "false", "Dr.GRPO: advantages are r - mean(r), not divided by the std")                 \
+  X(grpo, loss, ENUM(policy_loss), "grpo", "policy loss: grpo (token-level ratio, PPO clip) or gspo (sequence-level ratio, clipped per sequence; needs loss_agg seq_mean_token_mean)") \
   X(grpo, loss_agg, ENUM(loss_agg), "token_mean", "loss aggregation: token_mean, seq_mean_token_mean, seq_mean_token_sum, seq_mean_token_sum_norm") \
   X(grpo, reward, ENUM(reward), "exact", "task reward: exact match (1/0) or partial credit")                     \
   X(grpo, text_reward, STR(1), "exact", "text prompt sets: weighted rewards on the decoded response, "             \

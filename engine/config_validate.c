@@ -44,6 +44,10 @@ drl_status drl_config_validate(const drl_config *cfg) {
   if (m->ffn == DRL_CFG_FFN_MOE && e->first_layer >= m->n_layers)
     return DRL_FAIL(DRL_ERR_CONFIG, "moe.first_layer (%d) leaves no MoE block among model.n_layers = %d",
                     e->first_layer, m->n_layers);
+  /* verl's gspo aggregates seq-mean-token-mean whatever loss_agg_mode says; dynrl says so instead of ignoring a key. */
+  if (cfg->grpo.loss == DRL_CFG_LOSS_GSPO && cfg->grpo.loss_agg != DRL_CFG_AGG_SEQ_MEAN_TOKEN_MEAN)
+    return DRL_FAIL(DRL_ERR_CONFIG, "grpo.loss = gspo averages each sequence's tokens, then the sequences (as verl's "
+                    "gspo): set grpo.loss_agg=seq_mean_token_mean");
   drl_text_reward_spec spec;
   if (drl_text_reward_parse(cfg->grpo.text_reward, &spec) != DRL_OK)
     return drl_fail_context(DRL_ERR_CONFIG, "grpo.text_reward");

@@ -8,6 +8,8 @@
 /* verl's clamps: the log-ratio and the KL log-ratio to +-20, the k3 value to [-10, 10]. */
 #define LOG_RATIO_CLAMP 20.0
 #define KL_CLAMP 10.0
+/* verl's gspo: the sequence's log-ratio is clamped above only. */
+#define GSPO_LOG_RATIO_MAX 10.0
 
 drl_status drl_grpo_advantages(const float *rewards, int n_groups, int G, int dr_grpo, float eps, float *adv) {
   if (n_groups < 0 || G < 1)
@@ -74,7 +76,7 @@ typedef struct token_terms {
   int clipped, dual;
 } token_terms;
 
-static token_terms token_loss(const drl_grpo_loss_cfg *cfg, double lp, double old, double a, const float *ref) {
+static token_terms token_loss(const drl_grpo_loss_cfg *cfg, double lp, double old, double a) {
   token_terms o = {0};
   double raw = lp - old;
   double lr = raw < -LOG_RATIO_CLAMP ? -LOG_RATIO_CLAMP : (raw > LOG_RATIO_CLAMP ? LOG_RATIO_CLAMP : raw);
@@ -100,21 +102,44 @@ static token_terms token_loss(const drl_grpo_loss_cfg *cfg, double lp, double ol
   o.pg = l;
   o.dpg = dl;
   o.ratio = rho;
-  if (ref) {
-    double draw = (double)*ref - lp;
-    double d = draw < -LOG_RATIO_CLAMP ? -LOG_RATIO_CLAMP : (draw > LOG_RATIO_CLAMP ? LOG_RATIO_CLAMP : draw);
-    double dd = (draw >= -LOG_RATIO_CLAMP && draw <= LOG_RATIO_CLAMP) ? -1.0 : 0.0; /* d(d)/d(lp) */
-    double ed = exp(d);
-    double kl = ed - d - 1.0; /* >= 0, so only the upper clamp can bind */
-    double dkl = (ed - 1.0) * dd;
-    if (kl > KL_CLAMP) {
-      kl = KL_CLAMP;
-      dkl = 0.0;
-    }
-    o.kl = kl;
-    o.dkl = dkl;
+  return o;
+}
+
+/* GSPO's terms for a token of a row whose mean log-ratio over its loss tokens is seq_lr (verl's
+ * compute_policy_loss_gspo: the sequence ratio times pi / sg(pi), so each token's derivative is -A s; the log clamped
+ * above at 10, passing the gradient on its boundary; a tie between the branches takes the unclipped derivative). */
+static token_terms gspo_token_loss(const drl_grpo_loss_cfg *cfg, double seq_lr, double a) {
+  token_terms o = {0};
+  double lr = seq_lr > GSPO_LOG_RATIO_MAX ? GSPO_LOG_RATIO_MAX : seq_lr;
+  double s = exp(lr);
+  double lo = 1.0 - (double)cfg->clip_low, hi = 1.0 + (double)cfg->clip_high;
+  double s_c = s < lo ? lo : (s > hi ? hi : s);
+  double l1 = -a * s, l2 = -a * s_c;
+  o.ratio = s;
+  if (l2 > l1) {
+    o.pg = l2;
+    o.clipped = 1;
+  } else {
+    o.pg = l1;
+    o.dpg = seq_lr <= GSPO_LOG_RATIO_MAX ? -a * s : 0.0;
   }
   return o;
+}
+
+/* The k3 KL to the reference of one token and its derivative (verl's kl_penalty "low_var_kl"). */
+static void kl_terms(double lp, double ref, token_terms *o) {
+  double draw = ref - lp;
+  double d = draw < -LOG_RATIO_CLAMP ? -LOG_RATIO_CLAMP : (draw > LOG_RATIO_CLAMP ? LOG_RATIO_CLAMP : draw);
+  double dd = (draw >= -LOG_RATIO_CLAMP && draw <= LOG_RATIO_CLAMP) ? -1.0 : 0.0; /* d(d)/d(lp) */
+  double ed = exp(d);
+  double kl = ed - d - 1.0; /* >= 0, so only the upper clamp can bind */
+  double dkl = (ed - 1.0) * dd;
+  if (kl > KL_CLAMP) {
+    kl = KL_CLAMP;
+    dkl = 0.0;
+  }
+  o->kl = kl;
+  o->dkl = dkl;
 }
 
 static drl_status check_cfg(const drl_grpo_loss_cfg *cfg) {
@@ -129,6 +154,8 @@ static drl_status check_cfg(const drl_grpo_loss_cfg *cfg) {
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "GRPO loss: kl_beta %g must be finite and >= 0", (double)cfg->kl_beta);
   if ((int)cfg->agg < (int)DRL_AGG_TOKEN_MEAN || (int)cfg->agg > (int)DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "GRPO loss: unknown aggregation %d", (int)cfg->agg);
+  if (cfg->loss != DRL_LOSS_GRPO && cfg->loss != DRL_LOSS_GSPO)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "GRPO loss: unknown policy loss %d", (int)cfg->loss);
   if (cfg->agg == DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM && cfg->norm_len < 1)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "GRPO loss: seq_mean_token_sum_norm needs norm_len >= 1 (got %d)",
                     cfg->norm_len);
@@ -170,17 +197,26 @@ drl_status drl_grpo_loss(const drl_grpo_loss_cfg *cfg, int rows, int T, const fl
                : cfg->agg == DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM ? (double)cfg->norm_len
                                                              : 1.0;
     double w = 1.0 / (denom * c); /* denom >= local >= 1 here */
+    double seq_lr = 0.0;          /* GSPO: the row's mean log-ratio */
+    for (int t = 0; t < T; ++t) {
+      size_t n = base + t;
+      if (!m[t]) continue;
+      const float *ref = ref_logprob ? ref_logprob + n : NULL;
+      if (!isfinite(logprob[n]) || !isfinite(old_logprob[n]) || (ref && !isfinite(*ref)))
+        return DRL_FAIL(DRL_ERR_NUMERIC, "GRPO loss: non-finite log-prob at row %d, token %d (new %g, old %g, ref %g)",
+                        r, t, (double)logprob[n], (double)old_logprob[n], ref ? (double)*ref : 0.0);
+      seq_lr += (double)logprob[n] - (double)old_logprob[n];
+    }
+    seq_lr /= (double)n_row;
     for (int t = 0; t < T; ++t) {
       size_t n = base + t;
       if (!m[t]) {
         dlogprob[n] = 0.0f;
         continue;
       }
-      const float *ref = ref_logprob ? ref_logprob + n : NULL;
-      if (!isfinite(logprob[n]) || !isfinite(old_logprob[n]) || (ref && !isfinite(*ref)))
-        return DRL_FAIL(DRL_ERR_NUMERIC, "GRPO loss: non-finite log-prob at row %d, token %d (new %g, old %g, ref %g)",
-                        r, t, (double)logprob[n], (double)old_logprob[n], ref ? (double)*ref : 0.0);
-      token_terms o = token_loss(cfg, logprob[n], old_logprob[n], adv[r], ref);
+      token_terms o = cfg->loss == DRL_LOSS_GSPO ? gspo_token_loss(cfg, seq_lr, adv[r])
+                                                 : token_loss(cfg, logprob[n], old_logprob[n], adv[r]);
+      if (ref_logprob) kl_terms(logprob[n], ref_logprob[n], &o);
       s.pg_loss += w * o.pg;
       s.kl += w * o.kl;
       dlogprob[n] = (float)(w * (o.dpg + (double)cfg->kl_beta * o.dkl));

@@ -32,6 +32,14 @@ typedef enum drl_loss_agg {
   DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM
 } drl_loss_agg;
 
+/* The ratio the surrogate clips (same order as drl_cfg_policy_loss). */
+typedef enum drl_policy_loss {
+  DRL_LOSS_GRPO, /* per token: rho_t = exp(lp_t - old_t), PPO clip, dual clip */
+  DRL_LOSS_GSPO  /* per sequence (verl's gspo): s = exp(mean over the row's loss tokens of lp - old), its log clamped
+                  * at 10; every token of the row takes the value max(-A s, -A clip(s)) and the derivative -A s (0 when
+                  * clipped), the row's share of d s / d lp_t; no dual clip */
+} drl_policy_loss;
+
 typedef struct drl_grpo_loss_cfg {
   float clip_low;   /* ratio >= 1 - clip_low, in [0, 1) */
   float clip_high;  /* ratio <= 1 + clip_high, >= 0 */
@@ -39,6 +47,7 @@ typedef struct drl_grpo_loss_cfg {
   float kl_beta;    /* weight of the k3 KL to the reference, >= 0; 0 = off */
   drl_loss_agg agg;
   int norm_len;     /* L_max of seq_mean_token_sum_norm (>= 1 there; ignored otherwise) */
+  drl_policy_loss loss;
 } drl_grpo_loss_cfg;
 
 /* What one drl_grpo_loss call measured. loss, pg_loss and kl carry the aggregation weights, so with a batch-wide

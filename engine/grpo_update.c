@@ -483,7 +483,7 @@ drl_status drl_grpo_update(drl_grpo_update_state *s, drl_transformer *m, const d
   it.K = 1.0;
   if (d->sampling != DRL_CFG_SAMPLING_NONE) DRL_TRY(drl_d3s_schedule_at(&sched, iteration, total, &it.n_keep, &it.K));
   drl_grpo_loss_cfg lc = {(float)g->clip_low, (float)g->clip_high, (float)g->dual_clip, (float)g->kl_beta,
-                          (drl_loss_agg)g->loss_agg, g->max_new_tokens};
+                          (drl_loss_agg)g->loss_agg, g->max_new_tokens, (drl_policy_loss)g->loss};
   it.lc = lc;
   out->lr = (float)(g->lr > 0 ? g->lr : cfg->optim.lr);
   double *sel_local = (double *)calloc((size_t)it.k * SEL_N, sizeof(double));
@@ -546,7 +546,7 @@ drl_status drl_grpo_update_surrogate(drl_grpo_update_state *s, drl_transformer *
   m->ps.params = own;
   DRL_TRY(st);
   drl_grpo_loss_cfg lc = {(float)g->clip_low, (float)g->clip_high, (float)g->dual_clip, 0.0f,
-                          (drl_loss_agg)g->loss_agg, g->max_new_tokens};
+                          (drl_loss_agg)g->loss_agg, g->max_new_tokens, (drl_policy_loss)g->loss};
   drl_grpo_stats gs;
   DRL_TRY(drl_grpo_loss(&lc, h->kept, h->T, h->lp, h->old_lp, NULL, h->row_adv, h->token_mask, 0.0, h->dlogprob,
                         &gs));

@@ -535,6 +535,13 @@ TEST(Config, ValidateChecksRangesAndRulesBetweenKeys) {
   EXPECT_EQ(drl_config_validate(&c), DRL_ERR_CONFIG);
   EXPECT_TRUE(Contains(last_error(), "model.n_heads (4) must be a multiple of model.n_kv_heads (3)"));
 
+  c = defaults();
+  set_ok(&c, "grpo.loss=gspo");
+  EXPECT_EQ(drl_config_validate(&c), DRL_ERR_CONFIG);
+  EXPECT_TRUE(Contains(last_error(), "set grpo.loss_agg=seq_mean_token_mean"));
+  set_ok(&c, "grpo.loss_agg=seq_mean_token_mean");
+  EXPECT_EQ(drl_config_validate(&c), DRL_OK) << last_error();
+
   // A file is validated as a whole once loaded, and the message names it.
   EXPECT_TRUE(Contains(load_error("model: {n_heads: 3}", "cross.yaml"), "cross.yaml: "));
 

@@ -5,11 +5,14 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "test_util.h"
 
 extern "C" {
+#include <jansson.h>
+
 #include "engine/config.h"
 #include "engine/grpo.h"
 }
@@ -26,6 +29,7 @@ drl_grpo_loss_cfg base_cfg(drl_loss_agg agg = DRL_AGG_TOKEN_MEAN) {
   c.kl_beta = 0.0f;
   c.agg = agg;
   c.norm_len = 0;
+  c.loss = DRL_LOSS_GRPO;
   return c;
 }
 
@@ -430,11 +434,202 @@ TEST(GrpoLoss, RejectsBadConfigAndNonFiniteInputs) {
   EXPECT_EQ(drl_grpo_loss(&cfg, 1, 1, &lp, &old, nullptr, &bad, &m, 0.0, &g, nullptr), DRL_ERR_NUMERIC);
 }
 
+// ---------------------------------------------------------------- verl parity
+
+// verl's own compute_policy_loss_gspo and compute_policy_loss_vanilla on random batches (rows without loss tokens, a
+// row of one token, a zero advantage; sequences inside and past the clips): the loss value, the gradient with respect
+// to each log-prob and the clip fraction (tests/fixtures/policy_loss, bench/reference/policy_loss_fixtures.py).
+TEST(PolicyLoss, MatchesVerl) {
+  json_error_t err;
+  json_t *root = json_load_file((source_dir() + "/tests/fixtures/policy_loss/cases.json").c_str(), 0, &err);
+  ASSERT_NE(root, nullptr) << err.text;
+  json_t *cases = json_object_get(root, "cases");
+  ASSERT_EQ(json_array_size(cases), 12u);
+  auto floats = [](json_t *a) {
+    std::vector<float> v(json_array_size(a));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = (float)json_number_value(json_array_get(a, i));
+    return v;
+  };
+  int gspo = 0, clipped = 0;
+  for (size_t k = 0; k < json_array_size(cases); ++k) {
+    json_t *c = json_array_get(cases, k);
+    std::string kind = json_string_value(json_object_get(c, "loss_kind")), agg = json_string_value(json_object_get(c, "agg"));
+    SCOPED_TRACE(kind + " " + agg + " case " + std::to_string(k));
+    drl_grpo_loss_cfg cfg = base_cfg(agg == "token-mean"            ? DRL_AGG_TOKEN_MEAN
+                                     : agg == "seq-mean-token-mean" ? DRL_AGG_SEQ_MEAN_TOKEN_MEAN
+                                                                    : DRL_AGG_SEQ_MEAN_TOKEN_SUM);
+    cfg.loss = kind == "gspo" ? DRL_LOSS_GSPO : DRL_LOSS_GRPO;
+    gspo += kind == "gspo";
+    int rows = (int)json_integer_value(json_object_get(c, "rows")), T = (int)json_integer_value(json_object_get(c, "T"));
+    std::vector<float> lp = floats(json_object_get(c, "logprob")), old = floats(json_object_get(c, "old_logprob")),
+                       adv = floats(json_object_get(c, "adv")), mask_f = floats(json_object_get(c, "mask"));
+    std::vector<uint8_t> mask(mask_f.begin(), mask_f.end());
+    json_t *want_grad = json_object_get(c, "grad");
+    std::vector<float> g((size_t)rows * T);
+    drl_grpo_stats s;
+    ASSERT_EQ(drl_grpo_loss(&cfg, rows, T, lp.data(), old.data(), nullptr, adv.data(), mask.data(), 0.0, g.data(), &s),
+              DRL_OK) << last_error();
+    double want = json_number_value(json_object_get(c, "pg_loss"));
+    EXPECT_NEAR(s.pg_loss, want, 1e-6 * std::max(1.0, std::fabs(want)));
+    EXPECT_NEAR(s.clip_frac, json_number_value(json_object_get(c, "clip_frac")), 1e-7);
+    for (size_t n = 0; n < g.size(); ++n) {
+      double w = json_number_value(json_array_get(want_grad, n));
+      EXPECT_NEAR(g[n], w, 1e-6 * std::max(1e-2, std::fabs(w))) << "token " << n;
+    }
+    clipped += s.clipped > 0;
+  }
+  EXPECT_EQ(gspo, 3);
+  EXPECT_GE(clipped, 8) << "the clips were exercised";
+  json_decref(root);
+}
+
+// ---------------------------------------------------------------- GSPO
+
+// Worked by hand (clip_low 0.2, clip_high 0.28): each row's ratio is exp of its mean log-ratio, every token of the row
+// takes the row's clipped value, and aggregation averages tokens per row, then rows.
+TEST(GspoLoss, HandValues) {
+  drl_grpo_loss_cfg cfg = base_cfg(DRL_AGG_SEQ_MEAN_TOKEN_MEAN);
+  cfg.loss = DRL_LOSS_GSPO;
+  const int rows = 4, T = 3;
+  // row 0: log-ratios {0.1, 0.3} (mean 0.2), A = 1: s = e^0.2 = 1.2214 inside [0.8, 1.28]: loss -s, derivative -s.
+  // row 1: {0.5, 0.5, 0.5}, A = 1: s = e^0.5 = 1.6487 > 1.28: clipped, loss -1.28, derivative 0.
+  // row 2: {-0.5}, A = -1: s = e^-0.5 = 0.6065 < 0.8: clipped, loss 0.8 (no dual clip), derivative 0.
+  // row 3: {0.4, -0.2, -0.8} (mean -0.2), A = -2: s = e^-0.2 = 0.8187 inside: loss 2s, derivative 2s.
+  const float lr[rows * T] = {0.1f, 0.3f, 0, 0.5f, 0.5f, 0.5f, 0, -0.5f, 0, 0.4f, -0.2f, -0.8f};
+  const uint8_t mask[rows * T] = {1, 1, 0, 1, 1, 1, 0, 1, 0, 1, 1, 1};
+  const float adv[rows] = {1.0f, 1.0f, -1.0f, -2.0f};
+  std::vector<float> lp(rows * T, -1.0f), old(rows * T), g(rows * T);
+  for (int n = 0; n < rows * T; ++n) old[n] = lp[n] - lr[n];
+  drl_grpo_stats s;
+  ASSERT_EQ(drl_grpo_loss(&cfg, rows, T, lp.data(), old.data(), nullptr, adv, mask, 0.0, g.data(), &s), DRL_OK);
+  // The row means in float: the log-ratios of the float inputs, averaged in double.
+  auto row_lr = [&](int r) {
+    double sum = 0;
+    int n = 0;
+    for (int t = 0; t < T; ++t)
+      if (mask[r * T + t]) sum += (double)lp[r * T + t] - (double)old[r * T + t], ++n;
+    return sum / n;
+  };
+  const double s0 = std::exp(row_lr(0)), s3 = std::exp(row_lr(3));
+  EXPECT_NEAR(s0, 1.2214, 1e-4);
+  EXPECT_NEAR(s.pg_loss, (-s0 - 1.28 + 0.8 + 2 * s3) / 4, 1e-6);
+  EXPECT_NEAR(g[0], -s0 / (4 * 2), 1e-7);
+  EXPECT_NEAR(g[1], -s0 / (4 * 2), 1e-7);
+  EXPECT_EQ(g[2], 0.0f);
+  for (int t = 0; t < 3; ++t) EXPECT_EQ(g[3 + t], 0.0f);
+  EXPECT_EQ(g[7], 0.0f);
+  for (int t = 0; t < 3; ++t) EXPECT_NEAR(g[9 + t], 2 * s3 / (4 * 3), 1e-7);
+  EXPECT_EQ(s.tokens, 9);
+  EXPECT_EQ(s.clipped, 4);  // row 1's three tokens and row 2's one
+  EXPECT_EQ(s.dual_clipped, 0);
+  EXPECT_NEAR(s.ratio_mean, (2 * s0 + 3 * std::exp(row_lr(1)) + std::exp(row_lr(2)) + 3 * s3) / 9, 1e-6);
+}
+
+// A row of one token is GRPO's token-level loss wherever the dual clip is idle; a row past exp(10) is clamped there
+// with no gradient; zero advantages and rows without loss tokens give zeros, not NaN.
+TEST(GspoLoss, EdgeCases) {
+  drl_grpo_loss_cfg grpo = base_cfg(DRL_AGG_SEQ_MEAN_TOKEN_MEAN), gspo = grpo;
+  gspo.loss = DRL_LOSS_GSPO;
+  for (double ratio : {0.5, 0.9, 1.0, 1.2, 1.5})
+    for (float a : {1.3f, -0.7f}) {
+      float g1, g2;
+      drl_grpo_stats s1, s2;
+      double l1 = one_token(grpo, ratio, a, &g1, &s1), l2 = one_token(gspo, ratio, a, &g2, &s2);
+      if (s1.dual_clipped) continue;
+      EXPECT_NEAR(l1, l2, 1e-6) << ratio << " " << a;
+      EXPECT_NEAR(g1, g2, 1e-6) << ratio << " " << a;
+      EXPECT_EQ(s1.clipped, s2.clipped) << ratio << " " << a;
+    }
+  // exp(11) with a negative advantage: the unclipped branch, its log clamped at 10, flat.
+  float g;
+  drl_grpo_stats s;
+  double l = one_token(gspo, std::exp(11.0), -1.0f, &g, &s);
+  EXPECT_NEAR(l, std::exp(10.0), 1e-2);
+  EXPECT_EQ(g, 0.0f);
+  // zero advantages, and a row without loss tokens holding NaN
+  const int rows = 2, T = 3;
+  std::vector<float> lp = {-1, -2, -3, NAN, NAN, NAN}, old = {-1.5f, -2, -2.5f, NAN, NAN, NAN}, adv = {0, NAN}, gr(6, 9);
+  std::vector<uint8_t> mask = {1, 1, 1, 0, 0, 0};
+  ASSERT_EQ(drl_grpo_loss(&gspo, rows, T, lp.data(), old.data(), nullptr, adv.data(), mask.data(), 0.0, gr.data(), &s),
+            DRL_OK);
+  EXPECT_EQ(s.loss, 0.0);
+  for (float x : gr) EXPECT_EQ(x, 0.0f);
+  lp[1] = NAN;
+  EXPECT_EQ(drl_grpo_loss(&gspo, rows, T, lp.data(), old.data(), nullptr, adv.data(), mask.data(), 0.0, gr.data(), &s),
+            DRL_ERR_NUMERIC);
+  EXPECT_ERROR_HAS("row 0, token 1");
+}
+
+// The gradient (with the k3 KL term) against central differences of the loss in every aggregation: a sequence-level
+// ratio's derivative spread over the row's tokens is the derivative of the row's value.
+TEST(GspoLoss, GradientMatchesCentralFiniteDifferences) {
+  std::mt19937 rng(11);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::uniform_real_distribution<double> unif(0.0, 1.0);
+  const int rows = 8, T = 7, N = rows * T;
+  const double h = 1e-3;
+  int checked = 0;
+  for (int agg = 0; agg < 4; ++agg) {
+    drl_grpo_loss_cfg cfg = base_cfg((drl_loss_agg)agg);
+    cfg.loss = DRL_LOSS_GSPO;
+    cfg.kl_beta = 0.3f;
+    cfg.norm_len = 12;
+    std::vector<float> lp(N), old(N), ref(N), adv(rows), g(N);
+    std::vector<uint8_t> mask(N);
+    for (int r = 0; r < rows; ++r) {
+      adv[r] = (float)(1.5 * normal(rng));
+      double shift = 0.5 * normal(rng);  // rows inside and past the clips
+      for (int t = 0; t < T; ++t) {
+        int n = r * T + t;
+        mask[n] = unif(rng) < 0.75;
+        lp[n] = (float)(-3.0 * unif(rng));
+        old[n] = (float)(lp[n] - shift - 0.2 * normal(rng));
+        ref[n] = (float)(lp[n] + 4.0 * unif(rng) - 2.0);  // inside the k3 clamp
+      }
+    }
+    drl_grpo_stats s;
+    ASSERT_EQ(drl_grpo_loss(&cfg, rows, T, lp.data(), old.data(), ref.data(), adv.data(), mask.data(), 0.0, g.data(),
+                            &s),
+              DRL_OK);
+    for (int r = 0; r < rows; ++r) {
+      double sum = 0;
+      int n_row = 0;
+      for (int t = 0; t < T; ++t)
+        if (mask[r * T + t]) sum += (double)lp[r * T + t] - old[r * T + t], ++n_row;
+      if (n_row == 0) continue;
+      double m = sum / n_row;
+      // away from the clip boundaries of the sequence ratio
+      if (std::fabs(m - std::log(0.8)) < 5 * h || std::fabs(m - std::log(1.28)) < 5 * h) continue;
+      for (int t = 0; t < T; ++t) {
+        int n = r * T + t;
+        if (!mask[n]) continue;
+        std::vector<float> p = lp, q = lp, scratch(N);
+        p[n] = (float)(lp[n] + h);
+        q[n] = (float)(lp[n] - h);
+        drl_grpo_stats sp, sq;
+        ASSERT_EQ(drl_grpo_loss(&cfg, rows, T, p.data(), old.data(), ref.data(), adv.data(), mask.data(), 0.0,
+                                scratch.data(), &sp),
+                  DRL_OK);
+        ASSERT_EQ(drl_grpo_loss(&cfg, rows, T, q.data(), old.data(), ref.data(), adv.data(), mask.data(), 0.0,
+                                scratch.data(), &sq),
+                  DRL_OK);
+        double fd = (sp.loss - sq.loss) / ((double)p[n] - (double)q[n]);
+        EXPECT_NEAR(g[n], fd, 1e-5 * std::max(1.0, std::fabs(fd))) << "agg " << agg << " token " << n;
+        ++checked;
+      }
+    }
+    EXPECT_GT(s.clipped, 0) << "agg " << agg << ": some rows past the clips";
+  }
+  EXPECT_GT(checked, 120);
+}
+
 TEST(GrpoLoss, AggregationEnumMatchesConfig) {
   EXPECT_EQ((int)DRL_AGG_TOKEN_MEAN, (int)DRL_CFG_AGG_TOKEN_MEAN);
   EXPECT_EQ((int)DRL_AGG_SEQ_MEAN_TOKEN_MEAN, (int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_MEAN);
   EXPECT_EQ((int)DRL_AGG_SEQ_MEAN_TOKEN_SUM, (int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM);
   EXPECT_EQ((int)DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM, (int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM_NORM);
+  EXPECT_EQ((int)DRL_LOSS_GRPO, (int)DRL_CFG_LOSS_GRPO);
+  EXPECT_EQ((int)DRL_LOSS_GSPO, (int)DRL_CFG_LOSS_GSPO);
 }
 
 }  // namespace
