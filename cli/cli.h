@@ -79,7 +79,10 @@ int cli_parse_f64(const char *text, double lo, double hi, double *out);
 /* Parses a whole decimal integer within [lo, hi]; returns 0 on success. */
 int cli_parse_i64(const char *text, long long lo, long long hi, long long *out);
 
-/* The configuration args name: the embedded defaults or args->file, then each of args->sets in order, then the
+/* 1 when path is a dynrl checkpoint (or policy file): it holds a run's configuration. */
+int cli_is_checkpoint(const char *path);
+
+/* The configuration args name (a checkpoint's file: the configuration stored in it): the embedded defaults or args->file, then each of args->sets in order, then the
  * rules between keys. Returns CLI_OK, or CLI_FAILED with the message printed (cfg is then freed). */
 int cli_load_config(const cli_args *args, drl_config *cfg);
 

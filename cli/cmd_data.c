@@ -40,7 +40,7 @@ static int parse_gen(int argc, char **argv, cli_args *a) {
     if (!matched) return cli_usage_error(&cli_verb_data, "unexpected argument '%s'", argv[i]);
   }
   if (!a->task || !n_text || !a->out) return cli_usage_error(&cli_verb_data, "gen needs --task, --n and -o");
-  if (cli_parse_i64(n_text, 0, INT32_MAX, &a->n)) return cli_usage_error(&cli_verb_data, "--n must be 0..2^31-1");
+  if (cli_parse_i64(n_text, 1, INT32_MAX, &a->n)) return cli_usage_error(&cli_verb_data, "--n must be 1..2^31-1");
   if (cli_parse_i64(seed_text, 0, INT64_MAX, &a->seed))
     return cli_usage_error(&cli_verb_data, "--seed must be >= 0");
   if (cli_parse_i64(size_text, 0, 1 << 20, &a->size)) return cli_usage_error(&cli_verb_data, "--size must be >= 0");
@@ -139,7 +139,14 @@ static void print_lengths(const char *label, const drl_token_seqs *s) {
 
 static int info(const char *path) {
   drl_dataset ds;
-  if (drl_dataset_read(path, &ds) != DRL_OK) return cli_fail(path);
+  if (drl_dataset_read(path, &ds) != DRL_OK) {
+    if (cli_is_checkpoint(path)) {
+      fprintf(stderr, "dynrl: error: %s is a checkpoint, not a dataset: `dynrl config print %s` shows its "
+              "configuration\n", path, path);
+      return CLI_FAILED;
+    }
+    return cli_fail(path);
+  }
   printf("file     %s\ntask     %s\nformat   %d\n", path, ds.task, (int)ds.format_version);
   if (drl_dataset_is_text(&ds)) {
     printf("tokens   %d ids (tokenizer %s), template %s\n", (int)ds.vocab_size, ds.tokenizer_hash, ds.template_name);

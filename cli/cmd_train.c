@@ -20,12 +20,13 @@ _Static_assert((int)DRL_CFG_LOG_INFO == (int)DRL_LOG_INFO, "run.log_level conver
 _Static_assert((int)DRL_CFG_LOG_DEBUG == (int)DRL_LOG_DEBUG, "run.log_level converts by value");
 
 static const char usage[] =
-    "usage: dynrl train [CFG.yaml] [--set SECTION.KEY=VALUE]... [--resume] [--quiet] [--log-level LEVEL]\n"
+    "usage: dynrl train [CFG.yaml] [--set SECTION.KEY=VALUE]... [--resume | --force] [--quiet] [--log-level LEVEL]\n"
     "\n"
     "Runs the phases in trainer.phases with the embedded defaults, then CFG.yaml, then each --set.\n"
     "Writes run.out_dir/ckpt.h5 every trainer.ckpt_every steps and at the end of each phase.\n"
     "--resume continues from run.out_dir/ckpt.h5 when it exists (same as --set trainer.resume=true);\n"
-    "on the CPU backend the resumed run reproduces the uninterrupted one bit for bit.\n"
+    "on the CPU backend the resumed run reproduces the uninterrupted one bit for bit. A run.out_dir that\n"
+    "already holds a run is refused without --resume, or --force (trainer.force=true), which starts over.\n"
     "--quiet prints only warnings and errors; --log-level is error, warn, info or debug.\n"
     "\n"
     "Under mpirun -np N (or srun) every rank runs it: batches are split into dist.shards shards over the ranks,\n"
@@ -66,6 +67,8 @@ static int parse_train(int argc, char **argv, cli_args *a) {
       set = a->log_level;
     } else if (strcmp(argv[i], "--resume") == 0) {
       set = "trainer.resume=true";
+    } else if (strcmp(argv[i], "--force") == 0) {
+      set = "trainer.force=true";
     } else if (strcmp(argv[i], "--quiet") == 0) {
       set = "run.quiet=true";
     } else if (argv[i][0] == '-') {
@@ -80,6 +83,26 @@ static int parse_train(int argc, char **argv, cli_args *a) {
     a->sets[a->n_sets++] = set;
   }
   return CLI_OK;
+}
+
+/* The closing summary: each phase this call ran with its steps, time, tokens per second and evaluation. */
+static void print_summary(const drl_train_summary *sum) {
+  const char *what = sum->flow ? "eval reward" : "held-out eval";
+  drl_log(DRL_LOG_INFO, "done: %lld steps in %.1f s, final loss %.4f", (long long)sum->steps, sum->seconds,
+          sum->final_loss);
+  if (sum->eval_before >= 0) drl_log(DRL_LOG_INFO, "  before training   %s %.3f", what, sum->eval_before);
+  for (int p = 0; p < sum->n_phases; ++p) {
+    const drl_phase_summary *ps = &sum->phases[p];
+    char eval[64] = "";
+    if (ps->eval >= 0) snprintf(eval, sizeof eval, ", %s %.3f", what, ps->eval);
+    const char *unit = ps->phase == DRL_CFG_PHASE_GRPO ? "generated tokens/s" : "tokens/s";
+    if (sum->flow)
+      drl_log(DRL_LOG_INFO, "  %-16s  %lld steps in %.1f s%s", drl_cfg_phase_name(ps->phase), (long long)ps->steps,
+              ps->seconds, eval);
+    else
+      drl_log(DRL_LOG_INFO, "  %-16s  %lld steps in %.1f s (%.0f %s)%s", drl_cfg_phase_name(ps->phase),
+              (long long)ps->steps, ps->seconds, ps->seconds > 0 ? ps->tokens / ps->seconds : 0.0, unit, eval);
+  }
 }
 
 static int run_train(int argc, char **argv) {
@@ -102,23 +125,7 @@ static int run_train(int argc, char **argv) {
     return CLI_FAILED;
   }
   drl_comm_finalize(&comm);
-  if (sum.flow) {
-    drl_log(DRL_LOG_INFO, "done: %lld steps in %.1f s, final loss %.4f", (long long)sum.steps, sum.seconds,
-            sum.final_loss);
-    if (sum.eval_after >= 0 && sum.eval_after_sft >= 0)
-      drl_log(DRL_LOG_INFO, "eval reward: %.4f before, %.4f after flow_pretrain, %.4f after training",
-              sum.eval_before, sum.eval_after_sft, sum.eval_after);
-    else if (sum.eval_after >= 0)
-      drl_log(DRL_LOG_INFO, "eval reward: %.4f before, %.4f after", sum.eval_before, sum.eval_after);
-    return CLI_OK;
-  }
-  drl_log(DRL_LOG_INFO, "done: %lld steps in %.1f s (%.0f tokens/s), final loss %.4f", (long long)sum.steps,
-          sum.seconds, sum.tokens_per_second, sum.final_loss);
-  if (sum.eval_after >= 0 && sum.eval_after_sft >= 0)
-    drl_log(DRL_LOG_INFO, "held-out exact match: %.3f before, %.3f after sft, %.3f after training", sum.eval_before,
-            sum.eval_after_sft, sum.eval_after);
-  else if (sum.eval_after >= 0)
-    drl_log(DRL_LOG_INFO, "held-out exact match: %.3f before, %.3f after", sum.eval_before, sum.eval_after);
+  print_summary(&sum);
   return CLI_OK;
 }
 

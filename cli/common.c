@@ -10,9 +10,44 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "data/checkpoint.h"
+
+/* The library's message for a user: without the "file.c:123: " locations of dynrl's sources (kept with
+ * DYNRL_DEBUG=1). */
+static void user_message(const char *msg, char *out, size_t cap) {
+  int debug = getenv("DYNRL_DEBUG") && strcmp(getenv("DYNRL_DEBUG"), "0") != 0;
+  size_t n = 0;
+  for (const char *p = msg; *p && n + 1 < cap;) {
+    /* a location: [a-z0-9_]+ "." (c|cu|cc|h) ":" digits ": " at the start of a word */
+    const char *q = p;
+    int word_start = p == msg || p[-1] == ' ';
+    while (word_start && ((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '_')) ++q;
+    if (!debug && q > p && *q == '.') {
+      const char *e = q + 1;
+      while (*e >= 'a' && *e <= 'z') ++e;
+      size_t ext = (size_t)(e - q - 1);
+      if ((ext == 1 || ext == 2) && *e == ':' && e[1] >= '0' && e[1] <= '9') {
+        const char *d = e + 1;
+        while (*d >= '0' && *d <= '9') ++d;
+        if (d[0] == ':' && d[1] == ' ') {
+          p = d + 2;
+          continue;
+        }
+      }
+    }
+    out[n++] = *p++;
+  }
+  out[n] = '\0';
+}
 
 int cli_fail(const char *what) {
-  fprintf(stderr, "dynrl: error: %s: %s\n", what, drl_last_error());
+  char msg[4096];
+  user_message(drl_last_error(), msg, sizeof msg);
+  size_t w = strlen(what);
+  if (w > 0 && strncmp(msg, what, w) == 0 && msg[w] == ':') /* the message names it already */
+    fprintf(stderr, "dynrl: error: %s\n", msg);
+  else
+    fprintf(stderr, "dynrl: error: %s: %s\n", what, msg);
   return CLI_FAILED;
 }
 
@@ -113,8 +148,24 @@ int cli_make_parent_dirs(const char *path) {
   return 0;
 }
 
+int cli_is_checkpoint(const char *path) {
+  drl_checkpoint ck;
+  if (drl_checkpoint_read_provenance(path, &ck) != DRL_OK) return 0;
+  drl_checkpoint_free(&ck);
+  return 1;
+}
+
+/* The configuration of file: YAML, or the one a checkpoint stores. */
+static drl_status load_config_file(drl_config *cfg, const char *file) {
+  drl_checkpoint ck;
+  if (drl_checkpoint_read_provenance(file, &ck) != DRL_OK) return drl_config_load_file(cfg, file);
+  drl_status st = drl_config_load_string(cfg, ck.config_yaml ? ck.config_yaml : "", file);
+  drl_checkpoint_free(&ck);
+  return st;
+}
+
 int cli_load_config(const cli_args *args, drl_config *cfg) {
-  drl_status st = args->file ? drl_config_load_file(cfg, args->file) : drl_config_load_default(cfg);
+  drl_status st = args->file ? load_config_file(cfg, args->file) : drl_config_load_default(cfg);
   if (st != DRL_OK) return cli_fail(args->file ? args->file : "embedded default config");
   for (int i = 0; i < args->n_sets; ++i) {
     if (drl_config_set(cfg, args->sets[i]) != DRL_OK) {

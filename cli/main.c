@@ -47,6 +47,8 @@ int main(int argc, char **argv) {
   /* Past a file-size limit (RLIMIT_FSIZE) a write then fails with EFBIG, which the writers report and clean up after,
    * instead of SIGXFSZ ending the process with a temp file left behind. */
   signal(SIGXFSZ, SIG_IGN);
+  /* `dynrl train | head`: when the reader goes away the run goes on (its output is lost) and closes its files. */
+  signal(SIGPIPE, SIG_IGN);
   drl_h5_no_exit_cleanup();
   if (argc < 2) {
     print_overview(stderr);

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kernels/device.h"
+
 #include <dynrl.h>
 
 #ifdef __cplusplus
@@ -20,7 +22,7 @@ extern "C" {
 #define DRL_CONFIG_STR_CAP 1024
 
 /* ---- enumerations: V(C enumerator, YAML spelling) ---- */
-#define DRL_CFG_ENUM_device(V) V(DRL_CFG_DEVICE_CPU, "cpu") V(DRL_CFG_DEVICE_CUDA, "cuda")
+#define DRL_CFG_ENUM_device(V) V(DRL_CFG_DEVICE_AUTO, "auto") V(DRL_CFG_DEVICE_CPU, "cpu") V(DRL_CFG_DEVICE_CUDA, "cuda")
 #define DRL_CFG_ENUM_log_level(V) \
   V(DRL_CFG_LOG_ERROR, "error") V(DRL_CFG_LOG_WARN, "warn") V(DRL_CFG_LOG_INFO, "info") V(DRL_CFG_LOG_DEBUG, "debug")
 #define DRL_CFG_ENUM_ffn(V) V(DRL_CFG_FFN_DENSE, "dense") V(DRL_CFG_FFN_MOE, "moe")
@@ -82,7 +84,7 @@ extern "C" {
 #define DRL_CONFIG_KEYS_run(X)                                                                          \
   X(run, seed, U64, "1234", "key of every random stream: same seed and config give the same run")      \
   X(run, out_dir, STR(1), "run", "directory for checkpoints, metrics and logs")                       \
-  X(run, device, ENUM(device), "cpu", "compute backend: cpu or cuda")                                  \
+  X(run, device, ENUM(device), "auto", "compute backend: auto (cuda when a GPU is visible, else cpu), cpu or cuda") \
   X(run, device_index, INT(0, 255), "0", "CUDA device ordinal (ignored on cpu)")                       \
   X(run, threads, INT(0, 1024), "0", "CPU threads (OpenMP); 0 = all cores")                            \
   X(run, log_every, INT(1, 1000000000), "10", "print a progress line every N steps")                   \
@@ -145,6 +147,7 @@ extern "C" {
   X(trainer, eval_every, INT(0, 1000000000), "500", "evaluate every N steps; 0 = never")                   \
   X(trainer, ckpt_every, INT(0, 1000000000), "500", "write a checkpoint every N steps; 0 = never")         \
   X(trainer, resume, BOOL, "false", "continue from the checkpoint in out_dir")                             \
+  X(trainer, force, BOOL, "false", "start over in an out_dir that already holds a run (its files are replaced)") \
   X(trainer, init_from, STR(0), "\"\"", "start from this checkpoint, policy file or Hugging Face directory (a pretrained " \
     "policy brings its architecture); fresh optimizer; \"\" = seeded init") \
   X(trainer, stop_after, INT(0, 1000000000), "0", "end this invocation after N steps (all phases), checkpointed; 0 = never") \
@@ -299,6 +302,9 @@ typedef struct drl_config {
 DRL_CFG_ENUMS(DRL_CFG_DECLARE_NAME_)
 
 /* Fills cfg with the defaults: the embedded default YAML, loaded through the same path as a file. */
+/* The backend run.device names: auto is CUDA when a GPU is visible, else the CPU. */
+drl_backend drl_config_backend(const drl_config *cfg);
+
 drl_status drl_config_load_default(drl_config *cfg);
 
 /* Fills cfg with the defaults, then the keys the YAML file at path names; the result is validated. */

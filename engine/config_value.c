@@ -358,3 +358,8 @@ bool cfg_read_member(const drl_config *cfg, const cfg_key *k, cfg_value *v, char
   }
   return true;
 }
+
+drl_backend drl_config_backend(const drl_config *cfg) {
+  if (cfg->run.device == DRL_CFG_DEVICE_AUTO) return drl_cuda_device_count() > 0 ? DRL_BACKEND_CUDA : DRL_BACKEND_CPU;
+  return cfg->run.device == DRL_CFG_DEVICE_CUDA ? DRL_BACKEND_CUDA : DRL_BACKEND_CPU;
+}

@@ -99,7 +99,7 @@ drl_status drl_flow_policy_sample_file(const char *ckpt_path, const char *out_pa
   drl_flow_policy_network(&cfg, &fc);
   drl_flow_policy_task(&cfg, &task);
   if (steps <= 0) steps = cfg.tree.steps;
-  DRL_TRY_GOTO(drl_device_open(&dev, cfg.run.device == DRL_CFG_DEVICE_CUDA ? DRL_BACKEND_CUDA : DRL_BACKEND_CPU,
+  DRL_TRY_GOTO(drl_device_open(&dev, drl_config_backend(&cfg),
                                cfg.run.device_index));
   DRL_TRY_GOTO(drl_flow_create(&model, &fc, &dev, 4096, cfg.run.seed));
   DRL_TRY_GOTO(drl_layout_compare(&ck.layout, &model.ps.layout, ckpt_path, "its configuration's flow network"));

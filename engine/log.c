@@ -65,10 +65,11 @@ void drl_log_progress_update(drl_log_progress *p, int64_t step, const char *text
     int fill = p->total > 0 ? (int)(20 * step / p->total) : 20;
     for (int i = 0; i < 20; ++i) bar[i] = i < fill ? '#' : '.';
     bar[20] = '\0';
-    printf("\r%s [%s] %lld/%lld %s | %s eta %s\033[K", p->label, bar, (long long)step, (long long)p->total, text,
-           el_s, eta_s);
+    printf("\r%s [%s] %lld/%lld %s | %s, %s eta %s\033[K", p->label, bar, (long long)step, (long long)p->total, text,
+           el_s, p->label, eta_s);
   } else {
-    printf("%s %lld/%lld %s | %s eta %s\n", p->label, (long long)step, (long long)p->total, text, el_s, eta_s);
+    printf("%s %lld/%lld %s | %s, %s eta %s\n", p->label, (long long)step, (long long)p->total, text, el_s, p->label,
+           eta_s);
   }
   fflush(stdout);
 }

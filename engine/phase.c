@@ -129,6 +129,11 @@ static drl_status heldout_metrics(drl_trainer *tr, double *row) {
   return DRL_OK;
 }
 
+/* What the token policy's evaluation measures: exact match on a task, the mean text reward on a text set. */
+static const char *eval_name(const drl_run *r) {
+  return drl_dataset_is_text(&r->data) ? "mean reward" : "exact match";
+}
+
 /* The policy's evaluation into the row (a token policy without held-out examples has none). */
 static drl_status evaluate_into(drl_trainer *tr, const drl_phase *ph, int step, double *row) {
   double value = 0.0;
@@ -142,10 +147,21 @@ static drl_status evaluate_into(drl_trainer *tr, const drl_phase *ph, int step, 
     }
   } else if (value >= 0) {
     row[DRL_M_EVAL_ACCURACY] = value;
-    drl_log_progress_end(&tr->progress);
-    drl_log(DRL_LOG_INFO, "%s step %d: held-out exact match %.3f", phase, step, value);
+    if (step < ph->steps) {
+      drl_log_progress_end(&tr->progress);
+      drl_log(DRL_LOG_INFO, "%s step %d: held-out %s %.3f", phase, step, eval_name(&tr->run), value);
+    }
   }
+  if (step == ph->steps) tr->phase_eval = value;
   return DRL_OK;
+}
+
+drl_status drl_phase_eval_before(drl_trainer *tr, double *value) {
+  DRL_TRY(drl_run_evaluate(&tr->run, value));
+  double *row = row_init(tr, tr->cfg->trainer.phases.items[0]);
+  row[tr->run.flow_policy ? DRL_M_EVAL_REWARD : DRL_M_EVAL_ACCURACY] = *value;
+  tr->phase_offset = 0;
+  return *value >= 0 ? log_row(tr, 0) : DRL_OK;
 }
 
 /* After a step: evaluation, the metrics row, the checkpoint, trainer.stop_after. Sets *stop to end the phase. */
@@ -188,6 +204,8 @@ drl_status drl_phase_run(drl_trainer *tr, drl_phase *ph, int start, drl_train_su
   drl_log_progress_begin(&tr->progress, ph->label, ph->steps, start, tr->cfg->run.log_every);
   tr->t0 = drl_log_seconds();
   tr->tokens = 0;
+  tr->phase_eval = -1.0;
+  int64_t steps_before = sum->steps;
   drl_status st = DRL_OK;
   for (int step = start + 1; st == DRL_OK && step <= ph->steps; ++step) {
     double t_step = drl_log_seconds();
@@ -210,7 +228,10 @@ drl_status drl_phase_run(drl_trainer *tr, drl_phase *ph, int start, drl_train_su
   drl_log_progress_end(&tr->progress);
   double el = drl_log_seconds() - tr->t0;
   sum->seconds += el;
-  sum->tokens_per_second = el > 0 ? tr->tokens / el : 0.0;
+  if (sum->n_phases < DRL_CFG_COUNT_phase) {
+    drl_phase_summary ps = {ph->phase, sum->steps - steps_before, el, tr->tokens, tr->phase_eval};
+    sum->phases[sum->n_phases++] = ps;
+  }
   if (ph->close) ph->close(tr, ph->state);
   return st;
 }

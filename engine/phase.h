@@ -14,15 +14,24 @@
 extern "C" {
 #endif
 
+/* One phase as this call ran it. */
+typedef struct drl_phase_summary {
+  drl_cfg_phase phase;
+  int64_t steps;  /* steps run by this call */
+  double seconds; /* their wall time, evaluations and checkpoints included */
+  double tokens;  /* sft: the examples' tokens trained on (padding not counted); grpo: the tokens generated */
+  double eval;    /* the evaluation after its last step (-1: none, or the phase did not reach its end) */
+} drl_phase_summary;
+
 /* What drl_train reports. */
 typedef struct drl_train_summary {
   int64_t steps;            /* optimizer steps taken by this call */
   double final_loss;        /* training loss of the last step */
-  double eval_before;       /* the policy's evaluation before training (-1: not evaluated) */
-  double eval_after_sft; /* after the first phase (sft or flow_pretrain) when more phases follow (-1: not evaluated) */
-  double eval_after;        /* and after training */
+  double eval_before;       /* the policy's evaluation before training (-1: not evaluated, as after a resume) */
+  double eval_after;        /* and after training (-1: not reached) */
   double seconds;           /* wall time of the training loop */
-  double tokens_per_second; /* training tokens (batch rows x length) per second */
+  drl_phase_summary phases[DRL_CFG_COUNT_phase]; /* the phases this call ran, in order */
+  int n_phases;
   int resumed_from;         /* step the run resumed from, 0 for a fresh run */
   int stopped_at;           /* step at which trainer.stop_after ended this call (checkpointed), 0 otherwise */
   int flow;                 /* the flow policy ran: the evaluations are mean ODE-sample rewards, not exact match */
@@ -48,7 +57,8 @@ typedef struct drl_trainer {
   drl_log_progress progress;
   int64_t phase_offset;   /* global step of the current phase's step 0 (metrics rows, random streams) */
   int last_phase;         /* the current phase is the last of trainer.phases */
-  double t0, tokens;      /* this phase's wall clock and trained tokens */
+  double t0, tokens;      /* this phase's wall clock and tokens (drl_phase_summary.tokens) */
+  double phase_eval;      /* this phase's evaluation after its last step (-1: none yet) */
   /* The row: DRL_M_COUNT metrics, then per MoE block MaxVio_batch, MaxVio_global and each expert's load. The file
    * holds n_cols of them: column i is row[cols[i]], named names[i]. */
   double *row, *file_row;
@@ -87,6 +97,9 @@ void drl_phase_columns_free(drl_trainer *tr);
 /* Runs ph's steps start + 1 .. ph->steps: per step the row, the step, the skipped-step count, evaluation, the
  * metrics row, the checkpoint and trainer.stop_after (summary->stopped_at). Closes ph. */
 drl_status drl_phase_run(drl_trainer *tr, drl_phase *ph, int start, drl_train_summary *summary);
+
+/* Evaluates the policy before training and logs it as the metrics row of global step 0 (phase: the first one). */
+drl_status drl_phase_eval_before(drl_trainer *tr, double *value);
 
 /* The phases' openers: each fills ph for phase `phase` resuming after step `start` (engine/phase_*.c). */
 drl_status drl_phase_sft(drl_trainer *tr, int start, drl_phase *ph);

@@ -14,7 +14,7 @@ static drl_status grpo_step(drl_trainer *tr, void *state, int step, double *row,
   DRL_TRY(drl_grpo_iterate(it, r, NULL, &at, &rl));
   double generated = (double)it->sampler.generated_tokens; /* this phase's, over the job */
   if (r->comm) DRL_TRY(drl_comm_sum_f64(r->comm, &generated, &generated, 1));
-  tr->tokens += (double)rl.kept_tokens;
+  tr->tokens = generated;
   out->loss = rl.loss;
   snprintf(out->bad, sizeof out->bad, "%s", rl.bad);
   double el = drl_log_seconds() - tr->t0, gen_tps = el > 0 ? generated / el : 0.0;
@@ -62,7 +62,7 @@ drl_status drl_phase_grpo(drl_trainer *tr, int start, drl_phase *ph) {
     free(it);
     return st;
   }
-  drl_phase p = {DRL_CFG_PHASE_GRPO, "grpo", g->steps, cfg->trainer.eval_every, 0, it, grpo_step, grpo_close};
+  drl_phase p = {DRL_CFG_PHASE_GRPO, "grpo", g->steps, cfg->trainer.eval_every, 1, it, grpo_step, grpo_close};
   *ph = p;
   return DRL_OK;
 }

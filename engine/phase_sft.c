@@ -67,7 +67,7 @@ static drl_status sft_step(drl_trainer *tr, void *state, int step, double *row, 
   sft_state *s = (sft_state *)state;
   float norm = 0.0f, lr = drl_optim_lr_at(&cfg->optim, step, cfg->sft.steps);
   DRL_TRY(sft_update(tr, s, step, lr, &norm, &out->loss, out->bad));
-  tr->tokens += (double)cfg->sft.batch_size * s->batch.T;
+  tr->tokens += (double)drl_sft_tokens(&r->data, r->n_train, cfg->run.seed, step, cfg->sft.batch_size);
   double el = drl_log_seconds() - tr->t0, tps = el > 0 ? tr->tokens / el : 0.0;
   snprintf(out->text, sizeof out->text, "loss %.4f lr %.2e gnorm %.3f tok/s %.0f", out->loss, (double)lr, (double)norm,
            tps);
@@ -96,7 +96,7 @@ drl_status drl_phase_sft(drl_trainer *tr, int start, drl_phase *ph) {
   DRL_TRY(drl_sft_max_len(&r->data, 0, r->n_train, &T));
   sft_state *s = (sft_state *)calloc(1, sizeof *s);
   if (!s) return DRL_FAIL(DRL_ERR_OOM, "out of memory for the sft phase");
-  drl_phase p = {DRL_CFG_PHASE_SFT, "sft", cfg->sft.steps, cfg->trainer.eval_every, 0, s, sft_step, sft_close};
+  drl_phase p = {DRL_CFG_PHASE_SFT, "sft", cfg->sft.steps, cfg->trainer.eval_every, 1, s, sft_step, sft_close};
   *ph = p;
   drl_status st = drl_sft_batch_alloc(&s->batch, cfg->sft.batch_size / drl_dp_shards(&r->dp), T);
   s->logprob = (float *)malloc((size_t)s->batch.B * (size_t)(T ? T : 1) * sizeof(float));

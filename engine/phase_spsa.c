@@ -129,7 +129,7 @@ drl_status drl_phase_spsa(drl_trainer *tr, drl_cfg_phase phase, int start, drl_p
   c->phase = phase;
   int sft = phase == DRL_CFG_PHASE_SFT;
   drl_phase p = {phase, sft ? "sft (spsa)" : "grpo (spsa)", sft ? cfg->sft.steps : g->steps, cfg->trainer.eval_every,
-                 0, c, spsa_step, spsa_close};
+                 1, c, spsa_step, spsa_close};
   *ph = p;
   drl_spsa_config scfg = {cfg->run.seed, (float)sc->lr, (float)sc->eps, sc->samples, (drl_spsa_dist)sc->perturbation,
                           (drl_spsa_codec)sc->codec, sc->hash_every};

@@ -299,6 +299,8 @@ drl_status drl_run_evaluate(drl_run *r, double *acc) {
   return DRL_OK;
 }
 
+drl_status drl_run_make_out_dir(const drl_run *r) { return make_dir(r->cfg->run.out_dir); }
+
 /* See run.h. Gathers the training prompts of iteration `step` (drawn by the Philox data stream) into tokens/offsets. */
 void drl_run_draw_prompts(const drl_run *r, uint32_t step, int64_t first, int n, int32_t *tokens, int64_t *offsets,
                           int64_t *examples) {
@@ -420,16 +422,18 @@ static drl_status open_env(const drl_config *cfg, const drl_comm *comm, drl_devi
   *config_yaml = NULL;
   drl_cpu_set_threads(rank_threads(cfg, comm));
   /* The ranks of a node take consecutive GPUs from run.device_index. */
-  DRL_TRY(drl_device_open(dev, cfg->run.device == DRL_CFG_DEVICE_CUDA ? DRL_BACKEND_CUDA : DRL_BACKEND_CPU,
-                          cfg->run.device_index + (comm ? comm->local_rank : 0)));
+  drl_status st = drl_device_open(dev, drl_config_backend(cfg), cfg->run.device_index + (comm ? comm->local_rank : 0));
+  if (st == DRL_ERR_NO_DEVICE || st == DRL_ERR_UNSUPPORTED)
+    return drl_fail_context(st, "run.device = cuda (set run.device=cpu, or auto to use a GPU only when one is visible)");
+  DRL_TRY(st);
   dev->allow_tf32 = cfg->optim.tf32;
   /* Checkpoints store the run's configuration, not this invocation's: a stopped and a resumed part store the same. */
   drl_config run_cfg = *cfg;
   run_cfg.trainer.resume = 0;
+  run_cfg.trainer.force = 0;
   run_cfg.trainer.stop_after = 0;
   run_cfg.run.quiet = 0;
-  drl_status st = drl_config_to_yaml(&run_cfg, config_yaml);
-  if (st == DRL_OK) st = make_dir(cfg->run.out_dir);
+  st = drl_config_to_yaml(&run_cfg, config_yaml);
   if (st == DRL_OK && snprintf(ckpt_path, ckpt_cap, "%s/ckpt.h5", cfg->run.out_dir) >= (int)ckpt_cap)
     st = DRL_FAIL(DRL_ERR_CONFIG, "run.out_dir is too long: %s", cfg->run.out_dir);
   if (st != DRL_OK) {

@@ -64,7 +64,7 @@ typedef struct drl_run {
 
 /* Validates cfg, pins the thread count (with several ranks on a node, 0 threads means the node's cores divided among
  * them), opens the device (a rank of a multi-rank job takes the GPU of its local rank), renders the effective
- * configuration, creates run.out_dir, and creates the policy with activations for B_max rows: for flow phases the
+ * configuration, and creates the policy with activations for B_max rows: for flow phases the
  * flow network of cfg's flow2d task; otherwise loads or generates the data (and checks every example fits
  * model.max_seq) and creates the transformer. Sets up data parallelism over comm (NULL: one process; dist.shards
  * still applies). On failure nothing stays open. */
@@ -72,6 +72,9 @@ drl_status drl_run_open(drl_run *r, const drl_config *cfg, drl_comm *comm, int B
 
 /* Frees everything; safe on a zeroed run. */
 void drl_run_close(drl_run *r);
+
+/* Creates run.out_dir (and the directories above it) for the trainer's files. */
+drl_status drl_run_make_out_dir(const drl_run *r);
 
 /* Writes the policy, the optimizer state (gathered from the ranks under ZeRO) and the position (phase, step within
  * it) to a checkpoint at path; rank 0 writes, and every rank returns its status. Collective. */

@@ -60,6 +60,15 @@ int64_t drl_sft_scored(const drl_dataset *ds, int64_t n_train, uint64_t seed, in
   return scored;
 }
 
+int64_t drl_sft_tokens(const drl_dataset *ds, int64_t n_train, uint64_t seed, int step, int64_t rows) {
+  int64_t n = 0;
+  for (int64_t r = 0; n_train > 0 && r < rows; ++r) {
+    int64_t i = sft_example(seed, step, r, n_train);
+    n += ds->prompts.offsets[i + 1] - ds->prompts.offsets[i] + ds->answers.offsets[i + 1] - ds->answers.offsets[i];
+  }
+  return n;
+}
+
 /* Row r of the batch = example i (prompt then answer, right-padded); returns its answer tokens or -1 if too long. */
 static int fill_row(drl_sft_batch *b, int r, const drl_dataset *ds, int64_t i) {
   int T = b->T;

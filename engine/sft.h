@@ -45,6 +45,9 @@ drl_status drl_sft_batch_fill_examples(drl_sft_batch *batch, const drl_dataset *
 int64_t drl_sft_scored(const drl_dataset *ds, int64_t n_train, uint64_t seed, int step, int64_t first_row,
                        int64_t rows);
 
+/* Prompt and answer tokens of rows [0, rows) of step `step`: what the step trains on, padding not counted. */
+int64_t drl_sft_tokens(const drl_dataset *ds, int64_t n_train, uint64_t seed, int step, int64_t rows);
+
 /* Summed cross-entropy of the batch's answer tokens from per-position log-probabilities. */
 double drl_sft_loss_sum(const drl_sft_batch *batch, const float *logprob);
 

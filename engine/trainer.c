@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "data/checkpoint.h"
 #include "engine/flow_policy.h"
@@ -74,13 +75,16 @@ static void describe(const drl_trainer *tr, const drl_comm *comm) {
   const drl_run *r = &tr->run;
   char dev[256];
   drl_device_describe(&r->dev, dev, sizeof dev);
+  const char *auto_note = tr->cfg->run.device != DRL_CFG_DEVICE_AUTO ? ""
+                          : r->dev.backend == DRL_BACKEND_CUDA    ? " (run.device auto: a GPU is visible)"
+                                                                  : " (run.device auto: no GPU visible)";
   if (r->flow_policy) {
-    drl_log(DRL_LOG_INFO, "dynrl: flow2d task (%d conditions x %d modes), velocity MLP of %lld parameters on %s",
-            r->task.conditions, r->task.modes, (long long)r->ps->layout.total, dev);
+    drl_log(DRL_LOG_INFO, "dynrl: flow2d task (%d conditions x %d modes), velocity MLP of %lld parameters on %s%s",
+            r->task.conditions, r->task.modes, (long long)r->ps->layout.total, dev, auto_note);
     return;
   }
-  drl_log(DRL_LOG_INFO, "dynrl: %s task, %lld train / %lld held-out examples, %lld parameters on %s", r->data.task,
-          (long long)r->n_train, (long long)r->n_eval, (long long)r->ps->layout.total, dev);
+  drl_log(DRL_LOG_INFO, "dynrl: %s task, %lld train / %lld held-out examples, %lld parameters on %s%s", r->data.task,
+          (long long)r->n_train, (long long)r->n_eval, (long long)r->ps->layout.total, dev, auto_note);
   if (comm && comm->size > 1)
     drl_log(DRL_LOG_INFO, "data parallel: %d ranks, %d shards per batch%s, optimizer state %lld bytes per rank",
             comm->size, batch_shards(tr->cfg, comm), tr->cfg->dist.zero ? ", ZeRO-1" : "",
@@ -116,42 +120,58 @@ static void log_eval(const drl_trainer *tr, const char *when, double value) {
   if (tr->run.flow_policy)
     drl_log(DRL_LOG_INFO, "eval reward %s: %.4f", when, value);
   else if (value >= 0)
-    drl_log(DRL_LOG_INFO, "held-out exact match %s: %.3f", when, value);
+    drl_log(DRL_LOG_INFO, "held-out %s %s: %.3f", drl_dataset_is_text(&tr->run.data) ? "mean reward" : "exact match",
+            when, value);
 }
 
-/* After phase p: the evaluation (every phase of a flow policy, whose end state also stays as
- * run.out_dir/<phase>.h5, the "before" of the next; the token policy's phases but the last). */
-static drl_status after_phase(drl_trainer *tr, int p, drl_train_summary *sum) {
+/* After phase p: its evaluation (made after its last step, in its metrics row) logged; a flow phase's end state
+ * also stays as run.out_dir/<phase>.h5, the "before" of the next. */
+static drl_status after_phase(drl_trainer *tr, int p) {
   const drl_config *cfg = tr->cfg;
   drl_cfg_phase phase = cfg->trainer.phases.items[p];
   const char *name = drl_cfg_phase_name(phase);
-  int last = p + 1 == cfg->trainer.phases.count;
-  double value = -1.0;
   char when[128], path[4200];
   snprintf(when, sizeof when, "after %s", name);
   if (tr->run.flow_policy) {
     snprintf(path, sizeof path, "%s/%s.h5", cfg->run.out_dir, name);
     DRL_TRY(drl_run_save(&tr->run, path, name, (int)phase_steps(cfg, phase)));
-    DRL_TRY(drl_run_evaluate(&tr->run, &value));
-    drl_log(DRL_LOG_INFO, "eval reward after %s: %.4f (%s)", name, value, path);
-    sum->eval_after = value;
-  } else if (!last) {
-    DRL_TRY(drl_run_evaluate(&tr->run, &value));
-    log_eval(tr, when, value);
+    drl_log(DRL_LOG_INFO, "eval reward after %s: %.4f (%s)", name, tr->phase_eval, path);
+  } else {
+    log_eval(tr, when, tr->phase_eval);
   }
-  if ((phase == DRL_CFG_PHASE_SFT || phase == DRL_CFG_PHASE_FLOW_PRETRAIN) && !last) sum->eval_after_sft = value;
+  return DRL_OK;
+}
+
+/* A run.out_dir that holds a run (its checkpoint or metrics) is continued with trainer.resume or started over with
+ * trainer.force, never replaced silently (rank 0 looks; every rank returns the same). */
+static drl_status check_out_dir(drl_trainer *tr, drl_comm *comm) {
+  const drl_config *cfg = tr->cfg;
+  char metrics[4200];
+  snprintf(metrics, sizeof metrics, "%s/metrics.h5", cfg->run.out_dir);
+  struct stat sb;
+  int32_t used[2] = {0, 0}; /* ckpt.h5, metrics.h5 */
+  if (tr->writes) used[0] = stat(tr->run.ckpt_path, &sb) == 0, used[1] = stat(metrics, &sb) == 0;
+  if (comm && comm->size > 1) DRL_TRY(drl_comm_bcast(comm, used, sizeof used, 0));
+  if (cfg->trainer.resume && !used[0])
+    drl_log(DRL_LOG_WARN, "--resume: %s holds no checkpoint; starting a fresh run", cfg->run.out_dir);
+  if ((used[0] || used[1]) && !cfg->trainer.resume && !cfg->trainer.force)
+    return DRL_FAIL(DRL_ERR_CONFIG, "run.out_dir = %s already holds a run (%s): pass --resume to continue it, --force "
+                    "to start over, or choose another run.out_dir", cfg->run.out_dir,
+                    used[0] ? tr->run.ckpt_path : metrics);
   return DRL_OK;
 }
 
 drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *sum) {
   memset(sum, 0, sizeof *sum);
-  sum->eval_before = sum->eval_after = sum->eval_after_sft = -1.0;
+  sum->eval_before = sum->eval_after = -1.0;
   drl_trainer tr;
   drl_run *r = &tr.run;
   drl_status st = open_trainer(&tr, cfg, comm);
   sum->flow = r->flow_policy;
   DRL_TRY_GOTO(st);
   describe(&tr, comm);
+  DRL_TRY_GOTO(check_out_dir(&tr, comm));
+  if (tr.writes) DRL_TRY_GOTO(drl_run_make_out_dir(r));
   int resume_phase, resume_step;
   DRL_TRY_GOTO(resume(&tr, comm, &resume_phase, &resume_step));
   sum->resumed_from = resume_step;
@@ -168,7 +188,7 @@ drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *s
     drl_log(DRL_LOG_INFO, "initialised the policy from %s", cfg->trainer.init_from);
   }
   if (resume_phase < 0) {
-    DRL_TRY_GOTO(drl_run_evaluate(r, &sum->eval_before));
+    DRL_TRY_GOTO(drl_phase_eval_before(&tr, &sum->eval_before));
     log_eval(&tr, "before training", sum->eval_before);
   }
   for (int p = resume_phase < 0 ? 0 : resume_phase; p < cfg->trainer.phases.count; ++p) {
@@ -182,11 +202,8 @@ drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *s
       drl_log(DRL_LOG_INFO, "stopped after step %d (trainer.stop_after); resume with --resume", sum->stopped_at);
       goto done;
     }
-    DRL_TRY_GOTO(after_phase(&tr, p, sum));
-  }
-  if (!r->flow_policy) {
-    DRL_TRY_GOTO(drl_run_evaluate(r, &sum->eval_after));
-    log_eval(&tr, "after training", sum->eval_after);
+    DRL_TRY_GOTO(after_phase(&tr, p));
+    sum->eval_after = tr.phase_eval;
   }
 done:
   drl_phase_columns_free(&tr);

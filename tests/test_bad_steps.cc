@@ -97,7 +97,7 @@ class BadSteps : public TempDirTest {
     }
     Exit c = train(p, "one", {"trainer.ckpt_every=0", "trainer.resume=true"}, "", "c.log");
     ASSERT_EQ(c.code, 0) << c.log;
-    std::vector<double> bad = read_series(path("one/metrics.h5"), "/metrics/bad_steps");
+    std::vector<double> bad = read_training_series(path("one/metrics.h5"), "/metrics/bad_steps");
     ASSERT_EQ(bad.size(), 10u);
     for (size_t i = 0; i < bad.size(); ++i) EXPECT_EQ(bad[i], i < 3 ? 0.0 : 1.0) << "bad_steps of step " << i + 1;
     Ckpt before(path("before.h5")), end(path("one/ckpt.h5"));
@@ -123,7 +123,7 @@ class BadSteps : public TempDirTest {
     EXPECT_TRUE(all_finite(ck.ck.params, ck.ck.layout.total));
     EXPECT_TRUE(all_finite(ck.ck.m, ck.ck.layout.total));
     EXPECT_TRUE(all_finite(ck.ck.v, ck.ck.layout.total));
-    std::vector<double> bad = read_series(path("streak/metrics.h5"), "/metrics/bad_steps");
+    std::vector<double> bad = read_training_series(path("streak/metrics.h5"), "/metrics/bad_steps");
     EXPECT_EQ(bad, (std::vector<double>{0, 0, 0, 0, 1, 2, 3}));
   }
 };
@@ -175,7 +175,7 @@ TEST_F(BadSteps, FlowGrpoSkipsOneAndStopsAfterAStreak) {
 TEST_F(BadSteps, ZeroMaxNeverStops) {
   Exit e = train(kSft, "never", {"trainer.max_bad_steps=0", "trainer.ckpt_every=0"}, "nan_grad@0:1-100", "n.log");
   ASSERT_EQ(e.code, 0) << e.log;
-  std::vector<double> bad = read_series(path("never/metrics.h5"), "/metrics/bad_steps");
+  std::vector<double> bad = read_training_series(path("never/metrics.h5"), "/metrics/bad_steps");
   ASSERT_EQ(bad.size(), 10u);
   EXPECT_EQ(bad.back(), 10.0);
   Ckpt ck(path("never/ckpt.h5"));

@@ -23,8 +23,8 @@ struct CliRun {
   std::string out;  // stdout and stderr together
 };
 
-CliRun run(const std::string &args) {
-  std::string cmd = std::string(DRL_CLI_PATH) + " " + args + " 2>&1";
+CliRun run_env(const std::string &env, const std::string &args) {
+  std::string cmd = env + " " + std::string(DRL_CLI_PATH) + " " + args + " 2>&1";
   CliRun r{-1, ""};
   FILE *p = popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -35,6 +35,8 @@ CliRun run(const std::string &args) {
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
 }
+
+CliRun run(const std::string &args) { return run_env("", args); }
 
 class Cli : public TempDirTest {};
 
@@ -61,7 +63,7 @@ TEST_F(Cli, WrongUsageExitsTwoWithUsage) {
                            "config print --set", "sample", "sample a.h5 b.h5", "sample a.h5 --n 0",
                            "sample a.h5 --bogus", "generate", "generate p --n 0 --prompt x", "generate p",
                            "generate p --prompt x --top-p 0", "generate p --prompt x --device tpu", "eval p",
-                           "eval --data d.h5", "eval p --data d.h5 --batch 0", "eval p --data d.h5 --reward x:y"}) {
+                           "eval --data d.h5", "eval p --data d.h5 --batch 0", "eval p --data d.h5 --reward x:y", "data gen --task add --n 0 -o f.h5"}) {
     CliRun r = run(args);
     EXPECT_EQ(r.code, 2) << "dynrl " << args << "\n" << r.out;
     EXPECT_TRUE(has(r.out, "usage:")) << "dynrl " << args << "\n" << r.out;
@@ -126,8 +128,8 @@ TEST_F(Cli, TrainFlowThenSample) {
                      path("run");
   CliRun t = run("train" + sets);
   ASSERT_EQ(t.code, 0) << t.out;
-  EXPECT_TRUE(has(t.out, "eval reward:")) << t.out;
-  EXPECT_TRUE(has(t.out, "after flow_pretrain")) << t.out;
+  EXPECT_TRUE(has(t.out, "eval reward after flow_pretrain:")) << t.out;
+  EXPECT_TRUE(has(t.out, "  flow_grpo")) << "the summary's line of each phase: " << t.out;
   CliRun s = run("sample " + path("run/ckpt.h5") + " -o " + path("s.h5") + " --n 16");
   ASSERT_EQ(s.code, 0) << s.out;
   EXPECT_TRUE(has(s.out, "wrote 16 samples per condition")) << s.out;
@@ -190,4 +192,34 @@ TEST_F(Cli, TaskPolicyGeneratesAndEvaluates) {
   CliRun r = run("eval " + path("run/ckpt.h5") + " --data " + path("set.h5") + " --reward gsm8k");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_TRUE(has(r.out, "scored by exact match")) << r.out;
+  // A checkpoint where a config or a dataset is expected: its configuration, or a message that says what it is.
+  CliRun c = run("config print " + path("run/ckpt.h5") + " --set grpo.steps=7");
+  ASSERT_EQ(c.code, 0) << c.out;
+  EXPECT_TRUE(has(c.out, "  d_model: 32\n")) << c.out;
+  EXPECT_TRUE(has(c.out, "  steps: 7\n")) << c.out;
+  CliRun d = run("data info " + path("run/ckpt.h5"));
+  EXPECT_EQ(d.code, 1) << d.out;
+  EXPECT_TRUE(has(d.out, "is a checkpoint, not a dataset")) << d.out;
+  // The same run directory again: refused, naming both ways on.
+  CliRun again = run("train --quiet" + sets);
+  EXPECT_EQ(again.code, 1) << again.out;
+  EXPECT_TRUE(has(again.out, "already holds a run")) << again.out;
+  EXPECT_TRUE(has(again.out, "--resume") && has(again.out, "--force")) << again.out;
+}
+
+// Errors a user reads name no source file of dynrl (DYNRL_DEBUG=1 keeps them), and do not repeat the file name.
+TEST_F(Cli, ErrorsNameNoSourceLocations) {
+  std::string bad = path("bad.yaml");
+  std::ofstream(bad) << "model: {d_model: 0}\n";
+  CliRun e = run("config print " + bad);
+  EXPECT_EQ(e.code, 1) << e.out;
+  EXPECT_TRUE(has(e.out, "model.d_model")) << e.out;
+  EXPECT_FALSE(has(e.out, ".c:")) << e.out;
+  EXPECT_FALSE(has(e.out, bad + ": " + bad + ":")) << e.out;
+  CliRun d = run_env("DYNRL_DEBUG=1", "config print " + bad);
+  EXPECT_TRUE(has(d.out, ".c:")) << d.out;
+  CliRun cuda = run("train --set run.device=cuda --set run.out_dir=" + path("gpu"));
+  if (!has(cuda.out, "built without CUDA") && cuda.code == 0) GTEST_SKIP() << "a GPU is visible";
+  EXPECT_EQ(cuda.code, 1) << cuda.out;
+  EXPECT_TRUE(has(cuda.out, "set run.device=cpu, or auto")) << cuda.out;
 }

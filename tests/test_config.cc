@@ -94,7 +94,7 @@ TEST(Config, DefaultValues) {
   drl_config c = defaults();
   EXPECT_EQ(c.run.seed, 1234u);
   EXPECT_STREQ(c.run.out_dir, "run");
-  EXPECT_EQ(c.run.device, DRL_CFG_DEVICE_CPU);
+  EXPECT_EQ(c.run.device, DRL_CFG_DEVICE_AUTO);
   EXPECT_EQ(c.run.device_index, 0);
   EXPECT_EQ(c.run.threads, 0);
   EXPECT_EQ(c.run.log_every, 10);
@@ -412,9 +412,9 @@ TEST(Config, OutOfRangeNamesValueAndRange) {
 TEST(Config, BadEnumListsAllowedValues) {
   std::string msg = load_error("run:\n  device: gpu\n");
   EXPECT_TRUE(Contains(msg, "test.yaml:2:"));
-  EXPECT_TRUE(Contains(msg, "run.device: 'gpu' is not one of: cpu, cuda"));
+  EXPECT_TRUE(Contains(msg, "run.device: 'gpu' is not one of: auto, cpu, cuda"));
   EXPECT_TRUE(Contains(load_error("run: {log_level: verbose}"), "'verbose' is not one of: error, warn, info, debug"));
-  EXPECT_TRUE(Contains(load_error("run: {device: CPU}"), "'CPU' is not one of: cpu, cuda"));
+  EXPECT_TRUE(Contains(load_error("run: {device: CPU}"), "'CPU' is not one of: auto, cpu, cuda"));
   EXPECT_TRUE(Contains(load_error("trainer: {phases: [sft, ppo]}"), "trainer.phases: 'ppo' is not one of: sft, grpo"));
 }
 
@@ -686,7 +686,7 @@ TEST(Config, HelpListsEveryKey) {
   EXPECT_TRUE(Contains(help, "grpo.top_p"));
   EXPECT_TRUE(Contains(help, "(0, 1]"));
   EXPECT_TRUE(Contains(help, "trainer.phases"));
-  EXPECT_TRUE(Contains(help, "one of: cpu, cuda"));
+  EXPECT_TRUE(Contains(help, "one of: auto, cpu, cuda"));
   // One line per key: as many lines as "key: value" lines in the default YAML.
   size_t lines = 0, keys = 0;
   for (char ch : help) lines += ch == '\n';

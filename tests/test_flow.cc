@@ -566,7 +566,7 @@ drl_status FlowLearning::pre_status_;
 // (eval reward near (1/3) (w^2 / (w^2 + s^2)) = 0.22), up from the untrained network's scatter around the origin.
 TEST_F(FlowLearning, FlowMatchingLearnsTheMixture) {
   ASSERT_EQ(pre_status_, DRL_OK) << last_error();
-  std::vector<double> loss = read_series(dir_ + "/pre/metrics.h5", "/metrics/loss");
+  std::vector<double> loss = read_training_series(dir_ + "/pre/metrics.h5", "/metrics/loss");
   ASSERT_EQ(loss.size(), 600u);
   double last = 0, baseline = (2.0 + 4.0 + 2.0 * 0.35 * 0.35) / 2.0;
   for (int i = 580; i < 600; ++i) last += loss[i] / 20;

@@ -139,7 +139,8 @@ TEST_F(Trainer, GrpoResumeIsBitExact) {
   EXPECT_EQ(rest.steps, 3);
   EXPECT_EQ(rest.eval_after, whole.eval_after);
   expect_same_runs(path("whole"), path("split"), 18,
-                   {"/metrics/reward_mean", "/metrics/loss", "/metrics/kept_tokens", "/metrics/phase"});
+                   {"/metrics/reward_mean", "/metrics/loss", "/metrics/kept_tokens", "/metrics/phase",
+                    "/metrics/eval_accuracy"});
 }
 
 TEST_F(Trainer, ErrorsAreClear) {
@@ -152,4 +153,67 @@ TEST_F(Trainer, ErrorsAreClear) {
   snprintf(c.data.path, sizeof c.data.path, "%s", path("missing.h5").c_str());
   EXPECT_EQ(drl_train(&c, nullptr, &s), DRL_ERR_IO);
   EXPECT_ERROR_HAS("missing.h5");
+}
+
+// The held-out evaluation before training, after each phase's last step and so at the end, each in the metrics row
+// of its global step (and nowhere else with trainer.eval_every = 0), with the values the summary reports per phase.
+TEST_F(Trainer, EvaluatesAtEveryPhaseEndIntoTheMetrics) {
+  drl_train_summary s;
+  drl_config c = tiny_config(path("run"));
+  ASSERT_EQ(drl_train(&c, nullptr, &s), DRL_OK) << last_error();
+  drl_h5_file f;
+  ASSERT_EQ(drl_h5_open_read(path("run/metrics.h5").c_str(), &f), DRL_OK);
+  int64_t shape[1] = {0};
+  void *data = nullptr;
+  ASSERT_EQ(drl_h5_read_array(&f, "/metrics/step", DRL_H5_INT64, 1, shape, 1 << 20, &data), DRL_OK);
+  std::vector<double> step((int64_t *)data, (int64_t *)data + shape[0]);
+  free(data);
+  drl_h5_close(&f);
+  std::vector<double> acc = read_series(path("run/metrics.h5"), "/metrics/eval_accuracy"),
+                      phase = read_series(path("run/metrics.h5"), "/metrics/phase");
+  ASSERT_EQ(step.size(), 19u);
+  std::vector<double> at;
+  for (size_t i = 0; i < step.size(); ++i) {
+    EXPECT_EQ(step[i], (double)i);
+    if (!std::isnan(acc[i])) at.push_back(step[i]);
+  }
+  EXPECT_EQ(at, (std::vector<double>{0, 12, 18}));
+  ASSERT_EQ(s.n_phases, 2);
+  EXPECT_EQ(acc[0], s.eval_before);
+  EXPECT_EQ(phase[0], (double)DRL_CFG_PHASE_SFT);
+  EXPECT_EQ(acc[12], s.phases[0].eval);
+  EXPECT_EQ(acc[18], s.phases[1].eval);
+  EXPECT_EQ(s.eval_after, s.phases[1].eval);
+  EXPECT_EQ(s.phases[0].phase, DRL_CFG_PHASE_SFT);
+  EXPECT_EQ(s.phases[0].steps, 12);
+  EXPECT_EQ(s.phases[1].phase, DRL_CFG_PHASE_GRPO);
+  EXPECT_EQ(s.phases[1].steps, 6);
+  for (int p = 0; p < 2; ++p) {
+    EXPECT_GT(s.phases[p].seconds, 0.0);
+    EXPECT_GT(s.phases[p].tokens, 0.0);
+  }
+  // sft trains on its examples' tokens without padding: 12 steps x 4 examples of 2-digit sums, 6 to 10 tokens each
+  EXPECT_GE(s.phases[0].tokens, 12 * 4 * 6);
+  EXPECT_LE(s.phases[0].tokens, 12 * 4 * 10);
+}
+
+// A run directory that holds a run is continued (--resume) or started over (--force), never replaced silently.
+TEST_F(Trainer, AUsedRunDirectoryIsRefusedUnlessResumeOrForce) {
+  drl_train_summary s;
+  drl_config c = tiny_config(path("run"));
+  ASSERT_EQ(drl_config_set(&c, "trainer.phases=sft"), DRL_OK);
+  ASSERT_EQ(drl_train(&c, nullptr, &s), DRL_OK) << last_error();
+  std::vector<double> loss = read_series(path("run/metrics.h5"), "/metrics/loss");
+  EXPECT_EQ(drl_train(&c, nullptr, &s), DRL_ERR_CONFIG);
+  EXPECT_ERROR_HAS("already holds a run");
+  EXPECT_ERROR_HAS("--resume");
+  EXPECT_ERROR_HAS("--force");
+  EXPECT_EQ(read_series(path("run/metrics.h5"), "/metrics/loss").size(), loss.size()) << "nothing was touched";
+  c.trainer.force = true;
+  ASSERT_EQ(drl_train(&c, nullptr, &s), DRL_OK) << last_error();
+  EXPECT_EQ(s.steps, 12) << "started over";
+  c.trainer.force = false;
+  c.trainer.resume = true;
+  ASSERT_EQ(drl_train(&c, nullptr, &s), DRL_OK) << last_error();
+  EXPECT_EQ(s.steps, 0) << "the finished run resumes at its end";
 }
