@@ -34,7 +34,8 @@ extern "C" {
   V(DRL_CFG_PHASE_FLOW_GRPO, "flow_grpo")
 #define DRL_CFG_ENUM_loss_agg(V)                                                                   \
   V(DRL_CFG_AGG_TOKEN_MEAN, "token_mean") V(DRL_CFG_AGG_SEQ_MEAN_TOKEN_MEAN, "seq_mean_token_mean") \
-  V(DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM, "seq_mean_token_sum") V(DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM_NORM, "seq_mean_token_sum_norm")
+  V(DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM, "seq_mean_token_sum") V(DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM_NORM, "seq_mean_token_sum_norm") \
+  V(DRL_CFG_AGG_DR_GRPO_NORM, "dr_grpo_norm")
 #define DRL_CFG_ENUM_reward(V) V(DRL_CFG_REWARD_EXACT, "exact") V(DRL_CFG_REWARD_PARTIAL, "partial")
 #define DRL_CFG_ENUM_sampling(V) V(DRL_CFG_SAMPLING_NONE, "none") V(DRL_CFG_SAMPLING_D3S, "d3s") V(DRL_CFG_SAMPLING_PODS, "pods")
 #define DRL_CFG_ENUM_scope(V) V(DRL_CFG_SCOPE_CROSS, "cross") V(DRL_CFG_SCOPE_INTRA, "intra")
@@ -175,7 +176,8 @@ extern "C" {
   X(grpo, adv_eps, REAL_GT(0, 1), "1.0e-06", "epsilon added to the group's reward std")                         \
   X(grpo, dr_grpo, BOOL, "false", "Dr.GRPO: advantages are r - mean(r), not divided by the std")                 \
   X(grpo, loss, ENUM(policy_loss), "grpo", "policy loss: grpo (token-level ratio, PPO clip) or gspo (sequence-level ratio, clipped per sequence; needs loss_agg seq_mean_token_mean)") \
-  X(grpo, loss_agg, ENUM(loss_agg), "token_mean", "loss aggregation: token_mean, seq_mean_token_mean, seq_mean_token_sum, seq_mean_token_sum_norm") \
+  X(grpo, loss_agg, ENUM(loss_agg), "token_mean", "loss aggregation per optimizer step: token_mean, seq_mean_token_mean, seq_mean_token_sum (as verl's modes), seq_mean_token_sum_norm (verl: sum / max_new_tokens), dr_grpo_norm (TRL's dr_grpo: sum / (sequences x max_new_tokens))") \
+  X(grpo, count_empty_rows, BOOL, "true", "sequence-counting aggregations count rows left without a loss token by D3S's token level, as verl and TRL count every row") \
   X(grpo, reward, ENUM(reward), "exact", "task reward: exact match (1/0) or partial credit")                     \
   X(grpo, text_reward, STR(1), "exact", "text prompt sets: weighted rewards on the decoded response, "             \
     "name[:weight],... (gsm8k, gsm8k_flexible, math, answer_tag, think_format, exact)")

@@ -63,9 +63,10 @@ static int64_t count_tokens(int rows, int T, const uint8_t *mask) {
   return n;
 }
 
-double drl_grpo_loss_denom(drl_loss_agg agg, int rows, int T, const uint8_t *mask) {
-  if (rows <= 0 || T <= 0 || !mask) return 0.0;
-  return (double)(agg == DRL_AGG_TOKEN_MEAN ? count_tokens(rows, T, mask) : count_seqs(rows, T, mask));
+double drl_grpo_loss_denom(const drl_grpo_loss_cfg *cfg, int rows, int T, const uint8_t *mask) {
+  if (rows <= 0 || T <= 0 || !mask || cfg->agg == DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM) return 0.0;
+  if (cfg->agg == DRL_AGG_TOKEN_MEAN) return (double)count_tokens(rows, T, mask);
+  return (double)(cfg->count_empty_rows ? rows : count_seqs(rows, T, mask));
 }
 
 /* One token's surrogate and k3 KL with their derivatives with respect to the new log-prob. Where the loss is flat
@@ -152,13 +153,13 @@ static drl_status check_cfg(const drl_grpo_loss_cfg *cfg) {
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "GRPO loss: dual_clip %g must be finite and > 1", (double)cfg->dual_clip);
   if (!(cfg->kl_beta >= 0.0f) || !isfinite(cfg->kl_beta))
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "GRPO loss: kl_beta %g must be finite and >= 0", (double)cfg->kl_beta);
-  if ((int)cfg->agg < (int)DRL_AGG_TOKEN_MEAN || (int)cfg->agg > (int)DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM)
+  if ((int)cfg->agg < (int)DRL_AGG_TOKEN_MEAN || (int)cfg->agg > (int)DRL_AGG_DR_GRPO_NORM)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "GRPO loss: unknown aggregation %d", (int)cfg->agg);
   if (cfg->loss != DRL_LOSS_GRPO && cfg->loss != DRL_LOSS_GSPO)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "GRPO loss: unknown policy loss %d", (int)cfg->loss);
-  if (cfg->agg == DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM && cfg->norm_len < 1)
-    return DRL_FAIL(DRL_ERR_INVALID_ARG, "GRPO loss: seq_mean_token_sum_norm needs norm_len >= 1 (got %d)",
-                    cfg->norm_len);
+  if ((cfg->agg == DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM || cfg->agg == DRL_AGG_DR_GRPO_NORM) && cfg->norm_len < 1)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "GRPO loss: seq_mean_token_sum_norm and dr_grpo_norm need norm_len >= 1 (got "
+                    "%d)", cfg->norm_len);
   return DRL_OK;
 }
 
@@ -174,7 +175,8 @@ drl_status drl_grpo_loss(const drl_grpo_loss_cfg *cfg, int rows, int T, const fl
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "GRPO loss: kl_beta %g needs reference log-probs", (double)cfg->kl_beta);
   if (!(denom >= 0.0) || !isfinite(denom))
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "GRPO loss: denominator %g must be finite and >= 0", denom);
-  double local = drl_grpo_loss_denom(cfg->agg, rows, T, mask);
+  double local = drl_grpo_loss_denom(cfg, rows, T, mask);
+  if (cfg->agg == DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM) denom = local = 1.0; /* verl: a constant, whatever the batch */
   if (denom == 0.0) denom = local;
   if (denom < local)
     return DRL_FAIL(DRL_ERR_INVALID_ARG,
@@ -193,9 +195,9 @@ drl_status drl_grpo_loss(const drl_grpo_loss_cfg *cfg, int rows, int T, const fl
       continue;
     }
     if (!isfinite(adv[r])) return DRL_FAIL(DRL_ERR_NUMERIC, "GRPO loss: advantage of row %d is %g", r, (double)adv[r]);
-    double c = cfg->agg == DRL_AGG_SEQ_MEAN_TOKEN_MEAN       ? (double)n_row
-               : cfg->agg == DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM ? (double)cfg->norm_len
-                                                             : 1.0;
+    double c = cfg->agg == DRL_AGG_SEQ_MEAN_TOKEN_MEAN                                      ? (double)n_row
+               : cfg->agg == DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM || cfg->agg == DRL_AGG_DR_GRPO_NORM ? (double)cfg->norm_len
+                                                                                            : 1.0;
     double w = 1.0 / (denom * c); /* denom >= local >= 1 here */
     double seq_lr = 0.0;          /* GSPO: the row's mean log-ratio */
     for (int t = 0; t < T; ++t) {

@@ -2,17 +2,20 @@
  * surrogate with clip-higher and dual clip, the k3 KL to a reference, and the four loss aggregations. Per-token arrays
  * are rows x T, row-major; a row is one response. Everything is computed in double and stored as float.
  *
- * Normaliser across minibatches (and ranks). The aggregated loss is linear in the per-token losses: every mode is
- * sum over loss tokens of w[n] * L[n] with w[n] = 1 / (D * c[row]), where
- *   token_mean               D = loss tokens in the batch,          c = 1
- *   seq_mean_token_mean      D = sequences in the batch,            c = loss tokens of the row
- *   seq_mean_token_sum       D = sequences in the batch,            c = 1
- *   seq_mean_token_sum_norm  D = sequences in the batch,            c = norm_len (the constant L_max; Dr.GRPO)
- * ("sequences" = rows with at least one loss token). D is an explicit argument of drl_grpo_loss: the trainer sums
- * drl_grpo_loss_denom over every minibatch of the batch (and all-reduces it over ranks) and passes the total, so the
- * minibatch gradients add up to the gradient of the whole-batch loss, as verl normalises over the global batch. D = 0
- * means "this call's own count" (one minibatch, one rank). Note that seq_mean_token_sum_norm divides by the number of
- * sequences as well as by L_max (current verl and TRL's dr_grpo: B * max_completion_length). */
+ * Normalisation. The aggregated loss is linear in the per-token losses: every mode is the sum over loss tokens of
+ * w[n] * L[n] with w[n] = 1 / (D * c[row]):
+ *   token_mean               D = loss tokens,  c = 1              verl token-mean, TRL "dapo"
+ *   seq_mean_token_mean      D = sequences,    c = the row's loss tokens   verl seq-mean-token-mean, TRL "grpo"
+ *   seq_mean_token_sum       D = sequences,    c = 1              verl seq-mean-token-sum
+ *   seq_mean_token_sum_norm  D = 1,            c = norm_len       verl seq-mean-token-sum-norm (sum / L_max on one
+ *                                                                  rank; verl also averages it over its data ranks)
+ *   dr_grpo_norm             D = sequences,    c = norm_len       TRL "dr_grpo" and the Dr. GRPO paper (sum / (B L_max))
+ * norm_len is the constant L_max (grpo.max_new_tokens). "Sequences" are the rows of the optimizer step, those without
+ * a loss token included (count_empty_rows: verl's trainer and TRL's .mean() count every row; D3S's token level leaves
+ * some rows without one) or not. D is an explicit argument of drl_grpo_loss: the trainer sums drl_grpo_loss_denom over
+ * the shards and ranks of one optimizer step (a minibatch) and passes the total, so every optimizer step is normalised
+ * by its own tokens or sequences, as verl normalises each mini-batch over its data-parallel ranks. D = 0 means "this
+ * call's own count". */
 #ifndef DRL_GRPO_H
 #define DRL_GRPO_H
 
@@ -29,7 +32,8 @@ typedef enum drl_loss_agg {
   DRL_AGG_TOKEN_MEAN,
   DRL_AGG_SEQ_MEAN_TOKEN_MEAN,
   DRL_AGG_SEQ_MEAN_TOKEN_SUM,
-  DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM
+  DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM,
+  DRL_AGG_DR_GRPO_NORM
 } drl_loss_agg;
 
 /* The ratio the surrogate clips (same order as drl_cfg_policy_loss). */
@@ -46,8 +50,9 @@ typedef struct drl_grpo_loss_cfg {
   float dual_clip;  /* c > 1: for A < 0 the per-token loss is at most -c A */
   float kl_beta;    /* weight of the k3 KL to the reference, >= 0; 0 = off */
   drl_loss_agg agg;
-  int norm_len;     /* L_max of seq_mean_token_sum_norm (>= 1 there; ignored otherwise) */
+  int norm_len;     /* L_max of seq_mean_token_sum_norm and dr_grpo_norm (>= 1 there; ignored otherwise) */
   drl_policy_loss loss;
+  int count_empty_rows; /* the sequence-counting modes count rows without a loss token too */
 } drl_grpo_loss_cfg;
 
 /* What one drl_grpo_loss call measured. loss, pg_loss and kl carry the aggregation weights, so with a batch-wide
@@ -68,8 +73,10 @@ typedef struct drl_grpo_stats {
  * Bessel std, or r - mean when dr_grpo; a group of one has mean 0 and std 1. An all-equal group gives exactly 0. */
 drl_status drl_grpo_advantages(const float *rewards, int n_groups, int G, int dr_grpo, float eps, float *adv);
 
-/* This call's part of the aggregation denominator D (see above): loss tokens for token_mean, else rows with one. */
-double drl_grpo_loss_denom(drl_loss_agg agg, int rows, int T, const uint8_t *mask);
+/* This call's part of the aggregation denominator D (see above): loss tokens for token_mean, 0 for
+ * seq_mean_token_sum_norm (whose D is 1 whatever the batch), else its rows (all of them, or with count_empty_rows 0
+ * those with a loss token). */
+double drl_grpo_loss_denom(const drl_grpo_loss_cfg *cfg, int rows, int T, const uint8_t *mask);
 
 /* Per-token clipped surrogate (+ kl_beta * k3 KL) aggregated by cfg->agg with denominator denom (0 = this call's own
  * count). adv is per row; ref_logprob may be NULL when kl_beta == 0. Writes dlogprob[n] = dLoss/dlogprob[n] (0 off the

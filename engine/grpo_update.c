@@ -22,6 +22,7 @@ _Static_assert((int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM == (int)DRL_AGG_SEQ_MEAN_TOKE
                "grpo.loss_agg and d3s.sample_scope convert by value");
 _Static_assert((int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM_NORM == (int)DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM,
                "grpo.loss_agg and d3s.sample_scope convert by value");
+_Static_assert((int)DRL_CFG_AGG_DR_GRPO_NORM == (int)DRL_AGG_DR_GRPO_NORM, "grpo.loss_agg converts by value");
 _Static_assert((int)DRL_CFG_SCOPE_CROSS == (int)DRL_D3S_CROSS, "grpo.loss_agg and d3s.sample_scope convert by value");
 _Static_assert((int)DRL_CFG_SCOPE_INTRA == (int)DRL_D3S_INTRA, "grpo.loss_agg and d3s.sample_scope convert by value");
 
@@ -232,7 +233,7 @@ static drl_status select_tokens_batch(drl_dp *dp, drl_grpo_update_state *s, cons
 }
 
 /* Per-shard values summed over the job's shards: the selection's counts, then the updates' statistics. */
-enum { SEL_RESP, SEL_CAND, SEL_KEPT_TOK, SEL_USEFUL, SEL_ENTROPY, SEL_DENOM, SEL_SIGNAL, SEL_N };
+enum { SEL_RESP, SEL_CAND, SEL_KEPT_TOK, SEL_USEFUL, SEL_ENTROPY, SEL_SIGNAL, SEL_N };
 enum { UPD_LOSS, UPD_KL, UPD_TOKENS, UPD_CLIPPED, UPD_N };
 
 /* One iteration's context, handed from stage to stage. */
@@ -249,7 +250,7 @@ typedef struct rl_iter {
   int mbs;               /* minibatches of every shard */
   int64_t kept_all;      /* kept rows of the job */
   int rows_all;          /* rows of the job */
-  double denom;          /* the loss aggregation's denominator over the job */
+  double *denom;         /* [mbs]: each minibatch's loss denominator over the job (drl_grpo_loss_denom) */
   double sel[SEL_N];     /* the selection's counts over the job */
   drl_grpo_loss_cfg lc;
   drl_grpo_stats *acc; /* [k] the updates' statistics per shard */
@@ -341,6 +342,29 @@ static drl_status stage_select_tokens(rl_iter *it) {
   return DRL_OK;
 }
 
+/* Each optimizer step is normalised by its own tokens or sequences: minibatch mb's denominator is the sum over the
+ * job's shards of their rows [mb kept / mbs, (mb + 1) kept / mbs). */
+static drl_status minibatch_denominators(rl_iter *it) {
+  int mbs = it->mbs;
+  double *local = (double *)calloc((size_t)it->k * mbs, sizeof(double));
+  it->denom = (double *)calloc((size_t)mbs, sizeof(double));
+  if (!local || !it->denom) {
+    free(local);
+    return DRL_FAIL(DRL_ERR_OOM, "out of memory for %d minibatch denominators", mbs);
+  }
+  for (int j = 0; j < it->k; ++j) {
+    const drl_grpo_update_shard *h = &it->s->shard[j];
+    int T = it->b[j].T;
+    for (int mb = 0; mb < mbs; ++mb) {
+      int lo = mb * h->kept / mbs, hi = (mb + 1) * h->kept / mbs;
+      local[(size_t)j * mbs + mb] = drl_grpo_loss_denom(&it->lc, hi - lo, T, h->token_mask + (size_t)lo * T);
+    }
+  }
+  drl_status st = drl_dp_sum_shards(it->dp, local, mbs, it->denom);
+  free(local);
+  return st;
+}
+
 /* Stage: what the selection kept, per shard, summed over the job: counts, entropy, the loss denominator, and
  * whether any kept token carries a signal. */
 static drl_status stage_measure(rl_iter *it, double *local) {
@@ -354,8 +378,6 @@ static drl_status stage_measure(rl_iter *it, double *local) {
     v[SEL_KEPT_TOK] = (double)ds.kept_tokens;
     v[SEL_USEFUL] = (double)ds.useful_samples;
     for (int64_t n = 0; n < (int64_t)h->kept * T; ++n) v[SEL_ENTROPY] += h->valid[n] ? h->entropy[n] : 0.0;
-    /* The aggregation's denominator is the whole batch's, so minibatch and shard losses add up to the batch loss. */
-    v[SEL_DENOM] = drl_grpo_loss_denom(it->lc.agg, h->kept, T, h->token_mask);
     /* No kept token with a non-zero advantage (and no KL term) anywhere: the gradient is zero, and the optimizer
      * step is skipped (AdamW's momentum would still move the weights). */
     int signal = it->cfg->grpo.kl_beta > 0.0;
@@ -373,13 +395,12 @@ static drl_status stage_measure(rl_iter *it, double *local) {
   out->usefulness = it->kept_all > 0 ? it->sel[SEL_USEFUL] / (double)it->kept_all : 0.0;
   out->entropy = it->sel[SEL_CAND] > 0 ? it->sel[SEL_ENTROPY] / it->sel[SEL_CAND] : 0.0;
   out->skipped = it->sel[SEL_SIGNAL] == 0.0;
-  it->denom = it->sel[SEL_DENOM];
-  return DRL_OK;
+  return minibatch_denominators(it);
 }
 
 /* Shard j's gradient over its kept rows [lo, hi) of a minibatch, from zero, in chunks of the model's batch; its
  * summed loss into *loss. */
-static drl_status shard_gradient(rl_iter *it, int j, int lo, int hi, drl_fault_values f, double *loss) {
+static drl_status shard_gradient(rl_iter *it, int j, int mb, int lo, int hi, drl_fault_values f, double *loss) {
   drl_transformer *m = it->m;
   drl_grpo_update_shard *h = &it->s->shard[j];
   int T = it->b[j].T, last_shard = j == it->k - 1;
@@ -391,7 +412,7 @@ static drl_status shard_gradient(rl_iter *it, int j, int lo, int hi, drl_fault_v
     DRL_TRY(forward_rows(m, h, c, c + B, T, (float)it->cfg->grpo.temperature, h->lp, NULL));
     drl_grpo_stats gs;
     DRL_TRY(drl_grpo_loss(&it->lc, B, T, h->lp + off, h->old_lp + off, it->s->ref_params ? h->ref_lp + off : NULL,
-                          h->row_adv + c, h->token_mask + off, it->denom, h->dlogprob + off, &gs));
+                          h->row_adv + c, h->token_mask + off, it->denom[mb], h->dlogprob + off, &gs));
     if (f.nan_loss && j == 0) gs.loss = NAN;
     *loss += gs.loss;
     drl_grpo_stats_merge(&it->acc[j], &gs);
@@ -411,7 +432,7 @@ static drl_status stage_update(rl_iter *it, int mb, drl_fault_values f, double *
   DRL_RANGE("update");
   for (int j = 0; j < it->k; ++j) {
     int kept = it->s->shard[j].kept;
-    DRL_TRY(shard_gradient(it, j, mb * kept / it->mbs, (mb + 1) * kept / it->mbs, f, &mb_loss[j]));
+    DRL_TRY(shard_gradient(it, j, mb, mb * kept / it->mbs, (mb + 1) * kept / it->mbs, f, &mb_loss[j]));
   }
   DRL_TRY(drl_dp_grads_reduce(it->dp, it->m->ps.grads));
   double loss = 0.0;
@@ -459,9 +480,10 @@ static drl_status stage_finish(rl_iter *it) {
   free(local);
   DRL_TRY(st);
   DRL_TRY(drl_device_sync(&it->m->dev));
-  int epochs = it->cfg->grpo.ppo_epochs > 0 ? it->cfg->grpo.ppo_epochs : 1;
-  it->out->loss = u[UPD_LOSS] / epochs;
-  it->out->kl = u[UPD_KL] / epochs;
+  /* each optimizer step's loss is normalised on its own: the iteration's loss is their mean */
+  int steps = (it->cfg->grpo.ppo_epochs > 0 ? it->cfg->grpo.ppo_epochs : 1) * it->mbs;
+  it->out->loss = u[UPD_LOSS] / steps;
+  it->out->kl = u[UPD_KL] / steps;
   it->out->clip_frac = u[UPD_TOKENS] > 0 ? u[UPD_CLIPPED] / u[UPD_TOKENS] : 0.0;
   return DRL_OK;
 }
@@ -483,7 +505,7 @@ drl_status drl_grpo_update(drl_grpo_update_state *s, drl_transformer *m, const d
   it.K = 1.0;
   if (d->sampling != DRL_CFG_SAMPLING_NONE) DRL_TRY(drl_d3s_schedule_at(&sched, iteration, total, &it.n_keep, &it.K));
   drl_grpo_loss_cfg lc = {(float)g->clip_low, (float)g->clip_high, (float)g->dual_clip, (float)g->kl_beta,
-                          (drl_loss_agg)g->loss_agg, g->max_new_tokens, (drl_policy_loss)g->loss};
+                          (drl_loss_agg)g->loss_agg, g->max_new_tokens, (drl_policy_loss)g->loss, g->count_empty_rows};
   it.lc = lc;
   out->lr = (float)(g->lr > 0 ? g->lr : cfg->optim.lr);
   double *sel_local = (double *)calloc((size_t)it.k * SEL_N, sizeof(double));
@@ -501,6 +523,7 @@ drl_status drl_grpo_update(drl_grpo_update_state *s, drl_transformer *m, const d
   if (st == DRL_OK) st = stage_finish(&it);
   free(sel_local);
   free(it.acc);
+  free(it.denom);
   DRL_TRY(st);
   out->seconds_select = (t1 - t0) + (t3 - t2);
   out->seconds_old_policy = t2 - t1;
@@ -546,7 +569,7 @@ drl_status drl_grpo_update_surrogate(drl_grpo_update_state *s, drl_transformer *
   m->ps.params = own;
   DRL_TRY(st);
   drl_grpo_loss_cfg lc = {(float)g->clip_low, (float)g->clip_high, (float)g->dual_clip, 0.0f,
-                          (drl_loss_agg)g->loss_agg, g->max_new_tokens, (drl_policy_loss)g->loss};
+                          (drl_loss_agg)g->loss_agg, g->max_new_tokens, (drl_policy_loss)g->loss, g->count_empty_rows};
   drl_grpo_stats gs;
   DRL_TRY(drl_grpo_loss(&lc, h->kept, h->T, h->lp, h->old_lp, NULL, h->row_adv, h->token_mask, 0.0, h->dlogprob,
                         &gs));

@@ -30,6 +30,7 @@ drl_grpo_loss_cfg base_cfg(drl_loss_agg agg = DRL_AGG_TOKEN_MEAN) {
   c.agg = agg;
   c.norm_len = 0;
   c.loss = DRL_LOSS_GRPO;
+  c.count_empty_rows = 0;
   return c;
 }
 
@@ -222,11 +223,23 @@ TEST(GrpoLoss, AggregationModesOnRaggedBatch) {
       {DRL_AGG_TOKEN_MEAN, -0.6 / 4, {0.25, 0.25, 0.25, 0.25}},                          // / 4 tokens
       {DRL_AGG_SEQ_MEAN_TOKEN_MEAN, (-1.0 + 2.4) / 2, {1.0 / 6, 1.0 / 6, 1.0 / 6, 0.5}},  // / (2 seqs * len)
       {DRL_AGG_SEQ_MEAN_TOKEN_SUM, (-3.0 + 2.4) / 2, {0.5, 0.5, 0.5, 0.5}},              // / 2 seqs
-      {DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM, (-3.0 + 2.4) / 8, {0.125, 0.125, 0.125, 0.125}},  // / (2 seqs * L_max 4)
+      {DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM, (-3.0 + 2.4) / 4, {0.25, 0.25, 0.25, 0.25}},      // / L_max 4 (verl)
+      {DRL_AGG_DR_GRPO_NORM, (-3.0 + 2.4) / 8, {0.125, 0.125, 0.125, 0.125}},             // / (2 seqs * L_max 4)
   };
   for (const Case &c : cases) {
     drl_grpo_loss_cfg cfg = base_cfg(c.agg);
     cfg.norm_len = 4;
+    if (c.agg == DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM) {  // a constant denominator: nothing below depends on counts
+      std::vector<float> g(12);
+      drl_grpo_stats s;
+      ASSERT_EQ(drl_grpo_loss(&cfg, 3, 4, b.lp.data(), b.old.data(), nullptr, b.adv.data(), b.mask.data(), 0.0,
+                              g.data(), &s),
+                DRL_OK);
+      EXPECT_NEAR(s.loss, c.loss, 1e-6);
+      for (int i = 0; i < 4; ++i) EXPECT_NEAR(g[at[i]], c.w[i] * tok[i], 1e-6);
+      EXPECT_EQ(drl_grpo_loss_denom(&cfg, 3, 4, b.mask.data()), 0.0);
+      continue;
+    }
     std::vector<float> g(12, 7.0f);
     drl_grpo_stats s;
     ASSERT_EQ(drl_grpo_loss(&cfg, 3, 4, b.lp.data(), b.old.data(), nullptr, b.adv.data(), b.mask.data(), 0.0,
@@ -242,8 +255,18 @@ TEST(GrpoLoss, AggregationModesOnRaggedBatch) {
         EXPECT_EQ(g[n], 0.0f) << "masked slot " << n;
       }
     // An explicit batch-wide denominator twice the local count halves everything.
-    double local = drl_grpo_loss_denom(c.agg, 3, 4, b.mask.data());
+    double local = drl_grpo_loss_denom(&cfg, 3, 4, b.mask.data());
     EXPECT_EQ(local, c.agg == DRL_AGG_TOKEN_MEAN ? 4.0 : 2.0);
+    if (c.agg != DRL_AGG_TOKEN_MEAN) {  // counting the row without a loss token too (verl's and TRL's convention)
+      drl_grpo_loss_cfg all = cfg;
+      all.count_empty_rows = 1;
+      EXPECT_EQ(drl_grpo_loss_denom(&all, 3, 4, b.mask.data()), 3.0);
+      drl_grpo_stats s3;
+      ASSERT_EQ(drl_grpo_loss(&all, 3, 4, b.lp.data(), b.old.data(), nullptr, b.adv.data(), b.mask.data(), 0.0,
+                              g.data(), &s3),
+                DRL_OK);
+      EXPECT_NEAR(s3.loss, c.loss * 2 / 3, 1e-6);
+    }
     drl_grpo_stats s2;
     ASSERT_EQ(drl_grpo_loss(&cfg, 3, 4, b.lp.data(), b.old.data(), nullptr, b.adv.data(), b.mask.data(), 2 * local,
                             g.data(), &s2),
@@ -261,7 +284,7 @@ TEST(GrpoLoss, AggregationModesOnRaggedBatch) {
 // Minibatches with the batch-wide denominator add up to the whole batch: loss, gradients and merged stats.
 TEST(GrpoLoss, MinibatchesWithGlobalDenominatorSumToTheBatch) {
   Ragged b;
-  for (int agg = 0; agg < 4; ++agg) {
+  for (int agg = 0; agg < 5; ++agg) {
     drl_grpo_loss_cfg cfg = base_cfg((drl_loss_agg)agg);
     cfg.norm_len = 4;
     std::vector<float> g_all(12), g_mb(12);
@@ -270,7 +293,7 @@ TEST(GrpoLoss, MinibatchesWithGlobalDenominatorSumToTheBatch) {
                             g_all.data(), &all),
               DRL_OK);
     // minibatch 0 = row 0, minibatch 1 = rows 1 and 2
-    double D = drl_grpo_loss_denom(cfg.agg, 1, 4, b.mask.data()) + drl_grpo_loss_denom(cfg.agg, 2, 4, &b.mask[4]);
+    double D = drl_grpo_loss_denom(&cfg, 1, 4, b.mask.data()) + drl_grpo_loss_denom(&cfg, 2, 4, &b.mask[4]);
     ASSERT_EQ(drl_grpo_loss(&cfg, 1, 4, b.lp.data(), b.old.data(), nullptr, b.adv.data(), b.mask.data(), D,
                             g_mb.data(), &s0),
               DRL_OK);
@@ -334,7 +357,7 @@ TEST(GrpoLoss, GradientMatchesCentralFiniteDifferences) {
   const int rows = 6, T = 9, N = rows * T;
   const double h = 1e-3;
   int checked = 0, flat = 0;
-  for (int agg = 0; agg < 4; ++agg) {
+  for (int agg = 0; agg < 5; ++agg) {
     drl_grpo_loss_cfg cfg = base_cfg((drl_loss_agg)agg);
     cfg.kl_beta = 0.3f;
     cfg.norm_len = 12;
@@ -385,7 +408,7 @@ TEST(GrpoLoss, AllZeroOrAllMaskedBatchGivesZeroAndNoNan) {
   const int rows = 4, T = 5, N = rows * T;
   std::vector<float> lp(N, -1.0f), old(N, -1.3f), adv(rows, 0.0f), g(N, 9.0f);
   std::vector<uint8_t> mask(N, 1);
-  for (int agg = 0; agg < 4; ++agg) {
+  for (int agg = 0; agg < 5; ++agg) {
     drl_grpo_loss_cfg cfg = base_cfg((drl_loss_agg)agg);
     cfg.norm_len = 5;
     drl_grpo_stats s;
@@ -437,14 +460,16 @@ TEST(GrpoLoss, RejectsBadConfigAndNonFiniteInputs) {
 // ---------------------------------------------------------------- verl parity
 
 // verl's own compute_policy_loss_gspo and compute_policy_loss_vanilla on random batches (rows without loss tokens, a
-// row of one token, a zero advantage; sequences inside and past the clips): the loss value, the gradient with respect
-// to each log-prob and the clip fraction (tests/fixtures/policy_loss, bench/reference/policy_loss_fixtures.py).
+// row of one token, a zero advantage; sequences inside and past the clips) in every aggregation verl has, its
+// sequence modes counting the rows with a loss token or (as its trainer does) every row: the loss value, the gradient
+// with respect to each log-prob and the clip fraction (tests/fixtures/policy_loss,
+// bench/reference/policy_loss_fixtures.py).
 TEST(PolicyLoss, MatchesVerl) {
   json_error_t err;
   json_t *root = json_load_file((source_dir() + "/tests/fixtures/policy_loss/cases.json").c_str(), 0, &err);
   ASSERT_NE(root, nullptr) << err.text;
   json_t *cases = json_object_get(root, "cases");
-  ASSERT_EQ(json_array_size(cases), 12u);
+  ASSERT_EQ(json_array_size(cases), 21u);
   auto floats = [](json_t *a) {
     std::vector<float> v(json_array_size(a));
     for (size_t i = 0; i < v.size(); ++i) v[i] = (float)json_number_value(json_array_get(a, i));
@@ -457,7 +482,10 @@ TEST(PolicyLoss, MatchesVerl) {
     SCOPED_TRACE(kind + " " + agg + " case " + std::to_string(k));
     drl_grpo_loss_cfg cfg = base_cfg(agg == "token-mean"            ? DRL_AGG_TOKEN_MEAN
                                      : agg == "seq-mean-token-mean" ? DRL_AGG_SEQ_MEAN_TOKEN_MEAN
-                                                                    : DRL_AGG_SEQ_MEAN_TOKEN_SUM);
+                                     : agg == "seq-mean-token-sum"  ? DRL_AGG_SEQ_MEAN_TOKEN_SUM
+                                                                    : DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM);
+    cfg.count_empty_rows = (int)json_integer_value(json_object_get(c, "count_empty_rows"));
+    cfg.norm_len = (int)json_integer_value(json_object_get(c, "norm_len"));
     cfg.loss = kind == "gspo" ? DRL_LOSS_GSPO : DRL_LOSS_GRPO;
     gspo += kind == "gspo";
     int rows = (int)json_integer_value(json_object_get(c, "rows")), T = (int)json_integer_value(json_object_get(c, "T"));
@@ -479,7 +507,7 @@ TEST(PolicyLoss, MatchesVerl) {
     clipped += s.clipped > 0;
   }
   EXPECT_EQ(gspo, 3);
-  EXPECT_GE(clipped, 8) << "the clips were exercised";
+  EXPECT_GE(clipped, 14) << "the clips were exercised";
   json_decref(root);
 }
 
@@ -569,7 +597,7 @@ TEST(GspoLoss, GradientMatchesCentralFiniteDifferences) {
   const int rows = 8, T = 7, N = rows * T;
   const double h = 1e-3;
   int checked = 0;
-  for (int agg = 0; agg < 4; ++agg) {
+  for (int agg = 0; agg < 5; ++agg) {
     drl_grpo_loss_cfg cfg = base_cfg((drl_loss_agg)agg);
     cfg.loss = DRL_LOSS_GSPO;
     cfg.kl_beta = 0.3f;
@@ -628,6 +656,7 @@ TEST(GrpoLoss, AggregationEnumMatchesConfig) {
   EXPECT_EQ((int)DRL_AGG_SEQ_MEAN_TOKEN_MEAN, (int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_MEAN);
   EXPECT_EQ((int)DRL_AGG_SEQ_MEAN_TOKEN_SUM, (int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM);
   EXPECT_EQ((int)DRL_AGG_SEQ_MEAN_TOKEN_SUM_NORM, (int)DRL_CFG_AGG_SEQ_MEAN_TOKEN_SUM_NORM);
+  EXPECT_EQ((int)DRL_AGG_DR_GRPO_NORM, (int)DRL_CFG_AGG_DR_GRPO_NORM);
   EXPECT_EQ((int)DRL_LOSS_GRPO, (int)DRL_CFG_LOSS_GRPO);
   EXPECT_EQ((int)DRL_LOSS_GSPO, (int)DRL_CFG_LOSS_GSPO);
 }

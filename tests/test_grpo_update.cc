@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "test_util.h"
@@ -71,5 +72,74 @@ TEST(RlStep, GrpoRaisesTheReward) {
     double first = 0, last = train(sampling, true, 25, &first);
     EXPECT_LT(first, 0.4) << sampling;
     EXPECT_GT(last, 0.8) << sampling << ": reward " << first << " -> " << last;
+  }
+}
+
+// Each optimizer step is normalised by its own minibatch (as verl normalises each mini-batch): with the policy held
+// still (learning rate 0, so every minibatch sees the same log-probabilities), two minibatches of one batch leave
+// the same AdamW moments, bit for bit, as its two halves given one after the other as batches of their own, in every
+// aggregation. A batch-wide denominator would halve each step's gradient.
+TEST(RlStep, EachMinibatchIsNormalisedOnItsOwn) {
+  const int n = 4, G = 4;
+  for (const char *agg : {"token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm",
+                          "dr_grpo_norm"}) {
+    SCOPED_TRACE(agg);
+    drl_config cfg;
+    ASSERT_EQ(drl_config_load_default(&cfg), DRL_OK);
+    for (const char *kv : {"grpo.group_size=4", "grpo.lr=0", "optim.lr=0", "grpo.max_new_tokens=3",
+                           "d3s.sampling=none", "optim.grad_clip=0.5"})
+      ASSERT_EQ(drl_config_set(&cfg, kv), DRL_OK) << kv;
+    std::string a = std::string("grpo.loss_agg=") + agg;
+    ASSERT_EQ(drl_config_set(&cfg, a.c_str()), DRL_OK);
+    drl_device cpu = cpu_device();
+    drl_transformer_config tc = {9, 16, 2, 2, 1, 32, 16, 1, 10000.0f, 0.05f, 1e-5f, {}, 0, 0, 0, 0, {}};
+    drl_transformer whole, halves;
+    ASSERT_EQ(drl_transformer_create(&whole, &tc, &cpu, 32, 16, 3), DRL_OK);
+    ASSERT_EQ(drl_transformer_create(&halves, &tc, &cpu, 32, 16, 3), DRL_OK);
+    // One batch of 4 prompts x 4 rollouts of ragged prompts, rewards varied within every group.
+    std::vector<int32_t> prompts = {1, 2, 3, 4, 5, 6, 7, 8, 1};
+    std::vector<int64_t> offsets = {0, 2, 5, 6, 9};
+    drl_rollout ro;
+    memset(&ro, 0, sizeof ro);
+    ASSERT_EQ(drl_rollout_create(&ro, &whole, n * G, 6), DRL_OK);
+    drl_rollout_batch b;
+    memset(&b, 0, sizeof b);
+    drl_rollout_params rp = {G, 3, 1.0f, 0, 1.0f, 0, 77, 1, 0, 0, nullptr, 0, nullptr, nullptr};
+    ASSERT_EQ(drl_rollout_generate(&ro, &whole, prompts.data(), offsets.data(), n, &rp, &b), DRL_OK);
+    std::vector<float> rewards(n * G);
+    for (int r = 0; r < n * G; ++r) rewards[r] = (float)((r * 7 + b.tokens[(size_t)r * b.T + b.P]) % 3);
+    drl_grpo_update_stats stats;
+    // two minibatches of the whole batch
+    cfg.grpo.minibatches = 2;
+    drl_grpo_update_state st;
+    ASSERT_EQ(drl_grpo_update_state_create(&st, &cfg, &whole, 1, n * G, b.T), DRL_OK);
+    int64_t step_whole = 0, step_halves = 0;
+    drl_grpo_update_batch all = {n, G, b.T, b.tokens, b.row_start, b.mask, rewards.data()};
+    ASSERT_EQ(drl_grpo_update(&st, &whole, &cfg, &all, nullptr, nullptr, 1, 1, &step_whole, &stats), DRL_OK)
+        << last_error();
+    drl_grpo_update_state_free(&st, &whole);
+    ASSERT_EQ(step_whole, 2);
+    // the two halves, one batch each
+    cfg.grpo.minibatches = 1;
+    ASSERT_EQ(drl_grpo_update_state_create(&st, &cfg, &halves, 1, n * G, b.T), DRL_OK);
+    size_t half = (size_t)(n / 2) * G * b.T;
+    for (int h = 0; h < 2; ++h) {
+      drl_grpo_update_batch part = {n / 2, G, b.T, b.tokens + h * half, b.row_start + h * (n / 2) * G,
+                                    b.mask + h * half, rewards.data() + h * (n / 2) * G};
+      ASSERT_EQ(drl_grpo_update(&st, &halves, &cfg, &part, nullptr, nullptr, 1, 1, &step_halves, &stats), DRL_OK)
+          << last_error();
+    }
+    drl_grpo_update_state_free(&st, &halves);
+    ASSERT_EQ(step_halves, 2);
+    size_t count = (size_t)whole.ps.layout.total;
+    EXPECT_EQ(0, memcmp(whole.ps.m, halves.ps.m, count * sizeof(float))) << "first moments";
+    EXPECT_EQ(0, memcmp(whole.ps.v, halves.ps.v, count * sizeof(float))) << "second moments";
+    bool moved = false;
+    for (size_t i = 0; i < count && !moved; ++i) moved = whole.ps.m[i] != 0.0f;
+    EXPECT_TRUE(moved) << "the steps had a gradient";
+    drl_rollout_batch_free(&b);
+    drl_rollout_free(&ro);
+    drl_transformer_free(&whole);
+    drl_transformer_free(&halves);
   }
 }

@@ -4,8 +4,9 @@ tests/test_grpo.cc reads tests/fixtures/policy_loss/cases.json: {"meta": provena
 random batch (rows x T log-probs, old log-probs, a mask, one advantage per row) with verl's loss value, its gradient
 with respect to the log-probs (autograd, float64) and its clip fraction:
   gspo     verl/trainer/ppo/core_algos.py compute_policy_loss_gspo (aggregates seq-mean-token-mean)
-  vanilla  compute_policy_loss_vanilla with loss_agg_mode token-mean, seq-mean-token-mean, seq-mean-token-sum
-(seq-mean-token-sum-norm is left out: verl divides by the constant alone, dynrl's mode also by the sequences.)
+  vanilla  compute_policy_loss_vanilla with loss_agg_mode token-mean, seq-mean-token-mean, seq-mean-token-sum (each
+           sequence mode twice: agg_loss counting the rows with a loss token, and verl's trainer passing the batch's
+           row count), and seq-mean-token-sum-norm with loss_scale_factor 12
 
 The functions are taken from the files by their source text (with agg_loss and verl/utils/torch_functional.py's
 masked_sum and masked_mean), so only torch is needed, not verl's dependencies:
@@ -63,8 +64,12 @@ def f32(x):
     return np.asarray(x, dtype=np.float32).astype(np.float64)
 
 
-def case(ns, rng, kind, agg, rows, T, spread):
-    cfg = ActorConfig(clip_ratio=0.2, clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=3.0, global_batch_info={})
+def case(ns, rng, kind, agg, rows, T, spread, batch_info=None):
+    """batch_info: verl's global_batch_info; {"global_batch_size": rows} is its trainer's convention (every row counts
+    as a sequence), {} lets agg_loss count the rows with a loss token; {"loss_scale_factor": L} sets sum-norm's L."""
+    batch_info = batch_info or {}
+    cfg = ActorConfig(clip_ratio=0.2, clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=3.0,
+                      global_batch_info=batch_info)
     mask = (rng.random((rows, T)) < 0.7).astype(np.float64)
     mask[0, :] = 0.0                     # a row without loss tokens
     mask[1, :] = 0.0
@@ -83,7 +88,8 @@ def case(ns, rng, kind, agg, rows, T, spread):
     return {"loss_kind": kind, "agg": agg, "clip_low": 0.2, "clip_high": 0.28, "clip_c": 3.0, "rows": rows, "T": T,
             "logprob": lp.ravel().tolist(), "old_logprob": old.ravel().tolist(), "adv": adv.tolist(),
             "mask": mask.astype(int).ravel().tolist(), "pg_loss": loss.item(), "grad": lp_t.grad.ravel().tolist(),
-            "clip_frac": metrics["actor/pg_clipfrac"]}
+            "clip_frac": metrics["actor/pg_clipfrac"], "count_empty_rows": int("global_batch_size" in batch_info),
+            "norm_len": batch_info.get("loss_scale_factor", T)}
 
 
 def main():
@@ -99,6 +105,9 @@ def main():
         cases.append(case(ns, rng, "gspo", "seq-mean-token-mean", 7, 9, spread))
         for agg in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum"):
             cases.append(case(ns, rng, "vanilla", agg, 7, 9, spread))
+        for agg in ("seq-mean-token-mean", "seq-mean-token-sum"):
+            cases.append(case(ns, rng, "vanilla", agg, 7, 9, spread, {"global_batch_size": 7}))
+        cases.append(case(ns, rng, "vanilla", "seq-mean-token-sum-norm", 7, 9, spread, {"loss_scale_factor": 12}))
     rev = args.rev
     if not rev:
         try:
