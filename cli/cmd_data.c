@@ -25,7 +25,9 @@ static const char usage[] =
     "      with the tokenizer.json of a model directory into a text prompt set (task text: the ids, the answers as\n"
     "      text and as tokens ending with the model's EOS, the template, the tokenizer's hash). A prompt longer than\n"
     "      --max-prompt-tokens is an error naming its line, or with --drop-long is dropped and counted.\n"
-    "info  validates a dataset file and prints its task, vocabulary, sizes and first examples.\n";
+    "info  checks a dataset file's format (types, offsets, tokens inside the vocabulary) and prints its task,\n"
+    "      vocabulary, sizes and first examples; whether a run can use it depends on its configuration too\n"
+    "      (model.max_seq must hold the longest example, data.n_train + data.n_eval the examples it has).\n";
 
 static int parse_gen(int argc, char **argv, cli_args *a) {
   const char *n_text = NULL, *seed_text = "1234", *size_text = "0";

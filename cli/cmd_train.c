@@ -20,14 +20,16 @@ _Static_assert((int)DRL_CFG_LOG_INFO == (int)DRL_LOG_INFO, "run.log_level conver
 _Static_assert((int)DRL_CFG_LOG_DEBUG == (int)DRL_LOG_DEBUG, "run.log_level converts by value");
 
 static const char usage[] =
-    "usage: dynrl train [CFG.yaml] [--set SECTION.KEY=VALUE]... [--resume | --force] [--quiet] [--log-level LEVEL]\n"
+    "usage: dynrl train [CFG.yaml] [--set SECTION.KEY=VALUE]... [--resume | --force] [--quiet] [--no-progress]\n"
+    "                   [--log-level LEVEL]\n"
     "\n"
     "Runs the phases in trainer.phases with the embedded defaults, then CFG.yaml, then each --set.\n"
     "Writes run.out_dir/ckpt.h5 every trainer.ckpt_every steps and at the end of each phase.\n"
     "--resume continues from run.out_dir/ckpt.h5 when it exists (same as --set trainer.resume=true);\n"
     "on the CPU backend the resumed run reproduces the uninterrupted one bit for bit. A run.out_dir that\n"
     "already holds a run is refused without --resume, or --force (trainer.force=true), which starts over.\n"
-    "--quiet prints only warnings and errors; --log-level is error, warn, info or debug.\n"
+    "--quiet prints only warnings and errors; --log-level is error, warn, info or debug; --no-progress prints a\n"
+    "progress line every run.log_every steps instead of redrawing a bar (as a job of several ranks does).\n"
     "\n"
     "Under mpirun -np N (or srun) every rank runs it: batches are split into dist.shards shards over the ranks,\n"
     "rank 0 prints and writes the files; a rank that fails ends the job.\n";
@@ -71,6 +73,8 @@ static int parse_train(int argc, char **argv, cli_args *a) {
       set = "trainer.force=true";
     } else if (strcmp(argv[i], "--quiet") == 0) {
       set = "run.quiet=true";
+    } else if (strcmp(argv[i], "--no-progress") == 0) {
+      set = "run.progress=false";
     } else if (argv[i][0] == '-') {
       return cli_usage_error(&cli_verb_train, "unknown option '%s'", argv[i]);
     } else if (a->file) {
@@ -115,6 +119,8 @@ static int run_train(int argc, char **argv) {
   if (drl_comm_init(&comm, cfg.dist.timeout_s) != DRL_OK) return cli_fail("joining the job");
   watch_termination(comm.rank);
   drl_log_setup((drl_log_level)cfg.run.log_level, cfg.run.quiet, comm.rank);
+  /* under a launcher the terminal is shared by every rank's output (or a pseudo-terminal of a log): no redraws */
+  drl_log_allow_bar(cfg.run.progress && comm.size == 1);
   drl_train_summary sum;
   if (drl_train(&cfg, &comm, &sum) != DRL_OK) {
     char what[64];

@@ -214,16 +214,20 @@ static drl_status reopen_file(drl_metrics *m, int64_t resume_step) {
 
 /* Moves an old file of other names (another dynrl, another policy) to the first free path.old, path.old.1, ...:
  * its rows are the user's, not ours to drop. */
-static drl_status keep_aside(const drl_metrics *m) {
-  char aside[sizeof m->path + 32];
+static drl_status keep_aside(drl_metrics *m) {
+  char *aside = m->moved_to;
   for (int i = 0; i < 1000; ++i) {
-    if (i == 0) snprintf(aside, sizeof aside, "%s.old", m->path);
-    else snprintf(aside, sizeof aside, "%s.old.%d", m->path, i);
+    if (i == 0) snprintf(aside, sizeof m->moved_to, "%s.old", m->path);
+    else snprintf(aside, sizeof m->moved_to, "%s.old.%d", m->path, i);
     if (access(aside, F_OK) == 0) continue;
-    if (rename(m->path, aside) != 0)
-      return DRL_FAIL(DRL_ERR_IO, "%s: cannot move it to %s: %s", m->path, aside, strerror(errno));
+    if (rename(m->path, aside) != 0) {
+      drl_status st = DRL_FAIL(DRL_ERR_IO, "%s: cannot move it to %s: %s", m->path, aside, strerror(errno));
+      aside[0] = '\0';
+      return st;
+    }
     return DRL_OK;
   }
+  aside[0] = '\0';
   return DRL_FAIL(DRL_ERR_IO, "%s: 1000 old metrics files beside it; remove some", m->path);
 }
 

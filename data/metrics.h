@@ -26,6 +26,7 @@ typedef struct drl_metrics {
   int flush_every;     /* rows between flushes */
   int unflushed;
   char path[4096];
+  char moved_to[4096 + 32]; /* where drl_metrics_open moved an old file of other names ("" when it did not) */
 } drl_metrics;
 
 /* Opens path for appending rows of the n named metrics. When resume_step >= 0 and the file exists with the same

@@ -90,6 +90,7 @@ extern "C" {
   X(run, threads, INT(0, 1024), "0", "CPU threads (OpenMP); 0 = all cores")                            \
   X(run, log_every, INT(1, 1000000000), "10", "print a progress line every N steps")                   \
   X(run, quiet, BOOL, "false", "print only warnings and errors")                                       \
+  X(run, progress, BOOL, "true", "redraw a progress bar on a terminal (one process only); false: a line every log_every steps") \
   X(run, log_level, ENUM(log_level), "info", "most detailed messages printed: error, warn, info, debug")
 
 #define DRL_CONFIG_KEYS_model(X)                                                                             \
@@ -336,6 +337,10 @@ drl_status drl_config_to_yaml(const drl_config *cfg, char **text);
 
 /* Nonzero when every key of a and b holds the same value (floats compared bit for bit). */
 int drl_config_equal(const drl_config *a, const drl_config *b);
+
+/* The number of keys whose values differ between a and b; their names ("grpo.lr, sft.steps") into names (cap bytes,
+ * truncated; may be NULL). */
+int drl_config_diff(const drl_config *a, const drl_config *b, char *names, size_t cap);
 
 /* Releases what cfg owns (nothing yet: strings are inline) and zeroes it; safe to call twice. */
 void drl_config_free(drl_config *cfg);

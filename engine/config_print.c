@@ -172,31 +172,45 @@ drl_status drl_config_to_yaml(const drl_config *cfg, char **text) {
   return sb_finish(&b, text);
 }
 
-int drl_config_equal(const drl_config *a, const drl_config *b) {
-  if (!a || !b) return a == b;
+/* 1 when key k holds the same value in a and b. */
+static int same_value(const drl_config *a, const drl_config *b, const cfg_key *k) {
+  const void *pa = cfg_member(a, k), *pb = cfg_member(b, k);
+  switch (k->kind) {
+    case K_STR:
+      return strncmp((const char *)pa, (const char *)pb, DRL_CONFIG_STR_CAP) == 0;
+    case K_LIST: {
+      int n = cfg_list_count(a, k);
+      if (n != cfg_list_count(b, k) || n < 0 || n > k->n_names) return 0;
+      for (int j = 0; j < n; ++j)
+        if (cfg_list_item(a, k, j) != cfg_list_item(b, k, j)) return 0;
+      return 1;
+    }
+    case K_BOOL:
+      return !*(const unsigned char *)pa == !*(const unsigned char *)pb;
+    default: /* integers, enums, and doubles bit for bit */
+      return memcmp(pa, pb, k->size) == 0;
+  }
+}
+
+int drl_config_diff(const drl_config *a, const drl_config *b, char *names, size_t cap) {
+  if (names && cap) names[0] = '\0';
+  int n = 0;
+  size_t used = 0;
   for (size_t i = 0; i < CFG_N_KEYS; ++i) {
     const cfg_key *k = &cfg_keys[i];
-    const void *pa = cfg_member(a, k), *pb = cfg_member(b, k);
-    switch (k->kind) {
-      case K_STR:
-        if (strncmp((const char *)pa, (const char *)pb, DRL_CONFIG_STR_CAP) != 0) return 0;
-        break;
-      case K_LIST: {
-        int n = cfg_list_count(a, k);
-        if (n != cfg_list_count(b, k)) return 0;
-        if (n < 0 || n > k->n_names) return 0;
-        for (int j = 0; j < n; ++j)
-          if (cfg_list_item(a, k, j) != cfg_list_item(b, k, j)) return 0;
-      } break;
-      case K_BOOL:
-        if (!*(const unsigned char *)pa != !*(const unsigned char *)pb) return 0;
-        break;
-      default: /* integers, enums, and doubles bit for bit */
-        if (memcmp(pa, pb, k->size) != 0) return 0;
-        break;
+    if (same_value(a, b, k)) continue;
+    if (names && used < cap) {
+      int w = snprintf(names + used, cap - used, "%s%s.%s", n ? ", " : "", cfg_sections[k->section].name, k->name);
+      used += w > 0 ? (size_t)w : 0;
     }
+    ++n;
   }
-  return 1;
+  return n;
+}
+
+int drl_config_equal(const drl_config *a, const drl_config *b) {
+  if (!a || !b) return a == b;
+  return drl_config_diff(a, b, NULL, 0) == 0;
 }
 
 void drl_config_free(drl_config *cfg) {

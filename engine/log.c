@@ -8,6 +8,9 @@
 
 static drl_log_level max_level = DRL_LOG_INFO;
 static int log_rank = 0;
+static int bar_allowed = 1;
+
+void drl_log_allow_bar(int allowed) { bar_allowed = allowed != 0; }
 
 void drl_log_setup(drl_log_level level, int quiet, int rank) {
   max_level = quiet && level > DRL_LOG_WARN ? DRL_LOG_WARN : level;
@@ -40,7 +43,7 @@ void drl_log_progress_begin(drl_log_progress *p, const char *label, int64_t tota
   p->start = start;
   p->t0 = drl_log_seconds();
   p->every = every > 0 ? every : 1;
-  p->tty = isatty(STDOUT_FILENO);
+  p->tty = bar_allowed && isatty(STDOUT_FILENO);
 }
 
 static void format_duration(double s, char *buf, size_t cap) {

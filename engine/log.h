@@ -15,6 +15,10 @@ typedef enum drl_log_level { DRL_LOG_ERROR = 0, DRL_LOG_WARN, DRL_LOG_INFO, DRL_
  * prints below DRL_LOG_ERROR). */
 void drl_log_setup(drl_log_level level, int quiet, int rank);
 
+/* Whether progress may redraw a bar in place (default 1): only when stdout is a terminal as well. Otherwise, or with
+ * 0 (a job of several processes, or --no-progress), progress is a line every `every` steps. */
+void drl_log_allow_bar(int allowed);
+
 /* Prints one message at level to stderr (errors, warnings) or stdout (the rest). */
 void drl_log(drl_log_level level, const char *fmt, ...)
 #if defined(__GNUC__)

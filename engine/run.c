@@ -61,6 +61,9 @@ static drl_status load_data(drl_run *r) {
   int64_t want = (int64_t)d->n_train + d->n_eval;
   if (d->path[0]) {
     DRL_TRY(drl_dataset_read(d->path, &r->data));
+    if (strcmp(r->data.task, drl_cfg_task_name(d->task)) != 0)
+      drl_log(DRL_LOG_INFO, "data.path = %s holds task '%s': data.task (%s) and data.size do not apply", d->path,
+              r->data.task, drl_cfg_task_name(d->task));
     if (drl_dataset_is_text(&r->data)) DRL_TRY(open_text_set(r));
     /* A built-in task's rewards decode tokens with its own vocabulary: another one would train on garbage. */
     const char *vocab = drl_task_vocab(r->data.task);
@@ -214,6 +217,18 @@ drl_status drl_run_save(drl_run *r, const char *path, const char *phase, int ste
   return DRL_OK;
 }
 
+/* Names the keys in which the configuration stored at path differs from this run's. */
+static void warn_config_differs(const drl_run *r, const char *path, const char *stored_yaml) {
+  drl_config stored, now;
+  char names[512] = "";
+  if (drl_config_load_string(&stored, stored_yaml, path) == DRL_OK &&
+      drl_config_load_string(&now, r->config_yaml, "this run") == DRL_OK && drl_config_diff(&stored, &now, names,
+                                                                                          sizeof names) == 0)
+    return; /* the same values written differently */
+  drl_log(DRL_LOG_WARN, "resuming from %s, whose configuration differs from this run's%s%s", path,
+          names[0] ? " in " : "", names);
+}
+
 drl_status drl_run_resume(drl_run *r, const char *path, char *phase, size_t phase_cap, int *step) {
   drl_checkpoint ck;
   DRL_TRY(drl_checkpoint_read(path, &r->ps->layout, &ck));
@@ -228,8 +243,7 @@ drl_status drl_run_resume(drl_run *r, const char *path, char *phase, size_t phas
             "%s was written with %lld CPU threads, this run has %d: results will differ from an uninterrupted run "
             "in the last bits (pin run.threads for bit-exact resume)",
             path, (long long)ck.threads, drl_cpu_threads());
-  if (st == DRL_OK && strcmp(ck.config_yaml, r->config_yaml) != 0)
-    drl_log(DRL_LOG_WARN, "resuming from %s, whose configuration differs from this run's", path);
+  if (st == DRL_OK && strcmp(ck.config_yaml, r->config_yaml) != 0) warn_config_differs(r, path, ck.config_yaml);
   drl_params *ps = r->ps;
   size_t bytes = (size_t)ck.layout.total * sizeof(float);
   size_t part = (size_t)(ps->optim_hi - ps->optim_lo) * sizeof(float);

@@ -183,6 +183,9 @@ drl_status drl_train(const drl_config *cfg, drl_comm *comm, drl_train_summary *s
   if (tr.writes)
     DRL_TRY_GOTO(drl_metrics_open(&tr.metrics, metrics_path, (const char *const *)tr.names, tr.n_cols,
                                   resume_phase >= 0 ? offsets[resume_phase] + resume_step : -1, 10));
+  if (tr.writes && tr.metrics.moved_to[0])
+    drl_log(DRL_LOG_WARN, "%s held other metrics (another policy or version): moved to %s", metrics_path,
+            tr.metrics.moved_to);
   if (resume_phase < 0 && cfg->trainer.init_from[0]) {
     DRL_TRY_GOTO(drl_run_load_weights(r, cfg->trainer.init_from));
     drl_log(DRL_LOG_INFO, "initialised the policy from %s", cfg->trainer.init_from);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Scatter plots of flow-policy samples written by `dynrl sample`, side by side (e.g. before and after GRPO).
 
-    scripts/plot_samples.py before.h5 after.h5 -o scatter.png [--labels "flow_pretrain" "flow_grpo"]
+    .venv/bin/python scripts/plot_samples.py before.h5 after.h5 -o scatter.png [--labels "flow_pretrain" "flow_grpo"]
 
 Each panel shows the samples coloured by condition, every condition's mode centres (small crosses) and its reward
 region around the target mode (circles at one and two reward widths), with the mean reward in the title.
@@ -11,12 +11,16 @@ import argparse
 import os
 import sys
 
-import h5py
-import matplotlib
+try:
+    import h5py
+    import matplotlib
 
-matplotlib.use("Agg")  # files only: no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+    import numpy as np
+except ImportError as e:
+    sys.exit(f"{e}: this script needs numpy, h5py and matplotlib; run scripts/install-deps.sh --python, then "
+             f".venv/bin/python {' '.join(sys.argv)}")
 
 
 def load(path):

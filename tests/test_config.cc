@@ -645,6 +645,17 @@ TEST(Config, EqualSeesEveryKindOfDifference) {
   b = a;
   b.run.out_dir[sizeof b.run.out_dir - 1] = 'z';
   EXPECT_TRUE(drl_config_equal(&a, &b));
+  // The differing keys by name, in key order.
+  b = a;
+  b.grpo.lr *= 2;
+  b.run.seed += 1;
+  b.trainer.phases.count = 1;
+  char names[128];
+  EXPECT_EQ(drl_config_diff(&a, &b, names, sizeof names), 3);
+  EXPECT_STREQ(names, "run.seed, trainer.phases, grpo.lr");
+  EXPECT_EQ(drl_config_diff(&a, &b, names, 12), 3) << "a short buffer truncates the names, not the count";
+  EXPECT_EQ(drl_config_diff(&a, &a, names, sizeof names), 0);
+  EXPECT_STREQ(names, "");
 }
 
 // Aliases are refused with the key and line they stand at, and nothing is printed.
