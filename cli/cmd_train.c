@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "distributed/comm.h"
@@ -38,8 +39,10 @@ static const char usage[] =
 static char term_msg[160];
 static size_t term_len;
 
+static volatile sig_atomic_t reported; /* this rank has printed its own error: the launcher's end needs no words */
+
 static void on_termination(int sig) {
-  if (write(STDERR_FILENO, term_msg, term_len) < 0) { /* nothing more to do in a handler */
+  if (!reported && write(STDERR_FILENO, term_msg, term_len) < 0) { /* nothing more to do in a handler */
   }
   _exit(128 + sig);
 }
@@ -126,6 +129,13 @@ static int run_train(int argc, char **argv) {
     char what[64];
     snprintf(what, sizeof what, comm.size > 1 ? "train (rank %d of %d)" : "train", comm.rank, comm.size);
     cli_fail(what);
+    reported = 1;
+    if (comm.size > 1) {
+      /* Peers that met the same error (a bad file or key is bad on every rank) print theirs before the abort ends
+       * them; a rank that failed alone ends the job as soon. */
+      struct timespec grace = {2, 0};
+      nanosleep(&grace, NULL);
+    }
     drl_comm_abort(&comm, CLI_FAILED); /* the peers would otherwise wait for this rank */
     drl_comm_finalize(&comm);
     return CLI_FAILED;

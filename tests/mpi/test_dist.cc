@@ -214,6 +214,16 @@ TEST_F(Dist, RankZeroKilledDuringACheckpointWrite) {
   EXPECT_EQ(rest.code, 0) << rest.out;
 }
 
+// A configuration every rank finds bad: each rank prints the error itself, none is cut short by the launcher.
+TEST_F(Dist, EveryRankPrintsAnErrorTheyAllMeet) {
+  Result r = train(2, "missing", "--set data.path=" + path("missing.h5"));
+  EXPECT_EQ(r.code, 1) << r.out;
+  for (int rank : {0, 1})
+    EXPECT_NE(r.out.find("(rank " + std::to_string(rank) + " of 2): cannot open"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("terminated by the launcher"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("missing.h5"), std::string::npos) << r.out;
+}
+
 TEST_F(Dist, ShardsMustDivideTheBatch) {
   Result r = train(0, "bad", "--set dist.shards=3");
   EXPECT_EQ(r.code, 1);
