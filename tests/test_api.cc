@@ -1,6 +1,7 @@
 // The public C API: a host trainer's calls, their errors, and that training through it moves the policy.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -75,6 +76,16 @@ TEST_F(Api, GenerateTrainSaveLoad) {
   EXPECT_EQ(t.iteration, 1);
   drl_engine_destroy(other);
   drl_engine_destroy(e);
+}
+
+// An engine writes only where it is asked to: creating and using one leaves no run.out_dir behind.
+TEST_F(Api, CreatesNoRunDirectory) {
+  drl_engine *e = make();
+  ASSERT_NE(e, nullptr);
+  drl_stats s;
+  ASSERT_EQ(drl_engine_iterate(e, &s), DRL_OK) << last_error();
+  drl_engine_destroy(e);
+  EXPECT_FALSE(std::filesystem::exists(path("run")));
 }
 
 TEST_F(Api, RewardCallbackScoresEveryRollout) {

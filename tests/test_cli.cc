@@ -207,6 +207,23 @@ TEST_F(Cli, TaskPolicyGeneratesAndEvaluates) {
   EXPECT_TRUE(has(again.out, "--resume") && has(again.out, "--force")) << again.out;
 }
 
+// `dynrl train | head`: the reader going away does not end the run; it finishes and leaves readable files.
+TEST_F(Cli, TrainIntoAClosedPipeFinishes) {
+  std::string cmd = std::string(DRL_CLI_PATH) + " train --no-progress --set trainer.phases=[sft] --set sft.steps=30"
+                    " --set run.log_every=1 --set model.d_model=32 --set model.n_layers=1 --set data.n_eval=8"
+                    " --set run.out_dir=" + path("run") + " | head -c 20 > /dev/null";
+  ASSERT_EQ(system(cmd.c_str()), 0);
+  for (int i = 0; i < 100 && !std::filesystem::exists(path("run/ckpt.h5")); ++i) usleep(100000);
+  CliRun info = run("config print " + path("run/ckpt.h5"));
+  EXPECT_EQ(info.code, 0) << "the checkpoint is complete: " << info.out;
+  drl_h5_file f;
+  ASSERT_EQ(drl_h5_open_read(path("run/metrics.h5").c_str(), &f), DRL_OK) << drl_last_error();
+  int64_t shape[1];
+  EXPECT_EQ(drl_h5_array_shape(&f, "/metrics/loss", DRL_H5_FLOAT64, 1, shape), DRL_OK);
+  EXPECT_EQ(shape[0], 31) << "every step's row and the evaluation before training";
+  drl_h5_close(&f);
+}
+
 // Errors a user reads name no source file of dynrl (DYNRL_DEBUG=1 keeps them), and do not repeat the file name.
 TEST_F(Cli, ErrorsNameNoSourceLocations) {
   std::string bad = path("bad.yaml");
