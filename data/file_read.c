@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 drl_status drl_read_file(const char *path, size_t max_bytes, char **text, size_t *len) {
   *text = NULL;
@@ -51,4 +52,9 @@ void drl_fnv1a64_hex(const void *bytes, size_t n, char out[17]) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (size_t i = 0; i < n; ++i) h = (h ^ ((const unsigned char *)bytes)[i]) * 0x100000001b3ull;
   snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+int drl_is_dir(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }

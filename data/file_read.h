@@ -1,4 +1,4 @@
-/* Reading a whole (small) file into memory, and the hash that identifies one. */
+/* Reading a whole (small) file into memory, the hash that identifies one, and whether a path is a directory. */
 #ifndef DRL_FILE_READ_H
 #define DRL_FILE_READ_H
 
@@ -16,6 +16,9 @@ drl_status drl_read_file(const char *path, size_t max_bytes, char **text, size_t
 
 /* FNV-1a 64 of bytes[0, n) as 16 lowercase hex digits (an identification, not a security hash). */
 void drl_fnv1a64_hex(const void *bytes, size_t n, char out[17]);
+
+/* 1 when path names a directory (following links), else 0. */
+int drl_is_dir(const char *path);
 
 #ifdef __cplusplus
 }

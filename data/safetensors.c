@@ -281,11 +281,6 @@ static drl_status add_file(drl_safetensors *st, const char *path) {
   return DRL_OK;
 }
 
-static int is_dir(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
 static int exists(const char *path) {
   struct stat sb;
   return stat(path, &sb) == 0;
@@ -363,7 +358,7 @@ drl_status drl_st_open(drl_safetensors *st, const char *path) {
   if (!path || !path[0]) return DRL_FAIL(DRL_ERR_INVALID_ARG, "drl_st_open: empty path");
   char buf[DRL_FILE_PATH_CAP + 64];
   drl_status s;
-  if (is_dir(path)) {
+  if (drl_is_dir(path)) {
     snprintf(buf, sizeof buf, "%s/model.safetensors.index.json", path);
     if (exists(buf)) {
       s = open_index(st, buf);

@@ -107,11 +107,6 @@ drl_status drl_hf_read_weights(const char *dir, const drl_layout *lay, int tied,
 
 /* ---- sources ---- */
 
-static int is_dir(const char *p) {
-  struct stat sb;
-  return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
 static drl_status read_text(const char *path, char **out, size_t *len) {
   return drl_read_file(path, (size_t)64 << 20, out, len);
 }
@@ -157,7 +152,7 @@ drl_status drl_hf_source_open(const char *path, drl_hf_source *s, int *found) {
   *found = 0;
   size_t len = 0;
   char file[4200];
-  if (is_dir(path)) {
+  if (drl_is_dir(path)) {
     snprintf(file, sizeof file, "%s/config.json", path);
     DRL_TRY(read_text(file, &s->config_text, &len));
     snprintf(s->dir, sizeof s->dir, "%s", path);
@@ -344,7 +339,7 @@ drl_status drl_hf_export(const char *ckpt, const char *out_dir, const char *dtyp
     if (st == DRL_OK) st = drl_layout_compare(&ck.layout, &want, ckpt, "its Hugging Face config");
     drl_layout_free(&want);
   }
-  const char *tok = ck.hf_config && is_dir(ck.hf_source) ? ck.hf_source : NULL;
+  const char *tok = ck.hf_config && drl_is_dir(ck.hf_source) ? ck.hf_source : NULL;
   if (st == DRL_OK) st = drl_hf_write(out_dir, &hc, &ck.layout, ck.params, dtype, max_shard_bytes, tok);
   drl_checkpoint_free(&ck);
   return st;

@@ -129,11 +129,6 @@ static drl_status heldout_metrics(drl_trainer *tr, double *row) {
   return DRL_OK;
 }
 
-/* What the token policy's evaluation measures: exact match on a task, the mean text reward on a text set. */
-static const char *eval_name(const drl_run *r) {
-  return drl_dataset_is_text(&r->data) ? "mean reward" : "exact match";
-}
-
 /* The policy's evaluation into the row (a token policy without held-out examples has none). */
 static drl_status evaluate_into(drl_trainer *tr, const drl_phase *ph, int step, double *row) {
   double value = 0.0;
@@ -149,7 +144,7 @@ static drl_status evaluate_into(drl_trainer *tr, const drl_phase *ph, int step, 
     row[DRL_M_EVAL_ACCURACY] = value;
     if (step < ph->steps) {
       drl_log_progress_end(&tr->progress);
-      drl_log(DRL_LOG_INFO, "%s step %d: held-out %s %.3f", phase, step, eval_name(&tr->run), value);
+      drl_log(DRL_LOG_INFO, "%s step %d: held-out %s %.3f", phase, step, drl_run_eval_name(&tr->run), value);
     }
   }
   if (step == ph->steps) tr->phase_eval = value;

@@ -8,21 +8,17 @@
 
 #include "data/bpe.h"
 #include "data/checkpoint.h"
+#include "data/file_read.h"
 #include "data/task.h"
 #include "data/vocab.h"
 #include "engine/config.h"
 #include "engine/model_config.h"
 
-static int is_dir(const char *path) {
-  struct stat sb;
-  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
 drl_status drl_policy_load_weights(drl_params *ps, const drl_device *dev, int tied, const char *path) {
   const drl_layout *lay = &ps->layout;
   int cpu = dev->backend == DRL_BACKEND_CPU; /* read straight into the parameters: no second copy */
   size_t bytes = (size_t)lay->total * sizeof(float);
-  if (is_dir(path)) {
+  if (drl_is_dir(path)) {
     float *host = cpu ? ps->params : NULL;
     if (!cpu) DRL_TRY(drl_host_alloc((void **)&host, bytes, "pretrained weights (host copy)"));
     drl_status st = drl_hf_read_weights(path, lay, tied, host);

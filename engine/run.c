@@ -313,6 +313,10 @@ drl_status drl_run_evaluate(drl_run *r, double *acc) {
   return DRL_OK;
 }
 
+const char *drl_run_eval_name(const drl_run *r) {
+  return drl_dataset_is_text(&r->data) ? "mean reward" : "exact match";
+}
+
 drl_status drl_run_make_out_dir(const drl_run *r) { return make_dir(r->cfg->run.out_dir); }
 
 /* See run.h. Gathers the training prompts of iteration `step` (drawn by the Philox data stream) into tokens/offsets. */

@@ -119,6 +119,9 @@ drl_status drl_run_heldout(drl_run *r, double *loss, double *counts);
  * condition (the same noises every time). */
 drl_status drl_run_evaluate(drl_run *r, double *accuracy);
 
+/* What the token policy's evaluation measures, for messages: "exact match" on a task, "mean reward" on a text set. */
+const char *drl_run_eval_name(const drl_run *r);
+
 /* Counts step `step` of phase: bad (what: "loss" or a tensor's name) or good (what NULL or ""; the streak ends). A bad
  * step is logged as skipped; the max-th in a row (max 0: never) is DRL_ERR_NUMERIC, whose message names the step, the
  * streak's first culprit and last_ckpt ("path (phase step N)"; NULL or "": none written). */

@@ -120,8 +120,7 @@ static void log_eval(const drl_trainer *tr, const char *when, double value) {
   if (tr->run.flow_policy)
     drl_log(DRL_LOG_INFO, "eval reward %s: %.4f", when, value);
   else if (value >= 0)
-    drl_log(DRL_LOG_INFO, "held-out %s %s: %.3f", drl_dataset_is_text(&tr->run.data) ? "mean reward" : "exact match",
-            when, value);
+    drl_log(DRL_LOG_INFO, "held-out %s %s: %.3f", drl_run_eval_name(&tr->run), when, value);
 }
 
 /* After phase p: its evaluation (made after its last step, in its metrics row) logged; a flow phase's end state
@@ -150,7 +149,10 @@ static drl_status check_out_dir(drl_trainer *tr, drl_comm *comm) {
   snprintf(metrics, sizeof metrics, "%s/metrics.h5", cfg->run.out_dir);
   struct stat sb;
   int32_t used[2] = {0, 0}; /* ckpt.h5, metrics.h5 */
-  if (tr->writes) used[0] = stat(tr->run.ckpt_path, &sb) == 0, used[1] = stat(metrics, &sb) == 0;
+  if (tr->writes) {
+    used[0] = stat(tr->run.ckpt_path, &sb) == 0;
+    used[1] = stat(metrics, &sb) == 0;
+  }
   if (comm && comm->size > 1) DRL_TRY(drl_comm_bcast(comm, used, sizeof used, 0));
   if (cfg->trainer.resume && !used[0])
     drl_log(DRL_LOG_WARN, "--resume: %s holds no checkpoint; starting a fresh run", cfg->run.out_dir);
