@@ -91,7 +91,7 @@ int main(int argc, char **argv) {
   drl_rollout ro;
   drl_grpo_update_state rs;
   memset(&ro, 0, sizeof ro);
-  CHECK(drl_rollout_create(&ro, &run.model, rows, T), "rollout create");
+  CHECK(drl_rollout_create(&ro, &run.model, rows, g->group_size, (int)longest, g->max_new_tokens), "rollout create");
   CHECK(drl_grpo_update_state_create(&rs, &cfg, &run.model, 1, rows, T), "rl state");
   int32_t *prompts = malloc((size_t)n * (size_t)longest * sizeof(int32_t));
   int64_t *offsets = malloc((size_t)(n + 1) * sizeof(int64_t)), *examples = malloc((size_t)n * sizeof(int64_t));

@@ -57,7 +57,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_memory: %s\n", drl_last_error());
         return 1;
       }
-      double kv = (double)drl_kv_cache_device_bytes(&c, &cpu, places[p].rows, places[p].kv_T);
+      /* groups of 16 rollouts share a prompt of a quarter of the positions */
+      int P = places[p].kv_T / 4;
+      double kv = (double)drl_kv_cache_device_bytes(&c, &cpu, places[p].rows, places[p].rows / 16, P,
+                                                    places[p].kv_T - P);
       double gb = 1e9, total = (double)(m.params + m.grads + m.optimizer + m.activations + m.rope) + kv;
       at += (size_t)snprintf(body + at, sizeof body - at,
                              "| %s | %s | %d x %d | %.2f GB | %.2f GB | %.2f GB | %.2f GB | %.2f GB (%d x %d) | "
@@ -69,6 +72,8 @@ int main(int argc, char **argv) {
   snprintf(body + at, sizeof body - at,
            "\nfp32 everywhere; activations include the attention probabilities every block keeps for its backward "
            "(B x heads x T x T per block), the largest term at long T. The GPU rows use the CPU's scratch sizes (the "
-           "GPU's CUB and attention scratch are queried from a device at run time: a few MB).\n");
+           "GPU's CUB and attention scratch are queried from a device at run time: a few MB). The rollout KV cache "
+           "holds rows x positions in groups of 16 rows whose prompt, the first quarter of the positions, is stored "
+           "once per group.\n");
   return bench_emit(&args, "Memory of pretrained-size policies (bench_memory)", &cpu, body);
 }

@@ -140,7 +140,7 @@ int main(int argc, char **argv) {
   forbid_eos(&m);
   drl_rollout ro;
   memset(&ro, 0, sizeof ro);
-  CHECK(drl_rollout_create(&ro, &m, N_PROMPTS * GROUP, T_max), "rollout create");
+  CHECK(drl_rollout_create(&ro, &m, N_PROMPTS * GROUP, GROUP, PROMPT_LEN, lengths[1]), "rollout create");
 
   /* Prompts shaped like the add task's "ddd+ddd=": digits (ids 0..9), '+' (10), '=' (11); all 8 tokens long. */
   int32_t prompts[N_PROMPTS * PROMPT_LEN];

@@ -96,7 +96,7 @@ static drl_status generate(const cli_args *a, drl_policy *p, drl_rollout *ro, dr
   }
   int rows = (int)a->n;
   if (st == DRL_OK) st = drl_policy_load(p, a->backend, 0, rows, P + max_new);
-  if (st == DRL_OK) st = drl_rollout_create(ro, &p->model, rows, P + max_new);
+  if (st == DRL_OK) st = drl_rollout_create(ro, &p->model, rows, rows, P, max_new);
   stream s = {&p->tok, {{0}, 0, 0}, {0}, DRL_OK};
   drl_decode_stream_init(&s.ds, 1);
   int greedy = a->temperature == 0.0;

@@ -125,7 +125,7 @@ extern "C" {
   X(moe, aux_alpha, REAL(0, 10), "0.001", "aux_loss: weight alpha of alpha E sum_i f_i P_i per MoE block")
 
 #define DRL_CONFIG_KEYS_data(X)                                                                                 \
-  X(data, task, ENUM(task), "add", "built-in task: add (addition), sort (sort digits), keyfork (few decisive tokens)") \
+  X(data, task, ENUM(task), "sort", "built-in task: add (addition), sort (sort digits), keyfork (few decisive tokens)") \
   X(data, path, STR(0), "\"\"", "dataset file (HDF5); empty = generate from the task")                          \
   X(data, n_train, INT(1, 1000000000), "20000", "training prompts")                                            \
   X(data, n_eval, INT(0, 1000000000), "256", "held-out evaluation prompts; 0 = none")                          \
@@ -146,7 +146,7 @@ extern "C" {
 
 #define DRL_CONFIG_KEYS_trainer(X)                                                                          \
   X(trainer, phases, LIST(phase), "[sft, grpo]", "phases run in this order: sft, grpo (token policy) or flow_pretrain, flow_grpo (flow policy)")                          \
-  X(trainer, eval_every, INT(0, 1000000000), "500", "evaluate every N steps; 0 = never")                   \
+  X(trainer, eval_every, INT(0, 1000000000), "100", "evaluate every N steps; 0 = never")                   \
   X(trainer, ckpt_every, INT(0, 1000000000), "500", "write a checkpoint every N steps; 0 = never")         \
   X(trainer, resume, BOOL, "false", "continue from the checkpoint in out_dir")                             \
   X(trainer, force, BOOL, "false", "start over in an out_dir that already holds a run (its files are replaced)") \
@@ -156,7 +156,7 @@ extern "C" {
   X(trainer, max_bad_steps, INT(0, 1000000000), "5", "a step with a non-finite loss or gradient is skipped; stop after N in a row; 0 = never")
 
 #define DRL_CONFIG_KEYS_sft(X)                                                   \
-  X(sft, steps, INT(0, 1000000000), "1500", "optimizer steps of the sft phase")   \
+  X(sft, steps, INT(0, 1000000000), "100", "optimizer steps of the sft phase")   \
   X(sft, batch_size, INT(1, 1048576), "32", "sequences per step")
 
 #define DRL_CONFIG_KEYS_grpo(X)                                                                                  \
@@ -172,7 +172,7 @@ extern "C" {
   X(grpo, kl_beta, REAL(0, 100), "0.0", "weight of the k3 KL penalty to the frozen reference; 0 = off")         \
   X(grpo, ppo_epochs, INT(1, 1000), "1", "passes over each batch of rollouts")                                  \
   X(grpo, minibatches, INT(1, 65536), "1", "optimizer steps per pass (the batch is split this many ways)")       \
-  X(grpo, lr, REAL(0, 10), "3.0e-05", "learning rate of the grpo phase (constant); 0 = optim.lr") \
+  X(grpo, lr, REAL(0, 10), "0.0001", "learning rate of the grpo phase (constant); 0 = optim.lr") \
   X(grpo, dual_clip, REAL_GT(1, 1e9), "3.0", "dual clip c: for A < 0 the loss is at most -c A")                 \
   X(grpo, adv_eps, REAL_GT(0, 1), "1.0e-06", "epsilon added to the group's reward std")                         \
   X(grpo, dr_grpo, BOOL, "false", "Dr.GRPO: advantages are r - mean(r), not divided by the std")                 \

@@ -44,7 +44,7 @@ drl_status drl_evaluate_greedy(drl_transformer *m, const drl_dataset *ds, int64_
   drl_rollout_batch out;
   memset(&out, 0, sizeof out);
   int64_t *offsets = (int64_t *)malloc((size_t)(Bg + 1) * sizeof(int64_t));
-  drl_status st = offsets ? drl_rollout_create(&ro, m, Bg, m->T_max) : DRL_FAIL(DRL_ERR_OOM, "eval: out of memory");
+  drl_status st = offsets ? drl_rollout_create(&ro, m, Bg, 1, m->T_max - max_new, max_new) : DRL_FAIL(DRL_ERR_OOM, "eval: out of memory");
   double sum = 0.0;
   for (int64_t g = first; st == DRL_OK && g < first + n; g += Bg) {
     int B = (int)(first + n - g < Bg ? first + n - g : Bg);

@@ -25,10 +25,13 @@ drl_status drl_grpo_iterate_create(drl_grpo_iteration *g, drl_run *r, int shards
   drl_status st = g->prompts && g->offsets && g->examples && g->rewards && g->rollouts && g->batch
                       ? DRL_OK
                       : DRL_FAIL(DRL_ERR_OOM, "out of memory for GRPO buffers");
-  if (st == DRL_OK) st = drl_rollout_create(&g->sampler, &r->model, (int)rows, T);
+  const int new_max = r->cfg->grpo.max_new_tokens;
+  if (st == DRL_OK) st = drl_rollout_create(&g->sampler, &r->model, (int)rows, g->G, T - new_max, new_max);
   if (st == DRL_OK)
-    drl_log(DRL_LOG_INFO, "rollout memory: KV cache and decode workspace %.0f MB (%d rows x %d positions)",
-            (double)g->sampler.cache.device_bytes / 1e6, (int)rows, T);
+    drl_log(DRL_LOG_INFO,
+            "rollout memory: KV cache %.1f MB (%d prompts x %d positions, %d rows x %d) and decode workspace %.1f MB",
+            (double)g->sampler.cache.kv_bytes / 1e6, g->sampler.cache.n_groups, T - new_max, (int)rows, new_max,
+            (double)(g->sampler.cache.device_bytes - g->sampler.cache.kv_bytes) / 1e6);
   if (st == DRL_OK) st = drl_grpo_update_state_create(&g->rl, r->cfg, &r->model, g->shards, (int)rows, T);
   if (st != DRL_OK) drl_grpo_iterate_free(g, r);
   return st;

@@ -406,6 +406,8 @@ drl_status drl_transformer_create(drl_transformer *m, const drl_transformer_conf
     drl_carve real = {(char *)m->act_block, 0};
     carve_acts(m, &real, &m->acts);
   }
+  DRL_TRY_GOTO(drl_host_alloc((void **)&m->batch_host, (size_t)2 * B_max * T_max * sizeof(int32_t),
+                              "batch staging"));
   DRL_TRY_GOTO(init_params(m, seed));
 done:
   if (st != DRL_OK) drl_transformer_free(m);
@@ -417,6 +419,7 @@ void drl_transformer_free(drl_transformer *m) {
   void *bufs[] = {m->rope_cos, m->rope_sin, m->act_block, m->moe_bias, m->moe_aux};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; ++i) drl_free(&m->dev, bufs[i]);
   free(m->acts.moe);
+  free(m->batch_host);
   drl_params_free(&m->ps);
   memset(m, 0, sizeof *m);
 }
@@ -425,9 +428,7 @@ void drl_transformer_free(drl_transformer *m) {
 static drl_status upload_batch(drl_transformer *m, const int32_t *tokens, const int32_t *targets,
                                const int32_t *row_start, int B, int T) {
   int R = B * T;
-  int32_t *host = (int32_t *)malloc((size_t)R * 2 * sizeof(int32_t));
-  if (!host) return DRL_FAIL(DRL_ERR_OOM, "out of host memory for a batch of %d tokens", R);
-  int32_t *pos = host, *tg = host + R;
+  int32_t *pos = m->batch_host, *tg = pos + R;
   for (int b = 0; b < B; ++b) {
     int start = row_start ? row_start[b] : 0;
     for (int t = 0; t < T; ++t) {
@@ -454,8 +455,7 @@ static drl_status upload_batch(drl_transformer *m, const int32_t *tokens, const 
   if (st == DRL_OK) st = drl_copy_to_device(d, m->acts.pos, pos, (size_t)R * sizeof(int32_t));
   if (st == DRL_OK) st = drl_copy_to_device(d, m->acts.targets, tg, (size_t)R * sizeof(int32_t));
   if (st == DRL_OK && row_start) st = drl_copy_to_device(d, m->acts.row_start, row_start, (size_t)B * sizeof(int32_t));
-  if (st == DRL_OK) st = drl_device_sync(d); /* host is freed next */
-  free(host);
+  if (st == DRL_OK) st = drl_device_sync(d); /* the staging is reused by the next batch */
   return st;
 }
 

@@ -87,6 +87,7 @@ typedef struct drl_transformer {
   float *rope_cos, *rope_sin;    /* on dev, [max_seq, head_dim/2] */
   drl_transformer_acts acts;
   void *act_block;               /* the one allocation behind acts */
+  int32_t *batch_host;           /* host staging of a batch's positions and targets, [2, B_max * T_max] */
   int B_max, T_max;
   int B, T;                      /* shape of the last forward */
   float temperature;             /* and its temperature */

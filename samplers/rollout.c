@@ -26,11 +26,17 @@ void drl_rollout_free(drl_rollout *r) {
   memset(r, 0, sizeof *r);
 }
 
-drl_status drl_rollout_create(drl_rollout *r, const drl_transformer *m, int rows_max, int T_max) {
+drl_status drl_rollout_create(drl_rollout *r, const drl_transformer *m, int rows_max, int group_size, int P_max,
+                              int new_max) {
   memset(r, 0, sizeof *r);
-  DRL_TRY(drl_kv_cache_create(&r->cache, m, rows_max, T_max));
+  if (rows_max < 1 || group_size < 1 || new_max > (1 << RESPONSE_BITS))
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: %d rows in groups of %d (each at least 1), responses of up to %d (at most %d)",
+                    rows_max, group_size, new_max, 1 << RESPONSE_BITS);
+  DRL_TRY(drl_kv_cache_create(&r->cache, m, rows_max, (rows_max + group_size - 1) / group_size, P_max, new_max));
   r->rows_max = rows_max;
-  r->T_max = T_max;
+  r->P_max = P_max;
+  r->new_max = new_max;
+  r->share_prefix = 1;
   r->V = drl_transformer_vocab_used(&m->cfg);
   r->vocab = m->cfg.vocab;
   r->n_work = omp_get_max_threads();
@@ -43,7 +49,7 @@ drl_status drl_rollout_create(drl_rollout *r, const drl_transformer *m, int rows
               {(void **)&r->next_logits, R * V * sizeof(float), "rollout next logits"},
               {(void **)&r->active, R * sizeof(int32_t), "rollout active rows"},
               {(void **)&r->tokens_in, R * sizeof(int32_t), "rollout input tokens"},
-              {(void **)&r->prompts, (R * (size_t)T_max + R) * sizeof(int32_t), "rollout prompts"},
+              {(void **)&r->prompts, (R * (size_t)P_max + R) * sizeof(int32_t), "rollout prompts"},
               {(void **)&r->work_idx, W * V * sizeof(int32_t), "sampling work indices"},
               {(void **)&r->work_w, W * V * sizeof(float), "sampling work weights"},
               {(void **)&r->bad, R, "rollout row flags"}};
@@ -95,9 +101,9 @@ static drl_status check_params(const drl_rollout *r, const drl_rollout_params *p
   if (n_prompts < 1 || p->group_size < 1 || (int64_t)n_prompts * p->group_size > r->rows_max)
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: %d prompts x %d rollouts outside 1..%d rows", n_prompts,
                     p->group_size, r->rows_max);
-  if (p->max_new_tokens < 1 || p->max_new_tokens > (1 << RESPONSE_BITS))
-    return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: max_new_tokens %d outside 1..%d", p->max_new_tokens,
-                    1 << RESPONSE_BITS);
+  if (p->max_new_tokens < 1 || p->max_new_tokens > r->new_max)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: max_new_tokens %d outside the sampler's 1..%d", p->max_new_tokens,
+                    r->new_max);
   if (!(p->temperature > 0.0f) || !isfinite(p->temperature))
     return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: temperature %g must be positive and finite",
                     (double)p->temperature);
@@ -125,9 +131,9 @@ static drl_status check_prompts(const drl_rollout *r, const int32_t *tokens, con
   *P = 0;
   for (int i = 0; i < n; ++i) {
     int64_t len = off[i + 1] - off[i];
-    if (off[i] < 0 || len < 1 || len > r->T_max)
+    if (off[i] < 0 || len < 1 || len > r->P_max)
       return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: prompt %d spans [%lld, %lld): needs 1..%d tokens", i,
-                      (long long)off[i], (long long)off[i + 1], r->T_max);
+                      (long long)off[i], (long long)off[i + 1], r->P_max);
     for (int64_t j = off[i]; j < off[i + 1]; ++j)
       if (tokens[j] < 0 || tokens[j] >= r->vocab)
         return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: token %d of prompt %d is outside the vocabulary [0, %d)",
@@ -191,9 +197,10 @@ drl_status drl_rollout_generate(drl_rollout *r, drl_transformer *m, const int32_
   int P = 0;
   DRL_TRY(check_prompts(r, prompt_tokens, prompt_offsets, n_prompts, &P));
   const int G = p->group_size, rows = n_prompts * G, T = P + p->max_new_tokens, V = r->V;
-  if (T > r->T_max)
-    return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: prompts of %d tokens plus %d new exceed the sampler's %d", P,
-                    p->max_new_tokens, r->T_max);
+  if ((r->share_prefix ? n_prompts : rows) > r->cache.n_groups)
+    return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: %d prompts x %d rollouts need %d cached prompts (%s); the sampler holds %d",
+                    n_prompts, G, r->share_prefix ? n_prompts : rows, r->share_prefix ? "shared" : "one per row",
+                    r->cache.n_groups);
   DRL_TRY(batch_reserve(out, rows, T));
   out->n_prompts = n_prompts;
   out->G = G;
@@ -221,7 +228,8 @@ drl_status drl_rollout_generate(drl_rollout *r, drl_transformer *m, const int32_
       memcpy(out->tokens + (size_t)row * T, block + (size_t)i * P, (size_t)P * sizeof(int32_t));
     }
   }
-  DRL_TRY(drl_kv_cache_prefill(&r->cache, m, block, block_rs, n_prompts, P, G, p->temperature, r->next_logits));
+  DRL_TRY(drl_kv_cache_prefill(&r->cache, m, block, block_rs, n_prompts, P, G, r->share_prefix, p->temperature,
+                               r->next_logits));
   for (int row = 0; row < rows; ++row) {
     r->active[row] = row;
     memcpy(r->logits + (size_t)row * V, r->next_logits + (size_t)(row / G) * V, (size_t)V * sizeof(float));

@@ -64,14 +64,17 @@ typedef struct drl_rollout_batch {
   size_t cap_cells, cap_rows;    /* allocated sizes */
 } drl_rollout_batch;
 
-/* The sampler: a KV cache for rows_max sequences of T_max positions and its host buffers. */
+/* The sampler: a KV cache for rows_max sequences (prompts of up to P_max tokens, responses of up to new_max) and its
+ * host buffers. */
 typedef struct drl_rollout {
   drl_kv_cache cache;
-  int rows_max, T_max, V;       /* V: the ids scored and sampled (the model's vocab_used) */
+  int rows_max, P_max, new_max, V; /* V: the ids scored and sampled (the model's vocab_used) */
+  int share_prefix;             /* 1 (set by create): a prompt's G rows share its cached keys and values; 0: each row
+                                   keeps a copy (needs a sampler created with group_size 1; tests compare the two) */
   int vocab;                   /* the ids a prompt may hold (the model's vocab) */
   float *logits, *next_logits; /* host [rows_max, V]: logits of the active rows, this step and the next */
   int32_t *active, *tokens_in; /* host [rows_max]: active rows (= cache slots), their newest tokens */
-  int32_t *prompts;            /* host [rows_max * T_max]: the left-padded prompt block, then its row starts */
+  int32_t *prompts;            /* host [rows_max * P_max + rows_max]: the left-padded prompt block, then its row starts */
   int32_t *work_idx;           /* host [n_work, V]: per-thread candidate ids */
   float *work_w;               /* host [n_work, V]: per-thread candidate weights */
   uint8_t *bad;                /* host [rows_max]: rows whose logits were not finite */
@@ -79,9 +82,12 @@ typedef struct drl_rollout {
   int64_t generated_tokens;    /* total over the sampler's life */
 } drl_rollout;
 
-/* Creates a sampler for m (its config and device) for up to rows_max rollouts of T_max = P + max_new_tokens
- * columns (T_max <= max_seq). */
-drl_status drl_rollout_create(drl_rollout *r, const drl_transformer *m, int rows_max, int T_max);
+/* Creates a sampler for m (its config and device) for up to rows_max rollouts, in groups of group_size rows that share
+ * a prompt (a call may use any G with at most rows_max / group_size prompts, rounded up), prompts of up to P_max
+ * tokens and responses of up to new_max (P_max + new_max <= max_seq). The KV cache holds
+ * ceil(rows_max / group_size) x P_max + rows_max x new_max positions per layer. */
+drl_status drl_rollout_create(drl_rollout *r, const drl_transformer *m, int rows_max, int group_size, int P_max,
+                              int new_max);
 
 /* Frees the sampler; safe on a zeroed one. */
 void drl_rollout_free(drl_rollout *r);

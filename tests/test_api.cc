@@ -23,7 +23,7 @@ class Api : public TempDirTest {
   drl_engine *make(std::vector<std::string> extra = {}) {
     std::vector<std::string> sets = {"model.d_model=32", "model.n_layers=2", "model.d_ff=64",
                                      "grpo.prompts_per_step=4", "grpo.group_size=4", "d3s.n_init=2",
-                                     "d3s.n_final=4", "data.n_train=200", "data.n_eval=8", "data.size=2",
+                                     "d3s.n_final=4", "data.n_train=200", "data.n_eval=8", "data.task=add", "data.size=2",
                                      "grpo.max_new_tokens=4", "run.quiet=true", "run.threads=2",
                                      "run.out_dir=" + path("run")};
     sets.insert(sets.end(), extra.begin(), extra.end());

@@ -56,7 +56,7 @@ struct Phase {
 
 const std::vector<std::string> kTiny = {
     "model.d_model=16", "model.n_layers=2", "model.n_heads=2", "model.n_kv_heads=1", "model.d_ff=32",
-    "model.max_seq=16", "data.n_train=200", "data.n_eval=0", "data.size=2", "sft.batch_size=4",
+    "model.max_seq=16", "data.n_train=200", "data.n_eval=0", "data.task=add", "data.size=2", "sft.batch_size=4",
     "optim.warmup_steps=2", "grpo.prompts_per_step=2", "grpo.group_size=4", "grpo.max_new_tokens=4",
     "d3s.n_init=2", "d3s.n_final=4", "grpo.lr=0.001", "trainer.eval_every=0", "run.threads=1"};
 const std::vector<std::string> kFlow = {
@@ -187,7 +187,7 @@ TEST_F(BadSteps, ZeroMaxNeverStops) {
 TEST_F(BadSteps, EngineApiSkipsAndCounts) {
   std::vector<std::string> sets = {
       "model.d_model=16", "model.n_layers=2", "model.n_heads=2", "model.n_kv_heads=1", "model.d_ff=32",
-      "model.max_seq=16", "data.n_train=200", "data.n_eval=0", "data.size=2", "grpo.prompts_per_step=2",
+      "model.max_seq=16", "data.n_train=200", "data.n_eval=0", "data.task=add", "data.size=2", "grpo.prompts_per_step=2",
       "grpo.group_size=4", "grpo.max_new_tokens=4", "d3s.n_init=2", "d3s.n_final=4", "grpo.reward=partial",
       "grpo.kl_beta=0.01", "trainer.max_bad_steps=2", "run.threads=1", "run.quiet=true", "run.out_dir=" + path("api")};
   std::vector<const char *> argv;

@@ -146,7 +146,7 @@ TEST_F(Cli, TrainFlowThenSample) {
 // set.
 TEST_F(Cli, TaskPolicyGeneratesAndEvaluates) {
   std::string sets = " --set trainer.phases=[sft] --set sft.steps=150 --set model.d_model=32 --set model.n_layers=2"
-                     " --set model.d_ff=64 --set data.n_train=2000 --set data.n_eval=16 --set data.size=2"
+                     " --set model.d_ff=64 --set data.n_train=2000 --set data.n_eval=16 --set data.task=add --set data.size=2"
                      " --set run.threads=2 --set run.out_dir=" + path("run");
   CliRun t = run("train --quiet" + sets);
   ASSERT_EQ(t.code, 0) << t.out;

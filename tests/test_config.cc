@@ -112,7 +112,7 @@ TEST(Config, DefaultValues) {
   EXPECT_EQ(c.model.rope_theta, 10000.0);
   EXPECT_EQ(c.model.init_std, 0.02);
   EXPECT_EQ(c.model.norm_eps, 1e-5);
-  EXPECT_EQ(c.data.task, DRL_CFG_TASK_ADD);
+  EXPECT_EQ(c.data.task, DRL_CFG_TASK_SORT);
   EXPECT_STREQ(c.data.path, "");
   EXPECT_EQ(c.data.n_train, 20000);
   EXPECT_EQ(c.data.n_eval, 256);
@@ -131,15 +131,16 @@ TEST(Config, DefaultValues) {
   ASSERT_EQ(c.trainer.phases.count, 2);
   EXPECT_EQ(c.trainer.phases.items[0], DRL_CFG_PHASE_SFT);
   EXPECT_EQ(c.trainer.phases.items[1], DRL_CFG_PHASE_GRPO);
-  EXPECT_EQ(c.trainer.eval_every, 500);
+  EXPECT_EQ(c.trainer.eval_every, 100);
   EXPECT_EQ(c.trainer.ckpt_every, 500);
   EXPECT_FALSE(c.trainer.resume);
-  EXPECT_EQ(c.sft.steps, 1500);
+  EXPECT_EQ(c.sft.steps, 100);
   EXPECT_EQ(c.sft.batch_size, 32);
   EXPECT_EQ(c.grpo.steps, 300);
   EXPECT_EQ(c.grpo.prompts_per_step, 8);
   EXPECT_EQ(c.grpo.group_size, 16);
   EXPECT_EQ(c.grpo.temperature, 1.0);
+  EXPECT_EQ(c.grpo.lr, 1e-4);
   EXPECT_EQ(c.grpo.top_k, 0);
   EXPECT_EQ(c.grpo.top_p, 1.0);
   EXPECT_EQ(c.grpo.max_new_tokens, 16);

@@ -208,7 +208,7 @@ class SpsaTrainer : public TempDirTest {
     drl_config c;
     EXPECT_EQ(drl_config_load_default(&c), DRL_OK);
     for (const char *kv : {"model.d_model=16", "model.n_layers=2", "model.n_heads=2", "model.n_kv_heads=1",
-                           "model.d_ff=32", "model.max_seq=16", "data.n_train=200", "data.n_eval=0", "data.size=2",
+                           "model.d_ff=32", "model.max_seq=16", "data.n_train=200", "data.n_eval=0", "data.task=add", "data.size=2",
                            "sft.steps=8", "sft.batch_size=4", "trainer.eval_every=0", "trainer.ckpt_every=0",
                            "run.threads=2", "run.quiet=true", "grpo.steps=4", "grpo.prompts_per_step=2",
                            "grpo.group_size=4", "grpo.max_new_tokens=4", "d3s.n_init=2", "d3s.n_final=4",

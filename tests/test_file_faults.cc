@@ -55,7 +55,7 @@ std::vector<std::string> temp_files(const std::string &dir) {
 
 const std::vector<std::string> kTiny = {
     "model.d_model=16", "model.n_layers=2", "model.n_heads=2", "model.n_kv_heads=1", "model.d_ff=32",
-    "model.max_seq=16", "data.n_train=200", "data.n_eval=0", "data.size=2", "sft.batch_size=4",
+    "model.max_seq=16", "data.n_train=200", "data.n_eval=0", "data.task=add", "data.size=2", "sft.batch_size=4",
     "optim.warmup_steps=3", "grpo.prompts_per_step=2", "grpo.group_size=4", "grpo.max_new_tokens=4",
     "grpo.reward=partial", "d3s.n_init=2", "d3s.n_final=4", "grpo.lr=0.001", "trainer.eval_every=0",
     "trainer.ckpt_every=2", "run.threads=1"};
@@ -258,7 +258,7 @@ namespace {
 // 122 KB past them: the next chunk of each of its 24 series).
 const std::vector<std::string> kSmall = {
     "model.d_model=8", "model.n_layers=1", "model.n_heads=1", "model.n_kv_heads=1", "model.d_ff=16",
-    "model.max_seq=16", "data.n_train=200", "data.n_eval=0", "data.size=2", "sft.batch_size=1",
+    "model.max_seq=16", "data.n_train=200", "data.n_eval=0", "data.task=add", "data.size=2", "sft.batch_size=1",
     "optim.warmup_steps=3", "trainer.eval_every=0", "trainer.phases=sft", "sft.steps=300",
     "trainer.ckpt_every=100", "run.threads=1"};
 

@@ -39,7 +39,7 @@ double train(const char *sampling, bool token_level, int iterations, double *fir
   std::vector<int64_t> offsets = {0, 2, 4, 6, 8};
   drl_rollout ro;
   memset(&ro, 0, sizeof ro);
-  EXPECT_EQ(drl_rollout_create(&ro, &m, n * G, 5), DRL_OK);
+  EXPECT_EQ(drl_rollout_create(&ro, &m, n * G, G, 2, 3), DRL_OK);
   drl_grpo_update_state st;
   EXPECT_EQ(drl_grpo_update_state_create(&st, &cfg, &m, 1, n * G, 5), DRL_OK);
   drl_rollout_batch b;
@@ -101,7 +101,7 @@ TEST(RlStep, EachMinibatchIsNormalisedOnItsOwn) {
     std::vector<int64_t> offsets = {0, 2, 5, 6, 9};
     drl_rollout ro;
     memset(&ro, 0, sizeof ro);
-    ASSERT_EQ(drl_rollout_create(&ro, &whole, n * G, 6), DRL_OK);
+    ASSERT_EQ(drl_rollout_create(&ro, &whole, n * G, G, 3, 3), DRL_OK);
     drl_rollout_batch b;
     memset(&b, 0, sizeof b);
     drl_rollout_params rp = {G, 3, 1.0f, 0, 1.0f, 0, 77, 1, 0, 0, nullptr, 0, nullptr, nullptr};

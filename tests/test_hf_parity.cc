@@ -163,7 +163,7 @@ TEST_P(HfParity, ParametersLogitsGreedyAndGradientsMatchTransformers) {
   drl_rollout_batch b{};
   int P = 0;
   for (const auto &p : prompts) P = std::max(P, (int)p.size());
-  ASSERT_EQ(drl_rollout_create(&r, &l.m, 3, P + 32), DRL_OK) << last_error();
+  ASSERT_EQ(drl_rollout_create(&r, &l.m, 3, 1, P, 32), DRL_OK) << last_error();
   drl_rollout_params rp = {1, 32, 1.0f, 1, 1.0f, eos, 7, 0, 0, 0, nullptr, 0, nullptr, nullptr};
   ASSERT_EQ(drl_rollout_generate(&r, &l.m, flat.data(), offsets.data(), 3, &rp, &b), DRL_OK) << last_error();
   for (int i = 0; i < 3; ++i) {

@@ -111,6 +111,12 @@ struct DecodeCase {
         }
     }
   }
+  // The view of a cache without a shared prefix (P = 0): every column in the slot's own store, group = slot.
+  drl_decode_kv view(const std::vector<float> &kc, const std::vector<float> &vc,
+                     const std::vector<int32_t> &slot_rs) const {
+    static const float unused = 0.0f;
+    return {&unused, &unused, kc.data(), vc.data(), slot_rs.data(), n_slots, 0, n_slots, T_cap, 0};
+  }
   // Decodes the queries of position t of every row.
   std::vector<float> decode_at(int t, const std::vector<float> &kc, const std::vector<float> &vc,
                                const std::vector<int32_t> &slot_rs) const {
@@ -120,8 +126,9 @@ struct DecodeCase {
       std::copy_n(&q[((size_t)b * T + t) * H * D], H * D, &qt[(size_t)b * H * D]);
     std::vector<int32_t> pos(B, t);
     std::vector<float> scratch(drl_attention_decode_scratch_floats(B, H, T_cap));
-    EXPECT_EQ(drl_attention_decode(&dev, out.data(), qt.data(), kc.data(), vc.data(), slot_of.data(), slot_rs.data(),
-                                   pos.data(), B, n_slots, T_cap, H, KV, D, scratch.data()),
+    drl_decode_kv kv = view(kc, vc, slot_rs);
+    EXPECT_EQ(drl_attention_decode(&dev, out.data(), qt.data(), &kv, slot_of.data(), slot_of.data(), pos.data(), B, H,
+                                   KV, D, scratch.data()),
               DRL_OK)
         << last_error();
     return out;
@@ -209,25 +216,100 @@ TEST(AttentionDecode, RejectsBadArguments) {
   std::vector<float> kc, vc;
   std::vector<int32_t> slot_rs;
   c.fill_cache(&kc, &vc, &slot_rs);
+  drl_decode_kv kv = c.view(kc, vc, slot_rs);
   std::vector<float> q((size_t)c.B * c.H * c.D), out(q.size()), scratch(c.B * c.H * c.T_cap);
   std::vector<int32_t> pos(c.B, 4), bad_slot = {0, 4, 1};
   drl_clear_error();
-  EXPECT_EQ(drl_attention_decode(&dev, out.data(), q.data(), kc.data(), vc.data(), bad_slot.data(), slot_rs.data(),
-                                 pos.data(), c.B, c.n_slots, c.T_cap, c.H, c.KV, c.D, scratch.data()),
+  EXPECT_EQ(drl_attention_decode(&dev, out.data(), q.data(), &kv, c.slot_of.data(), bad_slot.data(), pos.data(), c.B,
+                                 c.H, c.KV, c.D, scratch.data()),
             DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("row 1");
+  EXPECT_EQ(drl_attention_decode(&dev, out.data(), q.data(), &kv, bad_slot.data(), c.slot_of.data(), pos.data(), c.B,
+                                 c.H, c.KV, c.D, scratch.data()),
+            DRL_ERR_INVALID_ARG)
+      << "group outside the prefix store";
   std::vector<int32_t> bad_pos = {4, c.T_cap, 4};
-  EXPECT_EQ(drl_attention_decode(&dev, out.data(), q.data(), kc.data(), vc.data(), c.slot_of.data(), slot_rs.data(),
-                                 bad_pos.data(), c.B, c.n_slots, c.T_cap, c.H, c.KV, c.D, scratch.data()),
+  EXPECT_EQ(drl_attention_decode(&dev, out.data(), q.data(), &kv, c.slot_of.data(), c.slot_of.data(), bad_pos.data(),
+                                 c.B, c.H, c.KV, c.D, scratch.data()),
             DRL_ERR_INVALID_ARG);
-  EXPECT_EQ(drl_attention_decode(&dev, out.data(), q.data(), kc.data(), vc.data(), c.slot_of.data(), slot_rs.data(),
-                                 pos.data(), c.B, c.n_slots, c.T_cap, 3, c.KV, c.D, scratch.data()),
+  EXPECT_EQ(drl_attention_decode(&dev, out.data(), q.data(), &kv, c.slot_of.data(), c.slot_of.data(), pos.data(), c.B,
+                                 3, c.KV, c.D, scratch.data()),
             DRL_ERR_INVALID_ARG)
       << "KV must divide H";
-  EXPECT_EQ(drl_attention_decode(&dev, out.data(), q.data(), kc.data(), vc.data(), c.slot_of.data(), slot_rs.data(),
-                                 pos.data(), c.B, c.n_slots, c.T_cap, c.H, c.KV, c.D, nullptr),
+  drl_decode_kv long_prefix = kv;
+  long_prefix.P = 1;  // > P_cap 0
+  EXPECT_EQ(drl_attention_decode(&dev, out.data(), q.data(), &long_prefix, c.slot_of.data(), c.slot_of.data(),
+                                 pos.data(), c.B, c.H, c.KV, c.D, scratch.data()),
+            DRL_ERR_INVALID_ARG);
+  EXPECT_EQ(drl_attention_decode(&dev, out.data(), q.data(), &kv, c.slot_of.data(), c.slot_of.data(), pos.data(), c.B,
+                                 c.H, c.KV, c.D, nullptr),
             DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("scratch");
+}
+
+// The prompt stored once per group: rows of a group read its prefix columns from the group's store and the rest from
+// their own. Every output equals the row-by-row path (drl_attention_decode_row over the row's columns laid out
+// contiguously) bit for bit, for groups of 1, 3 and 16 rows, 1 and 2 query heads per kv head, varied row starts,
+// rows at different columns (one still on its last prompt column, one on padding), a group split into two runs by
+// another group's rows, and 1 or 2 threads.
+TEST(AttentionDecode, SharedPrefixIsBitIdenticalToTheRowByRowPath) {
+  drl_device dev = cpu_device();
+  const int D = 12, KV = 2, P = 11, P_cap = 13, S_cap = 9, n_groups = 3;
+  const std::vector<int32_t> group_rs = {0, 4, 10};
+  for (int G : {1, 3, 16})
+    for (int g : {1, 2}) {
+      const int H = KV * g, N = n_groups * G, kvd = KV * D, T_cap = P + S_cap;
+      SCOPED_TRACE(testing::Message() << "G=" << G << " g=" << g);
+      std::mt19937 rng(100 + G * 10 + g);
+      std::vector<float> kp = random_uniform((size_t)n_groups * P_cap * kvd, 1 + G, -2, 2);
+      std::vector<float> vp = random_uniform(kp.size(), 2 + G);
+      std::vector<float> ks = random_uniform((size_t)N * S_cap * kvd, 3 + G, -2, 2);
+      std::vector<float> vs = random_uniform(ks.size(), 4 + G);
+      std::vector<float> q = random_uniform((size_t)N * H * D, 5 + G, -2, 2);
+      // Row order: group 1's rows, then group 0's, then group 2's first half, group 1's last row, group 2's rest.
+      std::vector<int32_t> grp, slot, pos;
+      auto add = [&](int gr, int k) {
+        grp.push_back(gr);
+        slot.push_back(gr * G + k);
+        pos.push_back(P + (int32_t)(rng() % S_cap));
+      };
+      for (int k = 0; k < G - 1; ++k) add(1, k);
+      for (int k = 0; k < G; ++k) add(0, k);
+      for (int k = 0; k < G / 2; ++k) add(2, k);
+      add(1, G - 1);
+      for (int k = G / 2; k < G; ++k) add(2, k);
+      pos[0] = P - 1;  // a row still reading its last prompt column
+      pos[N - 1] = 3;  // group 2's prompt starts at column 10: a padding query, all zeros
+      const drl_decode_kv kv = {kp.data(), vp.data(), ks.data(), vs.data(), group_rs.data(), n_groups, P_cap, N, S_cap, P};
+      std::vector<float> want((size_t)N * H * D), row(T_cap);
+      for (int i = 0; i < N; ++i) {
+        // the row's columns [0, pos] contiguous: its group's prefix, then its own suffix
+        std::vector<float> k((size_t)T_cap * kvd), v(k.size());
+        for (int j = 0; j < T_cap; ++j)
+          for (int e = 0; e < kvd; ++e) {
+            size_t src = j < P ? ((size_t)grp[i] * P_cap + j) * kvd + e : ((size_t)slot[i] * S_cap + j - P) * kvd + e;
+            k[(size_t)j * kvd + e] = j < P ? kp[src] : ks[src];
+            v[(size_t)j * kvd + e] = j < P ? vp[src] : vs[src];
+          }
+        int lo, hi;
+        drl_attention_key_range(pos[i], group_rs[grp[i]], &lo, &hi);
+        for (int h = 0; h < H; ++h)
+          drl_attention_decode_row(&want[((size_t)i * H + h) * D], row.data(), &q[((size_t)i * H + h) * D],
+                                   k.data() + (h / g) * D, v.data() + (h / g) * D, kvd, lo, hi, D,
+                                   drl_attention_scale(D));
+      }
+      int saved = omp_get_max_threads();
+      for (int threads : {1, 2}) {
+        omp_set_num_threads(threads);
+        std::vector<float> out(want.size(), 7.0f), scratch(drl_attention_decode_scratch_floats(N, H, T_cap), 5.0f);
+        ASSERT_EQ(drl_attention_decode(&dev, out.data(), q.data(), &kv, grp.data(), slot.data(), pos.data(), N, H, KV,
+                                       D, scratch.data()),
+                  DRL_OK)
+            << last_error();
+        EXPECT_EQ(0, memcmp(out.data(), want.data(), want.size() * sizeof(float))) << threads << " threads";
+      }
+      omp_set_num_threads(saved);
+    }
 }
 
 // ---------------------------------------------------------------- sampling math

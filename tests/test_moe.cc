@@ -317,9 +317,9 @@ TEST(MoeTransformer, KvDecodeMatchesTheFullForward) {
   std::vector<int32_t> seq = {1, 4, 2, 6, 3, 5, 0, 2};
   const int P = 3, T = 8, V = c.vocab;
   drl_kv_cache kc;
-  ASSERT_EQ(drl_kv_cache_create(&kc, &m, 1, T), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_kv_cache_create(&kc, &m, 1, 1, P, T - P), DRL_OK) << drl_last_error();
   std::vector<float> logits(V), full(V);
-  ASSERT_EQ(drl_kv_cache_prefill(&kc, &m, seq.data(), nullptr, 1, P, 1, 1.0f, logits.data()), DRL_OK);
+  ASSERT_EQ(drl_kv_cache_prefill(&kc, &m, seq.data(), nullptr, 1, P, 1, 1, 1.0f, logits.data()), DRL_OK);
   for (int t = P; t < T; ++t) {
     ASSERT_EQ(drl_kv_cache_decode(&kc, &m, &seq[t], nullptr, 1, 1.0f, logits.data()), DRL_OK) << drl_last_error();
     ASSERT_EQ(drl_transformer_forward(&m, seq.data(), nullptr, nullptr, 1, t + 1, 1.0f, nullptr, nullptr), DRL_OK);
@@ -342,7 +342,7 @@ class MoeTrainer : public TempDirTest {
     EXPECT_EQ(drl_config_load_default(&c), DRL_OK);
     for (const char *kv : {"model.ffn=moe", "model.d_model=16", "model.n_layers=2", "model.n_heads=2",
                            "model.n_kv_heads=1", "model.d_ff=32", "model.max_seq=16", "moe.experts=4",
-                           "moe.top_k=2", "moe.bias_rate=0.01", "data.n_train=200", "data.n_eval=16", "data.size=2",
+                           "moe.top_k=2", "moe.bias_rate=0.01", "data.n_train=200", "data.n_eval=16", "data.task=add", "data.size=2",
                            "sft.steps=12", "sft.batch_size=4", "trainer.eval_every=0", "trainer.ckpt_every=0",
                            "run.threads=2", "run.quiet=true", "grpo.steps=4", "grpo.prompts_per_step=2",
                            "grpo.group_size=4", "grpo.max_new_tokens=4", "d3s.n_init=2", "d3s.n_final=4",

@@ -34,7 +34,7 @@ TEST_F(Oom, TrainUnderAnAddressSpaceLimitNamesTheBuffer) {
   std::vector<std::string> args = {
       "train", "--set", "model.d_model=2048", "--set", "model.n_layers=8", "--set", "model.n_heads=16", "--set",
       "model.n_kv_heads=16", "--set", "model.d_ff=8192", "--set", "model.max_seq=16", "--set", "data.n_train=20",
-      "--set", "data.n_eval=0", "--set", "data.size=2", "--set", "sft.batch_size=4", "--set", "sft.steps=1",
+      "--set", "data.n_eval=0", "--set", "data.task=add", "--set", "data.size=2", "--set", "sft.batch_size=4", "--set", "sft.steps=1",
       "--set", "trainer.phases=sft", "--set", "trainer.eval_every=0", "--set", "run.threads=1", "--set",
       "run.out_dir=" + path("run")};
   setenv("OPENBLAS_NUM_THREADS", "1", 1);  // OpenBLAS sizes its start-up buffers by it, before dynrl runs

@@ -84,9 +84,10 @@ struct Sampler {
   drl_transformer model{};
   drl_rollout ro{};
   drl_rollout_batch batch{};
-  Sampler(const drl_transformer_config &c, int rows, int T, uint64_t seed = 5) {
-    EXPECT_EQ(drl_transformer_create(&model, &c, &dev, rows, T, seed), DRL_OK) << drl_last_error();
-    EXPECT_EQ(drl_rollout_create(&ro, &model, rows, T), DRL_OK) << drl_last_error();
+  // A sampler for rows rollouts of prompts up to P_max tokens and responses up to new_max, in groups of group_size.
+  Sampler(const drl_transformer_config &c, int rows, int P_max, int new_max, uint64_t seed = 5, int group_size = 1) {
+    EXPECT_EQ(drl_transformer_create(&model, &c, &dev, rows, P_max + new_max, seed), DRL_OK) << drl_last_error();
+    EXPECT_EQ(drl_rollout_create(&ro, &model, rows, group_size, P_max, new_max), DRL_OK) << drl_last_error();
   }
   ~Sampler() {
     drl_rollout_batch_free(&batch);
@@ -121,9 +122,9 @@ drl_transformer_config all_features_config(int tied = 0) {
 // prefill, a prefill that runs in chunks of the model's B_max, and the pretrained-architecture features (with biases
 // and norm gains redrawn, and padding ids among the inputs).
 TEST(KvCache, IncrementalLogitsMatchFullForward) {
-  for (int variant = 0; variant < 4; ++variant) {
-    int tied = variant % 2 == 0, all = variant >= 2;
-    SCOPED_TRACE(testing::Message() << "tied=" << tied << " all features=" << all);
+  for (int variant = 0; variant < 8; ++variant) {
+    int tied = variant % 2 == 0, all = variant % 4 >= 2, share = variant < 4;
+    SCOPED_TRACE(testing::Message() << "tied=" << tied << " all features=" << all << " shared prompt=" << share);
     drl_device dev = cpu_device();
     drl_transformer_config c = all ? all_features_config(tied) : small_config(tied);
     const int B = 3, P = 6, S = 7, T = P + S, G = 2, V = drl_transformer_vocab_used(&c);
@@ -142,10 +143,10 @@ TEST(KvCache, IncrementalLogitsMatchFullForward) {
       randomize_vectors(ref.ps.layout, ref.ps.params, 10);
     }
     drl_kv_cache cache;
-    ASSERT_EQ(drl_kv_cache_create(&cache, &m, B * G + 1, T), DRL_OK) << drl_last_error();
+    ASSERT_EQ(drl_kv_cache_create(&cache, &m, B * G + 1, share ? B : B * G, P, S), DRL_OK) << drl_last_error();
     std::vector<float> got((size_t)B * V), want((size_t)B * V);
     const float temp = 0.8f;
-    ASSERT_EQ(drl_kv_cache_prefill(&cache, &m, prompts.data(), rs.data(), B, P, G, temp, got.data()), DRL_OK)
+    ASSERT_EQ(drl_kv_cache_prefill(&cache, &m, prompts.data(), rs.data(), B, P, G, share, temp, got.data()), DRL_OK)
         << drl_last_error();
     ASSERT_EQ(drl_transformer_forward(&ref, full.data(), nullptr, rs.data(), B, T, temp, nullptr, nullptr), DRL_OK);
     double worst = 0, scale = 0;
@@ -182,9 +183,9 @@ TEST(KvCache, IncrementalLogitsMatchFullForward) {
       }
     for (int b = 0; b < B; ++b)
       for (int g = 0; g < G; ++g) EXPECT_EQ(cache.len[b * G + g], T - 1);
-    std::printf("[ measured ] KV-cache vs full forward logits (tied=%d, all features=%d): max |diff| %.3g (max |logit| "
-                "%.3g)\n",
-                tied, all, worst, scale);
+    std::printf("[ measured ] KV-cache vs full forward logits (tied=%d, all features=%d, shared=%d): max |diff| %.3g "
+                "(max |logit| %.3g)\n",
+                tied, all, share, worst, scale);
     drl_kv_cache_free(&cache);
     drl_transformer_free(&m);
     drl_transformer_free(&ref);
@@ -197,21 +198,22 @@ TEST(KvCache, RejectsBadCalls) {
   drl_transformer m;
   ASSERT_EQ(drl_transformer_create(&m, &c, &dev, 2, 8, 1), DRL_OK);
   drl_kv_cache cache;
-  EXPECT_EQ(drl_kv_cache_create(&cache, &m, 2, c.max_seq + 1), DRL_ERR_INVALID_ARG);
-  ASSERT_EQ(drl_kv_cache_create(&cache, &m, 2, 8), DRL_OK);
+  EXPECT_EQ(drl_kv_cache_create(&cache, &m, 2, 2, c.max_seq, 1), DRL_ERR_INVALID_ARG);
+  EXPECT_EQ(drl_kv_cache_create(&cache, &m, 2, 0, 3, 5), DRL_ERR_INVALID_ARG);
+  ASSERT_EQ(drl_kv_cache_create(&cache, &m, 2, 2, 3, 5), DRL_OK);
   std::vector<int32_t> tok = {1, 2, 3, 4, 5, 6}, rs = {0, 1};
   std::vector<float> logits(2 * c.vocab);
   drl_clear_error();
   std::vector<int32_t> one = {1, 1};
   EXPECT_EQ(drl_kv_cache_decode(&cache, &m, one.data(), nullptr, 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("needs a prefill");
-  EXPECT_EQ(drl_kv_cache_prefill(&cache, &m, tok.data(), rs.data(), 2, 3, 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG)
+  EXPECT_EQ(drl_kv_cache_prefill(&cache, &m, tok.data(), rs.data(), 2, 3, 2, 1, 1.0f, logits.data()), DRL_ERR_INVALID_ARG)
       << "4 slots needed, 2 allocated";
   std::vector<int32_t> empty = {0, 3};
-  EXPECT_EQ(drl_kv_cache_prefill(&cache, &m, tok.data(), empty.data(), 2, 3, 1, 1.0f, logits.data()),
+  EXPECT_EQ(drl_kv_cache_prefill(&cache, &m, tok.data(), empty.data(), 2, 3, 1, 1, 1.0f, logits.data()),
             DRL_ERR_INVALID_ARG);
   EXPECT_ERROR_HAS("no real token");
-  ASSERT_EQ(drl_kv_cache_prefill(&cache, &m, tok.data(), rs.data(), 2, 3, 1, 1.0f, logits.data()), DRL_OK)
+  ASSERT_EQ(drl_kv_cache_prefill(&cache, &m, tok.data(), rs.data(), 2, 3, 1, 1, 1.0f, logits.data()), DRL_OK)
       << drl_last_error();
   std::vector<int32_t> dup = {1, 1}, bad_tok = {1, 11};
   EXPECT_EQ(drl_kv_cache_decode(&cache, &m, one.data(), dup.data(), 2, 1.0f, logits.data()), DRL_ERR_INVALID_ARG);
@@ -241,7 +243,7 @@ TEST(Rollout, LogprobsMatchTrainingForward) {
     const int G = 3, max_new = 9;
     Prompts pr = random_prompts({7, 3, 5, 1}, c.vocab, 17);
     const int rows = pr.n() * G, T = 7 + max_new;
-    Sampler s(c, rows, T);
+    Sampler s(c, rows, 7, max_new);
     if (all) randomize_vectors(s.model.ps.layout, s.model.ps.params, 18);
     drl_rollout_params p = params(G, max_new, 4);
     p.temperature = 0.7f;
@@ -297,7 +299,7 @@ TEST(Rollout, NeverSamplesPaddingIds) {
   const int G = 4, max_new = 12, C = c.d_model, P = 6;
   Prompts pr = random_prompts({5, 3, 6}, c.vocab, 51);
   const int rows = pr.n() * G, T = P + max_new;
-  Sampler s(c, rows, T);
+  Sampler s(c, rows, P, max_new);
   const drl_tensor_info *head = drl_layout_find(&s.model.ps.layout, "lm_head");
   float *W = s.model.ps.params + head->offset;
   // Rows 11..15 are +-1000 e_0, +-1000 e_1, +1000 e_2: one of them scores 1000 max(|x_0|, |x_1|) for any hidden x.
@@ -356,7 +358,7 @@ TEST(Rollout, StopsOnAnyEosId) {
   drl_transformer_config c = small_config();
   const int G = 1, max_new = 6;
   Prompts pr = random_prompts({4, 3}, c.vocab, 31);
-  Sampler s(c, pr.n() * G, 4 + max_new);
+  Sampler s(c, pr.n() * G, 4, max_new);
   drl_rollout_params p = params(G, max_new, 0);
   p.top_k = 1;
   std::vector<int> used(c.vocab, 0);
@@ -390,7 +392,7 @@ TEST(Rollout, LayoutMaskEosAndPadding) {
   const int G = 4, max_new = 8;
   Prompts pr = random_prompts({2, 5, 3}, c.vocab, 23);
   const int rows = pr.n() * G, T = 5 + max_new;
-  Sampler s(c, rows, T);
+  Sampler s(c, rows, 5, max_new);
   drl_rollout_params p = params(G, max_new, 0);
   p.temperature = 1.5f;
   ASSERT_EQ(s.run(pr, p), DRL_OK) << drl_last_error();
@@ -431,7 +433,7 @@ TEST(Rollout, MaxNewTokensCaps) {
   drl_transformer_config c = small_config();
   const int G = 2, max_new = 6;
   Prompts pr = random_prompts({4, 2}, c.vocab, 29);
-  Sampler s(c, pr.n() * G, 4 + max_new);
+  Sampler s(c, pr.n() * G, 4, max_new);
   drl_rollout_params p = params(G, max_new, 0);
   p.top_k = 1;  // greedy: the continuation does not depend on the EOS id
   ASSERT_EQ(s.run(pr, p), DRL_OK);
@@ -454,11 +456,60 @@ TEST(Rollout, MaxNewTokensCaps) {
   EXPECT_EQ(s.batch.generated_tokens, (int64_t)s.batch.rows * max_new);
 }
 
+// A prompt's G rows reading one stored copy of its keys and values give the rollouts of rows that each keep their own
+// copy, bit for bit: tokens, log-probs, entropies, masks and lengths, with rows that stop early, at 1 and 2 threads.
+TEST(Rollout, SharedPromptGivesThePerRowCopiesRollouts) {
+  drl_transformer_config c = small_config();
+  const int max_new = 12;
+  Prompts pr = random_prompts({7, 2, 5}, c.vocab, 57);
+  int saved = drl_cpu_threads();
+  for (int G : {3, 16})
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE(testing::Message() << "G=" << G << " threads=" << threads);
+      drl_cpu_set_threads(threads);
+      Sampler shared(c, pr.n() * G, 7, max_new, 5, G), copies(c, pr.n() * G, 7, max_new, 5, 1);
+      copies.ro.share_prefix = 0;
+      drl_rollout_params p = params(G, max_new, 3);
+      ASSERT_EQ(shared.run(pr, p), DRL_OK) << drl_last_error();
+      ASSERT_EQ(copies.run(pr, p), DRL_OK) << drl_last_error();
+      const drl_rollout_batch &a = shared.batch, &b = copies.batch;
+      ASSERT_EQ(a.rows, b.rows);
+      ASSERT_EQ(a.T, b.T);
+      size_t cells = (size_t)a.rows * a.T;
+      EXPECT_EQ(0, memcmp(a.tokens, b.tokens, cells * sizeof(int32_t)));
+      EXPECT_EQ(0, memcmp(a.logprob, b.logprob, cells * sizeof(float)));
+      EXPECT_EQ(0, memcmp(a.entropy, b.entropy, cells * sizeof(float)));
+      EXPECT_EQ(0, memcmp(a.mask, b.mask, cells));
+      EXPECT_EQ(0, memcmp(a.response_len, b.response_len, (size_t)a.rows * sizeof(int32_t)));
+      int early = 0, full = 0;
+      for (int r = 0; r < a.rows; ++r) (a.response_len[r] < max_new ? early : full) += 1;
+      EXPECT_GT(early, 0) << "some rows stop early";
+      EXPECT_GT(full, 0) << "some rows run to max_new";
+      EXPECT_EQ(shared.ro.cache.n_groups, pr.n());
+      EXPECT_EQ(copies.ro.cache.n_groups, pr.n() * G);
+    }
+  drl_cpu_set_threads(saved);
+}
+
+// The KV cache holds each prompt once per group: with b = 2 x layers x kv heads x head size x 4 bytes per position,
+// (R / G) x P x b for the prompts and R x L_r x b for the responses (R rows, G per prompt, P prompt columns, L_r new
+// tokens), against R x (P + L_r) x b when every row keeps its own prompt.
+TEST(Rollout, KvCacheBytesFollowTheSharedPrefixFormula) {
+  drl_transformer_config c = small_config();
+  const int R = 128, G = 16, P = 8, Lr = 16;
+  const int64_t b = 2LL * c.n_layers * c.n_kv_heads * (c.d_model / c.n_heads) * 4;
+  Sampler shared(c, R, P, Lr, 5, G), copies(c, R, P, Lr, 5, 1);
+  EXPECT_EQ(shared.ro.cache.kv_bytes, (int64_t)(R / G) * P * b + (int64_t)R * Lr * b);
+  EXPECT_EQ(copies.ro.cache.kv_bytes, (int64_t)R * (P + Lr) * b);
+  EXPECT_EQ(shared.ro.cache.kv_bytes, drl_kv_cache_kv_bytes(&c, R, R / G, P, Lr));
+  EXPECT_LT(shared.ro.cache.device_bytes, copies.ro.cache.device_bytes);
+}
+
 TEST(Rollout, SameSeedSameRolloutsWithOneOrTwoThreads) {
   drl_transformer_config c = small_config();
   const int G = 4, max_new = 10;
   Prompts pr = random_prompts({6, 2, 4}, c.vocab, 31);
-  Sampler s(c, pr.n() * G, 6 + max_new);
+  Sampler s(c, pr.n() * G, 6, max_new);
   drl_rollout_params p = params(G, max_new, 3);
   p.top_p = 0.95f;
   int saved = drl_cpu_threads();
@@ -485,7 +536,7 @@ TEST(Rollout, SeedsStepsAndGroupMembersDiffer) {
   drl_transformer_config c = small_config();
   const int G = 6, max_new = 8;
   Prompts pr = random_prompts({5, 3}, c.vocab, 37);
-  Sampler s(c, pr.n() * G, 5 + max_new);
+  Sampler s(c, pr.n() * G, 5, max_new);
   drl_rollout_params p = params(G, max_new, 10);
   ASSERT_EQ(s.run(pr, p), DRL_OK);
   std::vector<int32_t> base = s.tokens();
@@ -521,7 +572,7 @@ TEST(Rollout, DrawsDoNotDependOnBatchComposition) {
   drl_transformer_config c = small_config();
   const int G = 3, max_new = 8;
   Prompts pr = random_prompts({6, 2, 4}, c.vocab, 41);
-  Sampler s(c, pr.n() * G, 6 + max_new);
+  Sampler s(c, pr.n() * G, 6, max_new);
   drl_rollout_params p = params(G, max_new, 10);
   ASSERT_EQ(s.run(pr, p), DRL_OK);
   std::vector<int32_t> all = s.tokens();
@@ -544,7 +595,7 @@ TEST(Rollout, DrawsDoNotDependOnBatchComposition) {
 TEST(Rollout, RejectsBadArguments) {
   drl_transformer_config c = small_config();
   Prompts pr = random_prompts({3, 2}, c.vocab, 43);
-  Sampler s(c, 4, 8);
+  Sampler s(c, 4, 3, 5);
   drl_rollout_params p = params(2, 5, 1);
   drl_clear_error();
   drl_rollout_params q = p;
@@ -566,9 +617,13 @@ TEST(Rollout, RejectsBadArguments) {
   q.group_size = 3;  // 6 rows > 4
   EXPECT_EQ(s.run(pr, q), DRL_ERR_INVALID_ARG);
   q = p;
-  q.max_new_tokens = 6;  // 3 + 6 > 8
+  q.max_new_tokens = 6;  // > 5
   EXPECT_EQ(s.run(pr, q), DRL_ERR_INVALID_ARG);
-  EXPECT_ERROR_HAS("exceed");
+  EXPECT_ERROR_HAS("sampler's 1..5");
+  Prompts longer;
+  longer.add({1, 2, 3, 4});  // > 3
+  EXPECT_EQ(s.run(longer, p), DRL_ERR_INVALID_ARG);
+  EXPECT_ERROR_HAS("1..3 tokens");
   q = p;
   q.first_rollout = UINT64_C(1) << 44;
   EXPECT_EQ(s.run(pr, q), DRL_ERR_INVALID_ARG);
@@ -601,7 +656,7 @@ TEST(Rollout, ThroughputDefaultModel) {
   c.norm_eps = 1e-5f;
   const int G = 16, max_new = 6;
   Prompts pr = random_prompts({8, 9, 10, 8, 7, 10, 9, 8}, c.vocab, 47);
-  Sampler s(c, pr.n() * G, 10 + max_new);
+  Sampler s(c, pr.n() * G, 10, max_new);
   drl_rollout_params p = params(G, max_new, 12);
   ASSERT_EQ(s.run(pr, p), DRL_OK) << drl_last_error();  // warm-up
   int64_t tokens = 0;
@@ -627,7 +682,7 @@ TEST(Rollout, OnTokenStreamsEveryResponseTokenInOrder) {
   drl_transformer_config c = small_config();
   const int G = 3, max_new = 9;
   Prompts pr = random_prompts({5, 2}, c.vocab, 41);
-  Sampler s(c, pr.n() * G, 5 + max_new);
+  Sampler s(c, pr.n() * G, 5, max_new);
   struct Seen {
     std::vector<std::vector<int32_t>> rows;
     int calls = 0;
@@ -657,7 +712,7 @@ TEST(Rollout, TopKOneIsTheArgmaxOfTheFullForward) {
   drl_transformer_config c = all_features_config();
   const int G = 1, max_new = 8, P = 5, V = drl_transformer_vocab_used(&c);
   Prompts pr = random_prompts({5, 3, 1}, c.vocab, 43);
-  Sampler s(c, pr.n() * G, P + max_new, 17);
+  Sampler s(c, pr.n() * G, P, max_new, 17);
   drl_rollout_params p = params(G, max_new, 0);
   p.top_k = 1;
   p.temperature = 0.7f;  // any temperature: the argmax does not move

@@ -588,8 +588,8 @@ TEST(TransformerArch, MemoryAccountingIsWhatCreateAllocates) {
     EXPECT_EQ(mem.activations, m.act_bytes) << variant;
     EXPECT_GT(mem.activations, 0);
     drl_kv_cache kv;
-    ASSERT_EQ(drl_kv_cache_create(&kv, &m, 4, 12), DRL_OK) << last_error();
-    EXPECT_EQ(drl_kv_cache_device_bytes(&c, &cpu, 4, 12), kv.device_bytes) << variant;
+    ASSERT_EQ(drl_kv_cache_create(&kv, &m, 4, 2, 5, 7), DRL_OK) << last_error();
+    EXPECT_EQ(drl_kv_cache_device_bytes(&c, &cpu, 4, 2, 5, 7), kv.device_bytes) << variant;
     drl_kv_cache_free(&kv);
     drl_transformer_free(&m);
   }

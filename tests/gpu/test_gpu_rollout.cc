@@ -28,14 +28,14 @@ TEST(GpuKvCache, PrefillAndDecodeMatchCpu) {
   ASSERT_EQ(drl_transformer_create(&mc, &c, &cpu, B, P, 42), DRL_OK);
   ASSERT_EQ(drl_transformer_create(&mg, &c, &gpu, B, P, 42), DRL_OK) << drl_last_error();
   drl_kv_cache kc, kg;
-  ASSERT_EQ(drl_kv_cache_create(&kc, &mc, B * G, P + S), DRL_OK);
-  ASSERT_EQ(drl_kv_cache_create(&kg, &mg, B * G, P + S), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_kv_cache_create(&kc, &mc, B * G, B, P, S), DRL_OK);
+  ASSERT_EQ(drl_kv_cache_create(&kg, &mg, B * G, B, P, S), DRL_OK) << drl_last_error();
   std::mt19937 rng(9);
   std::vector<int32_t> prompts((size_t)B * P), rs = {0, 4, 11, 2, 7};
   for (auto &x : prompts) x = (int32_t)(rng() % V);
   std::vector<float> lc((size_t)B * G * V), lg(lc.size());
-  ASSERT_EQ(drl_kv_cache_prefill(&kc, &mc, prompts.data(), rs.data(), B, P, G, 0.9f, lc.data()), DRL_OK);
-  ASSERT_EQ(drl_kv_cache_prefill(&kg, &mg, prompts.data(), rs.data(), B, P, G, 0.9f, lg.data()), DRL_OK)
+  ASSERT_EQ(drl_kv_cache_prefill(&kc, &mc, prompts.data(), rs.data(), B, P, G, 1, 0.9f, lc.data()), DRL_OK);
+  ASSERT_EQ(drl_kv_cache_prefill(&kg, &mg, prompts.data(), rs.data(), B, P, G, 1, 0.9f, lg.data()), DRL_OK)
       << drl_last_error();
   auto rel = [&](int n) {
     double d = 0, s = 1e-12;
@@ -78,8 +78,8 @@ TEST(GpuKvCache, PretrainedArchitectureMatchesCpu) {
   randomize_vectors(mc.ps.layout, mc.ps.params, 47);
   ASSERT_EQ(drl_copy_to_device(&gpu, mg.ps.params, mc.ps.params, (size_t)mc.ps.layout.total * 4), DRL_OK);
   drl_kv_cache kc, kg;
-  ASSERT_EQ(drl_kv_cache_create(&kc, &mc, B, P + S), DRL_OK);
-  ASSERT_EQ(drl_kv_cache_create(&kg, &mg, B, P + S), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_kv_cache_create(&kc, &mc, B, B, P, S), DRL_OK);
+  ASSERT_EQ(drl_kv_cache_create(&kg, &mg, B, B, P, S), DRL_OK) << drl_last_error();
   std::mt19937 rng(10);
   std::vector<int32_t> prompts((size_t)B * P), rs = {0, 3, 9, 5};
   for (auto &x : prompts) x = (int32_t)(rng() % c.vocab);
@@ -92,8 +92,8 @@ TEST(GpuKvCache, PretrainedArchitectureMatchesCpu) {
     }
     return d / s;
   };
-  ASSERT_EQ(drl_kv_cache_prefill(&kc, &mc, prompts.data(), rs.data(), B, P, 1, 0.9f, lc.data()), DRL_OK);
-  ASSERT_EQ(drl_kv_cache_prefill(&kg, &mg, prompts.data(), rs.data(), B, P, 1, 0.9f, lg.data()), DRL_OK)
+  ASSERT_EQ(drl_kv_cache_prefill(&kc, &mc, prompts.data(), rs.data(), B, P, 1, 1, 0.9f, lc.data()), DRL_OK);
+  ASSERT_EQ(drl_kv_cache_prefill(&kg, &mg, prompts.data(), rs.data(), B, P, 1, 1, 0.9f, lg.data()), DRL_OK)
       << drl_last_error();
   EXPECT_LT(rel(), 1e-4) << "prefill";
   std::vector<int32_t> tok(B);
@@ -120,7 +120,7 @@ TEST(GpuRollout, LogprobsMatchGpuTrainingForward) {
   drl_transformer m;
   ASSERT_EQ(drl_transformer_create(&m, &c, &gpu, rows, T, 42), DRL_OK) << drl_last_error();
   drl_rollout ro;
-  ASSERT_EQ(drl_rollout_create(&ro, &m, rows, T), DRL_OK) << drl_last_error();
+  ASSERT_EQ(drl_rollout_create(&ro, &m, rows, G, P, max_new), DRL_OK) << drl_last_error();
   std::mt19937 rng(11);
   std::vector<int32_t> tokens;
   std::vector<int64_t> offsets = {0};

@@ -702,34 +702,42 @@ OpCase kv_append_case(int n_slots, int T_cap, int kvd, int src_rows, int N, bool
 }
 
 struct DecodeShape {
-  int n_slots, T_cap, H, KV, D;
-  std::vector<int32_t> slot, pos, rs;  // rs: per slot
+  int n_groups, P, P_cap, n_slots, S_cap, H, KV, D;
+  std::vector<int32_t> grp, slot, pos, rs;  // rs: per group
 };
 
 DecodeShape decode_edges(int D) {
-  // slot 3's query (position 37) is padding (an empty key range), slot 5's sees only itself.
-  return {9, 100, 8, 2, D, {8, 0, 3, 5, 1, 2, 7}, {99, 0, 37, 64, 5, 70, 12}, {0, 3, 38, 40, 0, 64, 0, 6, 20}};
+  // Group 1's rows are not adjacent; group 2's prompt starts after P (no prefix column) and row 2's query (column 37)
+  // is padding (an empty key range); row 3 sees only itself; row 1 is still on a prompt column.
+  return {4, 30, 32, 9, 70, 8, 2, D, {1, 0, 2, 3, 1, 2, 0}, {8, 0, 3, 5, 1, 2, 7}, {99, 12, 37, 64, 45, 70, 31},
+          {0, 3, 38, 64}};
 }
 
-// One query per slot at a random position, after a random amount of padding (some rows all padding).
+// Groups of 16 adjacent rows sharing a prompt of T_cap / 4 columns (random row starts), each row at a random column
+// after it.
 DecodeShape decode_batch(int n_slots, int T_cap, int H, int KV, int D) {
-  DecodeShape s{n_slots, T_cap, H, KV, D, {}, {}, {}};
+  const int P = T_cap / 4;
+  DecodeShape s{n_slots / 16, P, P, n_slots, T_cap - P, H, KV, D, {}, {}, {}, {}};
   std::mt19937 g(7);
+  for (int i = 0; i < s.n_groups; ++i) s.rs.push_back((int32_t)(g() % (uint32_t)P));
   for (int i = 0; i < n_slots; ++i) {
+    s.grp.push_back(i / 16);
     s.slot.push_back(n_slots - 1 - i);
-    s.pos.push_back((int32_t)(g() % (uint32_t)T_cap));
-    s.rs.push_back((int32_t)(g() % (uint32_t)(T_cap / 2)));
+    s.pos.push_back(P + (int32_t)(g() % (uint32_t)(T_cap - P)));
   }
   return s;
 }
 
 OpCase attention_decode_case(const DecodeShape &s, uint32_t seed) {
   OpCase c;
-  const int N = (int)s.slot.size();
-  const size_t ncache = (size_t)s.n_slots * s.T_cap * s.KV * s.D;
-  int kc = c.in("k_cache", random_uniform(ncache, seed, -2, 2)), vc = c.in("v_cache", random_uniform(ncache, seed + 1));
+  const int N = (int)s.slot.size(), kvd = s.KV * s.D, T_cap = s.P + s.S_cap;
+  const size_t nprefix = (size_t)s.n_groups * s.P_cap * kvd, nsuffix = (size_t)s.n_slots * s.S_cap * kvd;
+  int kp = c.in("k_prefix", random_uniform(nprefix, seed, -2, 2)), vp = c.in("v_prefix", random_uniform(nprefix, seed + 1));
+  int ks = c.in("k_suffix", random_uniform(nsuffix, seed + 3, -2, 2));
+  int vs = c.in("v_suffix", random_uniform(nsuffix, seed + 4));
   int q = c.in("q", random_uniform((size_t)N * s.H * s.D, seed + 2, -2, 2));
-  int islot = c.in("slot", s.slot), irs = c.in("row_start", s.rs), ipos = c.in("pos", s.pos);
+  int igrp = c.in("group", s.grp), islot = c.in("slot", s.slot), irs = c.in("row_start", s.rs);
+  int ipos = c.in("pos", s.pos);
   int out = c.out("out", Ty::F32, (size_t)N * s.H * s.D,
                   with_zeros(near(1e-6, 0,
                                   "float scores (D/8 + 3 roundings), expf, the softmax sum and the output "
@@ -738,23 +746,28 @@ OpCase attention_decode_case(const DecodeShape &s, uint32_t seed) {
                                   "the same per-key arithmetic; only the softmax sum's order and CUDA's "
                                   "expf differ; an empty key range gives exact zeros")));
   int scr = c.scratch("scratch",
-                      [=](const drl_device *) { return 4 * drl_attention_decode_scratch_floats(N, s.H, s.T_cap); });
+                      [=](const drl_device *) { return 4 * drl_attention_decode_scratch_floats(N, s.H, T_cap); });
   c.run = [=](const drl_device *d, OpPtrs p) {
-    return drl_attention_decode(d, PF(out), PF(q), PF(kc), PF(vc), PI(islot), PI(irs), PI(ipos), N, s.n_slots, s.T_cap,
-                                s.H, s.KV, s.D, PF(scr));
+    drl_decode_kv kv = {PF(kp), PF(vp), PF(ks), PF(vs), PI(irs), s.n_groups, s.P_cap, s.n_slots, s.S_cap, s.P};
+    return drl_attention_decode(d, PF(out), PF(q), &kv, PI(igrp), PI(islot), PI(ipos), N, s.H, s.KV, s.D, PF(scr));
   };
   c.ref = [=](OpCase &c, Want &w) {
     w[out] = zeros((size_t)N * s.H * s.D);
     const int g = s.H / s.KV;
     const double scale = 1.0 / std::sqrt((double)s.D);
-    std::vector<double> sc(s.T_cap);
+    std::vector<double> sc(T_cap);
     for (int i = 0; i < N; ++i)
       for (int h = 0; h < s.H; ++h) {
-        int sl = c.i32(islot)[i], lo = c.i32(irs)[sl], t = c.i32(ipos)[i], hi = t >= lo ? t + 1 : lo;
+        int gr = c.i32(igrp)[i], sl = c.i32(islot)[i], lo = c.i32(irs)[gr], t = c.i32(ipos)[i];
+        int hi = t >= lo ? t + 1 : lo;
+        auto at = [&](int x_prefix, int x_suffix, int j) {  // column j of kv head h / g
+          return j < s.P ? c.f(x_prefix) + (((size_t)gr * s.P_cap + j) * s.KV + h / g) * s.D
+                         : c.f(x_suffix) + (((size_t)sl * s.S_cap + j - s.P) * s.KV + h / g) * s.D;
+        };
         const float *qi = c.f(q) + ((size_t)i * s.H + h) * s.D;
         double mx = -INFINITY, sum = 0;
         for (int j = lo; j < hi; ++j) {
-          const float *kj = c.f(kc) + (((size_t)sl * s.T_cap + j) * s.KV + h / g) * s.D;
+          const float *kj = at(kp, ks, j);
           double dot = 0;
           for (int d = 0; d < s.D; ++d) dot += (double)qi[d] * kj[d];
           sc[j] = dot * scale;
@@ -763,7 +776,7 @@ OpCase attention_decode_case(const DecodeShape &s, uint32_t seed) {
         for (int j = lo; j < hi; ++j) sum += (sc[j] = std::exp(sc[j] - mx));
         double *o = w[out].data() + ((size_t)i * s.H + h) * s.D;
         for (int j = lo; j < hi; ++j) {
-          const float *vj = c.f(vc) + (((size_t)sl * s.T_cap + j) * s.KV + h / g) * s.D;
+          const float *vj = at(vp, vs, j);
           for (int d = 0; d < s.D; ++d) o[d] += sc[j] / sum * vj[d];
         }
       }
@@ -2072,9 +2085,11 @@ std::vector<OpEntry> build_table() {
               [] { return kv_append_case(64, 512, 256, 4096, 4000, true); })}});
   t.push_back(
       {"attention_decode",
-       {small("7 rows, 9 slots x 100, H=8 KV=2 D=64", [] { return attention_decode_case(decode_edges(64), 5); }),
-        small("7 rows, 9 slots x 100, H=8 KV=2 D=6", [] { return attention_decode_case(decode_edges(6), 15); }),
-        large("256 rows, 256 slots x 512, H=8 KV=2 D=64",
+       {small("7 rows, 4 prompts x 30 + 9 slots x 70, H=8 KV=2 D=64",
+              [] { return attention_decode_case(decode_edges(64), 5); }),
+        small("7 rows, 4 prompts x 30 + 9 slots x 70, H=8 KV=2 D=6",
+              [] { return attention_decode_case(decode_edges(6), 15); }),
+        large("256 rows in groups of 16, prompt 128 + 384 own columns, H=8 KV=2 D=64",
               [] { return attention_decode_case(decode_batch(256, 512, 8, 2, 64), 25); })}});
 
   // ---- LM head
