@@ -13,6 +13,10 @@
  * the same kind but the kept-row counts of D3S depend on the advantages. The table states the mean kept rows and
  * response length of the timed iterations.
  *
+ * Two paths, each from the same initial policy: "padded" (the update computes the entropies in its old-policy pass
+ * over every kept row at full width) and "pruned" (the update gets the rollout's entropies, chooses the tokens first
+ * and forwards only rows with a loss token, cut after their last one; drl_grpo_update_batch.entropy).
+ *
  * Extra options (besides --device, --append, --quick): --warmup N (default 2), --iters N (timed, default 5),
  * --init CKPT, --set KEY=VALUE (any config override, repeatable, e.g. --set d3s.sampling=none). */
 #include <stdio.h>
@@ -55,6 +59,80 @@ static int take_own_args(int *argc, char **argv, int *warmup, int *iters, const 
   return (*warmup < 0 || *iters < 1) ? 2 : 0;
 }
 
+typedef struct path_result {
+  double ms[PH_COUNT], iter_ms;
+  double kept_rows, kept_tokens, resp_len, reward, gen_tokens, positions, params;
+  char task[32];
+} path_result;
+
+/* Runs warmup + iters iterations from the configured initial policy; pruned: the update gets the rollout's
+ * entropies. */
+static void run_path(const drl_config *cfg, const char *init, int pruned, int warmup, int iters, path_result *res) {
+  const drl_config_grpo *g = &cfg->grpo;
+  int n = g->prompts_per_step, G = g->group_size, rows = n * G;
+  int B_max = rows < 64 ? rows : 64; /* as the trainer sizes the policy's activations */
+  drl_run run;
+  memset(&run, 0, sizeof run);
+  memset(res, 0, sizeof *res);
+  CHECK(drl_run_open(&run, cfg, NULL, B_max), "run open");
+  if (init) CHECK(drl_run_load_weights(&run, init), "load weights");
+  int64_t longest = run.max_prompt;
+  int T = (int)longest + g->max_new_tokens;
+  drl_rollout ro;
+  drl_grpo_update_state rs;
+  memset(&ro, 0, sizeof ro);
+  CHECK(drl_rollout_create(&ro, &run.model, rows, g->group_size, (int)longest, g->max_new_tokens), "rollout create");
+  CHECK(drl_grpo_update_state_create(&rs, cfg, &run.model, 1, rows, T), "rl state");
+  int32_t *prompts = malloc((size_t)n * (size_t)longest * sizeof(int32_t));
+  int64_t *offsets = malloc((size_t)(n + 1) * sizeof(int64_t)), *examples = malloc((size_t)n * sizeof(int64_t));
+  float *rewards = malloc((size_t)rows * sizeof(float));
+  if (!prompts || !offsets || !examples || !rewards) die("host memory");
+  drl_rollout_batch batch;
+  memset(&batch, 0, sizeof batch);
+  double sum[PH_COUNT] = {0};
+  int total = warmup + iters;
+  for (int it = 1; it <= total; ++it) {
+    double t[PH_COUNT];
+    drl_run_draw_prompts(&run, (uint32_t)it, 0, n, prompts, offsets, examples);
+    drl_rollout_params p = {G, g->max_new_tokens, (float)g->temperature, g->top_k, (float)g->top_p,
+                            run.eos, cfg->run.seed, (uint32_t)it, 0, 0, run.stop_ids, run.n_stop, NULL, NULL};
+    double t0 = bench_now();
+    CHECK(drl_rollout_generate(&ro, &run.model, prompts, offsets, n, &p, &batch), "rollout");
+    double t1 = bench_now();
+    CHECK(drl_run_score(&run, &batch, prompts, offsets, examples, rewards), "score");
+    double t2 = bench_now();
+    t[PH_ROLLOUT] = t1 - t0;
+    t[PH_REWARD] = t2 - t1;
+    drl_grpo_update_batch rb = {n, G, batch.T, batch.tokens, batch.row_start, batch.mask, rewards,
+                                pruned ? batch.entropy : NULL};
+    drl_grpo_update_stats st;
+    CHECK(drl_grpo_update(&rs, &run.model, cfg, &rb, NULL, NULL, it, total, &run.optim_step, &st), "rl step");
+    t[PH_ADV] = st.seconds_select;
+    t[PH_OLD] = st.seconds_old_policy;
+    t[PH_UPDATE] = st.seconds_update;
+    if (it > warmup) {
+      for (int i = 0; i < PH_COUNT; ++i) sum[i] += t[i];
+      res->kept_rows += (double)st.kept_samples / iters;
+      res->kept_tokens += (double)st.kept_tokens / iters;
+      res->resp_len += st.response_len / iters;
+      res->reward += st.reward_mean / iters;
+      res->gen_tokens += (double)batch.generated_tokens / iters;
+      res->positions += (double)st.positions / iters;
+    }
+  }
+  for (int i = 0; i < PH_COUNT; ++i) res->iter_ms += (res->ms[i] = 1e3 * sum[i] / iters);
+  res->params = (double)run.model.ps.layout.total;
+  snprintf(res->task, sizeof res->task, "%s", run.data.task);
+  drl_rollout_batch_free(&batch);
+  free(prompts);
+  free(offsets);
+  free(examples);
+  free(rewards);
+  drl_grpo_update_state_free(&rs, &run.model);
+  drl_rollout_free(&ro);
+  drl_run_close(&run);
+}
+
 int main(int argc, char **argv) {
   int warmup = 2, iters = 5, n_sets = 0;
   const char *init = NULL, *sets[32];
@@ -81,86 +159,35 @@ int main(int argc, char **argv) {
 
   const drl_config_grpo *g = &cfg.grpo;
   int n = g->prompts_per_step, G = g->group_size, rows = n * G;
-  int B_max = rows < 64 ? rows : 64; /* as the trainer sizes the policy's activations */
-  drl_run run;
-  memset(&run, 0, sizeof run);
-  CHECK(drl_run_open(&run, &cfg, NULL, B_max), "run open");
-  if (init) CHECK(drl_run_load_weights(&run, init), "load weights");
-  int64_t longest = run.max_prompt;
-  int T = (int)longest + g->max_new_tokens;
-  drl_rollout ro;
-  drl_grpo_update_state rs;
-  memset(&ro, 0, sizeof ro);
-  CHECK(drl_rollout_create(&ro, &run.model, rows, g->group_size, (int)longest, g->max_new_tokens), "rollout create");
-  CHECK(drl_grpo_update_state_create(&rs, &cfg, &run.model, 1, rows, T), "rl state");
-  int32_t *prompts = malloc((size_t)n * (size_t)longest * sizeof(int32_t));
-  int64_t *offsets = malloc((size_t)(n + 1) * sizeof(int64_t)), *examples = malloc((size_t)n * sizeof(int64_t));
-  float *rewards = malloc((size_t)rows * sizeof(float));
-  if (!prompts || !offsets || !examples || !rewards) die("host memory");
-  drl_rollout_batch batch;
-  memset(&batch, 0, sizeof batch);
+  /* Each path from the same initial policy, one after the other: the rollout's entropies handed to the update (it
+   * chooses the tokens first and forwards only rows with a loss token, cut after their last), or not (every kept
+   * row at full width, the entropies from the old-policy pass). */
+  path_result res[2];
+  for (int pruned = 0; pruned < 2; ++pruned) run_path(&cfg, init, pruned, warmup, iters, &res[pruned]);
 
-  double sum[PH_COUNT] = {0}, kept_rows = 0, kept_tokens = 0, resp_len = 0, reward = 0, gen_tokens = 0;
-  int total = warmup + iters;
-  for (int it = 1; it <= total; ++it) {
-    double t[PH_COUNT];
-    drl_run_draw_prompts(&run, (uint32_t)it, 0, n, prompts, offsets, examples);
-    drl_rollout_params p = {G, g->max_new_tokens, (float)g->temperature, g->top_k, (float)g->top_p,
-                            run.eos, cfg.run.seed, (uint32_t)it, 0, 0, run.stop_ids, run.n_stop, NULL, NULL};
-    double t0 = bench_now();
-    CHECK(drl_rollout_generate(&ro, &run.model, prompts, offsets, n, &p, &batch), "rollout");
-    double t1 = bench_now();
-    CHECK(drl_run_score(&run, &batch, prompts, offsets, examples, rewards), "score");
-    double t2 = bench_now();
-    t[PH_ROLLOUT] = t1 - t0;
-    t[PH_REWARD] = t2 - t1;
-    drl_grpo_update_batch rb = {n, G, batch.T, batch.tokens, batch.row_start, batch.mask, rewards};
-    drl_grpo_update_stats st;
-    CHECK(drl_grpo_update(&rs, &run.model, &cfg, &rb, NULL, NULL, it, total, &run.optim_step, &st), "rl step");
-    t[PH_ADV] = st.seconds_select;
-    t[PH_OLD] = st.seconds_old_policy;
-    t[PH_UPDATE] = st.seconds_update;
-    if (it > warmup) {
-      for (int i = 0; i < PH_COUNT; ++i) sum[i] += t[i];
-      kept_rows += (double)st.kept_samples;
-      kept_tokens += (double)st.kept_tokens;
-      resp_len += st.response_len;
-      reward += st.reward_mean;
-      gen_tokens += (double)batch.generated_tokens;
-    }
-  }
-  double iter_ms = 0;
-  for (int i = 0; i < PH_COUNT; ++i) iter_ms += 1e3 * sum[i] / iters;
-
-  char body[4096];
-  int len =
-      snprintf(body, sizeof body,
-               "One GRPO iteration through the engine's functions (drl_rollout_generate, drl_run_score, "
-               "drl_grpo_update), default configuration: %s task, %.2fM-parameter policy (%s), %d prompts x G = %d, "
-               "max_new_tokens %d, d3s.sampling %s, ppo_epochs %d, minibatches %d; %d CPU threads. Mean of %d "
-               "iterations after %d warm-up; the last three phases as drl_grpo_update reports them. Per timed "
-               "iteration: %.1f kept rows of %d, %.0f loss tokens, "
-               "%.0f generated tokens (mean response %.1f tokens), batch reward %.3f.\n\n"
-               "| phase | ms / iteration | share |\n|---|---|---|\n",
-               run.data.task, (double)run.model.ps.layout.total / 1e6, init ? init : "seeded initialisation", n, G,
-               g->max_new_tokens, drl_cfg_sampling_name(cfg.d3s.sampling), g->ppo_epochs, g->minibatches,
-               drl_cpu_threads(), iters, warmup, kept_rows / iters, rows, kept_tokens / iters, gen_tokens / iters,
-               resp_len / iters, reward / iters);
-  for (int i = 0; i < PH_COUNT; ++i) {
-    double ms = 1e3 * sum[i] / iters;
-    len += snprintf(body + len, sizeof body - (size_t)len, "| %s | %.2f | %.1f%% |\n", phase_names[i], ms,
-                    100.0 * ms / iter_ms);
-  }
-  snprintf(body + len, sizeof body - (size_t)len, "| **iteration** | **%.2f** | 100%% |\n", iter_ms);
-  int rc = bench_emit(&args, "GRPO iteration time split", &run.dev, body);
-
-  drl_rollout_batch_free(&batch);
-  free(prompts);
-  free(offsets);
-  free(examples);
-  free(rewards);
-  drl_grpo_update_state_free(&rs, &run.model);
-  drl_rollout_free(&ro);
-  drl_run_close(&run);
+  char body[6144];
+  const path_result *r = &res[1];
+  int len = snprintf(
+      body, sizeof body,
+      "One GRPO iteration through the engine's functions (drl_rollout_generate, drl_run_score, drl_grpo_update), "
+      "default configuration: %s task, %.2fM-parameter policy (%s), %d prompts x G = %d, max_new_tokens %d, "
+      "d3s.sampling %s, ppo_epochs %d, minibatches %d; %d CPU threads. Mean of %d iterations after %d warm-up, each "
+      "path from the same initial policy in this run; the last three phases as drl_grpo_update reports them. Per "
+      "timed iteration (pruned path): %.1f kept rows of %d, %.0f loss tokens, %.0f generated tokens (mean response "
+      "%.1f tokens), batch reward %.3f. Trunk positions per forward: %.0f pruned, %.0f padded. Padded: the update "
+      "without the rollout's entropies (every kept row at full width); pruned: with them.\n\n"
+      "| phase | padded ms | pruned ms | pruned share |\n|---|---|---|---|\n",
+      r->task, r->params / 1e6, init ? init : "seeded initialisation", n, G, g->max_new_tokens,
+      drl_cfg_sampling_name(cfg.d3s.sampling), g->ppo_epochs, g->minibatches, drl_cpu_threads(), iters, warmup,
+      r->kept_rows, rows, r->kept_tokens, r->gen_tokens, r->resp_len, r->reward, r->positions, res[0].positions);
+  for (int i = 0; i < PH_COUNT; ++i)
+    len += snprintf(body + len, sizeof body - (size_t)len, "| %s | %.2f | %.2f | %.1f%% |\n", phase_names[i],
+                    res[0].ms[i], r->ms[i], 100.0 * r->ms[i] / r->iter_ms);
+  snprintf(body + len, sizeof body - (size_t)len, "| **iteration** | **%.2f** | **%.2f** | 100%% |\n",
+           res[0].iter_ms, r->iter_ms);
+  drl_device cpu;
+  drl_device_open(&cpu, args.backend, 0);
+  int rc = bench_emit(&args, "GRPO iteration time split", &cpu, body);
+  drl_device_close(&cpu);
   return rc;
 }

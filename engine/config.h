@@ -160,7 +160,7 @@ extern "C" {
   X(sft, batch_size, INT(1, 1048576), "32", "sequences per step")
 
 #define DRL_CONFIG_KEYS_grpo(X)                                                                                  \
-  X(grpo, steps, INT(0, 1000000000), "300", "iterations of the grpo phase")                                     \
+  X(grpo, steps, INT(0, 1000000000), "500", "iterations of the grpo phase")                                     \
   X(grpo, prompts_per_step, INT(1, 1048576), "8", "prompts sampled per iteration")                              \
   X(grpo, group_size, INT(1, 65536), "16", "rollouts per prompt (G); advantages are normalised in the group")    \
   X(grpo, temperature, REAL_GT(0, 100), "1.0", "sampling temperature")                                          \

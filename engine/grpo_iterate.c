@@ -76,7 +76,7 @@ drl_status drl_grpo_iterate_roll_out(drl_grpo_iteration *g, drl_run *r, int64_t 
                            NULL,         NULL};
   drl_rollout_batch *b = &g->rollouts[j];
   DRL_TRY(drl_rollout_generate(&g->sampler, &r->model, shard_prompts(g, j), shard_offsets(g, j), n, &rp, b));
-  drl_grpo_update_batch v = {n, g->G, b->T, b->tokens, b->row_start, b->mask, shard_rewards(g, j)};
+  drl_grpo_update_batch v = {n, g->G, b->T, b->tokens, b->row_start, b->mask, shard_rewards(g, j), b->entropy};
   g->batch[j] = v;
   return DRL_OK;
 }

@@ -169,6 +169,7 @@ static int64_t compact_rows(drl_grpo_update_shard *h, const drl_grpo_update_batc
                             int64_t first) {
   int rows = b->n_groups * b->G, T = b->T, k = 0;
   int64_t resp = 0;
+  h->T = T;
   for (int i = 0; i < rows; ++i) {
     for (int t = 0; t < T; ++t) resp += b->mask[(size_t)i * T + t] != 0;
     if (!gl->keep[first + i]) continue;
@@ -183,6 +184,7 @@ static int64_t compact_rows(drl_grpo_update_shard *h, const drl_grpo_update_batc
       if (b->mask[src]) end = t + 2;
     }
     for (int t = 0; t < T; ++t) h->real[(size_t)k * T + t] = t >= b->row_start[i] && t < end;
+    if (b->entropy) memcpy(h->entropy + (size_t)k * T, b->entropy + (size_t)i * T, (size_t)T * sizeof(float));
     ++k;
   }
   h->kept = k;
@@ -190,10 +192,10 @@ static int64_t compact_rows(drl_grpo_update_shard *h, const drl_grpo_update_batc
 }
 
 /* Token level at batch scope across shards: every shard's candidate scores gathered, one cut, applied per shard. */
-static drl_status select_tokens_batch(drl_dp *dp, drl_grpo_update_state *s, const drl_grpo_update_batch *b, double K) {
+static drl_status select_tokens_batch(drl_dp *dp, drl_grpo_update_state *s, double K) {
   int k = s->shards;
   int64_t local = 0;
-  for (int j = 0; j < k; ++j) local += (int64_t)s->shard[j].kept * b[j].T;
+  for (int j = 0; j < k; ++j) local += (int64_t)s->shard[j].kept * s->shard[j].T;
   float *scores = (float *)malloc((size_t)(local ? local : 1) * sizeof(float));
   int64_t *m = (int64_t *)malloc((size_t)k * sizeof(int64_t));
   if (!scores || !m) {
@@ -205,7 +207,7 @@ static drl_status select_tokens_batch(drl_dp *dp, drl_grpo_update_state *s, cons
   int64_t at = 0;
   for (int j = 0; st == DRL_OK && j < k; ++j) {
     drl_grpo_update_shard *h = &s->shard[j];
-    st = drl_d3s_token_scores(h->row_adv, h->entropy, h->valid, NULL, h->kept, b[j].T, scores + at, &m[j]);
+    st = drl_d3s_token_scores(h->row_adv, h->entropy, h->valid, NULL, h->kept, h->T, scores + at, &m[j]);
     at += m[j];
   }
   float *all = NULL;
@@ -221,7 +223,7 @@ static drl_status select_tokens_batch(drl_dp *dp, drl_grpo_update_state *s, cons
   for (int r = 0; st == DRL_OK && r < me; ++r) first += (int64_t)(counts[r] / sizeof(float));
   for (int j = 0; st == DRL_OK && j < k; ++j) {
     drl_grpo_update_shard *h = &s->shard[j];
-    st = drl_d3s_apply_cut(h->row_adv, h->entropy, h->valid, NULL, h->kept, b[j].T, first, &cut, h->token_mask,
+    st = drl_d3s_apply_cut(h->row_adv, h->entropy, h->valid, NULL, h->kept, h->T, first, &cut, h->token_mask,
                            NULL);
     first += m[j];
   }
@@ -251,6 +253,7 @@ typedef struct rl_iter {
   int64_t kept_all;      /* kept rows of the job */
   int rows_all;          /* rows of the job */
   double *denom;         /* [mbs]: each minibatch's loss denominator over the job (drl_grpo_loss_denom) */
+  int64_t pruned_positions; /* this rank's trunk positions per forward after stage_prune */
   double sel[SEL_N];     /* the selection's counts over the job */
   drl_grpo_loss_cfg lc;
   drl_grpo_stats *acc; /* [k] the updates' statistics per shard */
@@ -310,7 +313,7 @@ static drl_status stage_old_policy(rl_iter *it) {
   float temperature = (float)it->cfg->grpo.temperature;
   for (int j = 0; j < it->k; ++j) {
     drl_grpo_update_shard *h = &it->s->shard[j];
-    int kj = h->kept, T = it->b[j].T, mbs = it->mbs;
+    int kj = h->kept, T = h->T, mbs = it->mbs;
     for (int mb = 0; mb < mbs; ++mb)
       DRL_TRY(forward_rows(m, h, mb * kj / mbs, (mb + 1) * kj / mbs, T, temperature, h->old_lp, h->entropy));
     if (!it->s->ref_params) continue;
@@ -330,14 +333,14 @@ static drl_status stage_select_tokens(rl_iter *it) {
   DRL_RANGE("downsample");
   const drl_config_d3s *d = &it->cfg->d3s;
   int d3s = d->sampling == DRL_CFG_SAMPLING_D3S && d->token_level;
-  if (d3s && d->token_scope == DRL_CFG_TOKENS_BATCH) return select_tokens_batch(it->dp, it->s, it->b, it->K);
+  if (d3s && d->token_scope == DRL_CFG_TOKENS_BATCH) return select_tokens_batch(it->dp, it->s, it->K);
   for (int j = 0; j < it->k; ++j) {
     drl_grpo_update_shard *h = &it->s->shard[j];
     if (d3s)
-      DRL_TRY(drl_d3s_select_tokens(h->row_adv, h->entropy, h->valid, NULL, h->kept, it->b[j].T, it->K,
+      DRL_TRY(drl_d3s_select_tokens(h->row_adv, h->entropy, h->valid, NULL, h->kept, h->T, it->K,
                                     DRL_D3S_TOKENS_SEQUENCE, h->token_mask, NULL));
     else
-      memcpy(h->token_mask, h->valid, (size_t)h->kept * it->b[j].T);
+      memcpy(h->token_mask, h->valid, (size_t)h->kept * h->T);
   }
   return DRL_OK;
 }
@@ -354,7 +357,7 @@ static drl_status minibatch_denominators(rl_iter *it) {
   }
   for (int j = 0; j < it->k; ++j) {
     const drl_grpo_update_shard *h = &it->s->shard[j];
-    int T = it->b[j].T;
+    int T = h->T;
     for (int mb = 0; mb < mbs; ++mb) {
       int lo = mb * h->kept / mbs, hi = (mb + 1) * h->kept / mbs;
       local[(size_t)j * mbs + mb] = drl_grpo_loss_denom(&it->lc, hi - lo, T, h->token_mask + (size_t)lo * T);
@@ -370,7 +373,7 @@ static drl_status minibatch_denominators(rl_iter *it) {
 static drl_status stage_measure(rl_iter *it, double *local) {
   for (int j = 0; j < it->k; ++j) {
     drl_grpo_update_shard *h = &it->s->shard[j];
-    int T = it->b[j].T;
+    int T = h->T;
     double *v = local + j * SEL_N;
     drl_d3s_stats ds;
     drl_d3s_measure(h->row_adv, NULL, h->valid, h->token_mask, h->kept, T, &ds);
@@ -398,12 +401,52 @@ static drl_status stage_measure(rl_iter *it, double *local) {
   return minibatch_denominators(it);
 }
 
+/* Stage, when the tokens were chosen before any forward (the rollout's entropies) and one minibatch takes every row:
+ * drops the kept rows without a loss token and cuts every row after the last column holding one, restriding the
+ * shard's buffers to that width. The loss and its gradient are the padded rows' (a dropped row or column holds no
+ * loss token, and causal attention lets no later column reach an earlier one), and stage_measure has taken the
+ * denominators and statistics of the full rows. */
+static void stage_prune(rl_iter *it) {
+  DRL_RANGE("prune");
+  for (int j = 0; j < it->k; ++j) {
+    drl_grpo_update_shard *h = &it->s->shard[j];
+    const int T = h->T;
+    int width = 1;
+    for (int i = 0; i < h->kept; ++i)
+      for (int t = T - 1; t >= width; --t)
+        if (h->token_mask[(size_t)i * T + t]) {
+          width = t + 1;
+          break;
+        }
+    int k = 0;
+    for (int i = 0; i < h->kept; ++i) {
+      int any = 0;
+      for (int t = 0; t < width && !any; ++t) any = h->token_mask[(size_t)i * T + t];
+      if (!any) continue;
+      /* row k < i or k == i with width <= T: the destination never overlaps a row not yet moved */
+      size_t src = (size_t)i * T, dst = (size_t)k * width, w = (size_t)width;
+      h->row_adv[k] = h->row_adv[i];
+      h->row_start[k] = h->row_start[i];
+      memmove(h->tokens + dst, h->tokens + src, w * sizeof(int32_t));
+      memmove(h->targets + dst, h->targets + src, w * sizeof(int32_t));
+      memmove(h->entropy + dst, h->entropy + src, w * sizeof(float));
+      memmove(h->valid + dst, h->valid + src, w);
+      memmove(h->token_mask + dst, h->token_mask + src, w);
+      memmove(h->real + dst, h->real + src, w);
+      ++k;
+    }
+    it->pruned_positions += (int64_t)k * width;
+    h->kept = k;
+    h->T = width;
+  }
+}
+
 /* Shard j's gradient over its kept rows [lo, hi) of a minibatch, from zero, in chunks of the model's batch; its
  * summed loss into *loss. */
 static drl_status shard_gradient(rl_iter *it, int j, int mb, int lo, int hi, drl_fault_values f, double *loss) {
   drl_transformer *m = it->m;
   drl_grpo_update_shard *h = &it->s->shard[j];
-  int T = it->b[j].T, last_shard = j == it->k - 1;
+  int T = h->T, last_shard = j == it->k - 1;
   *loss = 0.0;
   DRL_TRY(drl_params_zero_grads(&m->ps));
   for (int c = lo; c < hi; c += m->B_max) {
@@ -511,22 +554,32 @@ drl_status drl_grpo_update(drl_grpo_update_state *s, drl_transformer *m, const d
   double *sel_local = (double *)calloc((size_t)it.k * SEL_N, sizeof(double));
   it.acc = (drl_grpo_stats *)calloc((size_t)it.k, sizeof *it.acc);
   drl_status st = sel_local && it.acc ? DRL_OK : DRL_FAIL(DRL_ERR_OOM, "out of memory for shard statistics");
-  double t1 = t0, t2 = t0, t3 = t0;
   if (st == DRL_OK) st = stage_select_samples(&it, sel_local);
-  t1 = drl_log_seconds();
-  if (st == DRL_OK) st = stage_old_policy(&it);
-  t2 = drl_log_seconds();
+  /* With the rollout's entropies the tokens are chosen first, so the forwards run only where a loss token is. */
+  int prune = it.mbs == 1;
+  for (int j = 0; j < it.k; ++j) prune = prune && b[j].entropy != NULL;
+  double t_old = 0.0, t = drl_log_seconds();
+  if (st == DRL_OK && !prune) st = stage_old_policy(&it);
+  t_old += drl_log_seconds() - t;
   if (st == DRL_OK) st = stage_select_tokens(&it);
   if (st == DRL_OK) st = stage_measure(&it, sel_local);
-  t3 = drl_log_seconds();
+  if (st == DRL_OK && prune) {
+    stage_prune(&it);
+    t = drl_log_seconds();
+    st = stage_old_policy(&it);
+    t_old += drl_log_seconds() - t;
+  }
+  out->positions = prune ? it.pruned_positions : 0;
+  for (int j = 0; !prune && j < it.k; ++j) out->positions += (int64_t)s->shard[j].kept * s->shard[j].T;
+  double t3 = drl_log_seconds();
   if (st == DRL_OK) st = stage_updates(&it, optim_step);
   if (st == DRL_OK) st = stage_finish(&it);
   free(sel_local);
   free(it.acc);
   free(it.denom);
   DRL_TRY(st);
-  out->seconds_select = (t1 - t0) + (t3 - t2);
-  out->seconds_old_policy = t2 - t1;
+  out->seconds_select = t3 - t0 - t_old;
+  out->seconds_old_policy = t_old;
   out->seconds_update = drl_log_seconds() - t3;
   return DRL_OK;
 }

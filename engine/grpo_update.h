@@ -1,6 +1,7 @@
 /* One GRPO iteration on a batch of scored rollouts (DESIGN §7): advantages on the full groups, D3S / PODS sample
  * selection, the old-policy pass (log-probs and entropies under the training forward), D3S token selection, then
- * ppo_epochs x minibatches clipped-surrogate updates. Shared by the trainer and the public API.
+ * ppo_epochs x minibatches clipped-surrogate updates. Shared by the trainer and the public API. Given the rollout's
+ * entropies and one minibatch, the token selection comes first and the forwards skip what holds no loss token.
  *
  * Data parallel: the global batch is the concatenation of every shard's batch in shard order. Advantages and the
  * sample selection are computed on every rank from all the rewards (gathered), the token threshold from all the
@@ -29,6 +30,10 @@ typedef struct drl_grpo_update_batch {
   const int32_t *row_start; /* [rows] */
   const uint8_t *mask;      /* [rows, T] */
   const float *rewards;     /* [rows] */
+  /* [rows, T] or NULL: the rollout's recorded entropies (samplers/rollout.h: the training forward's within rounding).
+   * Given, D3S chooses its tokens from them before any forward, and with one minibatch the old-policy pass and the
+   * updates run only on rows with a loss token, cut after their last one; NULL: from the old-policy pass. */
+  const float *entropy;
 } drl_grpo_update_batch;
 
 typedef struct drl_grpo_update_stats {
@@ -36,6 +41,7 @@ typedef struct drl_grpo_update_stats {
   double loss, kl, clip_frac, entropy, grad_norm, lr;
   double usefulness;
   int64_t kept_samples, kept_tokens, candidate_tokens, response_tokens;
+  int64_t positions; /* trunk positions (rows x columns) each forward of the iteration runs over, on this rank */
   double response_len;
   int skipped; /* no kept token carried a non-zero advantage: no update was made */
   /* A non-finite loss or gradient stopped the iteration's updates at that one (the earlier ones stand): "loss" or

@@ -136,7 +136,7 @@ TEST(Config, DefaultValues) {
   EXPECT_FALSE(c.trainer.resume);
   EXPECT_EQ(c.sft.steps, 100);
   EXPECT_EQ(c.sft.batch_size, 32);
-  EXPECT_EQ(c.grpo.steps, 300);
+  EXPECT_EQ(c.grpo.steps, 500);
   EXPECT_EQ(c.grpo.prompts_per_step, 8);
   EXPECT_EQ(c.grpo.group_size, 16);
   EXPECT_EQ(c.grpo.temperature, 1.0);
