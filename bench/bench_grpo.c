@@ -18,7 +18,8 @@
  * and forwards only rows with a loss token, cut after their last one; drl_grpo_update_batch.entropy).
  *
  * Extra options (besides --device, --append, --quick): --warmup N (default 2), --iters N (timed, default 5),
- * --init CKPT, --set KEY=VALUE (any config override, repeatable, e.g. --set d3s.sampling=none). */
+ * --init CKPT, --set KEY=VALUE (any config override, repeatable, e.g. --set d3s.sampling=none), --csv FILE (each
+ * path's iteration and phase times, read by bench/trl_compare.sh). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,13 +46,14 @@ static const char *const phase_names[PH_COUNT] = {"rollout", "reward", "advantag
                                                   "updates"};
 
 static int take_own_args(int *argc, char **argv, int *warmup, int *iters, const char **init, const char **sets,
-                         int *n_sets) {
+                         int *n_sets, const char **csv) {
   int out = 1;
   for (int i = 1; i < *argc; ++i) {
     int has_value = i + 1 < *argc;
     if (strcmp(argv[i], "--warmup") == 0 && has_value) *warmup = atoi(argv[++i]);
     else if (strcmp(argv[i], "--iters") == 0 && has_value) *iters = atoi(argv[++i]);
     else if (strcmp(argv[i], "--init") == 0 && has_value) *init = argv[++i];
+    else if (strcmp(argv[i], "--csv") == 0 && has_value) *csv = argv[++i];
     else if (strcmp(argv[i], "--set") == 0 && has_value && *n_sets < 32) sets[(*n_sets)++] = argv[++i];
     else argv[out++] = argv[i];
   }
@@ -135,13 +137,14 @@ static void run_path(const drl_config *cfg, const char *init, int pruned, int wa
 
 int main(int argc, char **argv) {
   int warmup = 2, iters = 5, n_sets = 0;
-  const char *init = NULL, *sets[32];
-  if (take_own_args(&argc, argv, &warmup, &iters, &init, sets, &n_sets)) {
+  const char *init = NULL, *sets[32], *csv = NULL;
+  if (take_own_args(&argc, argv, &warmup, &iters, &init, sets, &n_sets, &csv)) {
     fprintf(stderr, "bench_grpo: --warmup N (>= 0), --iters N (>= 1)\n");
     return 2;
   }
   bench_args args;
-  if (bench_parse_args(argc, argv, "bench_grpo [--warmup N] [--iters N] [--init CKPT] [--set KEY=VALUE]...", &args))
+  if (bench_parse_args(argc, argv, "bench_grpo [--warmup N] [--iters N] [--init CKPT] [--set KEY=VALUE]... [--csv FILE]",
+                       &args))
     return 2;
   if (args.quick) {
     warmup = 1;
@@ -185,6 +188,18 @@ int main(int argc, char **argv) {
                     res[0].ms[i], r->ms[i], 100.0 * r->ms[i] / r->iter_ms);
   snprintf(body + len, sizeof body - (size_t)len, "| **iteration** | **%.2f** | **%.2f** | 100%% |\n",
            res[0].iter_ms, r->iter_ms);
+  if (csv) {
+    FILE *f = fopen(csv, "w");
+    if (!f) {
+      perror(csv);
+      return 1;
+    }
+    fprintf(f, "path,iteration_ms,rollout_ms,old_policy_ms,update_ms\n");
+    for (int i = 0; i < 2; ++i)
+      fprintf(f, "%s,%.3f,%.3f,%.3f,%.3f\n", i ? "pruned" : "padded", res[i].iter_ms, res[i].ms[PH_ROLLOUT],
+              res[i].ms[PH_OLD], res[i].ms[PH_UPDATE]);
+    fclose(f);
+  }
   drl_device cpu;
   drl_device_open(&cpu, args.backend, 0);
   int rc = bench_emit(&args, "GRPO iteration time split", &cpu, body);

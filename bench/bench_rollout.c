@@ -15,12 +15,17 @@
  * generated tokens/s from it, and ms per decode step (the call's time over max_new_tokens).
  *
  * Extra options (besides --device, --append, --quick): --warmup N (untimed calls, default 1), --reps N (timed calls
- * per length, default 7 for 16 tokens and 3 for 64), --csv FILE (one line per length, read by bench/side_by_side.sh). */
+ * per length, default 7 for 16 tokens, 3 for 64, 1 longer), --csv FILE (one line per length, read by
+ * bench/side_by_side.sh and bench/hf_generate_compare.sh), --lengths A,B,... (new tokens, default 16,64),
+ * --prompt-len N (default 8; prompts of random digits), --large (a 27M-parameter policy: d_model 512, 8 layers, 8
+ * heads, d_ff 1536), --export DIR (writes the policy, EOS edit included, as a Hugging Face directory, so that
+ * bench/reference/hf_generate_ref.py runs transformers' generate() on the same weights). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench_common.h"
+#include "engine/hf_model.h"
 #include "kernels/philox.h"
 #include "models/transformer.h"
 #include "samplers/rollout.h"
@@ -35,7 +40,7 @@ static void die(const char *what) {
     if ((call) != DRL_OK) die(what); \
   } while (0)
 
-enum { N_PROMPTS = 8, GROUP = 16, PROMPT_LEN = 8, EOS = 12 };
+enum { N_PROMPTS = 8, GROUP = 16, EOS = 12, MAX_LENGTHS = 8 };
 
 /* EOS never sampled: see the header comment. tok_emb is the layout's first tensor ([V, C] at offset 0). */
 static void forbid_eos(drl_transformer *m) {
@@ -62,6 +67,7 @@ typedef struct result {
 
 static result run_length(drl_transformer *m, drl_rollout *ro, const int32_t *prompts, const int64_t *offsets,
                          int new_tokens, int warmup, int reps) {
+  if (reps < 1) reps = new_tokens <= 16 ? 7 : new_tokens <= 64 ? 3 : 1;
   result res;
   memset(&res, 0, sizeof res);
   drl_rollout_batch b;
@@ -104,89 +110,126 @@ static result run_length(drl_transformer *m, drl_rollout *ro, const int32_t *pro
   return res;
 }
 
-static int take_own_args(int *argc, char **argv, int *warmup, int *reps, const char **csv) {
-  int out = 1;
+typedef struct options {
+  int warmup, reps, prompt_len, large, n_lengths, lengths[MAX_LENGTHS];
+  const char *csv, *export_dir;
+} options;
+
+static int take_own_args(int *argc, char **argv, options *o) {
+  int out = 1, bad = 0;
   for (int i = 1; i < *argc; ++i) {
     int has_value = i + 1 < *argc;
-    if (strcmp(argv[i], "--warmup") == 0 && has_value) *warmup = atoi(argv[++i]);
-    else if (strcmp(argv[i], "--reps") == 0 && has_value) *reps = atoi(argv[++i]);
-    else if (strcmp(argv[i], "--csv") == 0 && has_value) *csv = argv[++i];
-    else argv[out++] = argv[i];
+    if (strcmp(argv[i], "--warmup") == 0 && has_value) o->warmup = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--reps") == 0 && has_value) o->reps = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--csv") == 0 && has_value) o->csv = argv[++i];
+    else if (strcmp(argv[i], "--prompt-len") == 0 && has_value) o->prompt_len = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--export") == 0 && has_value) o->export_dir = argv[++i];
+    else if (strcmp(argv[i], "--large") == 0) o->large = 1;
+    else if (strcmp(argv[i], "--lengths") == 0 && has_value) {
+      o->n_lengths = 0;
+      for (char *p = argv[++i]; *p && o->n_lengths < MAX_LENGTHS;) {
+        o->lengths[o->n_lengths++] = (int)strtol(p, &p, 10);
+        bad |= o->lengths[o->n_lengths - 1] < 1;
+        if (*p == ',') ++p;
+        else if (*p) bad = 1, p += strlen(p);
+      }
+    } else argv[out++] = argv[i];
   }
   *argc = out;
-  return (*warmup < 0 || (*reps != -1 && *reps < 1)) ? 2 : 0;
+  return (bad || o->n_lengths < 1 || o->prompt_len < 1 || o->warmup < 0 || (o->reps != -1 && o->reps < 1)) ? 2 : 0;
 }
 
 int main(int argc, char **argv) {
-  int warmup = 1, reps = -1;
-  const char *csv = NULL;
-  if (take_own_args(&argc, argv, &warmup, &reps, &csv)) {
-    fprintf(stderr, "bench_rollout: --warmup N (>= 0), --reps N (>= 1)\n");
+  options o = {1, -1, 8, 0, 2, {16, 64}, NULL, NULL};
+  if (take_own_args(&argc, argv, &o)) {
+    fprintf(stderr, "bench_rollout: --warmup N (>= 0), --reps N (>= 1), --lengths A,B,... (>= 1), --prompt-len N\n");
     return 2;
   }
   bench_args args;
-  if (bench_parse_args(argc, argv, "bench_rollout [--warmup N] [--reps N] [--csv FILE]", &args)) return 2;
+  if (bench_parse_args(argc, argv,
+                       "bench_rollout [--warmup N] [--reps N] [--csv FILE] [--lengths A,B] [--prompt-len N] [--large] "
+                       "[--export DIR]",
+                       &args))
+    return 2;
   drl_device dev;
   CHECK(drl_device_open(&dev, args.backend, 0), "device");
 
-  const int lengths[2] = {16, 64}, default_reps[2] = {7, 3};
-  const int T_max = PROMPT_LEN + lengths[1];
+  const int PL = o.prompt_len;
+  int longest = 0;
+  for (int i = 0; i < o.n_lengths; ++i) longest = o.lengths[i] > longest ? o.lengths[i] : longest;
+  const int T_max = PL + longest;
   drl_transformer_config cfg = {.vocab = 13, .d_model = 128, .n_layers = 4, .n_heads = 4, .n_kv_heads = 4, .d_ff = 512,
-                                .max_seq = 128, .tied_embeddings = 1, .rope_theta = 10000.0f, .init_std = 0.02f,
-                                .norm_eps = 1e-5f};
+                                .max_seq = T_max > 128 ? T_max : 128, .tied_embeddings = 1, .rope_theta = 10000.0f,
+                                .init_std = 0.02f, .norm_eps = 1e-5f};
+  if (o.large) cfg.d_model = 512, cfg.n_layers = 8, cfg.n_heads = cfg.n_kv_heads = 8, cfg.d_ff = 1536;
   drl_transformer m;
   /* Activations for the prefill of the N_PROMPTS prompts (the sampler's only training-style forward). */
   CHECK(drl_transformer_create(&m, &cfg, &dev, N_PROMPTS, T_max, 1234), "create");
   forbid_eos(&m);
+  if (o.export_dir) {
+    drl_hf_config hc;
+    drl_hf_config_from_model(&cfg, &hc);
+    hc.n_eos = 1;
+    hc.eos_token_ids[0] = EOS;
+    size_t bytes = (size_t)m.ps.layout.total * sizeof(float);
+    float *host = malloc(bytes);
+    if (!host) die("host memory");
+    CHECK(drl_copy_to_host(&dev, host, m.ps.params, bytes), "copy parameters");
+    CHECK(drl_hf_write(o.export_dir, &hc, &m.ps.layout, host, "F32", UINT64_C(1) << 40, NULL), "export");
+    free(host);
+  }
   drl_rollout ro;
   memset(&ro, 0, sizeof ro);
-  CHECK(drl_rollout_create(&ro, &m, N_PROMPTS * GROUP, GROUP, PROMPT_LEN, lengths[1]), "rollout create");
+  CHECK(drl_rollout_create(&ro, &m, N_PROMPTS * GROUP, GROUP, PL, longest), "rollout create");
 
-  /* Prompts shaped like the add task's "ddd+ddd=": digits (ids 0..9), '+' (10), '=' (11); all 8 tokens long. */
-  int32_t prompts[N_PROMPTS * PROMPT_LEN];
+  /* Prompts of random digits (ids 0..9), every one PL tokens; with the default 8, shaped like the add task's
+   * "ddd+ddd=" ('+' = 10, '=' = 11). */
+  int32_t *prompts = malloc((size_t)N_PROMPTS * PL * sizeof(int32_t));
   int64_t offsets[N_PROMPTS + 1];
+  if (!prompts) die("host memory");
   for (int i = 0; i < N_PROMPTS; ++i) {
-    offsets[i] = (int64_t)i * PROMPT_LEN;
-    for (int t = 0; t < PROMPT_LEN; ++t) {
-      uint32_t d = drl_rng_u32(5, 0, drl_rng_tag(DRL_RNG_TEST, 50, 0), (uint64_t)(i * PROMPT_LEN + t)) % 10u;
-      prompts[i * PROMPT_LEN + t] = t == 3 ? 10 : t == 7 ? 11 : (int32_t)d;
+    offsets[i] = (int64_t)i * PL;
+    for (int t = 0; t < PL; ++t) {
+      uint32_t d = drl_rng_u32(5, 0, drl_rng_tag(DRL_RNG_TEST, 50, 0), (uint64_t)(i * PL + t)) % 10u;
+      prompts[i * PL + t] = PL == 8 && t == 3 ? 10 : PL == 8 && t == 7 ? 11 : (int32_t)d;
     }
   }
-  offsets[N_PROMPTS] = (int64_t)N_PROMPTS * PROMPT_LEN;
+  offsets[N_PROMPTS] = (int64_t)N_PROMPTS * PL;
 
+  int warmup = o.warmup;
   if (args.quick) warmup = warmup > 1 ? 1 : warmup;
-  result res[2];
-  for (int i = 0; i < 2; ++i)
-    res[i] = run_length(&m, &ro, prompts, offsets, lengths[i], warmup,
-                        reps > 0 ? reps : (args.quick ? 1 : default_reps[i]));
+  result res[MAX_LENGTHS];
+  for (int i = 0; i < o.n_lengths; ++i)
+    res[i] = run_length(&m, &ro, prompts, offsets, o.lengths[i], i == 0 ? warmup : 0, args.quick ? 1 : o.reps);
 
   char body[4096];
   int len = snprintf(body, sizeof body,
-                     "drl_rollout_generate on the default policy (%.2fM parameters: d_model 128, 4 layers, 4 heads, "
-                     "d_ff 512, vocabulary 13): %d prompts of %d tokens x %d rollouts = %d rows, prefill once per "
+                     "drl_rollout_generate on a %.2fM-parameter policy (d_model %d, %d layers, %d heads, d_ff %d, "
+                     "vocabulary 13): %d prompts of %d tokens x %d rollouts = %d rows, prefill once per "
                      "prompt, KV-cache decode, temperature 1 (full softmax, no top-k/top-p), log-prob and entropy of "
                      "every token recorded; EOS made unreachable so every row generates the full length. "
                      "%d CPU threads. Median call over the timed calls.\n\n"
                      "| new tokens | rows | calls (warm-up) | median ms/call | ms per decode step | generated "
                      "tokens/s | mean entropy (nats) |\n|---|---|---|---|---|---|---|\n",
-                     (double)m.ps.layout.total / 1e6, N_PROMPTS, PROMPT_LEN, GROUP, N_PROMPTS * GROUP,
-                     drl_cpu_threads());
+                     (double)m.ps.layout.total / 1e6, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_ff, N_PROMPTS, PL,
+                     GROUP, N_PROMPTS * GROUP, drl_cpu_threads());
   FILE *csvf = NULL;
-  if (csv && !(csvf = fopen(csv, "w"))) {
-    perror(csv);
+  if (o.csv && !(csvf = fopen(o.csv, "w"))) {
+    perror(o.csv);
     return 1;
   }
   if (csvf) fprintf(csvf, "new_tokens,rows,prompt_len,warmup,reps,ms_per_call,tokens_per_s\n");
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < o.n_lengths; ++i) {
     len += snprintf(body + len, sizeof body - (size_t)len, "| %d | %d | %d (%d) | %.2f | %.3f | %.0f | %.3f |\n",
                     res[i].new_tokens, N_PROMPTS * GROUP, res[i].reps, res[i].warmup, res[i].ms,
                     res[i].ms_per_token_step, res[i].tokens_per_s, res[i].mean_entropy);
     if (csvf)
-      fprintf(csvf, "%d,%d,%d,%d,%d,%.4f,%.1f\n", res[i].new_tokens, N_PROMPTS * GROUP, PROMPT_LEN, res[i].warmup,
+      fprintf(csvf, "%d,%d,%d,%d,%d,%.4f,%.1f\n", res[i].new_tokens, N_PROMPTS * GROUP, PL, res[i].warmup,
               res[i].reps, res[i].ms, res[i].tokens_per_s);
   }
   if (csvf) fclose(csvf);
   int rc = bench_emit(&args, "Rollout throughput (drl_rollout_generate)", &dev, body);
+  free(prompts);
   drl_rollout_free(&ro);
   drl_transformer_free(&m);
   drl_device_close(&dev);

@@ -2,7 +2,8 @@
 # Installs what dynrl needs to build and test. Idempotent: quiet when everything is already present.
 # Usage: scripts/install-deps.sh [--python] [--torch]
 #   --python  also makes .venv with numpy, h5py, matplotlib (plots, fixture and benchmark scripts)
-#   --torch   also installs PyTorch into .venv (only the side-by-side reference scripts in bench/reference need it)
+#   --torch   also installs PyTorch, transformers, tokenizers, TRL and datasets into .venv (only the side-by-side
+#             and parity reference scripts in bench/reference need them)
 set -euo pipefail
 
 pkgs=(cmake make gcc g++ pkg-config libopenblas-dev libopenblas-openmp-dev libhdf5-dev hdf5-tools libopenmpi-dev openmpi-bin
@@ -38,6 +39,7 @@ if [ "$want_python" = 1 ]; then
   pip=("$root/.venv/bin/python" -m pip install -q --disable-pip-version-check)
   "$root/.venv/bin/python" -c "import numpy, h5py, matplotlib" 2>/dev/null || "${pip[@]}" numpy h5py matplotlib
   if [ "$want_torch" = 1 ]; then
-    "$root/.venv/bin/python" -c "import torch" 2>/dev/null || "${pip[@]}" torch
+    "$root/.venv/bin/python" -c "import torch, transformers, tokenizers, trl, datasets" 2>/dev/null ||
+      "${pip[@]}" torch transformers tokenizers trl datasets safetensors
   fi
 fi
