@@ -30,8 +30,9 @@ drl_status drl_rollout_create(drl_rollout *r, const drl_transformer *m, int rows
                               int new_max) {
   memset(r, 0, sizeof *r);
   if (rows_max < 1 || group_size < 1 || new_max > (1 << RESPONSE_BITS))
-    return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: %d rows in groups of %d (each at least 1), responses of up to %d (at most %d)",
-                    rows_max, group_size, new_max, 1 << RESPONSE_BITS);
+    return DRL_FAIL(DRL_ERR_INVALID_ARG,
+                    "rollout: %d rows in groups of %d (each at least 1), responses of up to %d (at most %d)", rows_max,
+                    group_size, new_max, 1 << RESPONSE_BITS);
   DRL_TRY(drl_kv_cache_create(&r->cache, m, rows_max, (rows_max + group_size - 1) / group_size, P_max, new_max));
   r->rows_max = rows_max;
   r->P_max = P_max;
@@ -198,9 +199,9 @@ drl_status drl_rollout_generate(drl_rollout *r, drl_transformer *m, const int32_
   DRL_TRY(check_prompts(r, prompt_tokens, prompt_offsets, n_prompts, &P));
   const int G = p->group_size, rows = n_prompts * G, T = P + p->max_new_tokens, V = r->V;
   if ((r->share_prefix ? n_prompts : rows) > r->cache.n_groups)
-    return DRL_FAIL(DRL_ERR_INVALID_ARG, "rollout: %d prompts x %d rollouts need %d cached prompts (%s); the sampler holds %d",
-                    n_prompts, G, r->share_prefix ? n_prompts : rows, r->share_prefix ? "shared" : "one per row",
-                    r->cache.n_groups);
+    return DRL_FAIL(DRL_ERR_INVALID_ARG,
+                    "rollout: %d prompts x %d rollouts need %d cached prompts (%s); the sampler holds %d", n_prompts, G,
+                    r->share_prefix ? n_prompts : rows, r->share_prefix ? "shared" : "one per row", r->cache.n_groups);
   DRL_TRY(batch_reserve(out, rows, T));
   out->n_prompts = n_prompts;
   out->G = G;
