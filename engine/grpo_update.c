@@ -254,6 +254,7 @@ typedef struct rl_iter {
   int rows_all;          /* rows of the job */
   double *denom;         /* [mbs]: each minibatch's loss denominator over the job (drl_grpo_loss_denom) */
   int64_t pruned_positions; /* this rank's trunk positions per forward after stage_prune */
+  int old_from_update;      /* one update of the pruned rows: its own forward's log-probs are the old ones */
   double sel[SEL_N];     /* the selection's counts over the job */
   drl_grpo_loss_cfg lc;
   drl_grpo_stats *acc; /* [k] the updates' statistics per shard */
@@ -306,7 +307,8 @@ static drl_status stage_select_samples(rl_iter *it, double *resp) {
 }
 
 /* Stage: the old-policy pass (and the frozen reference), chunked exactly as the updates will be, so the first
- * epoch's ratio is exactly 1. */
+ * epoch's ratio is exactly 1. With old_from_update the policy's pass is left out: the single update's forward runs
+ * the same rows in the same chunks with the same parameters, so it gives these log-probs bit for bit. */
 static drl_status stage_old_policy(rl_iter *it) {
   DRL_RANGE("old_policy");
   drl_transformer *m = it->m;
@@ -314,7 +316,7 @@ static drl_status stage_old_policy(rl_iter *it) {
   for (int j = 0; j < it->k; ++j) {
     drl_grpo_update_shard *h = &it->s->shard[j];
     int kj = h->kept, T = h->T, mbs = it->mbs;
-    for (int mb = 0; mb < mbs; ++mb)
+    for (int mb = 0; mb < mbs && !it->old_from_update; ++mb)
       DRL_TRY(forward_rows(m, h, mb * kj / mbs, (mb + 1) * kj / mbs, T, temperature, h->old_lp, h->entropy));
     if (!it->s->ref_params) continue;
     float *own = m->ps.params;
@@ -453,6 +455,7 @@ static drl_status shard_gradient(rl_iter *it, int j, int mb, int lo, int hi, drl
     int B = hi - c < m->B_max ? hi - c : m->B_max;
     size_t off = (size_t)c * T;
     DRL_TRY(forward_rows(m, h, c, c + B, T, (float)it->cfg->grpo.temperature, h->lp, NULL));
+    if (it->old_from_update) memcpy(h->old_lp + off, h->lp + off, (size_t)B * T * sizeof(float));
     drl_grpo_stats gs;
     DRL_TRY(drl_grpo_loss(&it->lc, B, T, h->lp + off, h->old_lp + off, it->s->ref_params ? h->ref_lp + off : NULL,
                           h->row_adv + c, h->token_mask + off, it->denom[mb], h->dlogprob + off, &gs));
@@ -565,6 +568,7 @@ drl_status drl_grpo_update(drl_grpo_update_state *s, drl_transformer *m, const d
   if (st == DRL_OK) st = stage_measure(&it, sel_local);
   if (st == DRL_OK && prune) {
     stage_prune(&it);
+    it.old_from_update = g->ppo_epochs == 1;
     t = drl_log_seconds();
     st = stage_old_policy(&it);
     t_old += drl_log_seconds() - t;

@@ -32,7 +32,8 @@ typedef struct drl_grpo_update_batch {
   const float *rewards;     /* [rows] */
   /* [rows, T] or NULL: the rollout's recorded entropies (samplers/rollout.h: the training forward's within rounding).
    * Given, D3S chooses its tokens from them before any forward, and with one minibatch the old-policy pass and the
-   * updates run only on rows with a loss token, cut after their last one; NULL: from the old-policy pass. */
+   * updates run only on rows with a loss token, cut after their last one (with one epoch too, the update's own
+   * forward gives the old log-probs: no separate pass); NULL: from the old-policy pass. */
   const float *entropy;
 } drl_grpo_update_batch;
 

@@ -150,7 +150,8 @@ TEST(RlStep, EachMinibatchIsNormalisedOnItsOwn) {
 // 1e-6 of the largest entry, for the GEMMs' dependence on the row count), for every token kept (K = 1, with full
 // responses, so a loss token in the last column that can hold one), a fifth of them, a single one, and the MoE
 // policy; ragged prompts (mixed left padding). The entropies handed in are the padded path's own (one forward of
-// every row), so both choose the same tokens.
+// every row), so both choose the same tokens. The pruned single update leaves out the old-policy pass and takes its
+// own forward's log-probs as the old ones: bit for bit what two epochs (the pass run, lr 0) compute.
 TEST(GrpoUpdate, PrunedUpdateEqualsThePaddedOne) {
   struct Case {
     const char *name;
@@ -172,9 +173,10 @@ TEST(GrpoUpdate, PrunedUpdateEqualsThePaddedOne) {
     drl_device cpu = cpu_device();
     drl_transformer_config tc = {9, 16, 2, 2, 1, 32, 16, 1, 10000.0f, 0.3f, 1e-5f, {}, 0, 0, 0, 0, {}};
     if (cs.moe) tc.moe = {4, 2, 12, 8, 1, 1, 1.5f};
-    drl_transformer padded, pruned;
+    drl_transformer padded, pruned, two_epochs;
     ASSERT_EQ(drl_transformer_create(&padded, &tc, &cpu, 32, 16, 3), DRL_OK) << last_error();
     ASSERT_EQ(drl_transformer_create(&pruned, &tc, &cpu, 32, 16, 3), DRL_OK);
+    ASSERT_EQ(drl_transformer_create(&two_epochs, &tc, &cpu, 32, 16, 3), DRL_OK);
     std::vector<int32_t> prompts = {1, 2, 3, 4, 5, 6, 7, 8, 1};
     std::vector<int64_t> offsets = {0, 2, 5, 6, 9};
     drl_rollout ro{};
@@ -205,7 +207,15 @@ TEST(GrpoUpdate, PrunedUpdateEqualsThePaddedOne) {
     drl_grpo_update_batch bq = bp;
     bq.entropy = ent.data();
     ASSERT_EQ(drl_grpo_update(&st, &pruned, &cfg, &bq, nullptr, nullptr, 1, 1, &step_q, &sq), DRL_OK) << last_error();
+    drl_grpo_update_stats s2;
+    int64_t step_2 = 0;
+    cfg.grpo.ppo_epochs = 2;
+    ASSERT_EQ(drl_grpo_update(&st, &two_epochs, &cfg, &bq, nullptr, nullptr, 1, 1, &step_2, &s2), DRL_OK);
     drl_grpo_update_state_free(&st, &padded);
+    EXPECT_EQ(step_2, 2);
+    EXPECT_EQ(s2.loss, sq.loss);
+    EXPECT_EQ(0, memcmp(two_epochs.ps.grads, pruned.ps.grads, (size_t)pruned.ps.layout.total * sizeof(float)))
+        << "the single update's own log-probs are the old-policy pass's, bit for bit";
     EXPECT_EQ(sp.kept_tokens, sq.kept_tokens);
     EXPECT_GT(sq.kept_tokens, 0);
     if (std::string(cs.K) == "0.000001") {
@@ -229,5 +239,6 @@ TEST(GrpoUpdate, PrunedUpdateEqualsThePaddedOne) {
     drl_rollout_free(&ro);
     drl_transformer_free(&padded);
     drl_transformer_free(&pruned);
+    drl_transformer_free(&two_epochs);
   }
 }
